@@ -1,0 +1,206 @@
+//! The command line: `bucketfs mount`, `unmount` and `check`. Flags form the top layer of
+//! the configuration (see `config`); each flag is documented where it is defined.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Layer, Mode, Size};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bucketfs",
+    version,
+    about = "Mount an S3-compatible bucket (or a prefix of it) as a local directory"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Mount SOURCE (s3://BUCKET[/PREFIX] or file:///dir) at MOUNTPOINT. SOURCE may be left out
+    /// when S3_BUCKET or the config file names the bucket.
+    Mount(MountArgs),
+    /// Unmount MOUNTPOINT and wait until every pending upload has finished.
+    Unmount {
+        /// The directory where bucketfs is mounted.
+        mountpoint: PathBuf,
+    },
+    /// Check credentials, the bucket, and list/put/get/delete under the prefix.
+    Check(CheckArgs),
+}
+
+/// Options that say where the bucket is and how to reach it.
+#[derive(Args, Debug, Default)]
+pub struct StoreArgs {
+    /// TOML configuration file (every key is described in config.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// S3 endpoint URL, e.g. http://127.0.0.1:3900 (default: AWS for the region).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Region of the bucket (default us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Address the bucket as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT (automatic for IP
+    /// addresses and localhost).
+    #[arg(long)]
+    pub force_path_style: bool,
+    /// Named profile from the AWS shared credentials file.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Attempts after the first for a request that failed transiently.
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Seconds one S3 request may take before it is retried.
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// [SOURCE] MOUNTPOINT
+    #[arg(num_args = 1..=2, value_names = ["SOURCE", "MOUNTPOINT"], required = true)]
+    pub positional: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Refuse every change (EROFS).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Owner shown for every file (default: the user who mounts).
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Group shown for every file (default: the group of the user who mounts).
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Permission bits of files, octal (default 0644).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub file_mode: Option<Mode>,
+    /// Permission bits of directories, octal (default 0755).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub dir_mode: Option<Mode>,
+    /// Directory for staged writes and logs (default ~/.cache/bucketfs).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Multipart part size, at least 5MiB (default 8MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub part_size: Option<Size>,
+    /// Parts uploaded in parallel per file (default 4).
+    #[arg(long, value_name = "N")]
+    pub upload_concurrency: Option<usize>,
+    /// Seconds metadata (attributes, names) is trusted before the bucket is asked again.
+    #[arg(long, value_name = "SECONDS")]
+    pub metadata_ttl: Option<f64>,
+    /// Stay attached and log to stderr instead of running in the background.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Log file of the background daemon (default CACHE_DIR/<mount>/bucketfs.log).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// s3://BUCKET[/PREFIX] or file:///dir (default: S3_BUCKET or the config file).
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).map_err(|e| e.0)
+}
+
+fn parse_size(s: &str) -> Result<Size, String> {
+    Size::parse(s).map_err(|e| e.0)
+}
+
+fn flag(set: bool) -> Option<bool> {
+    set.then_some(true)
+}
+
+impl StoreArgs {
+    fn layer(&self, source: Option<String>) -> Layer {
+        Layer {
+            source,
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            force_path_style: flag(self.force_path_style),
+            profile: self.profile.clone(),
+            max_retries: self.max_retries,
+            request_timeout: self.request_timeout,
+            ..Layer::default()
+        }
+    }
+
+    /// Flags over environment over config file over defaults.
+    fn resolve(&self, flags: Layer) -> Result<Config, ConfigError> {
+        let config_path = self
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("BUCKETFS_CONFIG").map(PathBuf::from));
+        let file = match config_path {
+            Some(p) => Layer::from_file(&p)?,
+            None => Layer::default(),
+        };
+        let env = Layer::from_env(|k| std::env::var(k).ok())?;
+        Config::resolve(flags.over(env.over(file)))
+    }
+}
+
+impl MountArgs {
+    /// The resolved configuration and the mountpoint.
+    pub fn resolve(&self) -> Result<(Config, PathBuf), ConfigError> {
+        let (source, mountpoint) = match self.positional.as_slice() {
+            [mp] => (None, mp.clone()),
+            [src, mp] => (Some(src.clone()), mp.clone()),
+            _ => {
+                return Err(ConfigError(
+                    "usage: bucketfs mount [SOURCE] MOUNTPOINT".into(),
+                ))
+            }
+        };
+        let flags = Layer {
+            read_only: flag(self.read_only),
+            allow_other: flag(self.allow_other),
+            uid: self.uid,
+            gid: self.gid,
+            file_mode: self.file_mode,
+            dir_mode: self.dir_mode,
+            cache_dir: self.cache_dir.clone(),
+            part_size: self.part_size,
+            upload_concurrency: self.upload_concurrency,
+            metadata_ttl: self.metadata_ttl,
+            log_file: self.log_file.clone(),
+            ..self.store.layer(source)
+        };
+        Ok((self.store.resolve(flags)?, PathBuf::from(mountpoint)))
+    }
+}
+
+/// Prints a one-line error and returns exit status 2 (bad input; nothing was changed).
+pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("bucketfs: error: {msg}");
+    ExitCode::from(2)
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Mount(args) => match args.resolve() {
+            Ok((config, mountpoint)) => crate::daemon::mount(config, mountpoint, args.foreground),
+            Err(e) => usage_error(e),
+        },
+        Command::Unmount { mountpoint } => crate::daemon::unmount(&mountpoint),
+        Command::Check(args) => match args.store.resolve(args.store.layer(args.source.clone())) {
+            Ok(config) => crate::check::run(&config),
+            Err(e) => usage_error(e),
+        },
+    }
+}

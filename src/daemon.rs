@@ -1,0 +1,427 @@
+//! The mount's life: start-up checks, going to the background, serving, and a clean exit.
+//!
+//! `bucketfs mount` re-runs itself as a detached child (`--foreground`, with a pipe on its
+//! stdout) and waits until the child reports "ready" — the mount is live — or an error, which
+//! it prints and exits 2 on. However the mount ends (`bucketfs unmount`, `umount`,
+//! `fusermount3 -u`, SIGINT, SIGTERM), the daemon first uploads every pending file and only
+//! then exits; `bucketfs unmount` waits for that exit. A pid file per mountpoint in the runtime
+//! directory links the two.
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fuser::{MountOption, Session, SessionACL};
+use tracing::{error, info, warn};
+
+use crate::check;
+use crate::cli::usage_error;
+use crate::config::Config;
+use crate::fs::Fs;
+use crate::fuse::FuseAdapter;
+
+/// Set in the environment of the background child; its stdout is then the ready pipe.
+const READY_ENV: &str = "BUCKETFS_READY_PIPE";
+
+pub fn mount(config: Config, mountpoint: PathBuf, foreground: bool) -> ExitCode {
+    let mountpoint = match check_mountpoint(&mountpoint) {
+        Ok(p) => p,
+        Err(msg) => return usage_error(msg),
+    };
+    let child = std::env::var_os(READY_ENV).is_some();
+    if !foreground && !child {
+        return spawn_background(&config);
+    }
+    init_logging();
+    let ready = Ready { pipe: child };
+    match serve(config, mountpoint, ready) {
+        Ok(code) => code,
+        Err((ready, msg)) => ready.fail(&msg),
+    }
+}
+
+fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "mountpoint {} does not exist: create it with mkdir -p {}",
+            path.display(),
+            path.display()
+        )),
+        Err(e) => Err(format!("cannot use mountpoint {}: {e}", path.display())),
+        Ok(m) if !m.is_dir() => Err(format!(
+            "mountpoint {} is not a directory: mount on an empty directory",
+            path.display()
+        )),
+        Ok(_) => path
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve mountpoint {}: {e}", path.display())),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("bucketfs=info,fuser=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn log_path(config: &Config) -> PathBuf {
+    config
+        .log_file
+        .clone()
+        .unwrap_or_else(|| config.mount_dir().join("bucketfs.log"))
+}
+
+/// Starts the daemon in the background and waits for it to report the mount live.
+fn spawn_background(config: &Config) -> ExitCode {
+    let log = log_path(config);
+    let log_file = log
+        .parent()
+        .map(std::fs::create_dir_all)
+        .transpose()
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+        });
+    let log_file = match log_file {
+        Ok(f) => f,
+        Err(e) => {
+            return usage_error(format!(
+                "cannot open the log file {}: {e} (set --log-file or --cache-dir)",
+                log.display()
+            ))
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return usage_error(format!("cannot find the bucketfs binary: {e}")),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .arg("--foreground")
+        .env(READY_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return usage_error(format!("cannot start the daemon: {e}")),
+    };
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    match line.trim_end().split_once(' ') {
+        _ if line.trim_end() == "ready" => ExitCode::SUCCESS,
+        Some(("error:", msg)) => {
+            let _ = child.wait();
+            usage_error(msg)
+        }
+        _ => {
+            let _ = child.wait();
+            usage_error(format!(
+                "the daemon stopped during start-up: see {}",
+                log.display()
+            ))
+        }
+    }
+}
+
+/// Tells whoever started us how start-up went.
+struct Ready {
+    /// True in the background child: stdout is the parent's pipe.
+    pipe: bool,
+}
+
+impl Ready {
+    fn ok(&self) {
+        if self.pipe {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(b"ready\n");
+            let _ = out.flush();
+            // Nothing else may go to the pipe: point stdout at /dev/null.
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                use std::os::fd::AsRawFd;
+                // SAFETY: dup2 onto our own stdout descriptor.
+                unsafe { libc::dup2(null.as_raw_fd(), 1) };
+            }
+        }
+    }
+
+    fn fail(&self, msg: &str) -> ExitCode {
+        error!("{msg}");
+        if self.pipe {
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "error: {msg}");
+            let _ = out.flush();
+            ExitCode::from(2)
+        } else {
+            usage_error(msg)
+        }
+    }
+}
+
+type ServeError = (Ready, String);
+
+fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, ServeError> {
+    let store = match config.open_store() {
+        Ok(s) => s,
+        Err(e) => return Err((ready, check::hint(&config, &e))),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return Err((ready, format!("cannot start the async runtime: {e}"))),
+    };
+    if let Err(msg) = rt.block_on(check::probe(&config, &*store)) {
+        return Err((ready, msg));
+    }
+    let staging = config
+        .mount_dir()
+        .join(format!("staging-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&staging) {
+        return Err((
+            ready,
+            format!(
+                "cannot create the staging directory {}: {e} (set --cache-dir)",
+                staging.display()
+            ),
+        ));
+    }
+    let fs = Arc::new(Fs::new(
+        store,
+        config.prefix.clone(),
+        config.fs.clone(),
+        staging.clone(),
+    ));
+    let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
+
+    let mut options = vec![
+        MountOption::FSName(fs_name(&config)),
+        MountOption::Subtype("bucketfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+    ];
+    if config.fs.read_only {
+        options.push(MountOption::RO);
+    }
+    let mut fuse_config = fuser::Config::default();
+    fuse_config.mount_options = options;
+    fuse_config.acl = if config.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let mut session = match Session::new(adapter, &mountpoint, &fuse_config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&staging);
+            return Err((
+                ready,
+                format!("cannot mount at {}: {e}", mountpoint.display()),
+            ));
+        }
+    };
+    let mut unmounter = session.unmount_callable();
+    let pid_file = pid_file_for(&mountpoint);
+    if let Err(e) = write_pid_file(&pid_file, &mountpoint) {
+        warn!(path = %pid_file.display(), error = %e, "cannot write the pid file; `bucketfs unmount` will not wait for uploads");
+    }
+    info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
+    ready.ok();
+
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let loop_thread = std::thread::spawn(move || {
+        let result = session.run();
+        let _ = done_tx.send(());
+        result
+    });
+    rt.block_on(async {
+        tokio::select! {
+            signal = termination_signal() => {
+                info!(signal, "unmounting");
+                if let Err(e) = unmounter.unmount() {
+                    warn!(error = %e, "unmount failed");
+                }
+            }
+            _ = done_rx => info!("unmounted"),
+        }
+    });
+    if let Ok(Err(e)) = loop_thread.join() {
+        warn!(error = %e, "the FUSE session ended with an error");
+    }
+    let failed = rt.block_on(drain_with_progress(&fs));
+    let _ = std::fs::remove_file(&pid_file);
+    drop(fs);
+    let _ = std::fs::remove_dir(&staging);
+    if failed > 0 {
+        error!(
+            failed,
+            staging = %staging.display(),
+            "some files could not be uploaded; their data is kept in the staging directory"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    info!("all uploads finished; exiting");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drains pending uploads, logging progress every few seconds for long drains.
+async fn drain_with_progress(fs: &Fs) -> usize {
+    let started = Instant::now();
+    let drain = fs.drain();
+    tokio::pin!(drain);
+    loop {
+        tokio::select! {
+            failed = &mut drain => return failed,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                info!(seconds = started.elapsed().as_secs(), "still uploading pending files");
+            }
+        }
+    }
+}
+
+async fn termination_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+fn fs_name(config: &Config) -> String {
+    match &config.source {
+        crate::config::Source::S3 { bucket, prefix } => format!("bucketfs:s3://{bucket}/{prefix}"),
+        crate::config::Source::Local { root } => format!("bucketfs:file://{}", root.display()),
+    }
+}
+
+/// Per-user directory for pid files.
+fn runtime_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        return PathBuf::from(d).join("bucketfs");
+    }
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        PathBuf::from("/run/bucketfs")
+    } else {
+        std::env::temp_dir().join(format!("bucketfs-{uid}"))
+    }
+}
+
+fn pid_file_for(mountpoint: &Path) -> PathBuf {
+    // FNV-1a of the absolute mountpoint path: stable, short, filesystem-safe.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in mountpoint.as_os_str().as_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
+    }
+    runtime_dir().join(format!("mount-{h:016x}.pid"))
+}
+
+fn write_pid_file(path: &Path, mountpoint: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        path,
+        format!("{}\n{}\n", std::process::id(), mountpoint.display()),
+    )
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// `bucketfs unmount`: unmounts, then waits for the daemon to finish its uploads and exit.
+pub fn unmount(mountpoint: &Path) -> ExitCode {
+    let abs = match std::path::absolute(mountpoint) {
+        Ok(p) => p,
+        Err(e) => return usage_error(format!("bad mountpoint {}: {e}", mountpoint.display())),
+    };
+    let pid = read_pid(&pid_file_for(&abs)).filter(|p| process_alive(*p));
+    if let Err(msg) = unmount_path(&abs) {
+        return usage_error(msg);
+    }
+    if let Some(pid) = pid {
+        let started = Instant::now();
+        let mut told = false;
+        while process_alive(pid) {
+            if !told && started.elapsed() > Duration::from_secs(2) {
+                eprintln!("bucketfs: waiting for pending uploads to finish (pid {pid})...");
+                told = true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn unmount_path(path: &Path) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| "the mountpoint path contains a NUL byte".to_string())?;
+        // SAFETY: c is a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::EBUSY) => format!(
+                "{} is busy: close the files open in it (see `fuser -m {}`) and retry",
+                path.display(),
+                path.display()
+            ),
+            Some(libc::EINVAL) => format!("{} is not a mount point", path.display()),
+            _ => format!("cannot unmount {}: {err}", path.display()),
+        });
+    }
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run fusermount3: {e} (install the fuse3 package)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot unmount {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}

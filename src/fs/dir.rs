@@ -1,0 +1,238 @@
+//! Directories: listing (ListObjectsV2 with a `/` delimiter, every page), mkdir (a `dir/`
+//! marker object) and rmdir (only when nothing lies under the prefix).
+//!
+//! A listing is taken once per open directory handle, at the first readdir, and served by
+//! offset from then on, so a directory that changes while it is read never repeats or skips
+//! entries. Files written here but not yet uploaded are merged in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::error::{FsError, FsResult};
+use super::handle::Handle;
+use super::inode::{Ino, Kind, Stat};
+use super::names::{check_name, showable};
+use super::{Attr, Fs};
+use crate::store::PutOptions;
+
+/// One entry of a directory listing as served to readdir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub name: String,
+}
+
+pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
+
+impl Fs {
+    pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
+        let t = self.table();
+        let node = t.get(ino).ok_or(FsError::NotFound)?;
+        if node.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        Ok(self.handles.insert(Handle::Dir {
+            ino,
+            entries: std::sync::Mutex::new(None),
+        }))
+    }
+
+    pub fn releasedir(&self, fh: u64) -> FsResult<()> {
+        self.handles.remove(fh).map(|_| ())
+    }
+
+    /// The whole listing of the directory open as `fh` (`.` and `..` first); readdir serves
+    /// entries from an offset into it. Listed at offset 0, reused afterwards.
+    pub async fn readdir(&self, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
+        let handle = self.handles.get(fh)?;
+        let Handle::Dir { ino, entries } = &*handle else {
+            return Err(FsError::BadHandle);
+        };
+        if offset > 0 {
+            if let Some(e) = entries.lock().unwrap().clone() {
+                return Ok(e);
+            }
+        }
+        let listed = Arc::new(self.list_dir(*ino).await?);
+        *entries.lock().unwrap() = Some(listed.clone());
+        Ok(listed)
+    }
+
+    async fn list_dir(&self, ino: Ino) -> FsResult<Vec<DirEntry>> {
+        let dir_prefix = self.dir_prefix(ino)?;
+        let started = Instant::now();
+        let children = self.list_children(&dir_prefix).await?;
+
+        let mut t = self.table();
+        let parent = t.get(ino).ok_or(FsError::NotFound)?.parent;
+        let mut out = vec![
+            DirEntry {
+                ino,
+                kind: Kind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: parent,
+                kind: Kind::Dir,
+                name: "..".into(),
+            },
+        ];
+        for (name, stat) in &children {
+            let kind = stat.kind;
+            let child = t.upsert(ino, name, stat.clone(), started);
+            out.push(DirEntry {
+                ino: child,
+                kind,
+                name: name.clone(),
+            });
+        }
+        // Names we know that the listing lacks: keep files not uploaded yet, forget the rest
+        // (deleted by another client) unless they were confirmed after the listing began.
+        let known: Vec<(String, Ino)> = t
+            .get(ino)
+            .map(|n| n.children.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        for (name, child) in known {
+            if children.contains_key(&name) {
+                continue;
+            }
+            let Some(node) = t.get(child) else { continue };
+            if node.content.is_some() {
+                out.push(DirEntry {
+                    ino: child,
+                    kind: node.kind,
+                    name,
+                });
+            } else if node.validated.is_none_or(|v| v < started) {
+                t.unlink(ino, &name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every showable child of `dir_prefix` in the store, by name; directories shadow files.
+    async fn list_children(&self, dir_prefix: &str) -> FsResult<BTreeMap<String, Stat>> {
+        let mut files = BTreeMap::new();
+        let mut dirs = BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .list_page(dir_prefix, Some("/"), token, 1000)
+                .await?;
+            for obj in page.objects {
+                let name = &obj.key[dir_prefix.len()..];
+                if obj.key == dir_prefix {
+                    continue; // this directory's own marker
+                }
+                if !showable(name) {
+                    tracing::debug!(key = %obj.key, "skipping a key that cannot be shown as a name");
+                    continue;
+                }
+                files.insert(
+                    name.to_string(),
+                    Stat {
+                        kind: Kind::File,
+                        size: obj.size,
+                        mtime: obj.last_modified,
+                        etag: obj.etag,
+                        remote: true,
+                    },
+                );
+            }
+            for prefix in page.prefixes {
+                let name = &prefix[dir_prefix.len()..prefix.len() - 1];
+                if !showable(name) {
+                    tracing::debug!(prefix = %prefix, "skipping a prefix that cannot be shown as a name");
+                    continue;
+                }
+                dirs.insert(
+                    name.to_string(),
+                    Stat {
+                        kind: Kind::Dir,
+                        size: 0,
+                        mtime: self.started,
+                        etag: None,
+                        remote: false,
+                    },
+                );
+            }
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        for name in dirs.keys() {
+            if files.remove(name).is_some() {
+                tracing::debug!(
+                    name,
+                    "an object is shadowed by a directory of the same name"
+                );
+            }
+        }
+        files.extend(dirs);
+        Ok(files)
+    }
+
+    pub async fn mkdir(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<Attr> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        match self.resolve(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let key = format!("{}{}/", self.dir_prefix(parent)?, name);
+        let opts = PutOptions {
+            content_type: Some(DIRECTORY_CONTENT_TYPE.into()),
+            ..PutOptions::default()
+        };
+        self.store.put(&key, Bytes::new(), &opts).await?;
+        let stat = Stat {
+            kind: Kind::Dir,
+            size: 0,
+            mtime: SystemTime::now(),
+            etag: None,
+            remote: true,
+        };
+        let ino = self.table().upsert(parent, name, stat, Instant::now());
+        self.referenced(ino)
+    }
+
+    pub async fn rmdir(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        let ino = self.resolve(parent, name).await?;
+        if self.table().get(ino).map(|n| n.kind) != Some(Kind::Dir) {
+            return Err(FsError::NotDir);
+        }
+        let prefix = self.dir_prefix(ino)?;
+        self.ensure_empty(ino, &prefix).await?;
+        self.store.delete(&prefix).await?;
+        self.table().unlink(parent, name);
+        Ok(())
+    }
+
+    /// `NotEmpty` unless nothing but the marker lies under `prefix` and no file is pending here.
+    pub(super) async fn ensure_empty(&self, ino: Ino, prefix: &str) -> FsResult<()> {
+        let pending = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            node.children
+                .values()
+                .any(|c| t.get(*c).is_some_and(|n| n.content.is_some()))
+        };
+        if pending {
+            return Err(FsError::NotEmpty);
+        }
+        let page = self.store.list_page(prefix, Some("/"), None, 2).await?;
+        if page.objects.iter().any(|o| o.key != prefix) || !page.prefixes.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        Ok(())
+    }
+}

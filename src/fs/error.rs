@@ -1,0 +1,39 @@
+//! The filesystem layer's error type. Every operation returns `FsError`; the FUSE adapter turns
+//! it into an errno in exactly one place (`fuse::errno`), logging the underlying cause there.
+
+use crate::store::StoreError;
+use crate::upload::UploadError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("name longer than 255 bytes")]
+    NameTooLong,
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    #[error("read-only mount")]
+    ReadOnly,
+    #[error("operation not permitted: {0}")]
+    NotPermitted(&'static str),
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    #[error("unknown file handle")]
+    BadHandle,
+    #[error("object store: {0}")]
+    Store(#[from] StoreError),
+    #[error("upload failed: {0}")]
+    Upload(#[from] UploadError),
+    #[error("local staging I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type FsResult<T> = Result<T, FsError>;

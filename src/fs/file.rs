@@ -1,0 +1,354 @@
+//! Files: create, open, read, write, flush/fsync/release, truncate and unlink.
+//!
+//! Reads of a file with no local content are ranged GETs through the handle's read-ahead
+//! window. The first write (or truncate) to an existing object copies it into a staging file;
+//! from then on the staging file is the file's content until it is uploaded. Uploads happen at
+//! flush (close) and fsync, and their errors are returned there. A file whose upload failed
+//! keeps its staged content and is retried at the next flush and at unmount.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::content::Content;
+use super::error::{FsError, FsResult};
+use super::handle::Handle;
+use super::inode::{Ino, Kind, Stat};
+use super::names::check_name;
+use super::{Attr, Fs};
+use crate::cache::readahead::ReadAhead;
+use crate::store::PutOptions;
+use crate::upload::staging::StagingFile;
+
+/// Smallest read-ahead window: the first read of a file fetches this much.
+const MIN_READ_AHEAD: u64 = 1 << 20;
+
+impl Fs {
+    fn new_file_handle(&self, ino: Ino, writable: bool) -> u64 {
+        self.handles.insert(Handle::File {
+            ino,
+            writable,
+            readahead: tokio::sync::Mutex::new(ReadAhead::new(
+                MIN_READ_AHEAD,
+                self.opts.read_ahead,
+            )),
+        })
+    }
+
+    fn empty_content(&self) -> FsResult<Arc<Content>> {
+        let staging = StagingFile::create(&self.staging_dir)?;
+        Ok(Arc::new(Content::new(staging, 0, true)))
+    }
+
+    /// Creates an empty file (uploaded at the first flush) and opens it.
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &std::ffi::OsStr,
+        flags: i32,
+    ) -> FsResult<(Attr, u64)> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        // The kernel sends create only after our lookup said the name is free, so the store
+        // is not asked again; a name taken meanwhile by this mount still counts for O_EXCL.
+        if flags & libc::O_EXCL != 0 && self.table().child(parent, name).is_some() {
+            return Err(FsError::Exists);
+        }
+        let content = self.empty_content()?;
+        let stat = Stat {
+            kind: Kind::File,
+            size: 0,
+            mtime: SystemTime::now(),
+            etag: None,
+            remote: false,
+        };
+        let ino = {
+            let mut t = self.table();
+            if t.get(parent).map(|p| p.kind) != Some(Kind::Dir) {
+                return Err(FsError::NotFound);
+            }
+            let ino = t.upsert(parent, name, stat, Instant::now());
+            let node = t.get_mut(ino).expect("just inserted");
+            if node.kind != Kind::File {
+                return Err(FsError::IsDir);
+            }
+            node.content = Some(content);
+            node.open += 1;
+            ino
+        };
+        let attr = self.referenced(ino)?;
+        Ok((attr, self.new_file_handle(ino, true)))
+    }
+
+    pub async fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if writable {
+            self.check_writable()?;
+        }
+        {
+            let mut t = self.table();
+            let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+            if node.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            node.open += 1;
+        }
+        if writable && flags & libc::O_TRUNC != 0 {
+            if let Err(e) = self.truncate_content(ino, 0).await {
+                if let Some(n) = self.table().get_mut(ino) {
+                    n.open -= 1;
+                }
+                return Err(e);
+            }
+        }
+        Ok(self.new_file_handle(ino, writable))
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, len: u32) -> FsResult<Bytes> {
+        let handle = self.handles.get(fh)?;
+        let Handle::File { ino, readahead, .. } = &*handle else {
+            return Err(FsError::BadHandle);
+        };
+        let (content, size) = {
+            let t = self.table();
+            let node = t.get(*ino).ok_or(FsError::NotFound)?;
+            (node.content.clone(), node.size)
+        };
+        if let Some(content) = content {
+            return Ok(content.read(offset, len as usize).await?);
+        }
+        let mut ra = readahead.lock().await;
+        if let Some(data) = ra.get(offset, len as u64, size) {
+            return Ok(data);
+        }
+        let range = ra.plan(offset, len as u64, size);
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let key = self.file_key(*ino)?;
+        let data = self.store.get_range(&key, range.clone()).await?;
+        ra.fill(range.start, data);
+        Ok(ra.get(offset, len as u64, size).unwrap_or_default())
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: Bytes) -> FsResult<u32> {
+        let handle = self.handles.get(fh)?;
+        let Handle::File { ino, writable, .. } = &*handle else {
+            return Err(FsError::BadHandle);
+        };
+        if !*writable {
+            return Err(FsError::BadHandle);
+        }
+        let len = data.len() as u32;
+        let content = self.content_for_write(*ino).await?;
+        content.write(offset, data).await?;
+        if let Some(node) = self.table().get_mut(*ino) {
+            node.mtime = SystemTime::now();
+        }
+        Ok(len)
+    }
+
+    /// The file's local content, copying the object into a staging file the first time.
+    async fn content_for_write(&self, ino: Ino) -> FsResult<Arc<Content>> {
+        if let Some(c) = self.table().get(ino).and_then(|n| n.content.clone()) {
+            return Ok(c);
+        }
+        let _one_at_a_time = self.materialize.lock().await;
+        let (size, remote) = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            if let Some(c) = &node.content {
+                return Ok(c.clone());
+            }
+            (node.size, node.remote)
+        };
+        let staging = StagingFile::create(&self.staging_dir)?;
+        if remote && size > 0 {
+            let key = self.file_key(ino)?;
+            let chunk = self.opts.read_ahead.max(MIN_READ_AHEAD);
+            let mut offset = 0;
+            while offset < size {
+                let end = (offset + chunk).min(size);
+                let data = self.store.get_range(&key, offset..end).await?;
+                if data.is_empty() {
+                    break;
+                }
+                offset += data.len() as u64;
+                staging.write_at(offset - data.len() as u64, data).await?;
+            }
+        }
+        let content = Arc::new(Content::new(staging, size, false));
+        let mut t = self.table();
+        let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+        Ok(node.content.get_or_insert(content).clone())
+    }
+
+    async fn truncate_content(&self, ino: Ino, size: u64) -> FsResult<()> {
+        let existing = self.table().get(ino).and_then(|n| n.content.clone());
+        let content = match existing {
+            Some(c) => c,
+            None if size == 0 => {
+                let c = self.empty_content()?;
+                let mut t = self.table();
+                let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+                node.content.get_or_insert(c).clone()
+            }
+            None => self.content_for_write(ino).await?,
+        };
+        content.truncate(size).await?;
+        if let Some(node) = self.table().get_mut(ino) {
+            node.mtime = SystemTime::now();
+        }
+        Ok(())
+    }
+
+    /// setattr: only the size is acted on; a truncate of a file with no open handle is
+    /// uploaded at once.
+    pub async fn setattr(&self, ino: Ino, size: Option<u64>) -> FsResult<Attr> {
+        if let Some(size) = size {
+            self.check_writable()?;
+            let (kind, open) = {
+                let t = self.table();
+                let node = t.get(ino).ok_or(FsError::NotFound)?;
+                (node.kind, node.open)
+            };
+            if kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            self.truncate_content(ino, size).await?;
+            if open == 0 {
+                self.upload_if_dirty(ino).await?;
+                self.drop_clean_content(ino);
+            }
+        }
+        self.getattr(ino).await
+    }
+
+    /// Uploads the file's content if it changed since the last upload.
+    pub(super) async fn upload_if_dirty(&self, ino: Ino) -> FsResult<()> {
+        let Some(content) = self.table().get(ino).and_then(|n| n.content.clone()) else {
+            return Ok(());
+        };
+        let _one_upload = content.upload_lock.lock().await;
+        if !content.is_dirty() {
+            return Ok(());
+        }
+        let key = match self.file_key(ino) {
+            Ok(k) => k,
+            Err(_) => {
+                content.discard(); // unlinked: nothing to store
+                return Ok(());
+            }
+        };
+        let (version, size) = content.snapshot();
+        let etag = self
+            .uploader
+            .upload(&key, content.staging(), size, &PutOptions::default())
+            .await
+            .inspect_err(|e| tracing::error!(key, error = %e, "upload failed"))?;
+        content.mark_uploaded(version);
+        if let Some(node) = self.table().get_mut(ino) {
+            node.remote = true;
+            node.etag = etag;
+            node.size = size;
+            node.validated = Some(Instant::now());
+        }
+        tracing::debug!(key, size, "uploaded");
+        Ok(())
+    }
+
+    /// Frees the staging file of a closed file once everything is in the bucket.
+    fn drop_clean_content(&self, ino: Ino) {
+        let mut t = self.table();
+        if let Some(node) = t.get_mut(ino) {
+            if node.open == 0 && node.content.as_ref().is_some_and(|c| !c.is_dirty()) {
+                node.content = None;
+            }
+        }
+        t.reclaim(ino);
+    }
+
+    pub async fn flush(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handles.get(fh)?;
+        match &*handle {
+            Handle::File {
+                ino,
+                writable: true,
+                ..
+            } => self.upload_if_dirty(*ino).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// fsync: returns once the content is in the bucket (or with the upload's error).
+    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handles.get(fh)?;
+        match &*handle {
+            Handle::File { ino, .. } => self.upload_if_dirty(*ino).await,
+            Handle::Dir { .. } => Ok(()),
+        }
+    }
+
+    pub async fn release(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handles.remove(fh)?;
+        let Handle::File { ino, writable, .. } = &*handle else {
+            return Err(FsError::BadHandle);
+        };
+        let result = if *writable {
+            self.upload_if_dirty(*ino).await
+        } else {
+            Ok(())
+        };
+        if let Some(node) = self.table().get_mut(*ino) {
+            node.open = node.open.saturating_sub(1);
+        }
+        self.drop_clean_content(*ino);
+        result
+    }
+
+    pub async fn unlink(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        let ino = self.resolve(parent, name).await?;
+        let (kind, remote, content) = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            (node.kind, node.remote, node.content.clone())
+        };
+        if kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if let Some(c) = &content {
+            c.discard();
+        }
+        if remote {
+            let key = self.file_key(ino)?;
+            self.store.delete(&key).await?;
+        }
+        self.table().unlink(parent, name);
+        Ok(())
+    }
+
+    pub fn statfs(&self) -> Statfs {
+        Statfs {
+            blocks: 1 << 40,
+            bfree: 1 << 40,
+            files: 1 << 32,
+            ffree: 1 << 32,
+            bsize: 4096,
+            namelen: super::names::NAME_MAX as u32,
+        }
+    }
+}
+
+/// What statfs reports: S3 has no capacity limit, so large constant numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct Statfs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}

@@ -1,0 +1,54 @@
+//! Open file and directory handles: what the kernel's `fh` numbers refer to.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::dir::DirEntry;
+use super::error::{FsError, FsResult};
+use super::inode::Ino;
+use crate::cache::readahead::ReadAhead;
+
+pub enum Handle {
+    File {
+        ino: Ino,
+        writable: bool,
+        readahead: tokio::sync::Mutex<ReadAhead>,
+    },
+    Dir {
+        ino: Ino,
+        /// The listing taken at the first readdir, served by offset afterwards.
+        entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
+    },
+}
+
+#[derive(Default)]
+pub struct HandleTable {
+    next: AtomicU64,
+    map: Mutex<HashMap<u64, Arc<Handle>>>,
+}
+
+impl HandleTable {
+    pub fn insert(&self, handle: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.map.lock().unwrap().insert(fh, Arc::new(handle));
+        fh
+    }
+
+    pub fn get(&self, fh: u64) -> FsResult<Arc<Handle>> {
+        self.map
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    pub fn remove(&self, fh: u64) -> FsResult<Arc<Handle>> {
+        self.map
+            .lock()
+            .unwrap()
+            .remove(&fh)
+            .ok_or(FsError::BadHandle)
+    }
+}

@@ -1,0 +1,284 @@
+//! The inode table: which inode number stands for which name, and what we last knew about it.
+//!
+//! S3 has no inodes, so they are made up here and kept stable while the kernel holds a reference
+//! (its lookup count) or a handle is open. A node stores its parent and its name, never its full
+//! key: the key is derived by walking up to the root, so renaming a directory re-homes every
+//! node below it at once, including files still being written. Nodes that were replaced or
+//! deleted are unlinked from their parent but live on until the kernel forgets them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::content::Content;
+
+pub type Ino = u64;
+pub const ROOT_INO: Ino = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub parent: Ino,
+    pub name: String,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub etag: Option<String>,
+    /// The object (file) or its `dir/` marker (directory) exists under this node's key.
+    pub remote: bool,
+    /// When the attributes were last confirmed by the store; `None` = must ask again.
+    pub validated: Option<Instant>,
+    /// References the kernel holds (lookups not yet forgotten).
+    pub lookups: u64,
+    /// Open file handles.
+    pub open: u32,
+    /// False once unlinked or replaced: the node no longer has a name.
+    pub linked: bool,
+    /// Local content of a file being written (staged, maybe not yet uploaded).
+    pub content: Option<Arc<Content>>,
+    /// Children by name (directories only).
+    pub children: BTreeMap<String, Ino>,
+}
+
+/// What the store says about one name.
+#[derive(Debug, Clone)]
+pub struct Stat {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub etag: Option<String>,
+    pub remote: bool,
+}
+
+pub struct InodeTable {
+    nodes: HashMap<Ino, Node>,
+    next: Ino,
+}
+
+impl InodeTable {
+    pub fn new(root_mtime: SystemTime) -> Self {
+        let root = Node {
+            parent: ROOT_INO,
+            name: String::new(),
+            kind: Kind::Dir,
+            size: 0,
+            mtime: root_mtime,
+            etag: None,
+            remote: true,
+            validated: None,
+            lookups: 1,
+            open: 0,
+            linked: true,
+            content: None,
+            children: BTreeMap::new(),
+        };
+        InodeTable {
+            nodes: HashMap::from([(ROOT_INO, root)]),
+            next: ROOT_INO + 1,
+        }
+    }
+
+    pub fn get(&self, ino: Ino) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
+        self.nodes.get(&parent)?.children.get(name).copied()
+    }
+
+    /// Path of `ino` relative to the mount root ("" for the root), or `None` if unlinked.
+    pub fn path(&self, ino: Ino) -> Option<String> {
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO {
+            let node = self.nodes.get(&cur)?;
+            if !node.linked {
+                return None;
+            }
+            parts.push(node.name.as_str());
+            cur = node.parent;
+        }
+        parts.reverse();
+        Some(parts.join("/"))
+    }
+
+    /// Records what the store said about `parent/name`, reusing the existing inode when the
+    /// kind matches and replacing (unlinking) it otherwise. Returns the inode.
+    pub fn upsert(&mut self, parent: Ino, name: &str, stat: Stat, now: Instant) -> Ino {
+        if let Some(ino) = self.child(parent, name) {
+            let node = self.nodes.get_mut(&ino).expect("child points at a node");
+            if node.kind == stat.kind {
+                if node.content.is_none() {
+                    node.size = stat.size;
+                    node.mtime = stat.mtime;
+                    node.etag = stat.etag;
+                }
+                node.remote = stat.remote;
+                node.validated = Some(now);
+                return ino;
+            }
+            self.unlink(parent, name);
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.nodes.insert(
+            ino,
+            Node {
+                parent,
+                name: name.to_string(),
+                kind: stat.kind,
+                size: stat.size,
+                mtime: stat.mtime,
+                etag: stat.etag,
+                remote: stat.remote,
+                validated: Some(now),
+                lookups: 0,
+                open: 0,
+                linked: true,
+                content: None,
+                children: BTreeMap::new(),
+            },
+        );
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            p.children.insert(name.to_string(), ino);
+        }
+        ino
+    }
+
+    /// Removes the name `parent/name`; the node lives on while referenced. Returns its inode.
+    pub fn unlink(&mut self, parent: Ino, name: &str) -> Option<Ino> {
+        let ino = self.nodes.get_mut(&parent)?.children.remove(name)?;
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.linked = false;
+        }
+        self.reclaim(ino);
+        Some(ino)
+    }
+
+    /// Gives `ino` a new parent and name, unlinking whatever had that name before.
+    pub fn rename(&mut self, ino: Ino, new_parent: Ino, new_name: &str) {
+        if self.child(new_parent, new_name) == Some(ino) {
+            return;
+        }
+        self.unlink(new_parent, new_name);
+        let (old_parent, old_name) = match self.nodes.get(&ino) {
+            Some(n) => (n.parent, n.name.clone()),
+            None => return,
+        };
+        if let Some(p) = self.nodes.get_mut(&old_parent) {
+            if p.children.get(&old_name) == Some(&ino) {
+                p.children.remove(&old_name);
+            }
+        }
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.parent = new_parent;
+            node.name = new_name.to_string();
+            node.linked = true;
+        }
+        if let Some(p) = self.nodes.get_mut(&new_parent) {
+            p.children.insert(new_name.to_string(), ino);
+        }
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&mut self, ino: Ino, n: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+        self.reclaim(ino);
+    }
+
+    /// Drops the node if nothing needs it any more: no kernel reference, no open handle, no
+    /// children, and no local content that is not yet in the bucket.
+    pub fn reclaim(&mut self, ino: Ino) {
+        let Some(node) = self.nodes.get(&ino) else {
+            return;
+        };
+        let pending = node.content.as_ref().is_some_and(|c| c.is_dirty());
+        if ino == ROOT_INO
+            || node.lookups > 0
+            || node.open > 0
+            || !node.children.is_empty()
+            || (pending && node.linked)
+        {
+            return;
+        }
+        let (parent, name, linked) = (node.parent, node.name.clone(), node.linked);
+        if linked && node.validated.is_some() {
+            // Still a valid cache entry for its name: keep until unlinked or relisted.
+            return;
+        }
+        self.nodes.remove(&ino);
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            if p.children.get(&name) == Some(&ino) {
+                p.children.remove(&name);
+            }
+        }
+    }
+
+    /// Every node (for draining pending uploads).
+    pub fn all(&self) -> impl Iterator<Item = (Ino, &Node)> {
+        self.nodes.iter().map(|(i, n)| (*i, n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(kind: Kind) -> Stat {
+        Stat {
+            kind,
+            size: 3,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+            remote: true,
+        }
+    }
+
+    #[test]
+    fn paths_follow_renamed_directories() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let now = Instant::now();
+        let a = t.upsert(ROOT_INO, "a", stat(Kind::Dir), now);
+        let f = t.upsert(a, "f", stat(Kind::File), now);
+        assert_eq!(t.path(f).unwrap(), "a/f");
+        let b = t.upsert(ROOT_INO, "b", stat(Kind::Dir), now);
+        t.rename(a, b, "moved");
+        assert_eq!(t.path(f).unwrap(), "b/moved/f");
+        assert_eq!(t.child(ROOT_INO, "a"), None);
+    }
+
+    #[test]
+    fn same_name_and_kind_keeps_the_inode_other_kind_replaces_it() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let now = Instant::now();
+        let f = t.upsert(ROOT_INO, "x", stat(Kind::File), now);
+        t.get_mut(f).unwrap().lookups = 1;
+        assert_eq!(t.upsert(ROOT_INO, "x", stat(Kind::File), now), f);
+        let d = t.upsert(ROOT_INO, "x", stat(Kind::Dir), now);
+        assert_ne!(d, f);
+        assert!(!t.get(f).unwrap().linked, "the old file node is unlinked");
+        assert_eq!(t.path(f), None);
+    }
+
+    #[test]
+    fn forgotten_unlinked_nodes_are_dropped() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let f = t.upsert(ROOT_INO, "f", stat(Kind::File), Instant::now());
+        t.get_mut(f).unwrap().lookups = 2;
+        t.unlink(ROOT_INO, "f");
+        assert!(t.get(f).is_some(), "kernel still holds it");
+        t.forget(f, 2);
+        assert!(t.get(f).is_none());
+    }
+}

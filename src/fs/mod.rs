@@ -1,0 +1,204 @@
+//! The filesystem core: POSIX operations over an `ObjectStore`, independent of FUSE.
+//!
+//! `Fs` owns the inode table (names ↔ inodes and their cached attributes), the open handles,
+//! and the uploader. Each operation is an `async fn` returning `FsResult`; the FUSE adapter
+//! runs them on tokio tasks, so a slow store request only delays the operation that needs it.
+//! The operations are split by concern: `lookup` (finding names in the store), `dir` (listing,
+//! mkdir, rmdir), `file` (open, read, write, flush, truncate, unlink), `rename`.
+
+pub mod content;
+mod dir;
+pub mod error;
+mod file;
+pub mod handle;
+pub mod inode;
+mod lookup;
+pub mod names;
+mod rename;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use crate::config::FsOptions;
+use crate::store::ObjectStore;
+use crate::upload::Uploader;
+pub use dir::DirEntry;
+use error::{FsError, FsResult};
+use handle::HandleTable;
+pub use inode::{Ino, ROOT_INO};
+use inode::{InodeTable, Kind, Node};
+
+/// Attributes of one inode, as the kernel will see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct Fs {
+    store: Arc<dyn ObjectStore>,
+    uploader: Uploader,
+    /// Key prefix of the mount root: "" or ending with '/'.
+    prefix: String,
+    opts: FsOptions,
+    table: Mutex<InodeTable>,
+    handles: HandleTable,
+    staging_dir: PathBuf,
+    started: SystemTime,
+    /// Serialises downloading an existing object into a staging file before its first write.
+    materialize: tokio::sync::Mutex<()>,
+}
+
+impl Fs {
+    /// A filesystem over `store`, rooted at `prefix`, staging written files in `staging_dir`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+        opts: FsOptions,
+        staging_dir: PathBuf,
+    ) -> Fs {
+        let started = SystemTime::now();
+        Fs {
+            uploader: Uploader::new(store.clone(), opts.part_size, opts.upload_concurrency),
+            store,
+            prefix,
+            opts,
+            table: Mutex::new(InodeTable::new(started)),
+            handles: HandleTable::default(),
+            staging_dir,
+            started,
+            materialize: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn options(&self) -> &FsOptions {
+        &self.opts
+    }
+
+    fn table(&self) -> MutexGuard<'_, InodeTable> {
+        self.table.lock().unwrap()
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.opts.read_only {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The object key of a file inode.
+    fn file_key(&self, ino: Ino) -> FsResult<String> {
+        let path = self.table().path(ino).ok_or(FsError::NotFound)?;
+        Ok(format!("{}{}", self.prefix, path))
+    }
+
+    /// The key prefix of a directory inode's children ("" or ending with '/').
+    fn dir_prefix(&self, ino: Ino) -> FsResult<String> {
+        let path = self.table().path(ino).ok_or(FsError::NotFound)?;
+        Ok(if path.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{}/", self.prefix, path)
+        })
+    }
+
+    fn attr_of(&self, ino: Ino, node: &Node) -> Attr {
+        let size = match (&node.content, node.kind) {
+            (Some(c), _) => c.size(),
+            (None, Kind::File) => node.size,
+            (None, Kind::Dir) => 0,
+        };
+        Attr {
+            ino,
+            kind: node.kind,
+            size,
+            mtime: node.mtime,
+            perm: match node.kind {
+                Kind::File => self.opts.file_mode,
+                Kind::Dir => self.opts.dir_mode,
+            },
+            uid: self.opts.uid,
+            gid: self.opts.gid,
+        }
+    }
+
+    fn is_fresh(&self, node: &Node, now: Instant) -> bool {
+        node.content.is_some()
+            || node
+                .validated
+                .is_some_and(|t| now.duration_since(t) < self.opts.metadata_ttl)
+    }
+
+    /// Attributes of `ino`, refreshed from the store when older than the metadata TTL.
+    pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        let (parent, name) = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            let stale = ino != ROOT_INO && node.linked && !self.is_fresh(node, Instant::now());
+            if !stale {
+                return Ok(self.attr_of(ino, node));
+            }
+            (node.parent, node.name.clone())
+        };
+        let found = self.resolve(parent, &name).await?;
+        let t = self.table();
+        let node = t.get(found).ok_or(FsError::NotFound)?;
+        if found != ino {
+            // The name now stands for something else (replaced by another client).
+            return Err(FsError::NotFound);
+        }
+        Ok(self.attr_of(ino, node))
+    }
+
+    /// Looks `name` up in `parent` and takes a kernel reference on the result.
+    pub async fn lookup(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<Attr> {
+        let name = names::check_name(name)?;
+        let ino = self.resolve(parent, name).await?;
+        self.referenced(ino)
+    }
+
+    /// Takes one kernel reference on `ino` and returns its attributes.
+    fn referenced(&self, ino: Ino) -> FsResult<Attr> {
+        let mut t = self.table();
+        let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+        node.lookups += 1;
+        let node = t.get(ino).expect("just seen");
+        Ok(self.attr_of(ino, node))
+    }
+
+    pub fn forget(&self, ino: Ino, n: u64) {
+        self.table().forget(ino, n);
+    }
+
+    /// Uploads every file whose content is not yet in the bucket (used at unmount).
+    /// Returns how many could not be uploaded.
+    pub async fn drain(&self) -> usize {
+        let pending: Vec<Ino> = self
+            .table()
+            .all()
+            .filter(|(_, n)| n.linked && n.content.as_ref().is_some_and(|c| c.is_dirty()))
+            .map(|(i, _)| i)
+            .collect();
+        if !pending.is_empty() {
+            tracing::info!(files = pending.len(), "uploading pending files before exit");
+        }
+        let mut failed = 0;
+        for ino in pending {
+            if let Err(e) = self.upload_if_dirty(ino).await {
+                failed += 1;
+                tracing::error!(ino, error = %e, "a pending file could not be uploaded");
+            }
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+//! Naming rules: which FUSE names are allowed, and how S3 keys become directory entries.
+//!
+//! S3 keys are arbitrary UTF-8; file names are not. A key segment that is empty (`a//b`), `.`,
+//! `..`, or longer than 255 bytes cannot be shown, so the entry is skipped (and logged at debug
+//! level) — it never hides its siblings. When a name is both an object (`a`) and a prefix
+//! (`a/...`), the directory wins and the object is hidden, in listings and lookups alike.
+
+use std::ffi::OsStr;
+
+use super::error::{FsError, FsResult};
+
+/// Longest name Linux accepts for one path component.
+pub const NAME_MAX: usize = 255;
+
+/// Checks a name handed to us by the kernel (create, mkdir, rename target, lookup).
+pub fn check_name(name: &OsStr) -> FsResult<&str> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    let name = name.to_str().ok_or(FsError::Invalid(
+        "names must be valid UTF-8 to become S3 keys",
+    ))?;
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(FsError::Invalid("not a valid file name"));
+    }
+    Ok(name)
+}
+
+/// True when `segment` of a key can be shown as a file name.
+pub fn showable(segment: &str) -> bool {
+    !segment.is_empty() && segment != "." && segment != ".." && segment.len() <= NAME_MAX
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_over_255_bytes_are_too_long() {
+        let long = "x".repeat(256);
+        assert!(matches!(
+            check_name(OsStr::new(&long)),
+            Err(FsError::NameTooLong)
+        ));
+        assert!(check_name(OsStr::new(&"x".repeat(255))).is_ok());
+    }
+
+    #[test]
+    fn dot_segments_and_empty_names_are_not_showable() {
+        for bad in ["", ".", ".."] {
+            assert!(!showable(bad), "{bad:?}");
+        }
+        assert!(showable("a b ü"));
+    }
+}

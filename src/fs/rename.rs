@@ -1,0 +1,195 @@
+//! rename: S3 has no rename, so a file is copied server-side and then deleted, and a directory
+//! is every key under its prefix copied and then deleted (not atomic: see SEMANTICS.md).
+//! A file not yet uploaded is only re-homed in the inode table; its upload goes to the new
+//! key.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::error::{FsError, FsResult};
+use super::inode::{Ino, Kind};
+use super::names::check_name;
+use super::Fs;
+use crate::store::{list_all, ObjectStore, StoreError};
+
+/// Copies or deletes for a directory rename in flight at once.
+const RENAME_CONCURRENCY: usize = 16;
+
+impl Fs {
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &std::ffi::OsStr,
+        new_parent: Ino,
+        new_name: &std::ffi::OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        let new_name = check_name(new_name)?;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(FsError::Unsupported("RENAME_EXCHANGE"));
+        }
+        let src = self.resolve(parent, name).await?;
+        let dst = match self.resolve(new_parent, new_name).await {
+            Ok(i) => Some(i),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if dst == Some(src) {
+            return Ok(());
+        }
+        if dst.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
+            return Err(FsError::Exists);
+        }
+        let kind_of = |ino: Ino| self.table().get(ino).map(|n| n.kind);
+        let src_kind = kind_of(src).ok_or(FsError::NotFound)?;
+        match (src_kind, dst.and_then(kind_of)) {
+            (Kind::File, Some(Kind::Dir)) => return Err(FsError::IsDir),
+            (Kind::Dir, Some(Kind::File)) => return Err(FsError::NotDir),
+            _ => {}
+        }
+        match src_kind {
+            Kind::File => {
+                let from = self.file_key(src)?;
+                let to = format!("{}{}", self.dir_prefix(new_parent)?, new_name);
+                self.rename_file(src, &from, &to, new_parent, new_name)
+                    .await
+            }
+            Kind::Dir => {
+                if self.is_within(new_parent, src) {
+                    return Err(FsError::Invalid("cannot move a directory into itself"));
+                }
+                if let Some(d) = dst {
+                    let d_prefix = self.dir_prefix(d)?;
+                    self.ensure_empty(d, &d_prefix).await?;
+                    self.store.delete(&d_prefix).await?;
+                }
+                let from = self.dir_prefix(src)?;
+                let to = format!("{}{}/", self.dir_prefix(new_parent)?, new_name);
+                move_prefix(&self.store, &from, &to).await?;
+                self.table().rename(src, new_parent, new_name);
+                Ok(())
+            }
+        }
+    }
+
+    async fn rename_file(
+        &self,
+        ino: Ino,
+        from: &str,
+        to: &str,
+        new_parent: Ino,
+        new_name: &str,
+    ) -> FsResult<()> {
+        let (content, remote) = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            (node.content.clone(), node.remote)
+        };
+        let pending_upload = match &content {
+            Some(c) => {
+                // No upload of this file may run while it changes names.
+                let _no_upload = c.upload_lock.lock().await;
+                let dirty = c.is_dirty();
+                if dirty {
+                    if remote {
+                        self.store.delete(from).await?;
+                    }
+                } else if remote {
+                    self.store.copy(from, to, None).await?;
+                    self.store.delete(from).await?;
+                }
+                self.table().rename(ino, new_parent, new_name);
+                dirty
+            }
+            None => {
+                if remote {
+                    self.store.copy(from, to, None).await?;
+                    self.store.delete(from).await?;
+                }
+                self.table().rename(ino, new_parent, new_name);
+                false
+            }
+        };
+        if let Some(node) = self.table().get_mut(ino) {
+            node.validated = None; // the copy has a new ETag and Last-Modified
+        }
+        let open = self.table().get(ino).map(|n| n.open).unwrap_or(0);
+        if pending_upload && open == 0 {
+            // Closed but not yet stored (an earlier upload failed): store it under the new name.
+            self.upload_if_dirty(ino).await?;
+        }
+        Ok(())
+    }
+
+    /// True when `ino` is `ancestor` or lies below it.
+    fn is_within(&self, ino: Ino, ancestor: Ino) -> bool {
+        let t = self.table();
+        let mut cur = ino;
+        loop {
+            if cur == ancestor {
+                return true;
+            }
+            match t.get(cur) {
+                Some(n) if n.parent != cur => cur = n.parent,
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Copies every key under `from` to the same relative key under `to`, then deletes the
+/// originals. Sources are deleted only once every copy succeeded, so a failure loses nothing.
+async fn move_prefix(store: &Arc<dyn ObjectStore>, from: &str, to: &str) -> FsResult<()> {
+    let keys: Vec<String> = list_all(&**store, from)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let (from, to) = (from.to_string(), to.to_string());
+    for_each_concurrent(&keys, |key| {
+        let store = store.clone();
+        let target = format!("{to}{}", &key[from.len()..]);
+        async move { store.copy(&key, &target, None).await }
+    })
+    .await?;
+    for_each_concurrent(&keys, |key| {
+        let store = store.clone();
+        async move { store.delete(&key).await }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Runs `f` on every key with at most `RENAME_CONCURRENCY` in flight; the first error wins.
+async fn for_each_concurrent<F, Fut>(keys: &[String], f: F) -> Result<(), StoreError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(RENAME_CONCURRENCY));
+    let mut tasks = JoinSet::new();
+    for key in keys {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        let fut = f(key.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            fut.await
+        });
+        while let Some(done) = tasks.try_join_next() {
+            done.map_err(|e| StoreError::Other(e.to_string()))??;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| StoreError::Other(e.to_string()))??;
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! Specifications of the filesystem core, run against the in-memory store.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::error::FsError;
+use super::inode::Kind;
+use super::{Fs, ROOT_INO};
+use crate::config::FsOptions;
+use crate::store::memory::MemoryStore;
+use crate::store::{ObjectStore, PutOptions};
+
+struct Setup {
+    fs: Fs,
+    mem: Arc<MemoryStore>,
+    _staging: tempfile::TempDir,
+}
+
+fn options() -> FsOptions {
+    FsOptions {
+        read_only: false,
+        uid: 1,
+        gid: 1,
+        file_mode: 0o644,
+        dir_mode: 0o755,
+        metadata_ttl: Duration::from_secs(0),
+        read_ahead: 1 << 20,
+        part_size: 5 << 20,
+        upload_concurrency: 2,
+    }
+}
+
+fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
+    let mem = Arc::new(MemoryStore::new());
+    let staging = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = mem.clone();
+    let fs = Fs::new(store, prefix.into(), opts, staging.path().to_path_buf());
+    Setup {
+        fs,
+        mem,
+        _staging: staging,
+    }
+}
+
+fn setup() -> Setup {
+    setup_with("", options())
+}
+
+async fn put(mem: &MemoryStore, key: &str, data: &[u8]) {
+    mem.put(key, Bytes::copy_from_slice(data), &PutOptions::default())
+        .await
+        .unwrap();
+}
+
+async fn names(fs: &Fs, dir: u64) -> Vec<(String, Kind)> {
+    let fh = fs.opendir(dir).await.unwrap();
+    let entries = fs.readdir(fh, 0).await.unwrap();
+    fs.releasedir(fh).unwrap();
+    entries
+        .iter()
+        .skip(2)
+        .map(|e| (e.name.clone(), e.kind))
+        .collect()
+}
+
+async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let (attr, fh) = fs
+        .create(parent, OsStr::new(name), libc::O_WRONLY)
+        .await
+        .unwrap();
+    fs.write(fh, 0, Bytes::copy_from_slice(data)).await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await.unwrap();
+    attr.ino
+}
+
+async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
+    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs.read(fh, out.len() as u64, 65536).await.unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(fh).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_closed_file_is_in_the_bucket_under_the_prefix() {
+    let s = setup_with("pre/", options());
+    write_file(&s.fs, ROOT_INO, "hello.txt", b"hello").await;
+    assert_eq!(&s.mem.bytes("pre/hello.txt").unwrap()[..], b"hello");
+}
+
+#[tokio::test]
+async fn a_large_file_is_uploaded_in_parts_and_reads_back() {
+    let s = setup();
+    let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 253) as u8).collect();
+    let ino = write_file(&s.fs, ROOT_INO, "big", &data).await;
+    assert_eq!(s.mem.bytes("big").unwrap().len(), data.len());
+    assert!(s.mem.bytes("big").unwrap() == data);
+    assert!(read_all(&s.fs, ino).await == data);
+}
+
+#[tokio::test]
+async fn listing_shows_objects_prefixes_and_hides_unshowable_keys() {
+    let s = setup();
+    for key in ["a", "d/x", "d2/", "bad//x", "./y", "e", "e/inner"] {
+        put(&s.mem, key, b"1").await;
+    }
+    let listed = names(&s.fs, ROOT_INO).await;
+    assert_eq!(
+        listed,
+        vec![
+            (".".to_string(), Kind::Dir),
+            ("a".into(), Kind::File),
+            ("bad".into(), Kind::Dir),
+            ("d".into(), Kind::Dir),
+            ("d2".into(), Kind::Dir),
+            ("e".into(), Kind::Dir),
+        ]
+        .into_iter()
+        .filter(|(n, _)| n != ".")
+        .collect::<Vec<_>>(),
+        "`e` is both an object and a prefix: the directory wins; `./y` is skipped"
+    );
+    let bad = s.fs.lookup(ROOT_INO, OsStr::new("bad")).await.unwrap();
+    assert!(
+        names(&s.fs, bad.ino).await.is_empty(),
+        "`bad//x` has an empty segment"
+    );
+}
+
+#[tokio::test]
+async fn lookup_finds_files_implicit_directories_and_reports_missing_names() {
+    let s = setup();
+    put(&s.mem, "dir/file", b"abc").await;
+    let dir = s.fs.lookup(ROOT_INO, OsStr::new("dir")).await.unwrap();
+    assert_eq!(dir.kind, Kind::Dir);
+    let file = s.fs.lookup(dir.ino, OsStr::new("file")).await.unwrap();
+    assert_eq!((file.kind, file.size), (Kind::File, 3));
+    assert!(matches!(
+        s.fs.lookup(ROOT_INO, OsStr::new("nope")).await,
+        Err(FsError::NotFound)
+    ));
+    let long = "n".repeat(256);
+    assert!(matches!(
+        s.fs.lookup(ROOT_INO, OsStr::new(&long)).await,
+        Err(FsError::NameTooLong)
+    ));
+}
+
+#[tokio::test]
+async fn mkdir_writes_a_marker_and_rmdir_refuses_a_non_empty_directory() {
+    let s = setup();
+    let d = s.fs.mkdir(ROOT_INO, OsStr::new("d")).await.unwrap();
+    assert!(s.mem.keys().contains(&"d/".to_string()));
+    assert!(matches!(
+        s.fs.mkdir(ROOT_INO, OsStr::new("d")).await,
+        Err(FsError::Exists)
+    ));
+    write_file(&s.fs, d.ino, "f", b"x").await;
+    assert!(matches!(
+        s.fs.rmdir(ROOT_INO, OsStr::new("d")).await,
+        Err(FsError::NotEmpty)
+    ));
+    s.fs.unlink(d.ino, OsStr::new("f")).await.unwrap();
+    s.fs.rmdir(ROOT_INO, OsStr::new("d")).await.unwrap();
+    assert!(s.mem.keys().is_empty());
+}
+
+#[tokio::test]
+async fn renaming_a_directory_moves_every_key_below_it() {
+    let s = setup();
+    for i in 0..5 {
+        put(&s.mem, &format!("src/f{i}"), b"data").await;
+    }
+    put(&s.mem, "src/sub/g", b"g").await;
+    s.fs.rename(ROOT_INO, OsStr::new("src"), ROOT_INO, OsStr::new("dst"), 0)
+        .await
+        .unwrap();
+    let keys = s.mem.keys();
+    assert!(keys.iter().all(|k| k.starts_with("dst/")), "{keys:?}");
+    assert_eq!(keys.len(), 6);
+    let dst = s.fs.lookup(ROOT_INO, OsStr::new("dst")).await.unwrap();
+    let sub = s.fs.lookup(dst.ino, OsStr::new("sub")).await.unwrap();
+    let g = s.fs.lookup(sub.ino, OsStr::new("g")).await.unwrap();
+    assert_eq!(read_all(&s.fs, g.ino).await, b"g");
+}
+
+#[tokio::test]
+async fn renaming_a_file_replaces_the_target() {
+    let s = setup();
+    put(&s.mem, "a", b"new").await;
+    put(&s.mem, "b", b"old").await;
+    s.fs.rename(ROOT_INO, OsStr::new("a"), ROOT_INO, OsStr::new("b"), 0)
+        .await
+        .unwrap();
+    assert_eq!(s.mem.keys(), vec!["b".to_string()]);
+    assert_eq!(&s.mem.bytes("b").unwrap()[..], b"new");
+}
+
+#[tokio::test]
+async fn a_file_renamed_before_close_is_uploaded_once_under_the_new_name() {
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("tmp"), libc::O_WRONLY)
+            .await
+            .unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(b"content"))
+        .await
+        .unwrap();
+    s.fs.rename(
+        ROOT_INO,
+        OsStr::new("tmp"),
+        ROOT_INO,
+        OsStr::new("final"),
+        0,
+    )
+    .await
+    .unwrap();
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert_eq!(s.mem.keys(), vec!["final".to_string()]);
+}
+
+#[tokio::test]
+async fn overwrite_in_the_middle_and_truncate_keep_the_rest() {
+    let s = setup();
+    put(&s.mem, "f", b"0123456789").await;
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    let fh = s.fs.open(f.ino, libc::O_RDWR).await.unwrap();
+    s.fs.write(fh, 3, Bytes::from_static(b"xyz")).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert_eq!(&s.mem.bytes("f").unwrap()[..], b"012xyz6789");
+    s.fs.setattr(f.ino, Some(4)).await.unwrap();
+    assert_eq!(&s.mem.bytes("f").unwrap()[..], b"012x");
+    s.fs.setattr(f.ino, Some(6)).await.unwrap();
+    assert_eq!(&s.mem.bytes("f").unwrap()[..], b"012x\0\0");
+}
+
+#[tokio::test]
+async fn a_read_only_mount_refuses_every_change() {
+    let mut opts = options();
+    opts.read_only = true;
+    let s = setup_with("", opts);
+    put(&s.mem, "f", b"x").await;
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    assert!(matches!(
+        s.fs.create(ROOT_INO, OsStr::new("n"), libc::O_WRONLY).await,
+        Err(FsError::ReadOnly)
+    ));
+    assert!(matches!(
+        s.fs.open(f.ino, libc::O_WRONLY).await,
+        Err(FsError::ReadOnly)
+    ));
+    assert!(matches!(
+        s.fs.unlink(ROOT_INO, OsStr::new("f")).await,
+        Err(FsError::ReadOnly)
+    ));
+    assert!(matches!(
+        s.fs.mkdir(ROOT_INO, OsStr::new("d")).await,
+        Err(FsError::ReadOnly)
+    ));
+    assert_eq!(read_all(&s.fs, f.ino).await, b"x");
+}
+
+#[tokio::test]
+async fn an_unlinked_open_file_is_not_resurrected_at_close() {
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("gone"), libc::O_WRONLY)
+            .await
+            .unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(b"data"))
+        .await
+        .unwrap();
+    s.fs.unlink(ROOT_INO, OsStr::new("gone")).await.unwrap();
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert!(s.mem.keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_file_not_yet_closed_is_listed() {
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("open"), libc::O_WRONLY)
+            .await
+            .unwrap();
+    assert_eq!(
+        names(&s.fs, ROOT_INO).await,
+        vec![("open".into(), Kind::File)]
+    );
+    s.fs.release(fh).await.unwrap();
+}

@@ -1,0 +1,102 @@
+//! A staging file: the local copy of a file's content while it is written, before (and while)
+//! it is uploaded. Reads and writes run on tokio's blocking pool so a slow disk never stalls
+//! the runtime. The file is removed when the last handle to it is dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    file: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A cheaply cloneable handle to one staging file.
+#[derive(Debug, Clone)]
+pub struct StagingFile(Arc<Inner>);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl StagingFile {
+    /// Creates a new, empty staging file in `dir`.
+    pub fn create(dir: &Path) -> io::Result<StagingFile> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("stage-{n}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        Ok(StagingFile(Arc::new(Inner { path, file })))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&File) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&inner.file))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    pub async fn write_at(&self, offset: u64, data: Bytes) -> io::Result<()> {
+        self.blocking(move |f| f.write_all_at(&data, offset)).await
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer only at the end of the file).
+    pub async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.blocking(move |f| {
+            let mut buf = vec![0u8; len];
+            let mut done = 0;
+            while done < len {
+                match f.read_at(&mut buf[done..], offset + done as u64)? {
+                    0 => break,
+                    n => done += n,
+                }
+            }
+            buf.truncate(done);
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    pub async fn set_len(&self, len: u64) -> io::Result<()> {
+        self.blocking(move |f| f.set_len(len)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_read_back_and_the_file_is_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StagingFile::create(dir.path()).unwrap();
+        s.write_at(3, Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(&s.read_at(0, 10).await.unwrap()[..], b"\0\0\0abc");
+        s.set_len(4).await.unwrap();
+        assert_eq!(&s.read_at(2, 10).await.unwrap()[..], b"\0a");
+        let path = s.path().to_path_buf();
+        drop(s);
+        assert!(!path.exists());
+    }
+}
