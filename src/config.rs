@@ -115,8 +115,11 @@ impl Layer {
         toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start].matches('\n').count() + 1)
-                .map(|l| format!("line {l}: "))
+                .map(|s| text[..s.start].matches('\n').count())
+                .map(|n| {
+                    let shown = text.lines().nth(n).unwrap_or("").trim();
+                    format!("line {} (`{shown}`): ", n + 1)
+                })
                 .unwrap_or_default();
             let msg = e.message().replace('\n', " ");
             let hint = if msg.contains("unknown field") {

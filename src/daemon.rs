@@ -8,7 +8,7 @@
 //! directory links the two.
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -65,9 +65,10 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("bucketfs=info,fuser=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("bucketfs=info,fuser=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -362,8 +363,15 @@ fn read_pid(path: &Path) -> Option<i32> {
         .ok()
 }
 
+/// True while `pid` runs (a zombie waiting to be reaped counts as gone).
 fn process_alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// `bucketfs unmount`: unmounts, then waits for the daemon to finish its uploads and exit.

@@ -123,6 +123,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    // tokio's `test-util` (paused time) is not enabled in this crate: the policies below use
+    // millisecond delays so the tests stay fast in real time.
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -352,6 +352,13 @@ pub fn map_http_error(status: u16, body: &str) -> StoreError {
         400 | 403 if BAD_CREDENTIAL_CODES.iter().any(|c| is_code(c)) => {
             StoreError::BadCredentials(detail)
         }
+        // Garage answers a wrong secret with AccessDenied "Invalid signature".
+        403 if message
+            .as_deref()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("signature")) =>
+        {
+            StoreError::BadCredentials(detail)
+        }
         403 => StoreError::AccessDenied(detail),
         412 => StoreError::PreconditionFailed,
         416 => StoreError::InvalidRange,
@@ -411,7 +418,7 @@ fn shorten(text: &str) -> String {
 
 /// The text of the first `<tag>...</tag>` in `xml`, entities decoded; `None` when absent or
 /// empty. A plain string search: S3 error bodies are small and flat.
-pub fn xml_tag(xml: &str, tag: &str) -> Option<String> {
+fn xml_tag(xml: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let start = xml.find(&open)? + open.len();
@@ -560,9 +567,11 @@ fn range_body(status: u16, body: Bytes, start: u64, end: u64) -> StoreResult<Byt
 impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
         let path = &object_path(key);
-        let (head, _status) = with_retries(&self.retry, "HeadObject", move || async move {
-            self.bucket.head_object(path).await.map_err(map_s3_error)
-        })
+        let (head, _status) = with_retries(
+            &self.retry,
+            &format!("HeadObject {key}"),
+            move || async move { self.bucket.head_object(path).await.map_err(map_s3_error) },
+        )
         .await?;
         Ok(object_info(head))
     }
@@ -573,18 +582,22 @@ impl ObjectStore for S3Store {
             return Ok(Bytes::new());
         }
         let path = &object_path(key);
-        let data = with_retries(&self.retry, "GetObject", move || async move {
-            match self
-                .bucket
-                .get_object_range(path, start, Some(end - 1))
-                .await
-            {
-                Ok(data) => Ok(Some(data)),
-                // `bytes=0-N` on an empty object: S3 answers 416; it is just empty.
-                Err(S3Error::HttpFailWithBody(416, _)) if start == 0 => Ok(None),
-                Err(e) => Err(map_s3_error(e)),
-            }
-        })
+        let data = with_retries(
+            &self.retry,
+            &format!("GetObject {key} {start}..{end}"),
+            move || async move {
+                match self
+                    .bucket
+                    .get_object_range(path, start, Some(end - 1))
+                    .await
+                {
+                    Ok(data) => Ok(Some(data)),
+                    // `bytes=0-N` on an empty object: S3 answers 416; it is just empty.
+                    Err(S3Error::HttpFailWithBody(416, _)) if start == 0 => Ok(None),
+                    Err(e) => Err(map_s3_error(e)),
+                }
+            },
+        )
         .await?;
         match data {
             None => Ok(Bytes::new()),
@@ -604,18 +617,22 @@ impl ObjectStore for S3Store {
     ) -> StoreResult<ListPage> {
         let max_keys = max_keys.max(1);
         let token = &token;
-        let (result, _status) = with_retries(&self.retry, "ListObjectsV2", move || async move {
-            self.bucket
-                .list_page(
-                    prefix.to_string(),
-                    delimiter.map(str::to_string),
-                    token.clone(),
-                    None,
-                    Some(max_keys),
-                )
-                .await
-                .map_err(map_s3_error)
-        })
+        let (result, _status) = with_retries(
+            &self.retry,
+            &format!("ListObjectsV2 {prefix}"),
+            move || async move {
+                self.bucket
+                    .list_page(
+                        prefix.to_string(),
+                        delimiter.map(str::to_string),
+                        token.clone(),
+                        None,
+                        Some(max_keys),
+                    )
+                    .await
+                    .map_err(map_s3_error)
+            },
+        )
         .await?;
         let next_token = if result.is_truncated {
             match result.next_continuation_token {
@@ -655,7 +672,7 @@ impl ObjectStore for S3Store {
         let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
         check_header("content-type", content_type)?;
         let bucket = &self.bucket_with_headers(&metadata_headers(&opts.metadata))?;
-        let data = with_retries(&self.retry, "PutObject", move || {
+        let data = with_retries(&self.retry, &format!("PutObject {key}"), move || {
             let body = body.clone();
             async move {
                 bucket
@@ -689,22 +706,28 @@ impl ObjectStore for S3Store {
             None => headers.push(("x-amz-metadata-directive".to_string(), "COPY".to_string())),
         }
         let bucket = &self.bucket_with_headers(&headers)?;
-        with_retries(&self.retry, "CopyObject", move || async move {
-            let command = Command::CopyObject { from: source };
-            let request = ReqwestRequest::new(bucket, path, command)
-                .await
-                .map_err(map_s3_error)?;
-            let data = request.response_data(false).await.map_err(map_s3_error)?;
-            check_ok_body(&data)
-        })
+        with_retries(
+            &self.retry,
+            &format!("CopyObject {from} -> {to}"),
+            move || async move {
+                let command = Command::CopyObject { from: source };
+                let request = ReqwestRequest::new(bucket, path, command)
+                    .await
+                    .map_err(map_s3_error)?;
+                let data = request.response_data(false).await.map_err(map_s3_error)?;
+                check_ok_body(&data)
+            },
+        )
         .await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let path = &object_path(key);
-        let result = with_retries(&self.retry, "DeleteObject", move || async move {
-            self.bucket.delete_object(path).await.map_err(map_s3_error)
-        })
+        let result = with_retries(
+            &self.retry,
+            &format!("DeleteObject {key}"),
+            move || async move { self.bucket.delete_object(path).await.map_err(map_s3_error) },
+        )
         .await;
         match result {
             Ok(_) | Err(StoreError::NotFound) => Ok(()),
@@ -722,7 +745,7 @@ impl ObjectStore for S3Store {
         let never_sent = &AtomicBool::new(false);
         with_retries_if(
             &self.retry,
-            "CreateMultipartUpload",
+            &format!("CreateMultipartUpload {key}"),
             |_| never_sent.load(Ordering::SeqCst),
             move || async move {
                 never_sent.store(false, Ordering::SeqCst);
@@ -748,24 +771,28 @@ impl ObjectStore for S3Store {
         let path = &object_path(key);
         // rust-s3 puts the upload id into the query string as is.
         let upload_id = &s3::signing::uri_encode(upload_id, true);
-        with_retries(&self.retry, "UploadPart", move || {
-            let body = body.clone();
-            async move {
-                let command = Command::PutObject {
-                    content: &body,
-                    content_type: DEFAULT_CONTENT_TYPE,
-                    custom_headers: None,
-                    multipart: Some(Multipart::new(number, upload_id)),
-                };
-                let request = ReqwestRequest::new(&self.bucket, path, command)
-                    .await
-                    .map_err(map_s3_error)?;
-                let data = request.response_data(true).await.map_err(map_s3_error)?;
-                etag_of(&data).ok_or_else(|| {
-                    StoreError::Other(format!("UploadPart {number} answered without an ETag"))
-                })
-            }
-        })
+        with_retries(
+            &self.retry,
+            &format!("UploadPart {key} #{number}"),
+            move || {
+                let body = body.clone();
+                async move {
+                    let command = Command::PutObject {
+                        content: &body,
+                        content_type: DEFAULT_CONTENT_TYPE,
+                        custom_headers: None,
+                        multipart: Some(Multipart::new(number, upload_id)),
+                    };
+                    let request = ReqwestRequest::new(&self.bucket, path, command)
+                        .await
+                        .map_err(map_s3_error)?;
+                    let data = request.response_data(true).await.map_err(map_s3_error)?;
+                    etag_of(&data).ok_or_else(|| {
+                        StoreError::Other(format!("UploadPart {number} answered without an ETag"))
+                    })
+                }
+            },
+        )
         .await
     }
 
@@ -784,15 +811,19 @@ impl ObjectStore for S3Store {
                 etag: p.etag,
             })
             .collect();
-        let data = with_retries(&self.retry, "CompleteMultipartUpload", move || async move {
-            let data = self
-                .bucket
-                .complete_multipart_upload(path, upload_id, parts.clone())
-                .await
-                .map_err(map_s3_error)?;
-            check_ok_body(&data)?;
-            Ok(data)
-        })
+        let data = with_retries(
+            &self.retry,
+            &format!("CompleteMultipartUpload {key}"),
+            move || async move {
+                let data = self
+                    .bucket
+                    .complete_multipart_upload(path, upload_id, parts.clone())
+                    .await
+                    .map_err(map_s3_error)?;
+                check_ok_body(&data)?;
+                Ok(data)
+            },
+        )
         .await?;
         Ok(xml_tag(&String::from_utf8_lossy(data.as_slice()), "ETag"))
     }
@@ -800,12 +831,16 @@ impl ObjectStore for S3Store {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
         let path = &object_path(key);
         let upload_id = &s3::signing::uri_encode(upload_id, true);
-        let result = with_retries(&self.retry, "AbortMultipartUpload", move || async move {
-            self.bucket
-                .abort_upload(path, upload_id)
-                .await
-                .map_err(map_s3_error)
-        })
+        let result = with_retries(
+            &self.retry,
+            &format!("AbortMultipartUpload {key}"),
+            move || async move {
+                self.bucket
+                    .abort_upload(path, upload_id)
+                    .await
+                    .map_err(map_s3_error)
+            },
+        )
         .await;
         match result {
             // Already gone (or an earlier attempt's answer was lost): that is what we wanted.

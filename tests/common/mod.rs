@@ -1,0 +1,264 @@
+//! Test harness: real mounts of the real `bucketfs` binary against the S3 server started by
+//! `scripts/s3-server.sh`, plus a direct S3 client (rust-s3, not our store) to check what is
+//! really in the bucket. Every mount gets its own key prefix, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use s3::creds::Credentials;
+use s3::{Bucket, Region};
+use sha2::{Digest, Sha256};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bucketfs");
+
+/// The running S3 server, read from the env file `scripts/s3-server.sh start` writes.
+pub struct Server {
+    pub env: HashMap<String, String>,
+    bucket: Box<Bucket>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Server {
+    pub fn running() -> Server {
+        let path = std::env::var("BUCKETFS_TEST_ENV")
+            .unwrap_or_else(|_| "/tmp/bucketfs-s3/env".to_string());
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("no S3 test server ({path}: {e}): run scripts/s3-server.sh start, or scripts/test.sh")
+        });
+        let env: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        let region = Region::Custom {
+            region: env["AWS_REGION"].clone(),
+            endpoint: env["AWS_ENDPOINT_URL"].clone(),
+        };
+        let creds = Credentials::new(
+            Some(&env["AWS_ACCESS_KEY_ID"]),
+            Some(&env["AWS_SECRET_ACCESS_KEY"]),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let bucket = Bucket::new(&env["S3_BUCKET"], region, creds)
+            .unwrap()
+            .with_path_style();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Server { env, bucket, rt }
+    }
+
+    pub fn bucket_name(&self) -> &str {
+        &self.env["S3_BUCKET"]
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.env["AWS_ENDPOINT_URL"]
+    }
+
+    pub fn put(&self, key: &str, data: &[u8]) {
+        self.rt
+            .block_on(self.bucket.put_object(key, data))
+            .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
+    }
+
+    /// The object's bytes, or `None` if it does not exist.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        match self.rt.block_on(self.bucket.get_object(key)) {
+            Ok(r) => Some(r.bytes().to_vec()),
+            Err(s3::error::S3Error::HttpFailWithBody(404, _)) => None,
+            Err(e) => panic!("direct GET {key}: {e}"),
+        }
+    }
+
+    /// (content type, size) of an object, or `None`.
+    pub fn head(&self, key: &str) -> Option<(Option<String>, u64)> {
+        match self.rt.block_on(self.bucket.head_object(key)) {
+            Ok((h, _)) => Some((h.content_type, h.content_length.unwrap_or(0) as u64)),
+            Err(s3::error::S3Error::HttpFailWithBody(404, _)) => None,
+            Err(e) => panic!("direct HEAD {key}: {e}"),
+        }
+    }
+
+    /// Every key under `prefix`, sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let pages = self
+            .rt
+            .block_on(self.bucket.list(prefix.to_string(), None))
+            .unwrap();
+        let mut keys: Vec<String> = pages
+            .into_iter()
+            .flat_map(|p| p.contents.into_iter().map(|o| o.key))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// PUTs many small objects, 32 at a time.
+    pub fn put_many(&self, keys: &[String], data: &[u8]) {
+        self.rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for key in keys {
+                let (bucket, key, data) = (self.bucket.clone(), key.clone(), data.to_vec());
+                set.spawn(async move { bucket.put_object(&key, &data).await.map(|_| ()) });
+                if set.len() >= 32 {
+                    set.join_next().await.unwrap().unwrap().unwrap();
+                }
+            }
+            while let Some(r) = set.join_next().await {
+                r.unwrap().unwrap();
+            }
+        });
+    }
+
+    /// A fresh prefix for one test.
+    pub fn unique_prefix(&self, test: &str) -> String {
+        format!("t-{test}-{:08x}", rand::random::<u32>())
+    }
+}
+
+/// One live mount, unmounted (waiting for uploads) on drop.
+pub struct Mount {
+    pub dir: PathBuf,
+    pub cache: tempfile::TempDir,
+    _mountpoint: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl Mount {
+    /// Mounts `source` with the server's credentials in the environment and `extra` flags.
+    pub fn new(server: &Server, source: &str, extra: &[&str]) -> Mount {
+        let mountpoint = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = vec![
+            "mount".into(),
+            source.into(),
+            mountpoint.path().display().to_string(),
+            "--cache-dir".into(),
+            cache.path().display().to_string(),
+            "--metadata-ttl".into(),
+            "0.5".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = bucketfs(server, &args);
+        assert!(
+            out.status.success(),
+            "mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount {
+            dir: mountpoint.path().to_path_buf(),
+            cache,
+            _mountpoint: mountpoint,
+            mounted: true,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Unmounts with `bucketfs unmount`, which waits for pending uploads.
+    pub fn unmount(mut self) {
+        self.do_unmount();
+    }
+
+    fn do_unmount(&mut self) {
+        if self.mounted {
+            self.mounted = false;
+            let out = Command::new(BIN)
+                .args(["unmount", &self.dir.display().to_string()])
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                eprintln!(
+                    "unmount of {} failed: {}",
+                    self.dir.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        let mut all = String::new();
+        for entry in walk(self.cache.path()) {
+            if entry.file_name().is_some_and(|n| n == "bucketfs.log") {
+                all.push_str(&std::fs::read_to_string(entry).unwrap_or_default());
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.do_unmount();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Runs the bucketfs binary with the server's environment.
+pub fn bucketfs(server: &Server, args: &[String]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .envs(&server.env)
+        .env_remove("BUCKETFS_CONFIG")
+        .output()
+        .unwrap()
+}
+
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut v[..]);
+    v
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(data))
+}
+
+/// Retries `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// True if `path` is a mount point (listed in /proc/self/mounts).
+pub fn is_mounted(path: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let p = path.display().to_string();
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(p.as_str()))
+}

@@ -1,0 +1,264 @@
+//! Starting and stopping: bad input is refused with one line and exit status 2 and nothing is
+//! mounted; `check` reports each step; every way of unmounting leaves no mount and no daemon.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs a mount that must fail: exit 2, one stderr line containing `expect`, nothing mounted.
+fn refused(server: &Server, mount_args: &[String], env: &[(&str, &str)], expect: &str) {
+    let mountpoint = mount_args.last().unwrap().clone();
+    let out: Output = Command::new(BIN)
+        .args(mount_args)
+        .envs(&server.env)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{mount_args:?}: {stderr}");
+    assert!(
+        stderr.contains(expect),
+        "{mount_args:?}: expected `{expect}` in: {stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(!is_mounted(Path::new(&mountpoint)), "nothing mounted");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message_and_mounts_nothing() {
+    let server = Server::running();
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path().join("mp");
+    fs::create_dir(&mp).unwrap();
+    let mp = mp.display().to_string();
+    let bucket = format!("s3://{}", server.bucket_name());
+    let cfg = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+
+    let unknown = cfg("unknown.toml", "region = \"us-east-1\"\nregoin = \"x\"\n");
+    refused(
+        &server,
+        &args(&["mount", &bucket, "--config", &unknown, &mp]),
+        &[],
+        "regoin",
+    );
+    let unparsable = cfg("bad.toml", "part_size = \"lots\"\n");
+    refused(
+        &server,
+        &args(&["mount", &bucket, "--config", &unparsable, &mp]),
+        &[],
+        "part_size",
+    );
+    refused(
+        &server,
+        &args(&["mount", &mp]),
+        &[("S3_BUCKET", ""), ("BUCKETFS_BUCKET", "")],
+        "no bucket",
+    );
+    refused(
+        &server,
+        &args(&["mount", &bucket, "--endpoint", "ftp://x", &mp]),
+        &[],
+        "bad endpoint URL",
+    );
+    let missing = dir.path().join("missing").display().to_string();
+    refused(
+        &server,
+        &args(&["mount", &bucket, &missing]),
+        &[],
+        "does not exist",
+    );
+    let file = cfg("plainfile", "");
+    refused(
+        &server,
+        &args(&["mount", &bucket, &file]),
+        &[],
+        "not a directory",
+    );
+    refused(
+        &server,
+        &args(&["mount", &bucket, "--part-size", "1MiB", &mp]),
+        &[],
+        "5 MiB",
+    );
+    refused(
+        &server,
+        &args(&[
+            "mount",
+            &bucket,
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--max-retries",
+            "1",
+            &mp,
+        ]),
+        &[],
+        "cannot reach",
+    );
+    refused(
+        &server,
+        &args(&["mount", &bucket, &mp]),
+        &[(
+            "AWS_SECRET_ACCESS_KEY",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        )],
+        "credentials were rejected",
+    );
+    refused(
+        &server,
+        &args(&["mount", &format!("{bucket}-does-not-exist"), &mp]),
+        &[],
+        "does not exist",
+    );
+}
+
+#[test]
+fn check_reports_every_step_and_fails_with_a_hint() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("check");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let out = bucketfs(&server, &args(&["check", &source]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for step in ["credentials", "bucket and list", "put", "get", "delete"] {
+        assert!(
+            stdout.contains(&format!("ok    {step}")),
+            "{step} in {stdout}"
+        );
+    }
+    assert!(
+        server.keys(&format!("{prefix}/")).is_empty(),
+        "the temporary key is removed"
+    );
+
+    let out = Command::new(BIN)
+        .args(["check", &source])
+        .envs(&server.env)
+        .env("AWS_ACCESS_KEY_ID", "GK000000000000000000000000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.contains("check"), "a hint: {stdout}");
+}
+
+fn daemon_pid(mountpoint: &Path) -> Option<i32> {
+    // The daemon is the process whose command line names this mountpoint.
+    let target = mountpoint.display().to_string();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let parts: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if parts.first().is_some_and(|p| p.ends_with(b"bucketfs"))
+            && parts.iter().any(|p| *p == target.as_bytes())
+            && parts.iter().any(|p| *p == b"--foreground")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn gone(pid: i32) -> bool {
+    eventually(Duration::from_secs(10), || {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true)
+    })
+}
+
+#[test]
+fn every_way_of_unmounting_ends_the_daemon_after_uploading() {
+    let server = Server::running();
+    for how in [
+        "bucketfs-unmount",
+        "umount",
+        "fusermount3",
+        "SIGTERM",
+        "SIGINT",
+    ] {
+        let prefix = server.unique_prefix("unmount");
+        let m = Mount::new(
+            &server,
+            &format!("s3://{}/{prefix}", server.bucket_name()),
+            &[],
+        );
+        let pid = daemon_pid(&m.dir).expect("daemon running");
+        fs::write(m.path("f"), how).unwrap();
+        let dir = m.dir.display().to_string();
+        match how {
+            "bucketfs-unmount" => {
+                assert!(Command::new(BIN)
+                    .args(["unmount", &dir])
+                    .status()
+                    .unwrap()
+                    .success())
+            }
+            "umount" => assert!(Command::new("umount").arg(&dir).status().unwrap().success()),
+            "fusermount3" => assert!(Command::new("fusermount3")
+                .args(["-u", &dir])
+                .status()
+                .unwrap()
+                .success()),
+            signal => {
+                let sig = if signal == "SIGTERM" {
+                    libc::SIGTERM
+                } else {
+                    libc::SIGINT
+                };
+                assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+            }
+        }
+        assert!(gone(pid), "{how}: the daemon exits");
+        assert!(!is_mounted(&m.dir), "{how}: nothing stays mounted");
+        assert_eq!(server.get(&format!("{prefix}/f")).unwrap(), how.as_bytes());
+        m.unmount();
+    }
+}
+
+#[test]
+fn the_local_backend_passes_the_file_tests() {
+    let server = Server::running();
+    let root = tempfile::tempdir().unwrap();
+    let source = format!("file://{}", root.path().display());
+    let m = Mount::new(&server, &source, &[]);
+    for (name, len) in [
+        ("zero", 0),
+        ("one", 1),
+        ("five-mib-plus-one", 5 * (1 << 20) + 1),
+    ] {
+        let data = random_bytes(len);
+        fs::write(m.path(name), &data).unwrap();
+        assert_eq!(
+            sha256(&fs::read(root.path().join(name)).unwrap()),
+            sha256(&data)
+        );
+        assert_eq!(sha256(&fs::read(m.path(name)).unwrap()), sha256(&data));
+    }
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/x"), b"x").unwrap();
+    assert_eq!(
+        fs::remove_dir(m.path("d")).unwrap_err().raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
+    fs::rename(m.path("d"), m.path("e")).unwrap();
+    assert_eq!(fs::read(root.path().join("e/x")).unwrap(), b"x");
+    fs::remove_file(m.path("e/x")).unwrap();
+    fs::remove_dir(m.path("e")).unwrap();
+    assert!(!root.path().join("e").exists());
+}
