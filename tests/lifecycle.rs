@@ -165,7 +165,7 @@ fn daemon_pid(mountpoint: &Path) -> Option<i32> {
         let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let parts: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         if parts.first().is_some_and(|p| p.ends_with(b"bucketfs"))
-            && parts.iter().any(|p| *p == target.as_bytes())
+            && parts.contains(&target.as_bytes())
             && parts.iter().any(|p| *p == b"--foreground")
         {
             return Some(pid);
