@@ -68,12 +68,52 @@ macro_rules! merge_fields {
     };
 }
 
+macro_rules! unset_fields {
+    ($l:expr, $($f:ident),*) => {
+        [$((stringify!($f), $l.$f.is_none())),*]
+            .into_iter()
+            .filter(|(_, unset)| *unset)
+            .map(|(name, _)| name)
+            .collect()
+    };
+}
+
 impl Layer {
     /// Fields set in `self` win over those in `lower`.
     pub fn over(self, lower: Layer) -> Layer {
         merge_fields!(
             self,
             lower,
+            source,
+            bucket,
+            endpoint,
+            region,
+            force_path_style,
+            access_key,
+            secret_key,
+            session_token,
+            profile,
+            read_only,
+            allow_other,
+            uid,
+            gid,
+            file_mode,
+            dir_mode,
+            cache_dir,
+            part_size,
+            upload_concurrency,
+            max_retries,
+            request_timeout,
+            metadata_ttl,
+            read_ahead,
+            log_file
+        )
+    }
+
+    /// Names of the keys this layer leaves unset.
+    pub fn unset_fields(&self) -> Vec<&'static str> {
+        unset_fields!(
+            self,
             source,
             bucket,
             endpoint,
@@ -696,6 +736,23 @@ mod tests {
         assert!(!endpoint_wants_path_style(
             "https://s3.eu-west-1.amazonaws.com"
         ));
+    }
+
+    #[test]
+    fn config_example_documents_every_key_with_a_valid_value() {
+        let example = include_str!("../config.example.toml");
+        let uncommented: String = example
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let layer = Layer::from_toml(&uncommented).unwrap();
+        assert_eq!(
+            layer.unset_fields(),
+            Vec::<&str>::new(),
+            "undocumented keys"
+        );
     }
 
     #[test]
