@@ -28,4 +28,10 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 log "cargo test"
-cargo test --no-fail-fast -- --test-threads 4 2>&1
+out="$(mktemp)"
+status=0
+cargo test --no-fail-fast -- --test-threads 4 2>&1 | tee "$out" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
+rm -f "$out"
+exit "$status"
