@@ -97,6 +97,18 @@ pub struct MountArgs {
     /// Seconds metadata (attributes, names) is trusted before the bucket is asked again.
     #[arg(long, value_name = "SECONDS")]
     pub metadata_ttl: Option<f64>,
+    /// Largest read-ahead window of one file, e.g. 32MiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub read_ahead: Option<Size>,
+    /// Memory block cache size, e.g. 64MiB (0 = off).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_cache: Option<Size>,
+    /// Memory for cached and prefetched data together, e.g. 128MiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_budget: Option<Size>,
+    /// On-disk block cache size under CACHE_DIR, kept across mounts (0 = off, the default).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub disk_cache: Option<Size>,
     /// Stay attached and log to stderr instead of running in the background.
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -177,6 +189,10 @@ impl MountArgs {
             part_size: self.part_size,
             upload_concurrency: self.upload_concurrency,
             metadata_ttl: self.metadata_ttl,
+            read_ahead: self.read_ahead,
+            memory_cache: self.memory_cache,
+            memory_budget: self.memory_budget,
+            disk_cache: self.disk_cache,
             log_file: self.log_file.clone(),
             ..self.store.layer(source)
         };

@@ -60,6 +60,13 @@ pub struct Layer {
     pub metadata_ttl: Option<f64>,
     pub read_ahead: Option<Size>,
     pub log_file: Option<PathBuf>,
+    pub negative_ttl: Option<f64>,
+    pub negative_cache_entries: Option<usize>,
+    pub dir_ttl: Option<f64>,
+    pub dir_cache_entries: Option<usize>,
+    pub memory_cache: Option<Size>,
+    pub memory_budget: Option<Size>,
+    pub disk_cache: Option<Size>,
 }
 
 macro_rules! merge_fields {
@@ -106,7 +113,14 @@ impl Layer {
             request_timeout,
             metadata_ttl,
             read_ahead,
-            log_file
+            log_file,
+            negative_ttl,
+            negative_cache_entries,
+            dir_ttl,
+            dir_cache_entries,
+            memory_cache,
+            memory_budget,
+            disk_cache
         )
     }
 
@@ -136,7 +150,14 @@ impl Layer {
             request_timeout,
             metadata_ttl,
             read_ahead,
-            log_file
+            log_file,
+            negative_ttl,
+            negative_cache_entries,
+            dir_ttl,
+            dir_cache_entries,
+            memory_cache,
+            memory_budget,
+            disk_cache
         )
     }
 
@@ -219,6 +240,13 @@ impl Layer {
             "request_timeout",
             "metadata_ttl",
             "read_ahead",
+            "negative_ttl",
+            "negative_cache_entries",
+            "dir_ttl",
+            "dir_cache_entries",
+            "memory_cache",
+            "memory_budget",
+            "disk_cache",
         ] {
             let name = format!("BUCKETFS_{}", key.to_uppercase());
             if let Some(v) = first(&[name.as_str()]) {
@@ -425,7 +453,18 @@ pub struct FsOptions {
     pub file_mode: u16,
     pub dir_mode: u16,
     pub metadata_ttl: Duration,
+    /// Largest read-ahead window of one handle.
     pub read_ahead: u64,
+    pub negative_ttl: Duration,
+    pub negative_cache_entries: usize,
+    pub dir_ttl: Duration,
+    pub dir_cache_entries: usize,
+    /// Memory block cache, bytes (0 = off).
+    pub memory_cache: u64,
+    /// Memory for prefetched data in flight, all handles together, bytes.
+    pub prefetch_budget: u64,
+    /// On-disk block cache, bytes (0 = off).
+    pub disk_cache: u64,
     pub part_size: u64,
     pub upload_concurrency: usize,
 }
@@ -478,6 +517,20 @@ impl Config {
             return err("request_timeout must be above 0 seconds");
         }
         let metadata_ttl = seconds("metadata_ttl", layer.metadata_ttl.unwrap_or(1.0))?;
+        let negative_ttl = seconds("negative_ttl", layer.negative_ttl.unwrap_or(1.0))?;
+        let dir_ttl = seconds("dir_ttl", layer.dir_ttl.unwrap_or(1.0))?;
+        let memory_cache = layer.memory_cache.map(|s| s.0).unwrap_or(64 << 20);
+        let memory_budget = layer.memory_budget.map(|s| s.0).unwrap_or(128 << 20);
+        let read_ahead = layer
+            .read_ahead
+            .map(|s| s.0)
+            .unwrap_or(32 << 20)
+            .max(1 << 20);
+        if memory_budget < memory_cache + (8 << 20) {
+            return err(format!(
+                "memory_budget ({memory_budget} bytes) must exceed memory_cache ({memory_cache} bytes) by at least 8 MiB for reads in flight"
+            ));
+        }
 
         let (prefix, s3) = match &source {
             Source::S3 { bucket, prefix } => {
@@ -497,6 +550,7 @@ impl Config {
                     secret_key: layer.secret_key.clone(),
                     session_token: layer.session_token.clone(),
                     profile: layer.profile.clone(),
+                    sse_c_key: None,
                     retry: RetryPolicy {
                         max_retries: layer.max_retries.unwrap_or(4),
                         base_delay: Duration::from_millis(100),
@@ -535,11 +589,14 @@ impl Config {
                 file_mode: layer.file_mode.map(|m| m.0).unwrap_or(0o644),
                 dir_mode: layer.dir_mode.map(|m| m.0).unwrap_or(0o755),
                 metadata_ttl,
-                read_ahead: layer
-                    .read_ahead
-                    .map(|s| s.0)
-                    .unwrap_or(8 << 20)
-                    .max(128 << 10),
+                read_ahead,
+                negative_ttl,
+                negative_cache_entries: layer.negative_cache_entries.unwrap_or(10_000),
+                dir_ttl,
+                dir_cache_entries: layer.dir_cache_entries.unwrap_or(1_000),
+                memory_cache,
+                prefetch_budget: memory_budget - memory_cache,
+                disk_cache: layer.disk_cache.map(|s| s.0).unwrap_or(0),
                 part_size,
                 upload_concurrency,
             },

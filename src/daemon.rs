@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use fuser::{MountOption, Session, SessionACL};
 use tracing::{error, info, warn};
 
+use crate::cache::disk::DiskCache;
 use crate::check;
 use crate::cli::usage_error;
 use crate::config::Config;
@@ -206,11 +207,31 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
             ),
         ));
     }
+    let disk_cache = match config.fs.disk_cache {
+        0 => None,
+        bytes => {
+            let dir = config.mount_dir().join("blocks");
+            match DiskCache::open(&dir, bytes) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return Err((
+                        ready,
+                        format!(
+                        "cannot open the disk cache {}: {e} (set --cache-dir, or disk_cache = 0)",
+                        dir.display()
+                    ),
+                    ))
+                }
+            }
+        }
+    };
+    let store_stats = store.clone();
     let fs = Arc::new(Fs::new(
         store,
         config.prefix.clone(),
         config.fs.clone(),
         staging.clone(),
+        disk_cache,
     ));
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
 
@@ -248,6 +269,7 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
     ready.ok();
 
+    raise_kernel_readahead(&mountpoint, config.fs.read_ahead);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let loop_thread = std::thread::spawn(move || {
         let result = session.run();
@@ -269,6 +291,18 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
         warn!(error = %e, "the FUSE session ended with an error");
     }
     let failed = rt.block_on(drain_with_progress(&fs));
+    let stats = store_stats.stats();
+    let counts: Vec<String> = stats
+        .requests
+        .iter()
+        .map(|(kind, n)| format!("{kind}={n}"))
+        .collect();
+    info!(
+        "store requests: {} bytes_sent={} bytes_received={}",
+        counts.join(" "),
+        stats.bytes_sent,
+        stats.bytes_received
+    );
     let _ = std::fs::remove_file(&pid_file);
     drop(fs);
     let _ = std::fs::remove_dir(&staging);
@@ -282,6 +316,29 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     }
     info!("all uploads finished; exiting");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The kernel reads a FUSE file ahead by only 128 KiB unless told otherwise, and only through
+/// sysfs after the mount exists. Done from a thread because stat of the mountpoint needs the
+/// session loop running.
+fn raise_kernel_readahead(mountpoint: &Path, read_ahead: u64) {
+    let mountpoint = mountpoint.to_path_buf();
+    std::thread::spawn(move || {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(&mountpoint) else {
+            return;
+        };
+        let dev = meta.dev();
+        let path = format!(
+            "/sys/class/bdi/{}:{}/read_ahead_kb",
+            libc::major(dev),
+            libc::minor(dev)
+        );
+        let kb = (read_ahead / 1024).clamp(128, 16 * 1024);
+        if let Err(e) = std::fs::write(&path, kb.to_string()) {
+            tracing::debug!(path, error = %e, "cannot raise the kernel read-ahead");
+        }
+    });
 }
 
 /// Drains pending uploads, logging progress every few seconds for long drains.

@@ -1,4 +1,12 @@
-//! Caches between the filesystem and the store. For now: the per-handle read-ahead window
-//! (`readahead`). Metadata TTLs live with the inode table (`fs::inode`).
+//! Caches between the filesystem and the store.
+//!
+//! - `ttl`: bounded, time-limited sets: the negative-lookup cache and the "directory fully
+//!   listed" cache. Attributes themselves live in the inode table (`fs::inode`).
+//! - `blocks`: the memory block cache (LRU, bounded in bytes).
+//! - `disk`: the optional on-disk block cache (bounded, checksummed, survives restarts).
+//! - `prefetch`: per-handle adaptive read-ahead with parallel ranged GETs.
 
-pub mod readahead;
+pub mod blocks;
+pub mod disk;
+pub mod prefetch;
+pub mod ttl;

@@ -63,6 +63,9 @@ impl Fs {
     }
 
     async fn list_dir(&self, ino: Ino) -> FsResult<Vec<DirEntry>> {
+        if self.listed.contains(&ino) {
+            return self.list_from_table(ino);
+        }
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
         let children = self.list_children(&dir_prefix).await?;
@@ -111,6 +114,34 @@ impl Fs {
                 t.unlink(ino, &name);
             }
         }
+        self.listed.insert(ino);
+        Ok(out)
+    }
+
+    /// The listing from the inode table, which holds every child after a recent listing
+    /// (changes made through this mount are applied to it directly).
+    fn list_from_table(&self, ino: Ino) -> FsResult<Vec<DirEntry>> {
+        let t = self.table();
+        let node = t.get(ino).ok_or(FsError::NotFound)?;
+        let mut out = vec![
+            DirEntry {
+                ino,
+                kind: Kind::Dir,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: node.parent,
+                kind: Kind::Dir,
+                name: "..".into(),
+            },
+        ];
+        out.extend(node.children.iter().filter_map(|(name, child)| {
+            t.get(*child).map(|c| DirEntry {
+                ino: *child,
+                kind: c.kind,
+                name: name.clone(),
+            })
+        }));
         Ok(out)
     }
 
@@ -192,6 +223,7 @@ impl Fs {
             ..PutOptions::default()
         };
         self.store.put(&key, Bytes::new(), &opts).await?;
+        self.name_appeared(parent, name);
         let stat = Stat {
             kind: Kind::Dir,
             size: 0,

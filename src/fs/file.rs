@@ -17,22 +17,19 @@ use super::handle::Handle;
 use super::inode::{Ino, Kind, Stat};
 use super::names::check_name;
 use super::{Attr, Fs};
-use crate::cache::readahead::ReadAhead;
+use crate::cache::prefetch::{Prefetcher, Version};
 use crate::store::PutOptions;
 use crate::upload::staging::StagingFile;
 
-/// Smallest read-ahead window: the first read of a file fetches this much.
-const MIN_READ_AHEAD: u64 = 1 << 20;
+/// Size of the ranged GETs that copy an object into a staging file before its first write.
+const DOWNLOAD_CHUNK: u64 = 8 << 20;
 
 impl Fs {
     fn new_file_handle(&self, ino: Ino, writable: bool) -> u64 {
         self.handles.insert(Handle::File {
             ino,
             writable,
-            readahead: tokio::sync::Mutex::new(ReadAhead::new(
-                MIN_READ_AHEAD,
-                self.opts.read_ahead,
-            )),
+            reader: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -56,6 +53,7 @@ impl Fs {
             return Err(FsError::Exists);
         }
         let content = self.empty_content()?;
+        self.name_appeared(parent, name);
         let stat = Stat {
             kind: Kind::File,
             size: 0,
@@ -81,19 +79,26 @@ impl Fs {
         Ok((attr, self.new_file_handle(ino, true)))
     }
 
-    pub async fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
+    /// Opens a file; also says whether the kernel may keep the pages it cached at an earlier
+    /// open (true when the object's ETag has not changed since).
+    pub async fn open(&self, ino: Ino, flags: i32) -> FsResult<(u64, bool)> {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writable {
             self.check_writable()?;
         }
-        {
+        // Revalidates stale attributes, so the ETag (and the caches keyed by it) are current.
+        self.getattr(ino).await?;
+        let keep_cache = {
             let mut t = self.table();
             let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
             if node.kind == Kind::Dir {
                 return Err(FsError::IsDir);
             }
             node.open += 1;
-        }
+            let keep = node.content.is_none() && node.etag.is_some() && node.kept_etag == node.etag;
+            node.kept_etag = node.etag.clone();
+            keep
+        };
         if writable && flags & libc::O_TRUNC != 0 {
             if let Err(e) = self.truncate_content(ino, 0).await {
                 if let Some(n) = self.table().get_mut(ino) {
@@ -102,34 +107,57 @@ impl Fs {
                 return Err(e);
             }
         }
-        Ok(self.new_file_handle(ino, writable))
+        Ok((self.new_file_handle(ino, writable), keep_cache && !writable))
     }
 
     pub async fn read(&self, fh: u64, offset: u64, len: u32) -> FsResult<Bytes> {
         let handle = self.handles.get(fh)?;
-        let Handle::File { ino, readahead, .. } = &*handle else {
+        let Handle::File { ino, reader, .. } = &*handle else {
             return Err(FsError::BadHandle);
         };
-        let (content, size) = {
-            let t = self.table();
-            let node = t.get(*ino).ok_or(FsError::NotFound)?;
-            (node.content.clone(), node.size)
-        };
+        let content = self
+            .table()
+            .get(*ino)
+            .ok_or(FsError::NotFound)?
+            .content
+            .clone();
         if let Some(content) = content {
             return Ok(content.read(offset, len as usize).await?);
         }
-        let mut ra = readahead.lock().await;
-        if let Some(data) = ra.get(offset, len as u64, size) {
-            return Ok(data);
+        let mut reader = reader.lock().await;
+        if reader.is_none() {
+            *reader = Some(Prefetcher::new(
+                self.store.clone(),
+                self.caches.clone(),
+                self.version(*ino)?,
+                self.opts.read_ahead,
+            ));
         }
-        let range = ra.plan(offset, len as u64, size);
-        if range.is_empty() {
-            return Ok(Bytes::new());
-        }
-        let key = self.file_key(*ino)?;
-        let data = self.store.get_range(&key, range.clone()).await?;
-        ra.fill(range.start, data);
-        Ok(ra.get(offset, len as u64, size).unwrap_or_default())
+        let prefetcher = reader.as_mut().expect("just set");
+        Ok(prefetcher.read(offset, u64::from(len)).await?)
+    }
+
+    /// The object version a new reader of `ino` reads.
+    fn version(&self, ino: Ino) -> FsResult<Version> {
+        let key = self.file_key(ino)?;
+        let t = self.table();
+        let node = t.get(ino).ok_or(FsError::NotFound)?;
+        let tag = match &node.etag {
+            Some(e) => e.clone(),
+            None => {
+                let mtime = node
+                    .mtime
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                format!("size{}-mtime{}", node.size, mtime.as_nanos())
+            }
+        };
+        Ok(Version {
+            key: key.into(),
+            etag: tag.into(),
+            pin: node.etag.as_deref().map(Into::into),
+            size: node.size,
+        })
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: Bytes) -> FsResult<u32> {
@@ -166,10 +194,9 @@ impl Fs {
         let staging = StagingFile::create(&self.staging_dir)?;
         if remote && size > 0 {
             let key = self.file_key(ino)?;
-            let chunk = self.opts.read_ahead.max(MIN_READ_AHEAD);
             let mut offset = 0;
             while offset < size {
-                let end = (offset + chunk).min(size);
+                let end = (offset + DOWNLOAD_CHUNK).min(size);
                 let data = self.store.get_range(&key, offset..end).await?;
                 if data.is_empty() {
                     break;

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 use super::dir::DirEntry;
 use super::error::{FsError, FsResult};
 use super::inode::Ino;
-use crate::cache::readahead::ReadAhead;
+use crate::cache::prefetch::Prefetcher;
 
 pub enum Handle {
     File {
         ino: Ino,
         writable: bool,
-        readahead: tokio::sync::Mutex<ReadAhead>,
+        /// Reads of the object (not of staged content), created at the first read.
+        reader: tokio::sync::Mutex<Option<Prefetcher>>,
     },
     Dir {
         ino: Ino,

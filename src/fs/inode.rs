@@ -43,6 +43,8 @@ pub struct Node {
     pub content: Option<Arc<Content>>,
     /// Children by name (directories only).
     pub children: BTreeMap<String, Ino>,
+    /// ETag of the content the kernel's page cache may hold from an earlier open.
+    pub kept_etag: Option<String>,
 }
 
 /// What the store says about one name.
@@ -76,6 +78,7 @@ impl InodeTable {
             linked: true,
             content: None,
             children: BTreeMap::new(),
+            kept_etag: None,
         };
         InodeTable {
             nodes: HashMap::from([(ROOT_INO, root)]),
@@ -146,6 +149,7 @@ impl InodeTable {
                 linked: true,
                 content: None,
                 children: BTreeMap::new(),
+                kept_etag: None,
             },
         );
         if let Some(p) = self.nodes.get_mut(&parent) {

@@ -53,11 +53,19 @@ impl Fs {
             if p.kind != Kind::Dir {
                 return Err(FsError::NotDir);
             }
-            if let Some(ino) = t.child(parent, name) {
-                let node = t.get(ino).expect("child points at a node");
-                if self.is_fresh(node, Instant::now()) {
-                    return Ok(ino);
+            match t.child(parent, name) {
+                Some(ino) => {
+                    let node = t.get(ino).expect("child points at a node");
+                    if self.is_fresh(node, Instant::now()) {
+                        return Ok(ino);
+                    }
                 }
+                // A fresh complete listing of the parent, or a recent miss, says it is absent.
+                None if self.listed.contains(&parent) => return Err(FsError::NotFound),
+                None if self.negative.contains(&(parent, name.to_string())) => {
+                    return Err(FsError::NotFound)
+                }
+                None => {}
             }
         }
         let dir_prefix = self.dir_prefix(parent)?;
@@ -71,8 +79,14 @@ impl Fs {
                     }
                     t.unlink(parent, name);
                 }
+                self.negative.insert((parent, name.to_string()));
                 Err(FsError::NotFound)
             }
         }
+    }
+
+    /// A name now exists here (created by this mount): forget that it was missing.
+    pub(super) fn name_appeared(&self, parent: Ino, name: &str) {
+        self.negative.remove(&(parent, name.to_string()));
     }
 }

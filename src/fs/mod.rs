@@ -20,6 +20,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+use crate::cache::disk::DiskCache;
+use crate::cache::prefetch::Caches;
+use crate::cache::ttl::TtlSet;
 use crate::config::FsOptions;
 use crate::store::ObjectStore;
 use crate::upload::Uploader;
@@ -53,6 +56,12 @@ pub struct Fs {
     started: SystemTime,
     /// Serialises downloading an existing object into a staging file before its first write.
     materialize: tokio::sync::Mutex<()>,
+    /// Block caches and the prefetch budget, shared by every open file.
+    caches: Arc<Caches>,
+    /// Names recently found missing: (parent, name).
+    negative: TtlSet<(Ino, String)>,
+    /// Directories whose children the table knows completely (a recent listing).
+    listed: TtlSet<Ino>,
 }
 
 impl Fs {
@@ -62,9 +71,17 @@ impl Fs {
         prefix: String,
         opts: FsOptions,
         staging_dir: PathBuf,
+        disk_cache: Option<Arc<DiskCache>>,
     ) -> Fs {
         let started = SystemTime::now();
         Fs {
+            caches: Arc::new(Caches::new(
+                opts.memory_cache,
+                opts.prefetch_budget,
+                disk_cache,
+            )),
+            negative: TtlSet::new(opts.negative_cache_entries, opts.negative_ttl),
+            listed: TtlSet::new(opts.dir_cache_entries, opts.dir_ttl),
             uploader: Uploader::new(store.clone(), opts.part_size, opts.upload_concurrency),
             store,
             prefix,
@@ -164,8 +181,14 @@ impl Fs {
         self.referenced(ino)
     }
 
+    /// Attributes of `ino` as the table has them (no request), for readdirplus.
+    pub fn cached_attr(&self, ino: Ino) -> Option<Attr> {
+        let t = self.table();
+        t.get(ino).map(|n| self.attr_of(ino, n))
+    }
+
     /// Takes one kernel reference on `ino` and returns its attributes.
-    fn referenced(&self, ino: Ino) -> FsResult<Attr> {
+    pub fn referenced(&self, ino: Ino) -> FsResult<Attr> {
         let mut t = self.table();
         let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
         node.lookups += 1;

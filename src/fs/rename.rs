@@ -30,6 +30,20 @@ impl Fs {
         self.check_writable()?;
         let name = check_name(name)?;
         let new_name = check_name(new_name)?;
+        self.rename_checked(parent, name, new_parent, new_name, flags)
+            .await?;
+        self.name_appeared(new_parent, new_name);
+        Ok(())
+    }
+
+    async fn rename_checked(
+        &self,
+        parent: Ino,
+        name: &str,
+        new_parent: Ino,
+        new_name: &str,
+        flags: u32,
+    ) -> FsResult<()> {
         if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(FsError::Unsupported("RENAME_EXCHANGE"));
         }

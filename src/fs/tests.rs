@@ -28,6 +28,13 @@ fn options() -> FsOptions {
         dir_mode: 0o755,
         metadata_ttl: Duration::from_secs(0),
         read_ahead: 1 << 20,
+        negative_ttl: Duration::from_secs(0),
+        negative_cache_entries: 100,
+        dir_ttl: Duration::from_secs(0),
+        dir_cache_entries: 100,
+        memory_cache: 1 << 20,
+        prefetch_budget: 8 << 20,
+        disk_cache: 0,
         part_size: 5 << 20,
         upload_concurrency: 2,
     }
@@ -37,7 +44,13 @@ fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
     let mem = Arc::new(MemoryStore::new());
     let staging = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = mem.clone();
-    let fs = Fs::new(store, prefix.into(), opts, staging.path().to_path_buf());
+    let fs = Fs::new(
+        store,
+        prefix.into(),
+        opts,
+        staging.path().to_path_buf(),
+        None,
+    );
     Setup {
         fs,
         mem,
@@ -78,7 +91,7 @@ async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
 }
 
 async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
-    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let (fh, _) = fs.open(ino, libc::O_RDONLY).await.unwrap();
     let mut out = Vec::new();
     loop {
         let chunk = fs.read(fh, out.len() as u64, 65536).await.unwrap();
@@ -235,7 +248,7 @@ async fn overwrite_in_the_middle_and_truncate_keep_the_rest() {
     let s = setup();
     put(&s.mem, "f", b"0123456789").await;
     let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
-    let fh = s.fs.open(f.ino, libc::O_RDWR).await.unwrap();
+    let (fh, _) = s.fs.open(f.ino, libc::O_RDWR).await.unwrap();
     s.fs.write(fh, 3, Bytes::from_static(b"xyz")).await.unwrap();
     s.fs.release(fh).await.unwrap();
     assert_eq!(&s.mem.bytes("f").unwrap()[..], b"012xyz6789");

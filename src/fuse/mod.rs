@@ -16,8 +16,8 @@ use bytes::Bytes;
 use fuser::{
     FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::inode::Kind;
@@ -89,7 +89,15 @@ impl Filesystem for FuseAdapter {
             let _ = config.set_max_write(max);
         }
         let _ = config.set_max_background(64);
-        let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        for capability in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+        ] {
+            if config.add_capabilities(capability).is_err() {
+                tracing::debug!(?capability, "not supported by this kernel");
+            }
+        }
         Ok(())
     }
 
@@ -218,7 +226,14 @@ impl Filesystem for FuseAdapter {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         self.run(|fs, _| async move {
             match fs.open(ino.0, flags.0).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok((fh, keep_cache)) => {
+                    let flags = if keep_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(fh), flags)
+                }
                 Err(e) => reply.error(errno("open", &e)),
             }
         });
@@ -328,6 +343,44 @@ impl Filesystem for FuseAdapter {
                     reply.ok()
                 }
                 Err(e) => reply.error(errno("readdir", &e)),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        self.run(|fs, ttl| async move {
+            match fs.readdir(fh.0, offset).await {
+                Ok(entries) => {
+                    for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+                        let Some(attr) = fs.cached_attr(e.ino) else {
+                            continue;
+                        };
+                        let next = i as u64 + 1;
+                        if reply.add(
+                            INodeNo(e.ino),
+                            next,
+                            &e.name,
+                            &ttl,
+                            &file_attr(&attr),
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                        // The kernel now holds a reference, except for `.` and `..`.
+                        if e.name != "." && e.name != ".." {
+                            let _ = fs.referenced(e.ino);
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(errno("readdirplus", &e)),
             }
         });
     }

@@ -63,8 +63,8 @@ use serde::{Deserialize, Serialize};
 
 use super::listing::page_from_sorted;
 use super::{
-    CompletedPart, ListPage, ListedObject, ObjectInfo, ObjectStore, PutOptions, StoreError,
-    StoreResult, UserMetadata,
+    check_copy_range, CompletedPart, ListPage, ListedObject, MultipartUploadInfo, ObjectInfo,
+    ObjectStore, PutOptions, StoreError, StoreResult, UserMetadata,
 };
 
 /// The store's own directory at the top of the root: never listed, keys under it refused.
@@ -394,6 +394,7 @@ impl Inner {
             Ok(s) if s.etag == etag => PutOptions {
                 content_type: s.content_type,
                 metadata: s.metadata,
+                ..PutOptions::default()
             },
             Ok(_) => PutOptions::default(),
             Err(e) => {
@@ -777,6 +778,98 @@ impl Inner {
         Ok(etag)
     }
 
+    /// Stages `range` of the object `source` as part `number`, as `upload_part` would.
+    fn upload_part_copy(
+        &self,
+        upload_id: &str,
+        number: u32,
+        source: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        check_copy_range(&range)?;
+        let dir = self.upload_dir(upload_id)?;
+        if !dir.is_dir() {
+            return Err(StoreError::NotFound);
+        }
+        let src = Key::parse(source)?;
+        let (path, md) = self.lookup(&src)?.ok_or(StoreError::NotFound)?;
+        if range.end > size_of(&md) {
+            return Err(StoreError::InvalidRange);
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .at(&path)?;
+        let (temp, out) = self.temp()?;
+        let mut buf = vec![0u8; (range.end - range.start).min(1 << 20) as usize];
+        let mut pos = range.start;
+        while pos < range.end {
+            let want = (range.end - pos).min(buf.len() as u64) as usize;
+            let n = match file.read_at(&mut buf[..want], pos) {
+                // Truncated since the size check: the range no longer exists.
+                Ok(0) => return Err(StoreError::InvalidRange),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).at(&path),
+            };
+            out.write_all_at(&buf[..n], pos - range.start)
+                .at(&temp.path)?;
+            pos += n as u64;
+        }
+        drop(out);
+        let etag = etag_of(&fs::metadata(&temp.path).at(&temp.path)?);
+        temp.persist(&dir.join(number.to_string()))?;
+        Ok(etag)
+    }
+
+    /// The uploads in progress whose keys start with `prefix`, by key then start time. The
+    /// start time is the mtime of the upload's manifest, written once by `create_multipart`.
+    fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUploadInfo>> {
+        let uploads = self.internal().join("uploads");
+        let read = match fs::read_dir(&uploads) {
+            Ok(read) => read,
+            Err(e) if is_absent(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e).at(&uploads),
+        };
+        let mut found = Vec::new();
+        for item in read {
+            let item = item.at(&uploads)?;
+            let Some(id) = item.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(dir) = self.upload_dir(&id) else {
+                continue; // not one of ours
+            };
+            let manifest_path = dir.join(UPLOAD_MANIFEST);
+            let initiated = match fs::metadata(&manifest_path) {
+                Ok(md) => modified(&md),
+                // Completed or aborted meanwhile, or still being created.
+                Err(e) if is_absent(&e) => continue,
+                Err(e) => return Err(e).at(&manifest_path),
+            };
+            let manifest = match self.manifest(&dir) {
+                Ok(m) => m,
+                Err(StoreError::NotFound) => continue,
+                Err(e) => {
+                    tracing::warn!(upload = %id, "skipping an unreadable upload manifest: {e}");
+                    continue;
+                }
+            };
+            if manifest.key.starts_with(prefix) {
+                found.push(MultipartUploadInfo {
+                    key: manifest.key,
+                    upload_id: id,
+                    initiated,
+                });
+            }
+        }
+        found.sort_by(|a, b| {
+            (&a.key, a.initiated, &a.upload_id).cmp(&(&b.key, b.initiated, &b.upload_id))
+        });
+        Ok(found)
+    }
+
     fn complete_multipart(
         &self,
         key: &str,
@@ -826,6 +919,7 @@ impl Inner {
         let opts = PutOptions {
             content_type: manifest.content_type,
             metadata: manifest.metadata,
+            ..PutOptions::default()
         };
         let etag = self.commit(&parsed, data, &opts)?;
         let _ = fs::remove_dir_all(&dir);
@@ -897,6 +991,25 @@ impl ObjectStore for LocalStore {
         self.run(move |s| s.get_range(&key, range)).await
     }
 
+    async fn get_range_if_match(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        etag: Option<&str>,
+    ) -> StoreResult<Bytes> {
+        let (key, etag) = (key.to_string(), etag.map(str::to_string));
+        self.run(move |s| {
+            // Compared before the read: a writer racing this read is not excluded (dev backend).
+            if let Some(etag) = &etag {
+                if s.head(&key)?.etag.as_deref() != Some(etag.as_str()) {
+                    return Err(StoreError::PreconditionFailed);
+                }
+            }
+            s.get_range(&key, range)
+        })
+        .await
+    }
+
     async fn list_page(
         &self,
         prefix: &str,
@@ -961,6 +1074,35 @@ impl ObjectStore for LocalStore {
         let upload_id = upload_id.to_string();
         self.run(move |s| s.abort_multipart(&upload_id)).await
     }
+
+    /// SSE, ACL and storage class mean nothing here: only content type and metadata are kept.
+    async fn copy_with_options(
+        &self,
+        from: &str,
+        to: &str,
+        opts: &PutOptions,
+        keep_metadata: bool,
+    ) -> StoreResult<()> {
+        self.copy(from, to, (!keep_metadata).then_some(opts)).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        _key: &str,
+        upload_id: &str,
+        number: u32,
+        source_key: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        let (upload_id, source) = (upload_id.to_string(), source_key.to_string());
+        self.run(move |s| s.upload_part_copy(&upload_id, number, &source, range))
+            .await
+    }
+
+    async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUploadInfo>> {
+        let prefix = prefix.to_string();
+        self.run(move |s| s.list_multipart_uploads(&prefix)).await
+    }
 }
 
 #[cfg(test)]
@@ -982,6 +1124,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..PutOptions::default()
         }
     }
 
@@ -1448,5 +1591,147 @@ mod tests {
                 .await
         ));
         assert!(!outside.path().join("new").exists());
+    }
+
+    #[tokio::test]
+    async fn upload_part_copy_stages_a_range_of_another_object() {
+        let (dir, store) = store();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        store
+            .put("src/big", Bytes::from(big.clone()), &PutOptions::default())
+            .await
+            .unwrap();
+        put(&store, "src/small", b"0123456789").await;
+        let id = store
+            .create_multipart("dst", &opts("text/x", &[]))
+            .await
+            .unwrap();
+        // A range over 1 MiB (copied in several chunks), a new part, a small range.
+        let e1 = store
+            .upload_part_copy("dst", &id, 1, "src/big", 100..2_500_000)
+            .await
+            .unwrap();
+        let e2 = store
+            .upload_part("dst", &id, 2, Bytes::from_static(b"-new-"))
+            .await
+            .unwrap();
+        let e3 = store
+            .upload_part_copy("dst", &id, 3, "src/small", 7..10)
+            .await
+            .unwrap();
+        assert!(dir
+            .path()
+            .join(".bucketfs-local/uploads")
+            .join(&id)
+            .join("1")
+            .is_file());
+        // Errors: missing source, range past the end, empty range, unknown upload, bad key.
+        let copy = |src: &'static str, range: Range<u64>| {
+            let (store, id) = (store.clone(), id.clone());
+            async move { store.upload_part_copy("dst", &id, 9, src, range).await }
+        };
+        assert!(matches!(
+            copy("src/none", 0..1).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            copy("src/small", 5..11).await,
+            Err(StoreError::InvalidRange)
+        ));
+        assert!(matches!(
+            copy("src/", 0..1).await,
+            Err(StoreError::InvalidRange)
+        ));
+        assert!(is_other(copy("src/small", 4..4).await));
+        assert!(is_other(copy("../x", 0..1).await));
+        assert!(matches!(
+            store
+                .upload_part_copy("dst", "0123", 1, "src/small", 0..1)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        let parts = [(1, e1), (2, e2), (3, e3)]
+            .into_iter()
+            .map(|(number, etag)| CompletedPart { number, etag })
+            .collect();
+        store.complete_multipart("dst", &id, parts).await.unwrap();
+        let got = store.get_range("dst", 0..10_000_000).await.unwrap();
+        let mut want = big[100..2_500_000].to_vec();
+        want.extend_from_slice(b"-new-789");
+        assert_eq!(got.len(), want.len());
+        assert!(got[..] == want[..]);
+        assert_eq!(
+            store.head("dst").await.unwrap().content_type.as_deref(),
+            Some("text/x")
+        );
+    }
+
+    #[tokio::test]
+    async fn lists_multipart_uploads_in_progress() {
+        let (dir, store) = store();
+        assert!(store.list_multipart_uploads("").await.unwrap().is_empty());
+        let before = SystemTime::now() - std::time::Duration::from_secs(2);
+        let b = store
+            .create_multipart("d/b", &PutOptions::default())
+            .await
+            .unwrap();
+        let a = store
+            .create_multipart("d/a", &PutOptions::default())
+            .await
+            .unwrap();
+        let x = store
+            .create_multipart("x", &PutOptions::default())
+            .await
+            .unwrap();
+        // Junk in the uploads directory is skipped.
+        fs::create_dir(dir.path().join(".bucketfs-local/uploads/not-an-upload")).unwrap();
+        fs::create_dir(
+            dir.path()
+                .join(".bucketfs-local/uploads")
+                .join("f".repeat(32)),
+        )
+        .unwrap();
+        let listed = store.list_multipart_uploads("d/").await.unwrap();
+        let ids: Vec<_> = listed
+            .iter()
+            .map(|u| (u.key.as_str(), u.upload_id.as_str()))
+            .collect();
+        assert_eq!(ids, [("d/a", a.as_str()), ("d/b", b.as_str())]);
+        assert!(listed.iter().all(|u| u.initiated >= before));
+        assert_eq!(store.list_multipart_uploads("").await.unwrap().len(), 3);
+        store.abort_multipart("x", &x).await.unwrap();
+        assert_eq!(store.list_multipart_uploads("").await.unwrap().len(), 2);
+        assert!(store.list_multipart_uploads("q").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn copy_with_options_keeps_or_replaces_metadata() {
+        let (_dir, store) = store();
+        let o = opts("text/plain", &[("a", "1")]);
+        store
+            .put("src", Bytes::from_static(b"body"), &o)
+            .await
+            .unwrap();
+        let stored_as = PutOptions {
+            sse: Some(crate::store::Sse::Aes256),
+            storage_class: Some("STANDARD_IA".into()),
+            ..opts("application/json", &[("b", "2")])
+        };
+        store
+            .copy_with_options("src", "kept", &stored_as, true)
+            .await
+            .unwrap();
+        let info = store.head("kept").await.unwrap();
+        assert_eq!(
+            (info.content_type, info.metadata),
+            (o.content_type, o.metadata)
+        );
+        store
+            .copy_with_options("src", "replaced", &stored_as, false)
+            .await
+            .unwrap();
+        let info = store.head("replaced").await.unwrap();
+        assert_eq!(info.content_type, stored_as.content_type);
+        assert_eq!(info.metadata, stored_as.metadata);
     }
 }

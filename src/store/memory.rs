@@ -20,14 +20,22 @@ struct Stored {
     etag: String,
 }
 
-/// An open multipart upload: its key, options, and the parts received so far.
-type Upload = (String, PutOptions, BTreeMap<u32, Bytes>);
+/// An open multipart upload: its key, options, when it started, and the parts received so far.
+struct Upload {
+    key: String,
+    opts: PutOptions,
+    initiated: SystemTime,
+    /// Creation order, to list uploads of one key in the order they were started.
+    seq: u64,
+    parts: BTreeMap<u32, Bytes>,
+}
 
 #[derive(Default)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, Stored>>,
     uploads: Mutex<HashMap<String, Upload>>,
     next_id: Mutex<u64>,
+    stats: StatsCounter,
 }
 
 impl MemoryStore {
@@ -66,11 +74,22 @@ impl MemoryStore {
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
     }
+
+    /// The options an object was stored with (test helper): content type, metadata, and the
+    /// SSE / ACL / storage class / Cache-Control S3 would have applied.
+    pub fn options(&self, key: &str) -> Option<PutOptions> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|s| s.opts.clone())
+    }
 }
 
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
+        self.stats.request("HeadObject", 0);
         let objects = self.objects.lock().unwrap();
         let s = objects.get(key).ok_or(StoreError::NotFound)?;
         Ok(ObjectInfo {
@@ -83,14 +102,29 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.get_range_if_match(key, range, None).await
+    }
+
+    async fn get_range_if_match(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        etag: Option<&str>,
+    ) -> StoreResult<Bytes> {
+        self.stats.request("GetObject", 0);
         let objects = self.objects.lock().unwrap();
         let s = objects.get(key).ok_or(StoreError::NotFound)?;
+        if etag.is_some_and(|e| e != s.etag) {
+            return Err(StoreError::PreconditionFailed);
+        }
         let len = s.data.len() as u64;
         if range.start >= len && !(len == 0 && range.start == 0) {
             return Err(StoreError::InvalidRange);
         }
-        let end = range.end.min(len);
-        Ok(s.data.slice(range.start as usize..end as usize))
+        let end = range.end.min(len).max(range.start);
+        let data = s.data.slice(range.start as usize..end as usize);
+        self.stats.received(data.len() as u64);
+        Ok(data)
     }
 
     async fn list_page(
@@ -100,6 +134,7 @@ impl ObjectStore for MemoryStore {
         token: Option<String>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
+        self.stats.request("ListObjectsV2", 0);
         let objects = self.objects.lock().unwrap();
         let entries = objects
             .range(prefix.to_string()..)
@@ -120,10 +155,29 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
+        self.stats.request("PutObject", body.len() as u64);
         Ok(Some(self.insert(key, body, opts.clone())))
     }
 
     async fn copy(&self, from: &str, to: &str, replace: Option<&PutOptions>) -> StoreResult<()> {
+        match replace {
+            Some(opts) => self.copy_with_options(from, to, opts, false).await,
+            // As S3: a copy without options gets the bucket's defaults, not the source's.
+            None => {
+                self.copy_with_options(from, to, &PutOptions::default(), true)
+                    .await
+            }
+        }
+    }
+
+    async fn copy_with_options(
+        &self,
+        from: &str,
+        to: &str,
+        opts: &PutOptions,
+        keep_metadata: bool,
+    ) -> StoreResult<()> {
+        self.stats.request("CopyObject", 0);
         let src = self
             .objects
             .lock()
@@ -131,22 +185,40 @@ impl ObjectStore for MemoryStore {
             .get(from)
             .cloned()
             .ok_or(StoreError::NotFound)?;
-        let opts = replace.cloned().unwrap_or(src.opts);
+        let opts = if keep_metadata {
+            PutOptions {
+                content_type: src.opts.content_type,
+                metadata: src.opts.metadata,
+                cache_control: src.opts.cache_control,
+                sse: opts.sse.clone(),
+                acl: opts.acl.clone(),
+                storage_class: opts.storage_class.clone(),
+            }
+        } else {
+            opts.clone()
+        };
         self.insert(to, src.data, opts);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.stats.request("DeleteObject", 0);
         self.objects.lock().unwrap().remove(key);
         Ok(())
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
-        let id = format!("upload-{}", self.fresh_id());
-        self.uploads
-            .lock()
-            .unwrap()
-            .insert(id.clone(), (key.to_string(), opts.clone(), BTreeMap::new()));
+        self.stats.request("CreateMultipartUpload", 0);
+        let seq = self.fresh_id();
+        let id = format!("upload-{seq}");
+        let upload = Upload {
+            key: key.to_string(),
+            opts: opts.clone(),
+            initiated: SystemTime::now(),
+            seq,
+            parts: BTreeMap::new(),
+        };
+        self.uploads.lock().unwrap().insert(id.clone(), upload);
         Ok(id)
     }
 
@@ -157,10 +229,57 @@ impl ObjectStore for MemoryStore {
         number: u32,
         body: Bytes,
     ) -> StoreResult<String> {
+        self.stats.request("UploadPart", body.len() as u64);
         let mut uploads = self.uploads.lock().unwrap();
         let upload = uploads.get_mut(upload_id).ok_or(StoreError::NotFound)?;
-        upload.2.insert(number, body);
+        upload.parts.insert(number, body);
         Ok(format!("\"part{number}\""))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        _key: &str,
+        upload_id: &str,
+        number: u32,
+        source_key: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        self.stats.request("UploadPartCopy", 0);
+        check_copy_range(&range)?;
+        let data = {
+            let objects = self.objects.lock().unwrap();
+            let src = objects.get(source_key).ok_or(StoreError::NotFound)?;
+            if range.end > src.data.len() as u64 {
+                return Err(StoreError::InvalidRange);
+            }
+            src.data.slice(range.start as usize..range.end as usize)
+        };
+        let mut uploads = self.uploads.lock().unwrap();
+        let upload = uploads.get_mut(upload_id).ok_or(StoreError::NotFound)?;
+        upload.parts.insert(number, data);
+        Ok(format!("\"part{number}\""))
+    }
+
+    async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUploadInfo>> {
+        self.stats.request("ListMultipartUploads", 0);
+        let uploads = self.uploads.lock().unwrap();
+        let mut found: Vec<(&String, &Upload)> = uploads
+            .iter()
+            .filter(|(_, u)| u.key.starts_with(prefix))
+            .collect();
+        found.sort_by(|a, b| (&a.1.key, a.1.seq).cmp(&(&b.1.key, b.1.seq)));
+        Ok(found
+            .into_iter()
+            .map(|(id, u)| MultipartUploadInfo {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated: u.initiated,
+            })
+            .collect())
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.stats.snapshot()
     }
 
     async fn complete_multipart(
@@ -169,27 +288,203 @@ impl ObjectStore for MemoryStore {
         upload_id: &str,
         parts: Vec<CompletedPart>,
     ) -> StoreResult<Option<String>> {
-        let (upload_key, opts, stored) = self
+        self.stats.request("CompleteMultipartUpload", 0);
+        let upload = self
             .uploads
             .lock()
             .unwrap()
             .remove(upload_id)
             .ok_or(StoreError::NotFound)?;
-        if upload_key != key {
+        if upload.key != key {
             return Err(StoreError::Other("upload id belongs to another key".into()));
         }
         let mut data = Vec::new();
         for part in parts {
-            let bytes = stored.get(&part.number).ok_or_else(|| {
+            let bytes = upload.parts.get(&part.number).ok_or_else(|| {
                 StoreError::Other(format!("part {} was never uploaded", part.number))
             })?;
             data.extend_from_slice(bytes);
         }
-        Ok(Some(self.insert(key, Bytes::from(data), opts)))
+        Ok(Some(self.insert(key, Bytes::from(data), upload.opts)))
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
+        self.stats.request("AbortMultipartUpload", 0);
         self.uploads.lock().unwrap().remove(upload_id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts_with_everything() -> PutOptions {
+        let mut opts = PutOptions {
+            content_type: Some("text/plain".into()),
+            sse: Some(Sse::Kms {
+                key_id: Some("k1".into()),
+            }),
+            acl: Some("public-read".into()),
+            storage_class: Some("STANDARD_IA".into()),
+            cache_control: Some("max-age=60".into()),
+            ..Default::default()
+        };
+        opts.metadata.insert("mode".into(), "0644".into());
+        opts
+    }
+
+    #[tokio::test]
+    async fn upload_part_copy_assembles_ranges_of_other_objects() {
+        let s = MemoryStore::new();
+        s.put(
+            "src",
+            Bytes::from_static(b"0123456789"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        let id = s
+            .create_multipart("dst", &PutOptions::default())
+            .await
+            .unwrap();
+        let e1 = s
+            .upload_part_copy("dst", &id, 1, "src", 2..5)
+            .await
+            .unwrap();
+        let e2 = s
+            .upload_part("dst", &id, 2, Bytes::from_static(b"new"))
+            .await
+            .unwrap();
+        let e3 = s
+            .upload_part_copy("dst", &id, 3, "src", 9..10)
+            .await
+            .unwrap();
+        // Errors: missing source, range past the end, empty range, unknown upload.
+        assert!(matches!(
+            s.upload_part_copy("dst", &id, 4, "nope", 0..1).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            s.upload_part_copy("dst", &id, 4, "src", 5..11).await,
+            Err(StoreError::InvalidRange)
+        ));
+        assert!(matches!(
+            s.upload_part_copy("dst", &id, 4, "src", 3..3).await,
+            Err(StoreError::Other(_))
+        ));
+        assert!(matches!(
+            s.upload_part_copy("dst", "upload-999", 1, "src", 0..1)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        let parts = [(1, e1), (2, e2), (3, e3)]
+            .into_iter()
+            .map(|(number, etag)| CompletedPart { number, etag })
+            .collect();
+        s.complete_multipart("dst", &id, parts).await.unwrap();
+        assert_eq!(s.bytes("dst").unwrap(), "234new9");
+    }
+
+    #[tokio::test]
+    async fn lists_uploads_in_progress_by_prefix() {
+        let s = MemoryStore::new();
+        let before = SystemTime::now();
+        let b1 = s
+            .create_multipart("d/b", &PutOptions::default())
+            .await
+            .unwrap();
+        let a = s
+            .create_multipart("d/a", &PutOptions::default())
+            .await
+            .unwrap();
+        let b2 = s
+            .create_multipart("d/b", &PutOptions::default())
+            .await
+            .unwrap();
+        let other = s
+            .create_multipart("e/x", &PutOptions::default())
+            .await
+            .unwrap();
+        let listed = s.list_multipart_uploads("d/").await.unwrap();
+        let ids: Vec<_> = listed
+            .iter()
+            .map(|u| (u.key.as_str(), u.upload_id.as_str()))
+            .collect();
+        assert_eq!(ids, [("d/a", a.as_str()), ("d/b", &b1), ("d/b", &b2)]);
+        assert!(listed.iter().all(|u| u.initiated >= before));
+        assert_eq!(s.list_multipart_uploads("").await.unwrap().len(), 4);
+        s.abort_multipart("e/x", &other).await.unwrap();
+        s.complete_multipart("d/a", &a, vec![]).await.unwrap();
+        assert_eq!(s.list_multipart_uploads("").await.unwrap().len(), 2);
+        assert!(s.list_multipart_uploads("zzz").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn copies_keep_or_replace_like_s3() {
+        let s = MemoryStore::new();
+        let full = opts_with_everything();
+        s.put("src", Bytes::from_static(b"x"), &full).await.unwrap();
+        // COPY directive: content type, metadata and Cache-Control stay; SSE, ACL and
+        // storage class are what the copy asks for (nothing = bucket defaults).
+        s.copy("src", "plain", None).await.unwrap();
+        let o = s.options("plain").unwrap();
+        assert_eq!(o.content_type, full.content_type);
+        assert_eq!(o.metadata, full.metadata);
+        assert_eq!(o.cache_control, full.cache_control);
+        assert_eq!((o.sse, o.acl, o.storage_class), (None, None, None));
+        let stored_as = PutOptions {
+            sse: Some(Sse::Aes256),
+            acl: Some("private".into()),
+            storage_class: Some("GLACIER".into()),
+            content_type: Some("ignored/with-copy".into()),
+            ..Default::default()
+        };
+        s.copy_with_options("src", "kept", &stored_as, true)
+            .await
+            .unwrap();
+        let o = s.options("kept").unwrap();
+        assert_eq!(o.content_type, full.content_type);
+        assert_eq!(o.sse, Some(Sse::Aes256));
+        assert_eq!(o.storage_class.as_deref(), Some("GLACIER"));
+        // REPLACE: everything from the options.
+        s.copy_with_options("src", "replaced", &stored_as, false)
+            .await
+            .unwrap();
+        assert_eq!(s.options("replaced").unwrap(), stored_as);
+        s.copy("src", "r2", Some(&full)).await.unwrap();
+        assert_eq!(s.options("r2").unwrap(), full);
+    }
+
+    #[tokio::test]
+    async fn counts_requests_and_bytes() {
+        let s = MemoryStore::new();
+        assert_eq!(s.stats(), StoreStats::default());
+        s.put("a", Bytes::from_static(b"12345"), &PutOptions::default())
+            .await
+            .unwrap();
+        s.get_range("a", 1..3).await.unwrap();
+        s.get_range("a", 0..100).await.unwrap();
+        s.head("a").await.unwrap();
+        s.copy("a", "b", None).await.unwrap();
+        let id = s
+            .create_multipart("c", &PutOptions::default())
+            .await
+            .unwrap();
+        s.upload_part("c", &id, 1, Bytes::from_static(b"xyz"))
+            .await
+            .unwrap();
+        s.upload_part_copy("c", &id, 2, "a", 0..5).await.unwrap();
+        let st = s.stats();
+        assert_eq!(st.count("PutObject"), 1);
+        assert_eq!(st.count("GetObject"), 2);
+        assert_eq!(st.count("HeadObject"), 1);
+        assert_eq!(st.count("CopyObject"), 1);
+        assert_eq!(st.count("CreateMultipartUpload"), 1);
+        assert_eq!(st.count("UploadPart"), 1);
+        assert_eq!(st.count("UploadPartCopy"), 1);
+        assert_eq!(st.total_requests(), 8);
+        assert_eq!(st.bytes_sent, 5 + 3, "copies send no bytes");
+        assert_eq!(st.bytes_received, 2 + 5);
     }
 }

@@ -11,9 +11,13 @@ pub mod local;
 pub mod memory;
 pub mod retry;
 pub mod s3;
+pub mod sse_c;
+
+pub use sse_c::SseCKey;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -42,6 +46,10 @@ pub enum StoreError {
     Timeout(std::time::Duration),
     #[error("server error {status}: {message}")]
     Server { status: u16, message: String },
+    /// An object encrypted with a customer-provided key (SSE-C) was read without a key, or
+    /// with another key than the one it was written with. The text says which, and what to do.
+    #[error("{0}")]
+    SseCustomerKey(String),
     #[error("{0}")]
     Other(String),
 }
@@ -91,11 +99,124 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
-/// Options for a new object (PUT, CreateMultipartUpload, copy with metadata REPLACE).
+/// Options for a new object (PUT, CreateMultipartUpload, copies).
+///
+/// Content type, metadata and `cache_control` describe the object's content: a copy with the
+/// COPY directive keeps the source's. `sse`, `acl` and `storage_class` are how the object is
+/// stored: S3 does not carry them over on a copy, so every copy sends them (see
+/// [`ObjectStore::copy_with_options`]). `None` = the bucket's default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOptions {
     pub content_type: Option<String>,
     pub metadata: UserMetadata,
+    /// Server-side encryption with keys S3 manages (SSE-S3, SSE-KMS, DSSE-KMS). Encryption with
+    /// a key of your own (SSE-C) is mount-wide instead: `s3::S3Settings::sse_c_key`.
+    pub sse: Option<Sse>,
+    /// A canned ACL, one of [`CANNED_ACLS`] (`x-amz-acl`).
+    pub acl: Option<String>,
+    /// `x-amz-storage-class` (`STANDARD`, `STANDARD_IA`, `INTELLIGENT_TIERING`, ...; other
+    /// S3 servers have their own names, so any value is passed on).
+    pub storage_class: Option<String>,
+    /// `Cache-Control` of the object (returned on GET, used by HTTP caches in front of S3).
+    pub cache_control: Option<String>,
+}
+
+/// Server-side encryption with keys S3 manages (`x-amz-server-side-encryption`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// SSE-S3: `AES256`.
+    Aes256,
+    /// SSE-KMS: `aws:kms`, with the bucket's / account's default KMS key when `key_id` is `None`.
+    Kms { key_id: Option<String> },
+    /// DSSE-KMS (dual-layer): `aws:kms:dsse`.
+    KmsDsse { key_id: Option<String> },
+}
+
+impl Sse {
+    /// The value of `x-amz-server-side-encryption`.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Sse::Aes256 => "AES256",
+            Sse::Kms { .. } => "aws:kms",
+            Sse::KmsDsse { .. } => "aws:kms:dsse",
+        }
+    }
+
+    /// The KMS key (`x-amz-server-side-encryption-aws-kms-key-id`), if one is named.
+    pub fn kms_key_id(&self) -> Option<&str> {
+        match self {
+            Sse::Aes256 => None,
+            Sse::Kms { key_id } | Sse::KmsDsse { key_id } => key_id.as_deref(),
+        }
+    }
+}
+
+/// The canned ACLs S3 accepts in `x-amz-acl` for objects.
+pub const CANNED_ACLS: &[&str] = &[
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+];
+
+/// One multipart upload that was started and neither completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartUploadInfo {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: SystemTime,
+}
+
+/// What a store sent and received since it was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Requests by S3 operation name (`GetObject`, `PutObject`, `UploadPartCopy`, ...). Every
+    /// attempt counts, retries included.
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Object data sent in request bodies (PUT, UploadPart; retries included). Copies send none.
+    pub bytes_sent: u64,
+    /// Object data received in GET response bodies.
+    pub bytes_received: u64,
+}
+
+impl StoreStats {
+    /// Requests of one kind.
+    pub fn count(&self, kind: &str) -> u64 {
+        self.requests.get(kind).copied().unwrap_or(0)
+    }
+
+    /// Requests of all kinds.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().sum()
+    }
+}
+
+/// Thread-safe counters behind [`ObjectStore::stats`].
+#[derive(Debug, Default)]
+pub struct StatsCounter(Mutex<StoreStats>);
+
+impl StatsCounter {
+    /// One request of `kind` with `body_bytes` of object data in its body.
+    pub fn request(&self, kind: &'static str, body_bytes: u64) {
+        let mut stats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *stats.requests.entry(kind).or_insert(0) += 1;
+        stats.bytes_sent += body_bytes;
+    }
+
+    /// `n` bytes of object data received.
+    pub fn received(&self, n: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bytes_received += n;
+    }
+
+    pub fn snapshot(&self) -> StoreStats {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// A part of a multipart upload once uploaded.
@@ -112,6 +233,15 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// GET of `range` (end exclusive). Returns fewer bytes only at the end of the object.
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes>;
+
+    /// `get_range`, but only while the object's ETag is `etag` (`If-Match`): a changed object
+    /// gives `PreconditionFailed`, never bytes of another version. `None` = no condition.
+    async fn get_range_if_match(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        etag: Option<&str>,
+    ) -> StoreResult<Bytes>;
 
     /// One page of keys under `prefix`, grouped by `delimiter` when given, at most `max_keys`.
     async fn list_page(
@@ -153,6 +283,71 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// AbortMultipartUpload.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()>;
+
+    /// Server-side copy with object options. `keep_metadata`: COPY directive, the target keeps
+    /// the source's content type, user metadata and Cache-Control, and only `opts.sse`,
+    /// `opts.acl` and `opts.storage_class` apply; otherwise REPLACE with everything in `opts`.
+    /// S3 does not carry SSE or ACL over on a copy: pass the mount's options here rather than
+    /// calling `copy(from, to, None)`, or the copy gets the bucket's defaults.
+    ///
+    /// The default ignores the object options when keeping metadata (for stores without them).
+    async fn copy_with_options(
+        &self,
+        from: &str,
+        to: &str,
+        opts: &PutOptions,
+        keep_metadata: bool,
+    ) -> StoreResult<()> {
+        self.copy(from, to, (!keep_metadata).then_some(opts)).await
+    }
+
+    /// UploadPartCopy: part `number` of the upload is `range` (end exclusive) of the object
+    /// `source_key`, copied server-side. Returns the part's ETag. The range must not be empty
+    /// and must lie within the source: S3 refuses a range past its end (`InvalidRange`, as do
+    /// the memory and local stores), but Garage clamps it to the object like a GET range, so
+    /// do not rely on the error. Part size rules are S3's: every part but the last >= 5 MiB.
+    ///
+    /// The default reads the range and uploads it as a part.
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        source_key: &str,
+        range: Range<u64>,
+    ) -> StoreResult<String> {
+        check_copy_range(&range)?;
+        let data = self.get_range(source_key, range.clone()).await?;
+        if (data.len() as u64) < range.end - range.start {
+            return Err(StoreError::InvalidRange);
+        }
+        self.upload_part(key, upload_id, number, data).await
+    }
+
+    /// Every multipart upload in progress whose key starts with `prefix` (all pages), in key
+    /// order.
+    async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUploadInfo>> {
+        let _ = prefix;
+        Err(StoreError::Other(
+            "listing multipart uploads is not supported by this store".into(),
+        ))
+    }
+
+    /// Requests made and bytes moved so far. Stores that do not count return zeros.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
+}
+
+/// An UploadPartCopy range must hold at least one byte.
+pub fn check_copy_range(range: &Range<u64>) -> StoreResult<()> {
+    if range.end <= range.start {
+        return Err(StoreError::Other(format!(
+            "empty copy range {}..{}: a copied part needs at least one byte",
+            range.start, range.end
+        )));
+    }
+    Ok(())
 }
 
 /// Every key under `prefix`, following continuation tokens (no delimiter).

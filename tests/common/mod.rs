@@ -129,7 +129,9 @@ impl Server {
 /// One live mount, unmounted (waiting for uploads) on drop.
 pub struct Mount {
     pub dir: PathBuf,
-    pub cache: tempfile::TempDir,
+    /// The mount's cache directory (staging, log, disk cache).
+    pub cache: PathBuf,
+    _cache_guard: Option<tempfile::TempDir>,
     _mountpoint: tempfile::TempDir,
     mounted: bool,
 }
@@ -138,16 +140,23 @@ impl Mount {
     /// Mounts `source` with the server's credentials in the environment and `extra` flags.
     pub fn new(server: &Server, source: &str, extra: &[&str]) -> Mount {
         let mountpoint = tempfile::tempdir().unwrap();
-        let cache = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = vec![
             "mount".into(),
             source.into(),
             mountpoint.path().display().to_string(),
-            "--cache-dir".into(),
-            cache.path().display().to_string(),
-            "--metadata-ttl".into(),
-            "0.5".into(),
         ];
+        let given = |flag: &str| extra.iter().position(|a| *a == flag);
+        let (cache, cache_guard) = match given("--cache-dir") {
+            Some(i) => (PathBuf::from(extra[i + 1]), None),
+            None => {
+                let t = tempfile::tempdir().unwrap();
+                args.extend(["--cache-dir".into(), t.path().display().to_string()]);
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        if given("--metadata-ttl").is_none() {
+            args.extend(["--metadata-ttl".into(), "0.5".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let out = bucketfs(server, &args);
         assert!(
@@ -158,6 +167,7 @@ impl Mount {
         Mount {
             dir: mountpoint.path().to_path_buf(),
             cache,
+            _cache_guard: cache_guard,
             _mountpoint: mountpoint,
             mounted: true,
         }
@@ -189,10 +199,16 @@ impl Mount {
         }
     }
 
+    /// Unmounts and returns the daemon's whole log.
+    pub fn log_after_unmount(mut self) -> String {
+        self.do_unmount();
+        self.log()
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         let mut all = String::new();
-        for entry in walk(self.cache.path()) {
+        for entry in walk(&self.cache) {
             if entry.file_name().is_some_and(|n| n == "bucketfs.log") {
                 all.push_str(&std::fs::read_to_string(entry).unwrap_or_default());
             }

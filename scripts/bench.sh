@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Benchmark of bucketfs against the raw S3 API and two peers (s3fs and rclone mount), all on
+# the local Garage server (scripts/s3-server.sh), in one run. By hand only, never in CI.
+#
+#   scripts/bench.sh [--quick] [--only WORKLOAD,...] [--tools TOOL,...] [--no-build] [--keep]
+#
+#   --quick     sizes divided (128 MiB instead of 1 GiB, 1,000 entries instead of 10,000,
+#               200 files instead of 2,000, 100 small files instead of 1,000): a few minutes
+#   --only      workloads among: read write small ls find du rsync (default: all)
+#   --tools     among: raw bucketfs s3fs rclone (default: all)
+#   --no-build  use the release binaries already built
+#   --keep      leave the run's objects in the bucket (default: deleted at the end)
+#
+# Workloads (raw = examples/raw_s3.rs, rust-s3 with bucketfs's default part size and
+# concurrency: the floor the server allows):
+#   read    sequential read of 1 GiB, cold (fresh mount, page cache dropped), then warm
+#           (same mount again)                               raw: parallel ranged GETs
+#   write   sequential write of 1 GiB from a local file, until the object is in the bucket
+#                                                            raw: multipart PUT
+#   small   1,000 files of 4 KiB (cp -r), until all are in the bucket
+#                                                            raw: 1,000 sequential PUTs
+#   ls      cold `ls -l` of a directory of 10,000 entries    raw: LIST
+#   find    cold `find` of 2,000 files in 40 directories     raw: LIST
+#   du      cold `du -s` of the same tree                    raw: LIST
+#   rsync   `rsync -a --stats` of 2,000 small files in 40 directories (varied modes and
+#           mtimes, a few symlinks) into the mount: run 1 on a fresh mount (and until in the
+#           bucket), run 2 on the same mount, run 3 on a fresh mount; files transferred and
+#           errors (e.g. symlinks not supported) are counted
+#   rss     peak RSS (VmHWM) of each daemon, sampled before each unmount; the table shows
+#           the largest
+# Writes are timed until the data is in the bucket (HEAD / LIST polling by the raw tool)
+# because rclone (--vfs-cache-mode writes) returns before uploading.
+#
+# Every step has a time limit and a hung peer is force-unmounted; a failed measurement is
+# recorded as failed and the run goes on. Each tool writes under its own key prefix; the
+# read-only inputs (fixtures) are created once per run with the raw tool, with random data
+# (Garage compresses and deduplicates).
+#
+# Output: the table on stdout, results/bench-<timestamp>.json, results/bench-<timestamp>.png
+# (grouped bar chart), results/latest.md (markdown table with date, machine and server), logs
+# in results/bench-<timestamp>.logs/. One-time setup, idempotent: apt packages s3fs rclone
+# rsync fuse3 python3-venv (if missing), a Python venv with matplotlib in ~/.cache/bucketfs-bench/venv,
+# the local S3 server (started if not running; left running), the release build.
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_DIR="$REPO/scripts/bench"
+export PATH="$HOME/.cargo/bin:$PATH"
+# shellcheck source=scripts/bench/lib.sh
+. "$BENCH_DIR/lib.sh"
+# shellcheck source=scripts/bench/workloads.sh
+. "$BENCH_DIR/workloads.sh"
+
+ALL_WORKLOADS=(read write small ls find du rsync)
+ALL_TOOLS=(raw bucketfs s3fs rclone)
+# Raw tool parameters: bucketfs's defaults (8 MiB parts, 4 uploads in flight).
+PART=$((8 << 20))
+PAR=4
+
+usage() {
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+parse_args() {
+    QUICK=0 BUILD=1 KEEP=0
+    WORKLOADS=("${ALL_WORKLOADS[@]}") TOOLS=("${ALL_TOOLS[@]}")
+    while (($#)); do
+        case $1 in
+        --quick) QUICK=1 ;;
+        --no-build) BUILD=0 ;;
+        --keep) KEEP=1 ;;
+        --only) IFS=, read -ra WORKLOADS <<<"${2:?--only needs a list}" && shift ;;
+        --tools) IFS=, read -ra TOOLS <<<"${2:?--tools needs a list}" && shift ;;
+        -h | --help) usage ;;
+        *) echo "bench: unknown argument $1" >&2 && usage ;;
+        esac
+        shift
+    done
+    local w
+    for w in "${WORKLOADS[@]}"; do
+        [[ " ${ALL_WORKLOADS[*]} " == *" $w "* ]] || { echo "bench: unknown workload $w" >&2 && usage; }
+    done
+    for w in "${TOOLS[@]}"; do
+        [[ " ${ALL_TOOLS[*]} " == *" $w "* ]] || { echo "bench: unknown tool $w" >&2 && usage; }
+    done
+}
+
+want() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
+want_tool() { [[ " ${TOOLS[*]} " == *" $1 "* ]]; }
+
+set_sizes() {
+    if ((QUICK)); then
+        BIG_MIB=128 SMALL_N=100 LIST_N=1000 TREE_N=200 RSYNC_N=200
+    else
+        BIG_MIB=1024 SMALL_N=1000 LIST_N=10000 TREE_N=2000 RSYNC_N=2000
+    fi
+    BIG=$((BIG_MIB << 20)) TREE_D=40 RSYNC_D=40
+    # Time limits: 1 s per MiB (+60) for the large file, generous ones for metadata.
+    T_BIG=$((60 + BIG_MIB)) T_META=$((120 + LIST_N / 20))
+}
+
+# --- setup ---------------------------------------------------------------------------------
+
+install_packages() {
+    local missing=() c
+    for c in s3fs rclone rsync; do
+        command -v "$c" >/dev/null || missing+=("$c")
+    done
+    command -v fusermount3 >/dev/null || missing+=(fuse3)
+    python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+}
+
+# PY: a Python with matplotlib if one could be set up (else plain python3: no chart).
+setup_venv() {
+    local venv="${XDG_CACHE_HOME:-$HOME/.cache}/bucketfs-bench/venv"
+    PY=python3
+    if ! "$venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+        log "setting up $venv (matplotlib)"
+        python3 -m venv "$venv" >&2 && "$venv/bin/pip" install -q matplotlib >&2 ||
+            { log "warning: no matplotlib venv; the chart is skipped" && return 0; }
+    fi
+    PY="$venv/bin/python"
+}
+
+start_server() {
+    local envf
+    envf="$("$REPO/scripts/s3-server.sh" start)" || return 1
+    # shellcheck disable=SC1090
+    . "$envf"
+    S3_STATE_DIR="${BUCKETFS_S3_DIR:-/tmp/bucketfs-s3}"
+}
+
+build() {
+    BFS="$REPO/target/release/bucketfs" RAW="$REPO/target/release/examples/raw_s3"
+    if ((BUILD)); then
+        log "building (release)"
+        (cd "$REPO" && cargo build --release --quiet --bin bucketfs --example raw_s3) ||
+            { log "the build failed (--no-build reuses the last release binaries)" && return 1; }
+    fi
+    [[ -x "$BFS" && -x "$RAW" ]] || { log "missing $BFS or $RAW (build without --no-build)" && return 1; }
+}
+
+server_version() {
+    local pid exe
+    pid=$(cat "$S3_STATE_DIR/garage.pid" 2>/dev/null)
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null)
+    [[ -n "$exe" ]] || return 1
+    echo "Garage $("$exe" --version 2>/dev/null | grep -o '[0-9]\+\.[0-9]\+\.[0-9]\+' | head -n 1)"
+}
+
+write_meta() {
+    local runtime=$1 mem_kib
+    mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+    cat >"$LOGS/meta.json" <<EOF
+{"timestamp": "$TS", "date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "quick": $([[ $QUICK == 1 ]] && echo true || echo false),
+ "nproc": $(nproc), "mem_gib": $(awk -v k="$mem_kib" 'BEGIN { printf "%.1f", k / 1048576 }'),
+ "kernel": "Linux $(uname -r)", "server": "$(server_version || echo Garage)",
+ "bucketfs_version": "$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)",
+ "s3fs_version": "$(s3fs --version 2>/dev/null | head -n 1 | grep -o 'V[0-9.]*')",
+ "rclone_version": "$(rclone version 2>/dev/null | head -n 1 | awk '{ print $2 }')",
+ "sizes": {"big_bytes": $BIG, "small_files": $SMALL_N, "list_entries": $LIST_N,
+           "tree_files": $TREE_N, "tree_dirs": $TREE_D, "rsync_files": $RSYNC_N,
+           "rsync_dirs": $RSYNC_D, "part_size": $PART, "parallel": $PAR},
+ "logs": "results/bench-$TS.logs", "runtime_s": $runtime,
+ "notes": ["raw rows: read = parallel ranged GETs, write = multipart PUT (both $((PART >> 20)) MiB parts, $PAR in flight), small = sequential PUTs (one at a time, as cp creates them), ls/find/du = LIST of the keys; times are the raw tool's own (no process start).", "s3fs: -o use_path_request_style,endpoint=$AWS_REGION,sigv4 (defaults otherwise: 10 MiB parts, 5 in flight). rclone: --vfs-cache-mode writes, provider Other, defaults otherwise (5 MiB parts, 4 in flight, 5 s write-back). bucketfs: defaults."]}
+EOF
+}
+
+report() {
+    "$PY" "$BENCH_DIR/report.py" --results "$RESULTS" --meta "$LOGS/meta.json" \
+        --json "results/bench-$TS.json" --png "results/bench-$TS.png" --md results/latest.md
+}
+
+# --- run -----------------------------------------------------------------------------------
+
+cleanup() {
+    if [[ -n "${MNT:-}" ]]; then
+        log "interrupted: forcing $MNT_TOOL off $MNT"
+        force_unmount
+    fi
+    if ((KEEP == 0)) && [[ -n "${RAW:-}" && -n "${PFX:-}" ]]; then
+        timeout 300 "$RAW" delete-prefix "$PFX/" >/dev/null 2>&1 || log "could not delete $PFX/"
+    fi
+    [[ -n "${RUN:-}" ]] && rm -rf "$RUN"
+}
+
+run_all() {
+    local w tool
+    for w in "${WORKLOADS[@]}"; do
+        log "== $w"
+        if want_tool raw && declare -F "raw_$w" >/dev/null; then
+            "raw_$w"
+        fi
+        for tool in bucketfs s3fs rclone; do
+            want_tool "$tool" && "wl_$w" "$tool"
+        done
+    done
+}
+
+main() {
+    parse_args "$@"
+    set_sizes
+    local start
+    start=$(date +%s)
+    cd "$REPO" || exit 1
+    install_packages || { log "apt-get install failed" && exit 1; }
+    setup_venv
+    start_server || { log "the S3 server did not start" && exit 1; }
+    build || exit 1
+
+    TS=$(date +%Y%m%d-%H%M%S)
+    PFX="bench-$TS" RUN="/tmp/bucketfs-bench-$TS" LOGS="$REPO/results/bench-$TS.logs"
+    DATA="$RUN/data" RESULTS="$LOGS/results.jsonl" STEP_LOG="$LOGS/steps.log" EXTRA=()
+    mkdir -p "$LOGS" "$DATA" "$RUN/mnt" "$RUN/cache"
+    : >"$RESULTS"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    (umask 077 && echo "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" >"$RUN/s3fs.passwd")
+
+    log "run $TS ($([[ $QUICK == 1 ]] && echo quick || echo full)): prefix $PFX/, logs $LOGS"
+    setup_fixtures
+    run_all
+    write_meta $(($(date +%s) - start))
+    report
+    log "total runtime $(($(date +%s) - start)) s"
+}
+
+main "$@"

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Turns the measurements of one scripts/bench.sh run into the table (stdout), a JSON file,
+a grouped bar chart (PNG, needs matplotlib; skipped with a warning without it) and a
+markdown copy of the table.
+
+  report.py --results RUN.jsonl --meta META.json --json OUT.json --png OUT.png --md OUT.md
+
+RUN.jsonl holds one object per measurement, written by bench.sh:
+  {"workload": "read-cold", "tool": "bucketfs", "status": "ok"|"failed"|"wrong",
+   "seconds": 1.2, "bytes": 1073741824, ...extra fields (entries, transferred, errors, ...)}
+  {"workload": "rss", "tool": "s3fs", "mount": "read", "kib": 12345, "status": "ok"}
+"""
+import argparse
+import json
+import sys
+
+TOOLS = ["raw", "bucketfs", "s3fs", "rclone"]
+PEERS = ["raw", "s3fs", "rclone"]
+MIB = 1024 * 1024
+
+
+def size_text(n):
+    if n >= 1024 * MIB and n % (1024 * MIB) == 0:
+        return f"{n // (1024 * MIB)} GiB"
+    return f"{n / MIB:g} MiB"
+
+
+def rows(sizes):
+    """(workload key, label, kind) in table order."""
+    big = size_text(sizes["big_bytes"])
+    n_small, n_list = sizes["small_files"], sizes["list_entries"]
+    n_tree, n_dirs = sizes["tree_files"], sizes["tree_dirs"]
+    n_rsync = sizes["rsync_files"]
+    return [
+        ("read-cold", f"seq read {big}, cold (fresh mount)", "bytes"),
+        ("read-warm", f"re-read {big}, warm (same mount)", "bytes"),
+        ("write", f"seq write {big}, until in bucket", "bytes"),
+        ("small", f"create {n_small:,} x 4 KiB, until in bucket", "time"),
+        ("ls", f"ls -l of {n_list:,} entries, cold", "entries"),
+        ("find", f"find of {n_tree:,} files in {n_dirs} dirs, cold", "entries"),
+        ("du", f"du -s of {n_tree:,} files, cold", "time"),
+        ("rsync-1", f"rsync -a {n_rsync:,} files, run 1 (fresh)", "rsync"),
+        ("rsync-1-bucket", "rsync run 1, until in bucket", "time"),
+        ("rsync-2", "rsync run 2 (same mount)", "rsync"),
+        ("rsync-3", "rsync run 3 (fresh mount)", "rsync"),
+        ("rss", "peak RSS of the daemon", "rss"),
+    ]
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def index(results):
+    """{(workload, tool): result}; RSS rows become one 'rss' entry per tool (the peak)."""
+    out = {}
+    for r in results:
+        if r["workload"] == "rss":
+            key = ("rss", r["tool"])
+            prev = out.get(key)
+            if prev is None or r.get("kib", 0) > prev.get("kib", 0):
+                out[key] = dict(r, mounts=(prev or {}).get("mounts", 0) + 1)
+            else:
+                prev["mounts"] = prev.get("mounts", 1) + 1
+        else:
+            out[(r["workload"], r["tool"])] = r
+    return out
+
+
+def value(r, kind):
+    """The number a ratio and the chart use: seconds, or MiB for RSS; None if unusable."""
+    if r is None or r.get("status") == "failed":
+        return None
+    if kind == "rss":
+        return r.get("kib", 0) / 1024
+    return r.get("seconds")
+
+
+def cell(r, kind):
+    if r is None:
+        return "-"
+    if r.get("status") == "failed":
+        return "FAILED" + (f" ({r['note']})" if r.get("note") else "")
+    if kind == "rss":
+        return f"{r['kib'] / 1024:.1f} MiB ({r['mount']})"
+    s = r["seconds"]
+    text = f"{s:.3f} s" if s < 1 else f"{s:.2f} s" if s < 100 else f"{s:.0f} s"
+    if kind == "bytes" and r.get("bytes") and s > 0:
+        text += f" ({r['bytes'] / MIB / s:.0f} MiB/s)"
+    if kind == "rsync" and "transferred" in r:
+        text += f", {r['transferred']} xfer"
+        if r.get("errors"):
+            text += f", {r['errors']} err"
+    if r.get("status") == "wrong":
+        text += f" [WRONG: {r.get('note', '')}]"
+    return text
+
+
+def ratio(a, b):
+    if a is None or b is None or b <= 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def build_table(meta, results):
+    idx = index(results)
+    header = ["workload"] + TOOLS + [f"bucketfs/{p}" for p in PEERS]
+    table = []
+    for key, label, kind in rows(meta["sizes"]):
+        if not any((key, t) in idx for t in TOOLS):
+            continue
+        cells = [cell(idx.get((key, t)), kind) for t in TOOLS]
+        mine = value(idx.get((key, "bucketfs")), kind)
+        ratios = [ratio(mine, value(idx.get((key, p)), kind)) for p in PEERS]
+        table.append({"key": key, "label": label, "kind": kind, "cells": [label] + cells + ratios})
+    return header, table, idx
+
+
+def text_table(header, table):
+    lines = [header] + [r["cells"] for r in table]
+    widths = [max(len(l[i]) for l in lines) for i in range(len(header))]
+    fmt = lambda l: "  ".join(c.ljust(w) for c, w in zip(l, widths)).rstrip()
+    out = [fmt(header), fmt(["-" * w for w in widths])]
+    out += [fmt(r["cells"]) for r in table]
+    return "\n".join(out)
+
+
+def md_table(header, table):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r["cells"]) + " |" for r in table]
+    return "\n".join(out)
+
+
+RATIO_NOTE = (
+    "Ratios are bucketfs / other, of seconds (or MiB for RSS): below 1.00x bucketfs is faster "
+    "(or smaller), above 1.00x it is slower (or bigger). RSS: the largest VmHWM over the "
+    "tool's mounts (which one in brackets); every mount is in the JSON."
+)
+
+
+def notes(meta, results):
+    out = [RATIO_NOTE]
+    drops = {r.get("cache_drop") for r in results if r.get("cache_drop")}
+    if drops - {"ok"}:
+        out.append("Dropping the page cache FAILED for some cold runs: their numbers may be warm.")
+    else:
+        out.append("Cold runs: fresh mount and `sync; echo 3 > /proc/sys/vm/drop_caches` "
+                   "(client and server caches) before each.")
+    out.extend(meta.get("notes", []))
+    errs = [f"{r['tool']} {r['errors']} ({r['symlink_errors']} symlinks; first: "
+            f"{r.get('first_error', '').rsplit(' failed: ', 1)[-1]})"
+            for r in results if r["workload"] == "rsync-1" and r.get("errors")]
+    if errs:
+        out.append("rsync errors (err) per run: " + ", ".join(errs) + ".")
+    failed = [f"{r['tool']} {r['workload']}" + (f": {r['note']}" if r.get("note") else "")
+              for r in results if r.get("status") in ("failed", "wrong")]
+    if failed:
+        out.append("Failed or wrong: " + "; ".join(failed) + " (logs: " + meta["logs"] + ").")
+    return out
+
+
+def markdown(meta, header, table, note_lines):
+    s = meta["sizes"]
+    return "\n".join([
+        f"# bucketfs benchmark ({'quick' if meta['quick'] else 'full'} run)",
+        "",
+        f"- date: {meta['date']}",
+        f"- machine: {meta['nproc']} cores, {meta['mem_gib']} GiB memory, {meta['kernel']}",
+        f"- server: {meta['server']} on 127.0.0.1 (single node, TCP_NODELAY shim)",
+        f"- bucketfs: {meta['bucketfs_version']}; s3fs {meta['s3fs_version']}; "
+        f"rclone {meta['rclone_version']}",
+        f"- raw: examples/raw_s3.rs (rust-s3), part size {size_text(s['part_size'])}, "
+        f"{s['parallel']} requests in flight",
+        f"- total runtime: {meta.get('runtime_s', 0):.0f} s",
+        "",
+        md_table(header, table),
+        "",
+        *[f"- {n}" for n in note_lines],
+        "",
+        f"Data: `{meta['json']}`, chart: `{meta['png']}`.",
+        "",
+    ])
+
+
+def chart(meta, table, idx, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report: matplotlib is not available: no chart", file=sys.stderr)
+        return False
+    colors = {"raw": "#888888", "bucketfs": "#1f77b4", "s3fs": "#ff7f0e", "rclone": "#2ca02c"}
+    timed = [r for r in table if r["kind"] != "rss"]
+    fig, (ax, ax2) = plt.subplots(
+        1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [5, 1]})
+    width = 0.8 / len(TOOLS)
+    for i, tool in enumerate(TOOLS):
+        xs, ys = [], []
+        for j, r in enumerate(timed):
+            v = value(idx.get((r["key"], tool)), r["kind"])
+            if v is not None and v > 0:
+                xs.append(j + (i - 1.5) * width)
+                ys.append(v)
+        ax.bar(xs, ys, width, label=tool, color=colors[tool])
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds (log scale, lower is better)")
+    ax.set_xticks(range(len(timed)))
+    ax.set_xticklabels([r["label"] for r in timed], rotation=35, ha="right", fontsize=8)
+    ax.legend()
+    ax.grid(axis="y", which="both", alpha=0.3)
+    tools = [t for t in TOOLS if ("rss", t) in idx]
+    ax2.bar(tools, [idx[("rss", t)]["kib"] / 1024 for t in tools],
+            color=[colors[t] for t in tools])
+    ax2.set_ylabel("peak RSS, MiB (lower is better)")
+    ax2.tick_params(axis="x", rotation=35)
+    mode = "quick" if meta["quick"] else "full"
+    fig.suptitle(f"bucketfs vs raw S3, s3fs, rclone mount — {meta['server']}, "
+                 f"{meta['nproc']} cores, {mode} run, {meta['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for name in ("results", "meta", "json", "png", "md"):
+        p.add_argument("--" + name, required=True)
+    a = p.parse_args()
+    results = load(a.results)
+    with open(a.meta) as f:
+        meta = json.load(f)
+    meta.update(json=a.json, png=a.png)
+    header, table, idx = build_table(meta, results)
+    note_lines = notes(meta, results)
+    print(text_table(header, table))
+    print()
+    for n in note_lines:
+        print("* " + n)
+    with open(a.json, "w") as f:
+        json.dump({"meta": meta, "results": results,
+                   "table": {"header": header, "rows": [r["cells"] for r in table]}}, f, indent=1)
+    with open(a.md, "w") as f:
+        f.write(markdown(meta, header, table, note_lines))
+    chart(meta, table, idx, a.png)
+
+
+if __name__ == "__main__":
+    main()

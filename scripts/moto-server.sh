@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Local moto S3 server (moto's "server mode") for bucketfs tests that must see what Garage
+# ignores: server-side encryption, ACLs, storage classes.
+#
+# Usage: scripts/moto-server.sh start|stop|env|status
+#
+#   start   Install moto in a venv if needed, start the server unless one from this state
+#           dir is already running, create the bucket, and print the path of the env file on
+#           stdout (all other messages go to stderr). Typical use:
+#               . "$(scripts/moto-server.sh start)"
+#   stop    Stop the server (by the PID in the pid file), OK if it is not running.
+#   env     Print the env file path; exit 1 if the server is not running.
+#   status  Print "running ..." (exit 0) or "not running" (exit 1).
+#
+# Environment:
+#   BUCKETFS_MOTO_DIR      state dir (default /tmp/bucketfs-moto): venv/, moto.pid, moto.log,
+#                          env, port
+#   BUCKETFS_MOTO_PORT     port on 127.0.0.1 (default 3950)
+#   BUCKETFS_MOTO_BUCKET   bucket name (default bucketfs-test)
+#   BUCKETFS_MOTO_VERSION  moto version to install (default: the newest)
+#
+# The env file has the same format as scripts/s3-server.sh's: export lines for
+# AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and S3_BUCKET.
+# moto accepts any keys; fixed fake ones are used. moto keeps everything in memory: a
+# fresh start is an empty bucket. It is single-threaded Python: keep test data small.
+set -euo pipefail
+
+STATE_DIR="${BUCKETFS_MOTO_DIR:-/tmp/bucketfs-moto}"
+PORT="${BUCKETFS_MOTO_PORT:-3950}"
+BUCKET="${BUCKETFS_MOTO_BUCKET:-bucketfs-test}"
+MOTO_VERSION="${BUCKETFS_MOTO_VERSION:-}"
+REGION=us-east-1
+ACCESS_KEY=AKIAMOTOBUCKETFSTEST
+SECRET_KEY=moto-bucketfs-fake-secret-key
+
+VENV="$STATE_DIR/venv"
+MOTO_SERVER="$VENV/bin/moto_server"
+PIDFILE="$STATE_DIR/moto.pid"
+LOG="$STATE_DIR/moto.log"
+ENVFILE="$STATE_DIR/env"
+PORTFILE="$STATE_DIR/port"
+
+log() { echo "moto-server: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# TCP port on 127.0.0.1 accepts connections?
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# PID from the pid file if that process is alive and is the moto server of this state dir.
+running_pid() {
+    [[ -f "$PIDFILE" ]] || return 1
+    local pid
+    pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$MOTO_SERVER -H 127.0.0.1" || return 1
+    echo "$pid"
+}
+
+# Running and the port (the one it was started with) answers.
+is_up() {
+    running_pid >/dev/null || return 1
+    local port
+    port="$(cat "$PORTFILE" 2>/dev/null)" || return 1
+    port_open "$port"
+}
+
+ensure_moto() {
+    if [[ -x "$MOTO_SERVER" ]]; then
+        if [[ -z "$MOTO_VERSION" ]] \
+            || "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+            return 0
+        fi
+    fi
+    command -v python3 >/dev/null || die "python3 is needed"
+    if [[ ! -x "$VENV/bin/pip" ]]; then
+        log "creating a Python venv in $VENV"
+        rm -rf "$VENV"
+        python3 -m venv "$VENV" >&2 || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    fi
+    local spec="moto[server]"
+    [[ -n "$MOTO_VERSION" ]] && spec="moto[server]==$MOTO_VERSION"
+    log "installing $spec into $VENV (~30 s)..."
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$spec" >&2 \
+        || die "pip install '$spec' failed"
+    [[ -x "$MOTO_SERVER" ]] || die "$MOTO_SERVER missing after pip install"
+}
+
+# HTTP status of a signed request (SigV4 by curl; moto also takes unsigned ones).
+s3_curl_status() { # $1 = method, $2 = path+query
+    curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X "$1" \
+        --aws-sigv4 "aws:amz:$REGION:s3" \
+        --user "$ACCESS_KEY:$SECRET_KEY" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+        "http://127.0.0.1:$PORT$2" || true
+}
+
+do_stop() {
+    local pid
+    if pid="$(running_pid)"; then
+        log "stopping moto (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        local i
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "moto (pid $pid) did not exit after 10 s, sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            for ((i = 0; i < 50; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+        fi
+    else
+        log "not running"
+    fi
+    rm -f "$PIDFILE" "$ENVFILE" "$PORTFILE"
+}
+
+do_start() {
+    if is_up; then
+        log "already running (pid $(running_pid))"
+        # The bucket may have been deleted meanwhile: create it again (idempotent).
+        create_bucket
+        echo "$ENVFILE"
+        return 0
+    fi
+    # A stale pid file / half-dead server from this state dir: clean it up first.
+    if running_pid >/dev/null; then
+        do_stop
+    fi
+    rm -f "$PIDFILE" "$ENVFILE" "$PORTFILE"
+
+    command -v curl >/dev/null || die "curl is needed (run scripts/install-deps.sh)"
+    ensure_moto
+    port_open "$PORT" && die "port 127.0.0.1:$PORT is already in use by another process (set BUCKETFS_MOTO_PORT)"
+
+    log "starting moto on 127.0.0.1:$PORT (state in $STATE_DIR)"
+    # Run from /; setsid detaches it from the caller's process group.
+    (
+        cd /
+        exec 9>&- # do not hand the start/stop lock to the server
+        exec setsid "$MOTO_SERVER" -H 127.0.0.1 -p "$PORT" </dev/null >"$LOG" 2>&1
+    ) &
+    local pid=$!
+    echo "$pid" >"$PIDFILE"
+    echo "$PORT" >"$PORTFILE"
+
+    local i
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "moto exited during startup; last lines of $LOG:"
+            tail -n 30 "$LOG" >&2 || true
+            rm -f "$PIDFILE" "$PORTFILE"
+            exit 1
+        fi
+        port_open "$PORT" && break
+        sleep 0.1
+    done
+    if ! port_open "$PORT"; then
+        log "moto did not answer on 127.0.0.1:$PORT within 30 s; last lines of $LOG:"
+        tail -n 30 "$LOG" >&2 || true
+        do_stop
+        exit 1
+    fi
+
+    create_bucket
+
+    umask 077
+    cat >"$ENVFILE.tmp" <<EOF
+export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT
+export AWS_ACCESS_KEY_ID=$ACCESS_KEY
+export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
+export AWS_REGION=$REGION
+export S3_BUCKET=$BUCKET
+EOF
+    mv -f "$ENVFILE.tmp" "$ENVFILE"
+    log "running (pid $pid), bucket $BUCKET at http://127.0.0.1:$PORT"
+    echo "$ENVFILE"
+}
+
+# CreateBucket (200, or 409 when it exists), then wait until a listing works.
+create_bucket() {
+    local code i
+    for ((i = 0; i < 100; i++)); do
+        code="$(s3_curl_status PUT "/$BUCKET")"
+        [[ "$code" == 200 || "$code" == 409 ]] && break
+        sleep 0.1
+    done
+    [[ "$code" == 200 || "$code" == 409 ]] || {
+        log "creating bucket $BUCKET failed (HTTP $code); last lines of $LOG:"
+        tail -n 30 "$LOG" >&2 || true
+        do_stop
+        exit 1
+    }
+    for ((i = 0; i < 100; i++)); do
+        code="$(s3_curl_status GET "/$BUCKET?list-type=2")"
+        [[ "$code" == 200 ]] && return 0
+        sleep 0.1
+    done
+    log "listing bucket $BUCKET failed (HTTP $code); last lines of $LOG:"
+    tail -n 30 "$LOG" >&2 || true
+    do_stop
+    exit 1
+}
+
+do_status() {
+    local pid
+    if pid="$(running_pid)"; then
+        local port
+        port="$(cat "$PORTFILE" 2>/dev/null || echo '?')"
+        if port_open "$port"; then
+            echo "running (pid $pid, http://127.0.0.1:$port, env $ENVFILE)"
+            return 0
+        fi
+        echo "not running (pid $pid alive but port $port does not answer)"
+        return 1
+    fi
+    echo "not running"
+    return 1
+}
+
+cmd="${1:-}"
+case "$cmd" in
+start | stop)
+    mkdir -p "$STATE_DIR"
+    # Serialize start/stop on the same state dir.
+    exec 9>"$STATE_DIR/lock"
+    flock 9
+    "do_$cmd"
+    ;;
+env)
+    if is_up && [[ -f "$ENVFILE" ]]; then
+        echo "$ENVFILE"
+    else
+        log "not running"
+        exit 1
+    fi
+    ;;
+status) do_status ;;
+*)
+    echo "usage: $0 start|stop|env|status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,316 @@
+//! Adaptive prefetch for one open file handle.
+//!
+//! The object is read in fixed-size blocks. A read that continues where the previous one ended
+//! is sequential: the read-ahead window doubles, from one block up to `max_window`, and every
+//! block inside the window that is not cached or already on its way is requested, in chunks
+//! of up to `chunk` bytes, each chunk one ranged GET running in parallel with the others. A
+//! read elsewhere (a seek) resets the window, so random reads fetch only their own blocks.
+//!
+//! Backpressure: chunks in flight take permits (KiB) from a semaphore shared by all handles,
+//! so the total prefetch memory of the daemon stays within its budget however many files are
+//! read at once. Fetched blocks go to the shared memory cache (and the disk cache if enabled).
+//! Every GET of one handle is pinned to the ETag seen at open, so a concurrent overwrite
+//! fails the read (ESTALE) instead of mixing two versions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use tokio::sync::Semaphore;
+
+use super::blocks::{BlockCache, BlockId};
+use super::disk::DiskCache;
+use crate::store::{ObjectStore, StoreError};
+
+/// Where fetched blocks live, shared by every handle of the mount.
+pub struct Caches {
+    pub memory: BlockCache,
+    pub disk: Option<Arc<DiskCache>>,
+    /// Prefetch memory budget in KiB.
+    pub budget: Arc<Semaphore>,
+    pub block_size: u64,
+}
+
+impl Caches {
+    /// Caches with `memory` bytes of blocks and `budget` bytes of prefetch in flight.
+    pub fn new(memory: u64, budget: u64, disk: Option<Arc<DiskCache>>) -> Caches {
+        Caches {
+            memory: BlockCache::new(memory as usize),
+            disk,
+            budget: Arc::new(Semaphore::new((budget / 1024).max(1) as usize)),
+            block_size: BLOCK_SIZE,
+        }
+    }
+}
+
+/// The unit of caching and of random reads.
+pub const BLOCK_SIZE: u64 = 1 << 20;
+
+/// The version of the object a handle reads.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub key: Arc<str>,
+    /// Identifies the content for the caches (the ETag, or size and mtime without one).
+    pub etag: Arc<str>,
+    /// The ETag every GET is pinned to (`If-Match`), when the store gave one.
+    pub pin: Option<Arc<str>>,
+    pub size: u64,
+}
+
+type Fetch = Shared<BoxFuture<'static, Result<Bytes, StoreError>>>;
+
+pub struct Prefetcher {
+    store: Arc<dyn ObjectStore>,
+    caches: Arc<Caches>,
+    version: Version,
+    max_window: u64,
+    chunk: u64,
+    window: u64,
+    next: u64,
+    /// Block index → (first block of its chunk, the chunk's fetch).
+    inflight: BTreeMap<u64, (u64, Fetch)>,
+}
+
+impl Prefetcher {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        caches: Arc<Caches>,
+        version: Version,
+        max_window: u64,
+    ) -> Self {
+        let block = caches.block_size;
+        Prefetcher {
+            store,
+            version,
+            max_window: max_window.max(block),
+            chunk: (8 * block).min(max_window.max(block)),
+            window: block,
+            next: 0,
+            inflight: BTreeMap::new(),
+            caches,
+        }
+    }
+
+    fn block_id(&self, index: u64) -> BlockId {
+        BlockId {
+            key: self.version.key.clone(),
+            etag: self.version.etag.clone(),
+            index,
+        }
+    }
+
+    /// Reads `len` bytes at `offset` (fewer at the end of the object).
+    pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        let size = self.version.size;
+        let end = offset.saturating_add(len).min(size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        let bs = self.caches.block_size;
+        if offset == self.next {
+            if offset > 0 {
+                self.window = (self.window * 2).min(self.max_window);
+            }
+        } else {
+            self.window = bs;
+        }
+        self.next = end;
+        let (first, last) = (offset / bs, (end - 1) / bs);
+        let ahead_end = end.saturating_add(self.window).min(size);
+        self.request(first, (ahead_end - 1) / bs);
+        // Blocks before this read are done with.
+        self.inflight = self.inflight.split_off(&first);
+
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for index in first..=last {
+            let block = self.block(index).await?;
+            let block_start = index * bs;
+            let from = offset.max(block_start) - block_start;
+            let to = (end.min(block_start + block.len() as u64) - block_start).max(from);
+            out.extend_from_slice(&block[from as usize..to as usize]);
+        }
+        Ok(out.freeze())
+    }
+
+    async fn block(&mut self, index: u64) -> Result<Bytes, StoreError> {
+        if let Some(data) = self.caches.memory.get(&self.block_id(index)) {
+            return Ok(data);
+        }
+        if !self.inflight.contains_key(&index) {
+            self.request(index, index);
+        }
+        let (chunk_first, fetch) = self.inflight.get(&index).cloned().expect("requested");
+        let chunk = match fetch.await {
+            Ok(c) => c,
+            Err(e) => {
+                // Let a later read try again instead of repeating this error forever.
+                self.inflight.retain(|_, (f, _)| *f != chunk_first);
+                return Err(e);
+            }
+        };
+        let bs = self.caches.block_size as usize;
+        let from = ((index - chunk_first) as usize * bs).min(chunk.len());
+        let to = (from + bs).min(chunk.len());
+        Ok(chunk.slice(from..to))
+    }
+
+    /// Starts fetches for the blocks `first..=last` that are neither cached nor in flight.
+    fn request(&mut self, first: u64, last: u64) {
+        let per_chunk = (self.chunk / self.caches.block_size).max(1);
+        let mut index = first;
+        while index <= last {
+            let missing = !self.inflight.contains_key(&index)
+                && self.caches.memory.get(&self.block_id(index)).is_none();
+            if !missing {
+                index += 1;
+                continue;
+            }
+            let mut end = index + 1;
+            while end <= last
+                && end - index < per_chunk
+                && !self.inflight.contains_key(&end)
+                && self.caches.memory.get(&self.block_id(end)).is_none()
+            {
+                end += 1;
+            }
+            let fetch = self.spawn_fetch(index, end);
+            for b in index..end {
+                self.inflight.insert(b, (index, fetch.clone()));
+            }
+            index = end;
+        }
+    }
+
+    /// Fetches blocks `first..end` (from the disk cache if it has them all, else one GET).
+    fn spawn_fetch(&self, first: u64, end: u64) -> Fetch {
+        let bs = self.caches.block_size;
+        let start = first * bs;
+        let stop = (end * bs).min(self.version.size);
+        let ids: Vec<BlockId> = (first..end).map(|i| self.block_id(i)).collect();
+        let (store, caches, version) = (
+            self.store.clone(),
+            self.caches.clone(),
+            self.version.clone(),
+        );
+        let task = tokio::spawn(async move {
+            if let Some(disk) = &caches.disk {
+                if let Some(data) = from_disk(disk, &ids).await {
+                    for (id, block) in ids.iter().zip(split(&data, bs)) {
+                        caches.memory.insert(id.clone(), block);
+                    }
+                    return Ok(data);
+                }
+            }
+            let kib = ((stop - start).div_ceil(1024)).min(u32::MAX as u64) as u32;
+            let _permit = caches.budget.acquire_many(kib).await;
+            let data = store
+                .get_range_if_match(&version.key, start..stop, version.pin.as_deref())
+                .await?;
+            for (id, block) in ids.iter().zip(split(&data, bs)) {
+                caches.memory.insert(id.clone(), block.clone());
+                if let Some(disk) = &caches.disk {
+                    disk.put(id, block).await;
+                }
+            }
+            Ok(data)
+        });
+        async move {
+            task.await
+                .map_err(|e| StoreError::Other(format!("fetch task failed: {e}")))?
+        }
+        .boxed()
+        .shared()
+    }
+}
+
+fn split(data: &Bytes, block: u64) -> Vec<Bytes> {
+    (0..data.len())
+        .step_by(block as usize)
+        .map(|from| data.slice(from..(from + block as usize).min(data.len())))
+        .collect()
+}
+
+async fn from_disk(disk: &Arc<DiskCache>, ids: &[BlockId]) -> Option<Bytes> {
+    let mut out = BytesMut::new();
+    for id in ids {
+        out.extend_from_slice(&disk.get(id).await?);
+    }
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::PutOptions;
+
+    async fn setup(len: usize) -> (Arc<MemoryStore>, Arc<Caches>, Version, Vec<u8>) {
+        let mem = Arc::new(MemoryStore::new());
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        mem.put("obj", Bytes::from(data.clone()), &PutOptions::default())
+            .await
+            .unwrap();
+        let etag = mem.head("obj").await.unwrap().etag.unwrap();
+        let caches = Arc::new(Caches {
+            memory: BlockCache::new(64 << 10),
+            disk: None,
+            budget: Arc::new(Semaphore::new(1 << 20)),
+            block_size: 1024,
+        });
+        let version = Version {
+            key: "obj".into(),
+            etag: etag.clone().into(),
+            pin: Some(etag.into()),
+            size: len as u64,
+        };
+        (mem, caches, version, data)
+    }
+
+    #[tokio::test]
+    async fn sequential_reads_return_the_bytes_and_grow_the_window() {
+        let (mem, caches, version, data) = setup(100_000).await;
+        let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
+        let mut got = Vec::new();
+        while got.len() < data.len() {
+            let chunk = p.read(got.len() as u64, 4000).await.unwrap();
+            assert!(!chunk.is_empty());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, data);
+        assert_eq!(p.window, 16 * 1024, "the window grew to its maximum");
+        let gets = mem.stats().requests.get("get").copied().unwrap_or(0);
+        assert!(gets < 20, "chunks, not one GET per read: {gets}");
+    }
+
+    #[tokio::test]
+    async fn a_seek_fetches_only_the_blocks_it_needs() {
+        let (mem, caches, version, data) = setup(100_000).await;
+        let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
+        let got = p.read(50_000, 10).await.unwrap();
+        assert_eq!(&got[..], &data[50_000..50_010]);
+        assert_eq!(p.window, 1024);
+        assert!(
+            p.inflight.len() <= 2,
+            "{} blocks requested",
+            p.inflight.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overwritten_object_fails_the_read_instead_of_mixing_versions() {
+        let (mem, caches, version, _) = setup(10_000).await;
+        mem.put(
+            "obj",
+            Bytes::from(vec![9u8; 10_000]),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        let mut p = Prefetcher::new(mem, caches, version, 4096);
+        assert!(matches!(
+            p.read(0, 100).await,
+            Err(StoreError::PreconditionFailed)
+        ));
+    }
+}

@@ -1,0 +1,137 @@
+//! Metadata and data caches on a real mount: `ls -l` of a large directory costs one listing
+//! pass and no HEAD per entry; changed objects are never served from stale caches; the disk
+//! cache survives a remount and serves reads without GETs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// Request counts by kind, from the line the daemon logs at exit.
+fn request_counts(log: &str) -> BTreeMap<String, u64> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("store requests"))
+        .unwrap_or_else(|| panic!("no request summary in the log:\n{log}"));
+    let mut counts = BTreeMap::new();
+    for part in line.split_whitespace() {
+        if let Some((kind, n)) = part.split_once('=') {
+            if let Ok(n) = n.trim_matches(|c| c == ',' || c == '"').parse() {
+                counts.insert(kind.to_string(), n);
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn ls_l_of_a_large_directory_is_one_listing_pass_without_heads() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("lsl");
+    let keys: Vec<String> = (0..1500).map(|i| format!("{prefix}/d/f{i:05}")).collect();
+    server.put_many(&keys, b"0123456789");
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &["--metadata-ttl", "30"],
+    );
+    let out = Command::new("ls")
+        .arg("-l")
+        .arg(m.path("d"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.starts_with('-')).count(), 1500);
+    assert!(
+        text.contains(" 10 "),
+        "sizes come from the listing: {}",
+        &text[..200]
+    );
+    let du = Command::new("du")
+        .arg("-s")
+        .arg(m.path("d"))
+        .output()
+        .unwrap();
+    assert!(du.status.success());
+    let counts = request_counts(&m.log_after_unmount());
+    let heads = counts.get("HeadObject").copied().unwrap_or(0);
+    let lists = counts.get("ListObjectsV2").copied().unwrap_or(0);
+    assert!(heads <= 2, "no HEAD per entry: {counts:?}");
+    assert!(
+        lists <= 5,
+        "one listing pass (two pages) plus lookups: {counts:?}"
+    );
+}
+
+#[test]
+fn a_changed_object_is_read_fresh_after_the_ttl() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("fresh");
+    let key = format!("{prefix}/f");
+    server.put(&key, &random_bytes(3 << 20));
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &["--metadata-ttl", "0.2"],
+    );
+    let first = fs::read(m.path("f")).unwrap();
+    let second = fs::read(m.path("f")).unwrap();
+    assert_eq!(sha256(&first), sha256(&second), "re-read from the caches");
+    let changed = random_bytes(3 << 20);
+    server.put(&key, &changed);
+    std::thread::sleep(Duration::from_millis(400));
+    let third = fs::read(m.path("f")).unwrap();
+    assert_eq!(
+        sha256(&third),
+        sha256(&changed),
+        "the new version, not cached blocks"
+    );
+}
+
+#[test]
+fn the_disk_cache_survives_a_remount_and_serves_reads_without_gets() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("disk");
+    let data = random_bytes(6 << 20);
+    server.put(&format!("{prefix}/f"), &data);
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().display().to_string();
+    let flags = [
+        "--disk-cache",
+        "64MiB",
+        "--memory-cache",
+        "0",
+        "--cache-dir",
+        cache_dir.as_str(),
+    ];
+    let m = Mount::new(&server, &source, &flags);
+    assert_eq!(sha256(&fs::read(m.path("f")).unwrap()), sha256(&data));
+    let first = request_counts(&m.log_after_unmount());
+    assert!(
+        first.get("GetObject").copied().unwrap_or(0) >= 1,
+        "{first:?}"
+    );
+
+    let m = Mount::new(&server, &source, &flags);
+    assert_eq!(sha256(&fs::read(m.path("f")).unwrap()), sha256(&data));
+    let log = m.log_after_unmount();
+    let second = request_counts(&log);
+    assert_eq!(
+        second.get("GetObject").copied().unwrap_or(0),
+        0,
+        "served from disk: {second:?}"
+    );
+
+    // A new version under the same key misses the old blocks.
+    let changed = random_bytes(6 << 20);
+    server.put(&format!("{prefix}/f"), &changed);
+    let m = Mount::new(&server, &source, &flags);
+    assert_eq!(sha256(&fs::read(m.path("f")).unwrap()), sha256(&changed));
+}
