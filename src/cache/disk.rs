@@ -133,9 +133,8 @@ impl DiskCache {
 
     pub async fn get(self: &Arc<Self>, id: &BlockId) -> Option<Bytes> {
         let name = file_name(id);
-        if self.index.lock().unwrap().lru.get(&name).is_none() {
-            return None;
-        }
+        // Promotes the block in the eviction order; absent = not cached.
+        self.index.lock().unwrap().lru.get(&name)?;
         let path = self.dir.join(&name);
         let (this, id) = (self.clone(), id.clone());
         tokio::task::spawn_blocking(move || {
