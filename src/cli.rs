@@ -109,6 +109,24 @@ pub struct MountArgs {
     /// On-disk block cache size under CACHE_DIR, kept across mounts (0 = off, the default).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub disk_cache: Option<Size>,
+    /// Server-side encryption of new objects: AES256, aws:kms or aws:kms:dsse.
+    #[arg(long, value_name = "MODE")]
+    pub sse: Option<String>,
+    /// KMS key id for --sse aws:kms / aws:kms:dsse.
+    #[arg(long, value_name = "ID")]
+    pub sse_kms_key_id: Option<String>,
+    /// SSE-C: file holding your 256-bit key (32 raw bytes or base64).
+    #[arg(long, value_name = "FILE")]
+    pub sse_c_key_file: Option<PathBuf>,
+    /// Canned ACL of new objects, e.g. bucket-owner-full-control.
+    #[arg(long, value_name = "ACL")]
+    pub acl: Option<String>,
+    /// Storage class of new objects, e.g. STANDARD_IA.
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// Cache-Control of new objects, e.g. "max-age=3600".
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
     /// Stay attached and log to stderr instead of running in the background.
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -193,6 +211,12 @@ impl MountArgs {
             memory_cache: self.memory_cache,
             memory_budget: self.memory_budget,
             disk_cache: self.disk_cache,
+            sse: self.sse.clone(),
+            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            sse_c_key_file: self.sse_c_key_file.clone(),
+            acl: self.acl.clone(),
+            storage_class: self.storage_class.clone(),
+            cache_control: self.cache_control.clone(),
             log_file: self.log_file.clone(),
             ..self.store.layer(source)
         };

@@ -18,6 +18,8 @@ use crate::store::{ObjectStore, StoreError};
 
 use crate::store::retry::RetryPolicy;
 use crate::store::s3::S3Settings;
+use crate::store::{Sse, SseCKey, CANNED_ACLS};
+use crate::upload::options::{ObjectOptions, OptionsResolver, Rule};
 
 /// Smallest part S3 accepts (except the last one).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -67,6 +69,25 @@ pub struct Layer {
     pub memory_cache: Option<Size>,
     pub memory_budget: Option<Size>,
     pub disk_cache: Option<Size>,
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub sse_c_key_file: Option<PathBuf>,
+    pub acl: Option<String>,
+    pub storage_class: Option<String>,
+    pub cache_control: Option<String>,
+    pub rules: Option<Vec<RuleLayer>>,
+}
+
+/// One `[[rules]]` entry: object options for keys under `prefix` (a bucket key prefix).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleLayer {
+    pub prefix: String,
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub acl: Option<String>,
+    pub storage_class: Option<String>,
+    pub cache_control: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -120,7 +141,14 @@ impl Layer {
             dir_cache_entries,
             memory_cache,
             memory_budget,
-            disk_cache
+            disk_cache,
+            sse,
+            sse_kms_key_id,
+            sse_c_key_file,
+            acl,
+            storage_class,
+            cache_control,
+            rules
         )
     }
 
@@ -157,7 +185,14 @@ impl Layer {
             dir_cache_entries,
             memory_cache,
             memory_budget,
-            disk_cache
+            disk_cache,
+            sse,
+            sse_kms_key_id,
+            sse_c_key_file,
+            acl,
+            storage_class,
+            cache_control,
+            rules
         )
     }
 
@@ -247,6 +282,12 @@ impl Layer {
             "memory_cache",
             "memory_budget",
             "disk_cache",
+            "sse",
+            "sse_kms_key_id",
+            "sse_c_key_file",
+            "acl",
+            "storage_class",
+            "cache_control",
         ] {
             let name = format!("BUCKETFS_{}", key.to_uppercase());
             if let Some(v) = first(&[name.as_str()]) {
@@ -467,6 +508,8 @@ pub struct FsOptions {
     pub disk_cache: u64,
     pub part_size: u64,
     pub upload_concurrency: usize,
+    /// Options of new objects (SSE, ACL, storage class, Cache-Control, per-prefix rules).
+    pub objects: OptionsResolver,
 }
 
 /// The fully resolved configuration of one mount (or `check`).
@@ -532,6 +575,17 @@ impl Config {
             ));
         }
 
+        let objects = object_options(&layer)?;
+        let sse_c_key = layer
+            .sse_c_key_file
+            .as_deref()
+            .map(|p| {
+                SseCKey::from_file(p).map_err(|e| ConfigError(format!("--sse-c-key-file: {e}")))
+            })
+            .transpose()?;
+        if sse_c_key.is_some() && layer.sse.is_some() {
+            return err("sse and sse_c_key_file cannot both be set: choose S3-managed keys (--sse) or your own key (--sse-c-key-file)");
+        }
         let (prefix, s3) = match &source {
             Source::S3 { bucket, prefix } => {
                 let endpoint = layer
@@ -550,7 +604,7 @@ impl Config {
                     secret_key: layer.secret_key.clone(),
                     session_token: layer.session_token.clone(),
                     profile: layer.profile.clone(),
-                    sse_c_key: None,
+                    sse_c_key: sse_c_key.clone(),
                     retry: RetryPolicy {
                         max_retries: layer.max_retries.unwrap_or(4),
                         base_delay: Duration::from_millis(100),
@@ -599,6 +653,7 @@ impl Config {
                 disk_cache: layer.disk_cache.map(|s| s.0).unwrap_or(0),
                 part_size,
                 upload_concurrency,
+                objects,
             },
             allow_other: layer.allow_other.unwrap_or(false),
             cache_dir,
@@ -634,6 +689,71 @@ impl Config {
             _ => String::new(),
         }
     }
+}
+
+/// Parses one level of object options (the mount's, or a rule's).
+fn options_level(
+    sse: &Option<String>,
+    kms_key_id: &Option<String>,
+    acl: &Option<String>,
+    storage_class: &Option<String>,
+    cache_control: &Option<String>,
+) -> Result<ObjectOptions, ConfigError> {
+    let sse = match (sse.as_deref(), kms_key_id) {
+        (None, None) => None,
+        (None, Some(_)) => return err("sse_kms_key_id needs sse = \"aws:kms\" (or \"aws:kms:dsse\")"),
+        (Some("AES256"), None) => Some(Sse::Aes256),
+        (Some("AES256"), Some(_)) => {
+            return err("sse_kms_key_id needs sse = \"aws:kms\" (or \"aws:kms:dsse\"), not AES256")
+        }
+        (Some("aws:kms"), id) => Some(Sse::Kms { key_id: id.clone() }),
+        (Some("aws:kms:dsse"), id) => Some(Sse::KmsDsse { key_id: id.clone() }),
+        (Some(other), _) => {
+            return err(format!(
+                "unknown SSE mode `{other}`: use AES256, aws:kms or aws:kms:dsse (or --sse-c-key-file for your own key)"
+            ))
+        }
+    };
+    if let Some(a) = acl {
+        if !CANNED_ACLS.contains(&a.as_str()) {
+            return err(format!(
+                "unknown canned ACL `{a}`: use one of {}",
+                CANNED_ACLS.join(", ")
+            ));
+        }
+    }
+    Ok(ObjectOptions {
+        sse,
+        acl: acl.clone(),
+        storage_class: storage_class.clone(),
+        cache_control: cache_control.clone(),
+    })
+}
+
+fn object_options(layer: &Layer) -> Result<OptionsResolver, ConfigError> {
+    let defaults = options_level(
+        &layer.sse,
+        &layer.sse_kms_key_id,
+        &layer.acl,
+        &layer.storage_class,
+        &layer.cache_control,
+    )?;
+    let mut rules = Vec::new();
+    for r in layer.rules.iter().flatten() {
+        let options = options_level(
+            &r.sse,
+            &r.sse_kms_key_id,
+            &r.acl,
+            &r.storage_class,
+            &r.cache_control,
+        )
+        .map_err(|e| ConfigError(format!("rule for prefix `{}`: {}", r.prefix, e.0)))?;
+        rules.push(Rule {
+            prefix: r.prefix.clone(),
+            options,
+        });
+    }
+    Ok(OptionsResolver::new(defaults, rules))
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, ConfigError> {
@@ -801,15 +921,75 @@ mod tests {
         let uncommented: String = example
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            .filter(|l| {
+                l.starts_with("[[") || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '))
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         let layer = Layer::from_toml(&uncommented).unwrap();
-        assert_eq!(
-            layer.unset_fields(),
-            Vec::<&str>::new(),
-            "undocumented keys"
-        );
+        // The SSE-C key file and the S3-managed SSE mode exclude each other, so the example
+        // shows the key file commented twice (##) and it is checked on its own.
+        assert_eq!(layer.unset_fields(), vec!["sse_c_key_file"], "undocumented keys");
+        assert!(example.contains("## sse_c_key_file = "));
+        let resolved = Config::resolve(Layer {
+            source: Some("s3://bucket".into()),
+            ..layer
+        });
+        assert!(resolved.is_ok(), "the example's values are valid: {:?}", resolved.err());
+    }
+
+    #[test]
+    fn bad_object_options_are_refused_at_start() {
+        let with = |l: Layer| {
+            Config::resolve(Layer {
+                source: Some("s3://bucket".into()),
+                ..l
+            })
+        };
+        let e = with(Layer {
+            sse: Some("rot13".into()),
+            ..Layer::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("unknown SSE mode"), "{}", e.0);
+        let e = with(Layer {
+            sse_kms_key_id: Some("k".into()),
+            ..Layer::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("aws:kms"), "{}", e.0);
+        let e = with(Layer {
+            acl: Some("everyone".into()),
+            ..Layer::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("canned ACL"), "{}", e.0);
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("short.key");
+        std::fs::write(&key, b"too short").unwrap();
+        let e = with(Layer {
+            sse_c_key_file: Some(key),
+            ..Layer::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("sse-c-key-file"), "{}", e.0);
+        let e = with(Layer {
+            sse_c_key_file: Some(dir.path().join("missing.key")),
+            ..Layer::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("sse-c-key-file"), "{}", e.0);
+        let rule = RuleLayer {
+            prefix: "p/".into(),
+            sse: Some("AES-128".into()),
+            ..RuleLayer::default()
+        };
+        let e = with(Layer {
+            rules: Some(vec![rule]),
+            ..Layer::default()
+        })
+        .unwrap_err();
+        assert!(e.0.contains("rule for prefix `p/`"), "{}", e.0);
     }
 
     #[test]

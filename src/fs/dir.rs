@@ -220,7 +220,7 @@ impl Fs {
         let key = format!("{}{}/", self.dir_prefix(parent)?, name);
         let opts = PutOptions {
             content_type: Some(DIRECTORY_CONTENT_TYPE.into()),
-            ..PutOptions::default()
+            ..self.opts.objects.for_key(&key)
         };
         self.store.put(&key, Bytes::new(), &opts).await?;
         self.name_appeared(parent, name);

@@ -18,7 +18,6 @@ use super::inode::{Ino, Kind, Stat};
 use super::names::check_name;
 use super::{Attr, Fs};
 use crate::cache::prefetch::{Prefetcher, Version};
-use crate::store::PutOptions;
 use crate::upload::staging::StagingFile;
 
 /// Size of the ranged GETs that copy an object into a staging file before its first write.
@@ -271,7 +270,12 @@ impl Fs {
         let (version, size) = content.snapshot();
         let etag = self
             .uploader
-            .upload(&key, content.staging(), size, &PutOptions::default())
+            .upload(
+                &key,
+                content.staging(),
+                size,
+                &self.opts.objects.for_key(&key),
+            )
             .await
             .inspect_err(|e| tracing::error!(key, error = %e, "upload failed"))?;
         content.mark_uploaded(version);

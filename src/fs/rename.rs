@@ -14,6 +14,7 @@ use super::inode::{Ino, Kind};
 use super::names::check_name;
 use super::Fs;
 use crate::store::{list_all, ObjectStore, StoreError};
+use crate::upload::options::OptionsResolver;
 
 /// Copies or deletes for a directory rename in flight at once.
 const RENAME_CONCURRENCY: usize = 16;
@@ -84,7 +85,7 @@ impl Fs {
                 }
                 let from = self.dir_prefix(src)?;
                 let to = format!("{}{}/", self.dir_prefix(new_parent)?, new_name);
-                move_prefix(&self.store, &from, &to).await?;
+                move_prefix(&self.store, &self.opts.objects, &from, &to).await?;
                 self.table().rename(src, new_parent, new_name);
                 Ok(())
             }
@@ -114,16 +115,14 @@ impl Fs {
                         self.store.delete(from).await?;
                     }
                 } else if remote {
-                    self.store.copy(from, to, None).await?;
-                    self.store.delete(from).await?;
+                    self.copy_then_delete(from, to).await?;
                 }
                 self.table().rename(ino, new_parent, new_name);
                 dirty
             }
             None => {
                 if remote {
-                    self.store.copy(from, to, None).await?;
-                    self.store.delete(from).await?;
+                    self.copy_then_delete(from, to).await?;
                 }
                 self.table().rename(ino, new_parent, new_name);
                 false
@@ -137,6 +136,15 @@ impl Fs {
             // Closed but not yet stored (an earlier upload failed): store it under the new name.
             self.upload_if_dirty(ino).await?;
         }
+        Ok(())
+    }
+
+    /// Server-side copy keeping the object's metadata and re-applying the object options
+    /// (S3 does not carry SSE, ACL or storage class over by itself), then delete.
+    async fn copy_then_delete(&self, from: &str, to: &str) -> FsResult<()> {
+        let opts = self.opts.objects.for_key(to);
+        self.store.copy_with_options(from, to, &opts, true).await?;
+        self.store.delete(from).await?;
         Ok(())
     }
 
@@ -158,7 +166,12 @@ impl Fs {
 
 /// Copies every key under `from` to the same relative key under `to`, then deletes the
 /// originals. Sources are deleted only once every copy succeeded, so a failure loses nothing.
-async fn move_prefix(store: &Arc<dyn ObjectStore>, from: &str, to: &str) -> FsResult<()> {
+async fn move_prefix(
+    store: &Arc<dyn ObjectStore>,
+    objects: &OptionsResolver,
+    from: &str,
+    to: &str,
+) -> FsResult<()> {
     let keys: Vec<String> = list_all(&**store, from)
         .await?
         .into_iter()
@@ -168,7 +181,8 @@ async fn move_prefix(store: &Arc<dyn ObjectStore>, from: &str, to: &str) -> FsRe
     for_each_concurrent(&keys, |key| {
         let store = store.clone();
         let target = format!("{to}{}", &key[from.len()..]);
-        async move { store.copy(&key, &target, None).await }
+        let opts = objects.for_key(&target);
+        async move { store.copy_with_options(&key, &target, &opts, true).await }
     })
     .await?;
     for_each_concurrent(&keys, |key| {

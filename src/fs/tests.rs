@@ -37,6 +37,7 @@ fn options() -> FsOptions {
         disk_cache: 0,
         part_size: 5 << 20,
         upload_concurrency: 2,
+        objects: Default::default(),
     }
 }
 

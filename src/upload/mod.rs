@@ -4,6 +4,7 @@
 //! visible under the key.
 
 pub mod multipart;
+pub mod options;
 pub mod staging;
 
 use std::sync::Arc;
