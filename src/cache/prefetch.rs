@@ -118,7 +118,14 @@ impl Prefetcher {
         self.next = end;
         let (first, last) = (offset / bs, (end - 1) / bs);
         let ahead_end = end.saturating_add(self.window).min(size);
-        self.request(first, (ahead_end - 1) / bs);
+        let mut wanted = (ahead_end - 1) / bs;
+        if self.window > bs {
+            // Sequential: extend to the end of a whole chunk, so the window advances in
+            // chunk-sized GETs rather than one block per read.
+            let per_chunk = self.chunk / bs;
+            wanted = ((wanted / per_chunk + 1) * per_chunk - 1).min((size - 1) / bs);
+        }
+        self.request(first, wanted);
         // Blocks before this read are done with.
         self.inflight = self.inflight.split_off(&first);
 
@@ -166,9 +173,10 @@ impl Prefetcher {
                 index += 1;
                 continue;
             }
+            // Chunks are aligned, so they line up with the ones the window will ask for next.
             let mut end = index + 1;
             while end <= last
-                && end - index < per_chunk
+                && end % per_chunk != 0
                 && !self.inflight.contains_key(&end)
                 && self.caches.memory.get(&self.block_id(end)).is_none()
             {
