@@ -22,6 +22,14 @@ if [[ $was_running == 0 ]]; then
     trap 'scripts/s3-server.sh stop || true' EXIT
 fi
 export BUCKETFS_TEST_ENV="$env_file"
+# moto records SSE, ACLs and storage classes, which Garage ignores.
+moto_was_running=0
+scripts/moto-server.sh status >/dev/null 2>&1 && moto_was_running=1
+BUCKETFS_TEST_MOTO_ENV="$(scripts/moto-server.sh start)"
+export BUCKETFS_TEST_MOTO_ENV
+if [[ $moto_was_running == 0 ]]; then
+    trap 'scripts/moto-server.sh stop || true; [[ $was_running == 1 ]] || scripts/s3-server.sh stop || true' EXIT
+fi
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -23,7 +23,7 @@ pub struct Cli {
 pub enum Command {
     /// Mount SOURCE (s3://BUCKET[/PREFIX] or file:///dir) at MOUNTPOINT. SOURCE may be left out
     /// when S3_BUCKET or the config file names the bucket.
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Unmount MOUNTPOINT and wait until every pending upload has finished.
     Unmount {
         /// The directory where bucketfs is mounted.

@@ -929,13 +929,21 @@ mod tests {
         let layer = Layer::from_toml(&uncommented).unwrap();
         // The SSE-C key file and the S3-managed SSE mode exclude each other, so the example
         // shows the key file commented twice (##) and it is checked on its own.
-        assert_eq!(layer.unset_fields(), vec!["sse_c_key_file"], "undocumented keys");
+        assert_eq!(
+            layer.unset_fields(),
+            vec!["sse_c_key_file"],
+            "undocumented keys"
+        );
         assert!(example.contains("## sse_c_key_file = "));
         let resolved = Config::resolve(Layer {
             source: Some("s3://bucket".into()),
             ..layer
         });
-        assert!(resolved.is_ok(), "the example's values are valid: {:?}", resolved.err());
+        assert!(
+            resolved.is_ok(),
+            "the example's values are valid: {:?}",
+            resolved.err()
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Adaptive prefetch for one open file handle.
 //!
-//! The object is read in fixed-size blocks. A read that continues where the previous one ended
-//! is sequential: the read-ahead window doubles, from one block up to `max_window`, and every
+//! The object is read in fixed-size blocks. A read near where the previous ones ended is
+//! sequential: the read-ahead window doubles, from one block up to `max_window`, and every
 //! block inside the window that is not cached or already on its way is requested, in chunks
 //! of up to `chunk` bytes, each chunk one ranged GET running in parallel with the others. A
 //! read elsewhere (a seek) resets the window, so random reads fetch only their own blocks.
@@ -108,14 +108,16 @@ impl Prefetcher {
             return Ok(Bytes::new());
         }
         let bs = self.caches.block_size;
-        if offset == self.next {
-            if offset > 0 {
-                self.window = (self.window * 2).min(self.max_window);
-            }
+        // The kernel sends read-ahead requests in parallel and they may reach us out of order,
+        // so "sequential" means near where the reading is, not exactly at its end.
+        let near = offset.abs_diff(self.next) <= self.max_window;
+        if near {
+            self.window = (self.window * 2).min(self.max_window);
+            self.next = self.next.max(end);
         } else {
             self.window = bs;
+            self.next = end;
         }
-        self.next = end;
         let (first, last) = (offset / bs, (end - 1) / bs);
         let ahead_end = end.saturating_add(self.window).min(size);
         let mut wanted = (ahead_end - 1) / bs;
@@ -126,8 +128,9 @@ impl Prefetcher {
             wanted = ((wanted / per_chunk + 1) * per_chunk - 1).min((size - 1) / bs);
         }
         self.request(first, wanted);
-        // Blocks before this read are done with.
-        self.inflight = self.inflight.split_off(&first);
+        // Blocks well behind this read are done with (their data is in the block cache).
+        let keep_from = first.saturating_sub(self.max_window / bs);
+        self.inflight = self.inflight.split_off(&keep_from);
 
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for index in first..=last {
@@ -176,7 +179,7 @@ impl Prefetcher {
             // Chunks are aligned, so they line up with the ones the window will ask for next.
             let mut end = index + 1;
             while end <= last
-                && end % per_chunk != 0
+                && !end.is_multiple_of(per_chunk)
                 && !self.inflight.contains_key(&end)
                 && self.caches.memory.get(&self.block_id(end)).is_none()
             {

@@ -1,6 +1,10 @@
-//! Multipart upload of a staged file: parts of `part_size` bytes are read from the staging file
-//! and sent with at most `concurrency` in flight, so memory stays bounded by
-//! `part_size × concurrency`. On any part's final failure the upload is aborted.
+//! Multipart upload of a staged file: parts are read from the staging file and sent with at
+//! most `concurrency` in flight, so memory stays bounded by `part size × concurrency`. On any
+//! part's final failure the upload is aborted.
+//!
+//! Part sizes grow with the part number: the configured size for parts 1–1,000, twice that for
+//! 1,001–2,000, and so on (at most 5 GiB), so with the default 8 MiB one object can reach
+//! S3's 5 TiB limit within its 10,000 parts while small files keep small parts.
 
 use std::sync::Arc;
 
@@ -64,8 +68,8 @@ async fn send_parts(
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let mut parts = Vec::new();
-    let count = size.div_ceil(part_size);
-    for i in 0..count {
+    let ranges = part_ranges(size, part_size)?;
+    for (i, range) in ranges.into_iter().enumerate() {
         let permit = permits
             .clone()
             .acquire_owned()
@@ -83,9 +87,8 @@ async fn send_parts(
         );
         tasks.spawn(async move {
             let _permit = permit;
-            let offset = i * part_size;
-            let len = part_size.min(size - offset) as usize;
-            let body = staging.read_at(offset, len).await?;
+            let len = (range.end - range.start) as usize;
+            let body = staging.read_at(range.start, len).await?;
             if body.len() < len {
                 return Err(UploadError::Staging(
                     "staged file is shorter than the file".into(),
@@ -103,11 +106,46 @@ async fn send_parts(
     Ok(parts)
 }
 
+/// Most parts one multipart upload may have.
+pub const MAX_PARTS: usize = 10_000;
+/// Largest part S3 accepts.
+const MAX_PART: u64 = 5 << 30;
+
+/// The byte ranges of the parts of a `size`-byte object whose first parts are `first` bytes.
+pub fn part_ranges(size: u64, first: u64) -> Result<Vec<std::ops::Range<u64>>, UploadError> {
+    let mut ranges = Vec::new();
+    let mut offset = 0;
+    while offset < size {
+        let n = ranges.len() as u32;
+        if ranges.len() == MAX_PARTS {
+            return Err(UploadError::Staging(format!(
+                "a file of {size} bytes needs more than {MAX_PARTS} parts: raise --part-size"
+            )));
+        }
+        let part = (first << (n / 1000).min(20)).min(MAX_PART);
+        let end = (offset + part).min(size);
+        ranges.push(offset..end);
+        offset = end;
+    }
+    Ok(ranges)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
     use bytes::Bytes;
+
+    #[test]
+    fn parts_double_every_thousand_so_five_tib_fits_in_ten_thousand_parts() {
+        let ranges = part_ranges(5 << 40, 8 << 20).unwrap();
+        assert!(ranges.len() <= MAX_PARTS, "{}", ranges.len());
+        assert_eq!(ranges[0], 0..8 << 20);
+        assert_eq!(ranges[1000].end - ranges[1000].start, 16 << 20);
+        assert_eq!(ranges.last().unwrap().end, 5 << 40);
+        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+        assert!(ranges.iter().all(|r| r.end - r.start <= 5 << 30));
+    }
 
     #[tokio::test]
     async fn parts_are_assembled_in_order() {

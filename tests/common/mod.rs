@@ -23,11 +23,20 @@ pub struct Server {
 }
 
 impl Server {
+    /// The Garage server of `scripts/s3-server.sh`.
     pub fn running() -> Server {
-        let path = std::env::var("BUCKETFS_TEST_ENV")
-            .unwrap_or_else(|_| "/tmp/bucketfs-s3/env".to_string());
+        Self::from_env_file("BUCKETFS_TEST_ENV", "/tmp/bucketfs-s3/env")
+    }
+
+    /// The moto server of `scripts/moto-server.sh` (it records SSE, ACLs, storage classes).
+    pub fn moto() -> Server {
+        Self::from_env_file("BUCKETFS_TEST_MOTO_ENV", "/tmp/bucketfs-moto/env")
+    }
+
+    fn from_env_file(var: &str, default: &str) -> Server {
+        let path = std::env::var(var).unwrap_or_else(|_| default.to_string());
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("no S3 test server ({path}: {e}): run scripts/s3-server.sh start, or scripts/test.sh")
+            panic!("no S3 test server ({path}: {e}): run scripts/test.sh (or scripts/s3-server.sh / scripts/moto-server.sh start)")
         });
         let env: HashMap<String, String> = text
             .lines()
@@ -77,6 +86,24 @@ impl Server {
             Ok(r) => Some(r.bytes().to_vec()),
             Err(s3::error::S3Error::HttpFailWithBody(404, _)) => None,
             Err(e) => panic!("direct GET {key}: {e}"),
+        }
+    }
+
+    /// The object's bytes, `None` if missing, or the error's text.
+    pub fn try_get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        match self.rt.block_on(self.bucket.get_object(key)) {
+            Ok(r) => Ok(Some(r.bytes().to_vec())),
+            Err(s3::error::S3Error::HttpFailWithBody(404, _)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The whole HEAD answer, or `None`.
+    pub fn head_full(&self, key: &str) -> Option<s3::serde_types::HeadObjectResult> {
+        match self.rt.block_on(self.bucket.head_object(key)) {
+            Ok((h, _)) => Some(h),
+            Err(s3::error::S3Error::HttpFailWithBody(404, _)) => None,
+            Err(e) => panic!("direct HEAD {key}: {e}"),
         }
     }
 
@@ -240,9 +267,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs the bucketfs binary with the server's environment.
 pub fn bucketfs(server: &Server, args: &[String]) -> Output {
+    let log_level = std::env::var("RUST_LOG").unwrap_or_else(|_| "bucketfs=debug".into());
     Command::new(BIN)
         .args(args)
         .envs(&server.env)
+        .env("RUST_LOG", log_level)
         .env_remove("BUCKETFS_CONFIG")
         .output()
         .unwrap()
