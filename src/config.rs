@@ -562,12 +562,12 @@ impl Config {
         let metadata_ttl = seconds("metadata_ttl", layer.metadata_ttl.unwrap_or(1.0))?;
         let negative_ttl = seconds("negative_ttl", layer.negative_ttl.unwrap_or(1.0))?;
         let dir_ttl = seconds("dir_ttl", layer.dir_ttl.unwrap_or(1.0))?;
-        let memory_cache = layer.memory_cache.map(|s| s.0).unwrap_or(64 << 20);
+        let memory_cache = layer.memory_cache.map(|s| s.0).unwrap_or(32 << 20);
         let memory_budget = layer.memory_budget.map(|s| s.0).unwrap_or(128 << 20);
         let read_ahead = layer
             .read_ahead
             .map(|s| s.0)
-            .unwrap_or(32 << 20)
+            .unwrap_or(64 << 20)
             .max(1 << 20);
         if memory_budget < memory_cache + (8 << 20) {
             return err(format!(

@@ -155,6 +155,45 @@ fn check_reports_every_step_and_fails_with_a_hint() {
     assert!(stdout.contains("check"), "a hint: {stdout}");
 }
 
+#[test]
+fn credentials_come_from_the_profile_in_the_shared_credentials_file() {
+    let server = Server::running();
+    let home = tempfile::tempdir().unwrap();
+    fs::create_dir(home.path().join(".aws")).unwrap();
+    fs::write(
+        home.path().join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = GK000000000000000000000000\naws_secret_access_key = wrong\n\n[bucketfs-test]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"]
+        ),
+    )
+    .unwrap();
+    let source = format!(
+        "s3://{}/{}",
+        server.bucket_name(),
+        server.unique_prefix("profile")
+    );
+    let run = |profile: &str| {
+        Command::new(BIN)
+            .args(["check", &source])
+            .envs(&server.env)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("HOME", home.path())
+            .env("AWS_PROFILE", profile)
+            .output()
+            .unwrap()
+    };
+    let good = run("bucketfs-test");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    let bad = run("default");
+    assert!(!bad.status.success(), "the other profile's keys are wrong");
+}
+
 fn daemon_pid(mountpoint: &Path) -> Option<i32> {
     // The daemon is the process whose command line names this mountpoint.
     let target = mountpoint.display().to_string();

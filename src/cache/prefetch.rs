@@ -132,6 +132,13 @@ impl Prefetcher {
         let keep_from = first.saturating_sub(self.max_window / bs);
         self.inflight = self.inflight.split_off(&keep_from);
 
+        if first == last {
+            // Within one block (the usual 1 MiB aligned kernel read): no copy, just a slice.
+            let block = self.block(first).await?;
+            let from = (offset - first * bs) as usize;
+            let to = ((end - first * bs) as usize).min(block.len()).max(from);
+            return Ok(block.slice(from..to));
+        }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for index in first..=last {
             let block = self.block(index).await?;
