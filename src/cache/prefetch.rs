@@ -128,8 +128,9 @@ impl Prefetcher {
             wanted = ((wanted / per_chunk + 1) * per_chunk - 1).min((size - 1) / bs);
         }
         self.request(first, wanted);
-        // Blocks well behind this read are done with (their data is in the block cache).
-        let keep_from = first.saturating_sub(self.max_window / bs);
+        // Blocks more than a chunk behind this read are done with: their data is in the block
+        // cache (holding them here too would keep memory the cache already gave back).
+        let keep_from = first.saturating_sub(self.chunk / bs);
         self.inflight = self.inflight.split_off(&keep_from);
 
         if first == last {

@@ -1,4 +1,11 @@
-//! Local content of a file being written: a staging file plus a version counter.
+//! Local content of a file being written: a staging file holding the bytes written here, over
+//! an optional *base* — the object the file was opened from.
+//!
+//! Only written ranges live in the staging file; the rest of the file is still the base
+//! object's bytes (read with ranged GETs pinned to its ETag), or zeros past the base's end or
+//! after a truncate. Nothing is downloaded to modify a file, and at upload the unchanged ranges
+//! are copied server-side (UploadPartCopy), so appending 1 MiB to a 1 GiB object sends about
+//! 1 MiB.
 //!
 //! Every write bumps `version`; an upload remembers the version it started from and marks
 //! only that version as uploaded. A write that lands during an upload therefore leaves the
@@ -6,43 +13,87 @@
 //! is not.
 
 use std::io;
-use std::sync::Mutex;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 
+use super::ranges::Ranges;
+use crate::store::ObjectStore;
 use crate::upload::staging::StagingFile;
+use crate::upload::{PartSource, UploadError};
+
+/// The object a file was opened from.
+pub struct Base {
+    pub store: Arc<dyn ObjectStore>,
+    pub key: String,
+    pub etag: Option<String>,
+    pub size: u64,
+}
 
 #[derive(Debug)]
 struct State {
     size: u64,
     version: u64,
     uploaded: u64,
+    written: Ranges,
+    /// Bytes below this offset that were not written are the base's (a truncate lowers it).
+    base_valid: u64,
 }
 
-#[derive(Debug)]
 pub struct Content {
     staging: StagingFile,
+    base: Option<Base>,
     state: Mutex<State>,
     /// Held while this file is being uploaded, so uploads of one file never overlap.
     pub upload_lock: tokio::sync::Mutex<()>,
 }
 
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Content")
+            .field("staging", &self.staging)
+            .field("base", &self.base.as_ref().map(|b| &b.key))
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
 impl Content {
-    /// Content of `size` bytes already in `staging`; `dirty` if it differs from the bucket.
-    pub fn new(staging: StagingFile, size: u64, dirty: bool) -> Content {
+    /// A new, empty file (dirty: it does not exist in the bucket yet).
+    pub fn empty(staging: StagingFile) -> Content {
+        Self::with(staging, None, 0, 1)
+    }
+
+    /// The unchanged content of `base`, to be modified.
+    pub fn over(staging: StagingFile, base: Base) -> Content {
+        let size = base.size;
+        Self::with(staging, Some(base), size, 0)
+    }
+
+    fn with(staging: StagingFile, base: Option<Base>, size: u64, version: u64) -> Content {
         Content {
             staging,
             state: Mutex::new(State {
                 size,
-                version: u64::from(dirty),
+                version,
                 uploaded: 0,
+                written: Ranges::default(),
+                base_valid: base.as_ref().map_or(0, |b| b.size),
             }),
+            base,
             upload_lock: tokio::sync::Mutex::new(()),
         }
     }
 
     pub fn size(&self) -> u64 {
         self.state.lock().unwrap().size
+    }
+
+    /// True when some bytes still come from the base object.
+    pub fn has_base(&self) -> bool {
+        self.base.is_some()
     }
 
     pub fn is_dirty(&self) -> bool {
@@ -54,32 +105,60 @@ impl Content {
         let end = offset + data.len() as u64;
         self.staging.write_at(offset, data).await?;
         let mut s = self.state.lock().unwrap();
+        s.written.insert(offset..end);
         s.size = s.size.max(end);
         s.version += 1;
         Ok(())
     }
 
     /// Reads up to `len` bytes at `offset`, never past the file's size.
-    pub async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+    pub async fn read(&self, offset: u64, len: usize) -> Result<Bytes, UploadError> {
         let size = self.size();
         if offset >= size {
             return Ok(Bytes::new());
         }
-        let len = len.min((size - offset) as usize);
-        let mut data = self.staging.read_at(offset, len).await?;
-        if data.len() < len {
-            // Sparse tail after a truncate-grow: zeros, as POSIX says.
-            let mut v = data.to_vec();
-            v.resize(len, 0);
-            data = Bytes::from(v);
+        self.read_range(offset..size.min(offset + len as u64)).await
+    }
+
+    async fn read_range(&self, range: Range<u64>) -> Result<Bytes, UploadError> {
+        let (segments, base_valid) = {
+            let s = self.state.lock().unwrap();
+            (s.written.segments(range.clone()), s.base_valid)
+        };
+        let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+        for (piece, written) in segments {
+            let len = (piece.end - piece.start) as usize;
+            if written || self.base.is_none() {
+                let mut data = self.staging.read_at(piece.start, len).await?.to_vec();
+                data.resize(len, 0); // a hole past the staged end reads as zeros
+                out.extend_from_slice(&data);
+                continue;
+            }
+            let base = self.base.as_ref().expect("checked");
+            let from_base = piece.start..piece.end.min(base_valid).max(piece.start);
+            if !from_base.is_empty() {
+                let data = base
+                    .store
+                    .get_range_if_match(&base.key, from_base.clone(), base.etag.as_deref())
+                    .await?;
+                out.extend_from_slice(&data);
+                let short = (from_base.end - from_base.start) as usize - data.len();
+                out.extend(std::iter::repeat_n(0u8, short));
+            }
+            out.extend(std::iter::repeat_n(
+                0u8,
+                (piece.end - from_base.end) as usize,
+            ));
         }
-        Ok(data)
+        Ok(out.freeze())
     }
 
     pub async fn truncate(&self, size: u64) -> io::Result<()> {
         self.staging.set_len(size).await?;
         let mut s = self.state.lock().unwrap();
         s.size = size;
+        s.written.truncate(size);
+        s.base_valid = s.base_valid.min(size);
         s.version += 1;
         Ok(())
     }
@@ -100,8 +179,63 @@ impl Content {
         let mut s = self.state.lock().unwrap();
         s.uploaded = s.version;
     }
+}
 
-    pub fn staging(&self) -> &StagingFile {
-        &self.staging
+#[async_trait]
+impl PartSource for Content {
+    async fn read(&self, range: Range<u64>) -> Result<Bytes, UploadError> {
+        self.read_range(range).await
+    }
+
+    fn copy_source(&self, range: &Range<u64>) -> Option<&str> {
+        let base = self.base.as_ref()?;
+        let s = self.state.lock().unwrap();
+        (range.end <= s.base_valid && !s.written.overlaps(range)).then_some(base.key.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::PutOptions;
+
+    async fn over(data: &[u8]) -> (Content, tempfile::TempDir) {
+        let mem = Arc::new(MemoryStore::new());
+        mem.put("k", Bytes::copy_from_slice(data), &PutOptions::default())
+            .await
+            .unwrap();
+        let etag = mem.head("k").await.unwrap().etag;
+        let dir = tempfile::tempdir().unwrap();
+        let staging = StagingFile::create(dir.path()).unwrap();
+        let base = Base {
+            store: mem,
+            key: "k".into(),
+            etag,
+            size: data.len() as u64,
+        };
+        (Content::over(staging, base), dir)
+    }
+
+    #[tokio::test]
+    async fn unwritten_ranges_read_from_the_base_written_ones_from_staging() {
+        let (c, _d) = over(b"0123456789").await;
+        assert!(!c.is_dirty());
+        c.write(3, Bytes::from_static(b"ab")).await.unwrap();
+        c.write(12, Bytes::from_static(b"Z")).await.unwrap();
+        assert_eq!(&c.read(0, 100).await.unwrap()[..], b"012ab56789\0\0Z");
+        assert!(c.is_dirty());
+        assert_eq!(c.copy_source(&(5..10)), Some("k"));
+        assert_eq!(c.copy_source(&(2..6)), None, "overlaps a write");
+    }
+
+    #[tokio::test]
+    async fn a_truncate_then_grow_reads_zeros_not_the_old_bytes() {
+        let (c, _d) = over(b"0123456789").await;
+        c.truncate(4).await.unwrap();
+        c.truncate(8).await.unwrap();
+        assert_eq!(&c.read(0, 100).await.unwrap()[..], b"0123\0\0\0\0");
+        assert_eq!(c.copy_source(&(0..8)), None, "past the truncate");
+        assert_eq!(c.copy_source(&(0..4)), Some("k"));
     }
 }

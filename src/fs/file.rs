@@ -1,8 +1,8 @@
 //! Files: create, open, read, write, flush/fsync/release, truncate and unlink.
 //!
-//! Reads of a file with no local content are ranged GETs through the handle's read-ahead
-//! window. The first write (or truncate) to an existing object copies it into a staging file;
-//! from then on the staging file is the file's content until it is uploaded. Uploads happen at
+//! Reads of a file with no local content go through the handle's prefetcher. The first write
+//! (or truncate) gives the file local content: a staging file holding the written ranges over
+//! the object (`content`); at upload, unchanged ranges are copied server-side. Uploads happen at
 //! flush (close) and fsync, and their errors are returned there. A file whose upload failed
 //! keeps its staged content and is retried at the next flush and at unmount.
 
@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::content::Content;
+use super::content::{Base, Content};
 use super::error::{FsError, FsResult};
 use super::handle::Handle;
 use super::inode::{Ino, Kind, Stat};
@@ -19,9 +19,7 @@ use super::names::check_name;
 use super::{Attr, Fs};
 use crate::cache::prefetch::{Prefetcher, Version};
 use crate::upload::staging::StagingFile;
-
-/// Size of the ranged GETs that copy an object into a staging file before its first write.
-const DOWNLOAD_CHUNK: u64 = 8 << 20;
+use crate::upload::PartSource;
 
 impl Fs {
     fn new_file_handle(&self, ino: Ino, writable: bool) -> u64 {
@@ -34,7 +32,7 @@ impl Fs {
 
     fn empty_content(&self) -> FsResult<Arc<Content>> {
         let staging = StagingFile::create(&self.staging_dir)?;
-        Ok(Arc::new(Content::new(staging, 0, true)))
+        Ok(Arc::new(Content::empty(staging)))
     }
 
     /// Creates an empty file (uploaded at the first flush) and opens it.
@@ -176,38 +174,29 @@ impl Fs {
         Ok(len)
     }
 
-    /// The file's local content, copying the object into a staging file the first time.
+    /// The file's local content; the first time, an empty staging file over the object.
     async fn content_for_write(&self, ino: Ino) -> FsResult<Arc<Content>> {
         if let Some(c) = self.table().get(ino).and_then(|n| n.content.clone()) {
             return Ok(c);
         }
-        let _one_at_a_time = self.materialize.lock().await;
-        let (size, remote) = {
-            let t = self.table();
-            let node = t.get(ino).ok_or(FsError::NotFound)?;
-            if let Some(c) = &node.content {
-                return Ok(c.clone());
-            }
-            (node.size, node.remote)
-        };
+        let key = self.file_key(ino)?;
         let staging = StagingFile::create(&self.staging_dir)?;
-        if remote && size > 0 {
-            let key = self.file_key(ino)?;
-            let mut offset = 0;
-            while offset < size {
-                let end = (offset + DOWNLOAD_CHUNK).min(size);
-                let data = self.store.get_range(&key, offset..end).await?;
-                if data.is_empty() {
-                    break;
-                }
-                offset += data.len() as u64;
-                staging.write_at(offset - data.len() as u64, data).await?;
-            }
-        }
-        let content = Arc::new(Content::new(staging, size, false));
         let mut t = self.table();
         let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
-        Ok(node.content.get_or_insert(content).clone())
+        let content = if node.remote {
+            Content::over(
+                staging,
+                Base {
+                    store: self.store.clone(),
+                    key,
+                    etag: node.etag.clone(),
+                    size: node.size,
+                },
+            )
+        } else {
+            Content::empty(staging)
+        };
+        Ok(node.content.get_or_insert(Arc::new(content)).clone())
     }
 
     async fn truncate_content(&self, ino: Ino, size: u64) -> FsResult<()> {
@@ -268,14 +257,10 @@ impl Fs {
             }
         };
         let (version, size) = content.snapshot();
+        let source: Arc<dyn PartSource> = content.clone();
         let etag = self
             .uploader
-            .upload(
-                &key,
-                content.staging(),
-                size,
-                &self.opts.objects.for_key(&key),
-            )
+            .upload(&key, source, size, &self.opts.objects.for_key(&key))
             .await
             .inspect_err(|e| tracing::error!(key, error = %e, "upload failed"))?;
         content.mark_uploaded(version);

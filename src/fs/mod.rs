@@ -14,6 +14,7 @@ pub mod handle;
 pub mod inode;
 mod lookup;
 pub mod names;
+mod ranges;
 mod rename;
 
 use std::path::PathBuf;
@@ -54,8 +55,6 @@ pub struct Fs {
     handles: HandleTable,
     staging_dir: PathBuf,
     started: SystemTime,
-    /// Serialises downloading an existing object into a staging file before its first write.
-    materialize: tokio::sync::Mutex<()>,
     /// Block caches and the prefetch budget, shared by every open file.
     caches: Arc<Caches>,
     /// Names recently found missing: (parent, name).
@@ -90,7 +89,6 @@ impl Fs {
             handles: HandleTable::default(),
             staging_dir,
             started,
-            materialize: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -108,6 +108,11 @@ impl Fs {
         let pending_upload = match &content {
             Some(c) => {
                 // No upload of this file may run while it changes names.
+                if c.is_dirty() && c.has_base() {
+                    // Unchanged ranges are still read from the object under the old name:
+                    // store the file there first, then move it like any stored file.
+                    self.upload_if_dirty(ino).await?;
+                }
                 let _no_upload = c.upload_lock.lock().await;
                 let dirty = c.is_dirty();
                 if dirty {

@@ -1,16 +1,20 @@
-//! Uploads: turns a staged file into an object. Below the part size it is one PUT; above it a
-//! multipart upload with parts sent in parallel (`multipart`). Each request is retried by the
-//! store layer; a multipart upload that still fails is aborted, so no partial object is ever
-//! visible under the key.
+//! Uploads: turns a file's new content into an object. Below the part size it is one PUT;
+//! above it a multipart upload with parts sent in parallel (`multipart`), where a part whose
+//! bytes are unchanged in an existing object is copied server-side (UploadPartCopy) instead of
+//! sent. Each request is retried by the store layer; a multipart upload that still fails is
+//! aborted, so no partial object is ever visible under the key.
 
 pub mod multipart;
 pub mod options;
 pub mod staging;
 
+use std::ops::Range;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use bytes::Bytes;
+
 use crate::store::{ObjectStore, PutOptions, StoreError};
-use staging::StagingFile;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UploadError {
@@ -24,6 +28,15 @@ impl From<std::io::Error> for UploadError {
     fn from(e: std::io::Error) -> Self {
         UploadError::Staging(e.to_string())
     }
+}
+
+/// The content to upload, by range.
+#[async_trait]
+pub trait PartSource: Send + Sync {
+    /// The bytes of `range` of the new content.
+    async fn read(&self, range: Range<u64>) -> Result<Bytes, UploadError>;
+    /// A key whose object holds exactly these bytes at the same offsets, when one does.
+    fn copy_source(&self, range: &Range<u64>) -> Option<&str>;
 }
 
 pub struct Uploader {
@@ -41,16 +54,16 @@ impl Uploader {
         }
     }
 
-    /// Uploads the first `size` bytes of `staging` as `key`; returns the new ETag if known.
+    /// Uploads `size` bytes of `source` as `key`; returns the new ETag if known.
     pub async fn upload(
         &self,
         key: &str,
-        staging: &StagingFile,
+        source: Arc<dyn PartSource>,
         size: u64,
         opts: &PutOptions,
     ) -> Result<Option<String>, UploadError> {
         if size < self.part_size {
-            let body = staging.read_at(0, size as usize).await?;
+            let body = source.read(0..size).await?;
             if (body.len() as u64) < size {
                 return Err(UploadError::Staging(
                     "staged file is shorter than the file".into(),
@@ -61,7 +74,7 @@ impl Uploader {
         multipart::upload(
             self.store.clone(),
             key,
-            staging,
+            source,
             size,
             self.part_size,
             self.concurrency,

@@ -1,6 +1,7 @@
-//! Multipart upload of a staged file: parts are read from the staging file and sent with at
-//! most `concurrency` in flight, so memory stays bounded by `part size × concurrency`. On any
-//! part's final failure the upload is aborted.
+//! Multipart upload: parts are read from the `PartSource` and sent with at most `concurrency`
+//! in flight, so memory stays bounded by `part size × concurrency`. A part the source says is
+//! unchanged in an existing object is copied server-side (UploadPartCopy) when it is at least
+//! 5 MiB or the last. On any part's final failure the upload is aborted.
 //!
 //! Part sizes grow with the part number: the configured size for parts 1–1,000, twice that for
 //! 1,001–2,000, and so on (at most 5 GiB), so with the default 8 MiB one object can reach
@@ -11,14 +12,13 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::staging::StagingFile;
-use super::UploadError;
+use super::{PartSource, UploadError};
 use crate::store::{CompletedPart, ObjectStore, PutOptions};
 
 pub async fn upload(
     store: Arc<dyn ObjectStore>,
     key: &str,
-    staging: &StagingFile,
+    source: Arc<dyn PartSource>,
     size: u64,
     part_size: u64,
     concurrency: usize,
@@ -29,7 +29,7 @@ pub async fn upload(
         &store,
         key,
         &upload_id,
-        staging,
+        source,
         size,
         part_size,
         concurrency,
@@ -60,7 +60,7 @@ async fn send_parts(
     store: &Arc<dyn ObjectStore>,
     key: &str,
     upload_id: &str,
-    staging: &StagingFile,
+    source: Arc<dyn PartSource>,
     size: u64,
     part_size: u64,
     concurrency: usize,
@@ -79,23 +79,38 @@ async fn send_parts(
         while let Some(done) = tasks.try_join_next() {
             parts.push(done.map_err(|e| UploadError::Staging(e.to_string()))??);
         }
-        let (store, key, id, staging) = (
+        let (store, key, id, source) = (
             store.clone(),
             key.to_string(),
             upload_id.to_string(),
-            staging.clone(),
+            source.clone(),
         );
+        let last = range.end == size;
         tasks.spawn(async move {
             let _permit = permit;
-            let len = (range.end - range.start) as usize;
-            let body = staging.read_at(range.start, len).await?;
-            if body.len() < len {
-                return Err(UploadError::Staging(
-                    "staged file is shorter than the file".into(),
-                ));
-            }
             let number = i as u32 + 1;
-            let etag = store.upload_part(&key, &id, number, body).await?;
+            let len = range.end - range.start;
+            // Unchanged bytes of an existing object are copied server-side, not sent.
+            let copy = source
+                .copy_source(&range)
+                .filter(|_| len >= MIN_PART || last)
+                .map(str::to_string);
+            let etag = match copy {
+                Some(from) => {
+                    store
+                        .upload_part_copy(&key, &id, number, &from, range)
+                        .await?
+                }
+                None => {
+                    let body = source.read(range).await?;
+                    if (body.len() as u64) < len {
+                        return Err(UploadError::Staging(
+                            "staged file is shorter than the file".into(),
+                        ));
+                    }
+                    store.upload_part(&key, &id, number, body).await?
+                }
+            };
             Ok::<_, UploadError>(CompletedPart { number, etag })
         });
     }
@@ -106,6 +121,8 @@ async fn send_parts(
     Ok(parts)
 }
 
+/// Smallest part S3 accepts, except the last.
+const MIN_PART: u64 = 5 << 20;
 /// Most parts one multipart upload may have.
 pub const MAX_PARTS: usize = 10_000;
 /// Largest part S3 accepts.
@@ -147,28 +164,75 @@ mod tests {
         assert!(ranges.iter().all(|r| r.end - r.start <= 5 << 30));
     }
 
+    /// New content held in memory; ranges before `copy_below` are unchanged in `base`.
+    struct Source {
+        data: Bytes,
+        base: Option<(&'static str, u64)>,
+    }
+
+    #[async_trait::async_trait]
+    impl PartSource for Source {
+        async fn read(&self, r: std::ops::Range<u64>) -> Result<Bytes, UploadError> {
+            Ok(self.data.slice(r.start as usize..r.end as usize))
+        }
+        fn copy_source(&self, r: &std::ops::Range<u64>) -> Option<&str> {
+            self.base
+                .filter(|(_, below)| r.end <= *below)
+                .map(|(k, _)| k)
+        }
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len as u32).map(|i| (i % 251) as u8).collect()
+    }
+
     #[tokio::test]
     async fn parts_are_assembled_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let staging = StagingFile::create(dir.path()).unwrap();
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        staging
-            .write_at(0, Bytes::from(data.clone()))
-            .await
-            .unwrap();
         let mem = Arc::new(MemoryStore::new());
         let store: Arc<dyn ObjectStore> = mem.clone();
+        let bytes = data(10_000);
+        let source = Arc::new(Source {
+            data: Bytes::from(bytes.clone()),
+            base: None,
+        });
+        upload(store, "k", source, 10_000, 1024, 3, &PutOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(&mem.bytes("k").unwrap()[..], &bytes[..]);
+    }
+
+    #[tokio::test]
+    async fn unchanged_parts_of_the_old_object_are_copied_not_sent() {
+        let mem = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let old = data(15 << 20);
+        mem.put("k", Bytes::from(old.clone()), &PutOptions::default())
+            .await
+            .unwrap();
+        let mut new = old.clone();
+        new.extend_from_slice(b"appended");
+        let before = mem.stats().bytes_sent;
+        let source = Arc::new(Source {
+            data: Bytes::from(new.clone()),
+            base: Some(("k", 15 << 20)),
+        });
         upload(
             store,
             "k",
-            &staging,
-            10_000,
-            1024,
-            3,
+            source,
+            new.len() as u64,
+            5 << 20,
+            2,
             &PutOptions::default(),
         )
         .await
         .unwrap();
-        assert_eq!(&mem.bytes("k").unwrap()[..], &data[..]);
+        assert!(mem.bytes("k").unwrap() == new);
+        assert_eq!(
+            mem.stats().bytes_sent - before,
+            8,
+            "only the appended bytes are sent"
+        );
+        assert_eq!(mem.stats().requests.get("UploadPartCopy"), Some(&3));
     }
 }
