@@ -127,6 +127,10 @@ pub struct MountArgs {
     /// Cache-Control of new objects, e.g. "max-age=3600".
     #[arg(long, value_name = "VALUE")]
     pub cache_control: Option<String>,
+    /// Seconds after which multipart uploads bucketfs left behind (a daemon that died
+    /// mid-upload) are aborted at mount (default 86400).
+    #[arg(long, value_name = "SECONDS")]
+    pub stale_upload_age: Option<f64>,
     /// Stay attached and log to stderr instead of running in the background.
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -217,6 +221,7 @@ impl MountArgs {
             acl: self.acl.clone(),
             storage_class: self.storage_class.clone(),
             cache_control: self.cache_control.clone(),
+            stale_upload_age: self.stale_upload_age,
             log_file: self.log_file.clone(),
             ..self.store.layer(source)
         };

@@ -76,6 +76,7 @@ pub struct Layer {
     pub storage_class: Option<String>,
     pub cache_control: Option<String>,
     pub rules: Option<Vec<RuleLayer>>,
+    pub stale_upload_age: Option<f64>,
 }
 
 /// One `[[rules]]` entry: object options for keys under `prefix` (a bucket key prefix).
@@ -148,7 +149,8 @@ impl Layer {
             acl,
             storage_class,
             cache_control,
-            rules
+            rules,
+            stale_upload_age
         )
     }
 
@@ -192,7 +194,8 @@ impl Layer {
             acl,
             storage_class,
             cache_control,
-            rules
+            rules,
+            stale_upload_age
         )
     }
 
@@ -288,6 +291,7 @@ impl Layer {
             "acl",
             "storage_class",
             "cache_control",
+            "stale_upload_age",
         ] {
             let name = format!("BUCKETFS_{}", key.to_uppercase());
             if let Some(v) = first(&[name.as_str()]) {
@@ -510,6 +514,8 @@ pub struct FsOptions {
     pub upload_concurrency: usize,
     /// Options of new objects (SSE, ACL, storage class, Cache-Control, per-prefix rules).
     pub objects: OptionsResolver,
+    /// Multipart uploads this bucketfs started and left behind longer ago are aborted at mount.
+    pub stale_upload_age: Duration,
 }
 
 /// The fully resolved configuration of one mount (or `check`).
@@ -654,6 +660,10 @@ impl Config {
                 part_size,
                 upload_concurrency,
                 objects,
+                stale_upload_age: seconds(
+                    "stale_upload_age",
+                    layer.stale_upload_age.unwrap_or(86_400.0),
+                )?,
             },
             allow_other: layer.allow_other.unwrap_or(false),
             cache_dir,

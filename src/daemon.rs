@@ -25,6 +25,7 @@ use crate::cli::usage_error;
 use crate::config::Config;
 use crate::fs::Fs;
 use crate::fuse::FuseAdapter;
+use crate::upload::registry::{abort_stale, UploadRegistry};
 
 /// Set in the environment of the background child; its stdout is then the ready pipe.
 const READY_ENV: &str = "BUCKETFS_READY_PIPE";
@@ -225,6 +226,19 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
             }
         }
     };
+    let uploads = match UploadRegistry::open(&config.mount_dir().join("multipart")) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            return Err((
+                ready,
+                format!(
+                    "cannot use the cache directory {}: {e} (set --cache-dir)",
+                    config.mount_dir().display()
+                ),
+            ))
+        }
+    };
+    rt.block_on(abort_stale(&*store, &uploads, config.fs.stale_upload_age));
     let store_stats = store.clone();
     let fs = Arc::new(Fs::new(
         store,
@@ -232,6 +246,7 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
         config.fs.clone(),
         staging.clone(),
         disk_cache,
+        Some(uploads),
     ));
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
 
@@ -266,25 +281,37 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     if let Err(e) = write_pid_file(&pid_file, &mountpoint) {
         warn!(path = %pid_file.display(), error = %e, "cannot write the pid file; `bucketfs unmount` will not wait for uploads");
     }
-    info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
-    ready.ok();
-
-    raise_kernel_readahead(&mountpoint, config.fs.read_ahead);
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // Listen for signals before anyone can send one, and serve before saying "ready".
+    let signals = rt.block_on(async { Signals::new() });
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     let loop_thread = std::thread::spawn(move || {
         let result = session.run();
         let _ = done_tx.send(());
         result
     });
+    let device = mount_device(&mountpoint);
+    if let Some(dev) = device {
+        raise_kernel_readahead(dev, config.fs.read_ahead);
+    }
+    info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
+    ready.ok();
+
     rt.block_on(async {
         tokio::select! {
-            signal = termination_signal() => {
+            signal = signals.next() => {
                 info!(signal, "unmounting");
                 if let Err(e) = unmounter.unmount() {
                     warn!(error = %e, "unmount failed");
                 }
+                // A lazy unmount ends the session only once nothing uses the mount any more;
+                // after a grace period, abort the connection so the daemon can finish.
+                if tokio::time::timeout(Duration::from_secs(5), &mut done_rx).await.is_err() {
+                    if let Some(dev) = device {
+                        abort_connection(dev);
+                    }
+                }
             }
-            _ = done_rx => info!("unmounted"),
+            _ = &mut done_rx => info!("unmounted"),
         }
     });
     if let Ok(Err(e)) = loop_thread.join() {
@@ -318,27 +345,33 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     Ok(ExitCode::SUCCESS)
 }
 
+/// The device number of the mount at `mountpoint` (stat needs the session loop running).
+fn mount_device(mountpoint: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(mountpoint).ok().map(|m| m.dev())
+}
+
 /// The kernel reads a FUSE file ahead by only 128 KiB unless told otherwise, and only through
-/// sysfs after the mount exists. Done from a thread because stat of the mountpoint needs the
-/// session loop running.
-fn raise_kernel_readahead(mountpoint: &Path, read_ahead: u64) {
-    let mountpoint = mountpoint.to_path_buf();
-    std::thread::spawn(move || {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(&mountpoint) else {
-            return;
-        };
-        let dev = meta.dev();
-        let path = format!(
-            "/sys/class/bdi/{}:{}/read_ahead_kb",
-            libc::major(dev),
-            libc::minor(dev)
-        );
-        let kb = (read_ahead / 1024).clamp(128, 16 * 1024);
-        if let Err(e) = std::fs::write(&path, kb.to_string()) {
-            tracing::debug!(path, error = %e, "cannot raise the kernel read-ahead");
-        }
-    });
+/// sysfs after the mount exists.
+fn raise_kernel_readahead(dev: u64, read_ahead: u64) {
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let kb = (read_ahead / 1024).clamp(128, 16 * 1024);
+    if let Err(e) = std::fs::write(&path, kb.to_string()) {
+        tracing::debug!(path, error = %e, "cannot raise the kernel read-ahead");
+    }
+}
+
+/// Ends the FUSE connection of device `dev` (its session loop then returns).
+fn abort_connection(dev: u64) {
+    let path = format!("/sys/fs/fuse/connections/{}/abort", libc::minor(dev));
+    match std::fs::write(&path, "1") {
+        Ok(()) => warn!("the mount was still in use after unmounting; connection aborted"),
+        Err(e) => warn!(path, error = %e, "cannot abort the FUSE connection"),
+    }
 }
 
 /// Drains pending uploads, logging progress every few seconds for long drains.
@@ -356,17 +389,36 @@ async fn drain_with_progress(fs: &Fs) -> usize {
     }
 }
 
-async fn termination_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, registered when created.
+struct Signals {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => {
+                warn!("cannot listen for SIGTERM/SIGINT; unmount with `bucketfs unmount`");
+                None
+            }
+        };
+        Signals { streams }
+    }
+
+    /// Waits for the first signal and names it.
+    async fn next(mut self) -> &'static str {
+        let Some((term, int)) = self.streams.as_mut() else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 

@@ -194,25 +194,6 @@ fn credentials_come_from_the_profile_in_the_shared_credentials_file() {
     assert!(!bad.status.success(), "the other profile's keys are wrong");
 }
 
-fn daemon_pid(mountpoint: &Path) -> Option<i32> {
-    // The daemon is the process whose command line names this mountpoint.
-    let target = mountpoint.display().to_string();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let parts: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if parts.first().is_some_and(|p| p.ends_with(b"bucketfs"))
-            && parts.contains(&target.as_bytes())
-            && parts.iter().any(|p| *p == b"--foreground")
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 fn gone(pid: i32) -> bool {
     eventually(Duration::from_secs(10), || {
         fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -2,76 +2,14 @@
 //! connection, other operations on the mount still answer promptly.
 
 mod common;
+#[path = "common/stall.rs"]
+mod stall;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A TCP proxy to the S3 server that holds back the response to any object GET whose request
-/// line names `stall-me`, until `release` is set.
-struct StallingProxy {
-    port: u16,
-    release: Arc<AtomicBool>,
-}
-
-impl StallingProxy {
-    fn start(upstream: &str) -> StallingProxy {
-        let upstream = upstream.trim_start_matches("http://").to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let release = Arc::new(AtomicBool::new(false));
-        let rel = release.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let server = TcpStream::connect(&upstream).unwrap();
-                let stalled = Arc::new(AtomicBool::new(false));
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let flag = stalled.clone();
-                std::thread::spawn(move || {
-                    pump(c2, s2, |chunk| {
-                        let text = String::from_utf8_lossy(chunk);
-                        if text.starts_with("GET /")
-                            && text.contains("stall-me")
-                            && !text.contains("list-type")
-                        {
-                            flag.store(true, Ordering::SeqCst);
-                        }
-                    })
-                });
-                let rel = rel.clone();
-                std::thread::spawn(move || {
-                    pump(server, client, |_| {
-                        while stalled.load(Ordering::SeqCst) && !rel.load(Ordering::SeqCst) {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    })
-                });
-            }
-        });
-        StallingProxy { port, release }
-    }
-}
-
-/// Copies `from` to `to`, calling `inspect` on each chunk before forwarding it.
-fn pump(mut from: TcpStream, mut to: TcpStream, inspect: impl Fn(&[u8])) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                inspect(&buf[..n]);
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Write);
-}
+use stall::StallingProxy;
 
 #[test]
 fn stat_answers_promptly_while_a_large_read_is_stalled() {
@@ -80,7 +18,11 @@ fn stat_answers_promptly_while_a_large_read_is_stalled() {
     let big = random_bytes(4 << 20);
     server.put(&format!("{prefix}/stall-me"), &big);
     server.put(&format!("{prefix}/other"), b"other");
-    let proxy = StallingProxy::start(server.endpoint());
+    let proxy = StallingProxy::start(server.endpoint(), |request_line| {
+        request_line.starts_with("GET /")
+            && request_line.contains("stall-me")
+            && !request_line.contains("list-type")
+    });
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
     let m = Mount::new(
         &server,

@@ -26,6 +26,7 @@ use crate::cache::prefetch::Caches;
 use crate::cache::ttl::TtlSet;
 use crate::config::FsOptions;
 use crate::store::ObjectStore;
+use crate::upload::registry::UploadRegistry;
 use crate::upload::Uploader;
 pub use dir::DirEntry;
 use error::{FsError, FsResult};
@@ -71,6 +72,7 @@ impl Fs {
         opts: FsOptions,
         staging_dir: PathBuf,
         disk_cache: Option<Arc<DiskCache>>,
+        uploads: Option<Arc<UploadRegistry>>,
     ) -> Fs {
         let started = SystemTime::now();
         Fs {
@@ -81,7 +83,12 @@ impl Fs {
             )),
             negative: TtlSet::new(opts.negative_cache_entries, opts.negative_ttl),
             listed: TtlSet::new(opts.dir_cache_entries, opts.dir_ttl),
-            uploader: Uploader::new(store.clone(), opts.part_size, opts.upload_concurrency),
+            uploader: Uploader::new(
+                store.clone(),
+                opts.part_size,
+                opts.upload_concurrency,
+                uploads,
+            ),
             store,
             prefix,
             opts,

@@ -38,6 +38,7 @@ fn options() -> FsOptions {
         part_size: 5 << 20,
         upload_concurrency: 2,
         objects: Default::default(),
+        stale_upload_age: Duration::from_secs(86_400),
     }
 }
 
@@ -50,6 +51,7 @@ fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
         prefix.into(),
         opts,
         staging.path().to_path_buf(),
+        None,
         None,
     );
     Setup {

@@ -6,6 +6,7 @@
 
 pub mod multipart;
 pub mod options;
+pub mod registry;
 pub mod staging;
 
 use std::ops::Range;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::store::{ObjectStore, PutOptions, StoreError};
+use registry::UploadRegistry;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UploadError {
@@ -43,14 +45,22 @@ pub struct Uploader {
     store: Arc<dyn ObjectStore>,
     part_size: u64,
     concurrency: usize,
+    registry: Option<Arc<UploadRegistry>>,
 }
 
 impl Uploader {
-    pub fn new(store: Arc<dyn ObjectStore>, part_size: u64, concurrency: usize) -> Self {
+    /// `registry` records the multipart uploads in progress (see `registry`).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        part_size: u64,
+        concurrency: usize,
+        registry: Option<Arc<UploadRegistry>>,
+    ) -> Self {
         Uploader {
             store,
             part_size,
             concurrency,
+            registry,
         }
     }
 
@@ -73,6 +83,7 @@ impl Uploader {
         }
         multipart::upload(
             self.store.clone(),
+            self.registry.as_deref(),
             key,
             source,
             size,

@@ -12,11 +12,14 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::registry::UploadRegistry;
 use super::{PartSource, UploadError};
 use crate::store::{CompletedPart, ObjectStore, PutOptions};
 
+#[allow(clippy::too_many_arguments)]
 pub async fn upload(
     store: Arc<dyn ObjectStore>,
+    registry: Option<&UploadRegistry>,
     key: &str,
     source: Arc<dyn PartSource>,
     size: u64,
@@ -25,7 +28,10 @@ pub async fn upload(
     opts: &PutOptions,
 ) -> Result<Option<String>, UploadError> {
     let upload_id = store.create_multipart(key, opts).await?;
-    match send_parts(
+    if let Some(r) = registry {
+        r.started(key, &upload_id);
+    }
+    let sent = send_parts(
         &store,
         key,
         &upload_id,
@@ -34,25 +40,31 @@ pub async fn upload(
         part_size,
         concurrency,
     )
-    .await
-    {
-        Ok(parts) => match store.complete_multipart(key, &upload_id, parts).await {
-            Ok(etag) => Ok(etag),
-            Err(e) => {
-                abort(&store, key, &upload_id).await;
-                Err(e.into())
-            }
-        },
-        Err(e) => {
-            abort(&store, key, &upload_id).await;
-            Err(e)
-        }
+    .await;
+    let result = match sent {
+        Ok(parts) => store
+            .complete_multipart(key, &upload_id, parts)
+            .await
+            .map_err(UploadError::from),
+        Err(e) => Err(e),
+    };
+    // A failed upload is aborted; if even that fails, its record stays so the next mount
+    // cleans it up.
+    let settled = result.is_ok() || abort(&store, key, &upload_id).await;
+    if let Some(r) = registry.filter(|_| settled) {
+        r.ended(&upload_id);
     }
+    result
 }
 
-async fn abort(store: &Arc<dyn ObjectStore>, key: &str, upload_id: &str) {
-    if let Err(e) = store.abort_multipart(key, upload_id).await {
-        tracing::warn!(key, error = %e, "could not abort a failed multipart upload");
+/// Aborts a failed upload; false if the abort failed too.
+async fn abort(store: &Arc<dyn ObjectStore>, key: &str, upload_id: &str) -> bool {
+    match store.abort_multipart(key, upload_id).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(key, error = %e, "could not abort a failed multipart upload");
+            false
+        }
     }
 }
 
@@ -195,9 +207,18 @@ mod tests {
             data: Bytes::from(bytes.clone()),
             base: None,
         });
-        upload(store, "k", source, 10_000, 1024, 3, &PutOptions::default())
-            .await
-            .unwrap();
+        upload(
+            store,
+            None,
+            "k",
+            source,
+            10_000,
+            1024,
+            3,
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(&mem.bytes("k").unwrap()[..], &bytes[..]);
     }
 
@@ -218,6 +239,7 @@ mod tests {
         });
         upload(
             store,
+            None,
             "k",
             source,
             new.len() as u64,

@@ -147,6 +147,27 @@ impl Server {
         });
     }
 
+    /// Starts a multipart upload directly (as another tool would) and returns its id.
+    pub fn start_multipart(&self, key: &str) -> String {
+        self.rt
+            .block_on(
+                self.bucket
+                    .initiate_multipart_upload(key, "application/octet-stream"),
+            )
+            .unwrap()
+            .upload_id
+    }
+
+    /// Unfinished multipart uploads under `prefix`: (key, upload id).
+    pub fn multipart_uploads(&self, prefix: &str) -> Vec<(String, String)> {
+        self.rt
+            .block_on(self.bucket.list_multiparts_uploads(Some(prefix), None))
+            .unwrap()
+            .into_iter()
+            .flat_map(|page| page.uploads.into_iter().map(|u| (u.key, u.id)))
+            .collect()
+    }
+
     /// A fresh prefix for one test.
     pub fn unique_prefix(&self, test: &str) -> String {
         format!("t-{test}-{:08x}", rand::random::<u32>())
@@ -297,6 +318,25 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     f()
+}
+
+/// The pid of the bucketfs daemon serving `mountpoint` (found by its command line).
+pub fn daemon_pid(mountpoint: &Path) -> Option<i32> {
+    let target = mountpoint.display().to_string();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let parts: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if parts.first().is_some_and(|p| p.ends_with(b"bucketfs"))
+            && parts.contains(&target.as_bytes())
+            && parts.iter().any(|p| *p == b"--foreground")
+        {
+            return Some(pid);
+        }
+    }
+    None
 }
 
 /// True if `path` is a mount point (listed in /proc/self/mounts).

@@ -1,0 +1,311 @@
+//! Uploads under failure and at scale: a part that fails once is retried alone, an upload that
+//! keeps failing is aborted (no object, no multipart upload left) and reported as `EIO`, and
+//! a 1 GiB file streams through the daemon in bounded memory. Failures are injected by an
+//! HTTP-aware proxy between bucketfs and the S3 server; results are checked in the bucket.
+
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use common::*;
+use proxy::{Action, Proxy};
+use s3::creds::Credentials;
+use s3::{Bucket, Region};
+use sha2::{Digest, Sha256};
+
+const MIB: usize = 1 << 20;
+
+/// A direct rust-s3 client for what `common::Server` does not offer, with its own runtime.
+struct Direct {
+    bucket: Box<Bucket>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Direct {
+    fn new(server: &Server) -> Direct {
+        let env = &server.env;
+        let region = Region::Custom {
+            region: env["AWS_REGION"].clone(),
+            endpoint: env["AWS_ENDPOINT_URL"].clone(),
+        };
+        let creds = Credentials::new(
+            Some(&env["AWS_ACCESS_KEY_ID"]),
+            Some(&env["AWS_SECRET_ACCESS_KEY"]),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let bucket = Bucket::new(&env["S3_BUCKET"], region, creds)
+            .unwrap()
+            .with_path_style();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Direct { bucket, rt }
+    }
+
+    /// Keys of the multipart uploads in progress under `prefix`.
+    fn multipart_uploads(&self, prefix: &str) -> Vec<String> {
+        self.rt
+            .block_on(self.bucket.list_multiparts_uploads(Some(prefix), None))
+            .unwrap_or_else(|e| panic!("ListMultipartUploads {prefix}: {e}"))
+            .into_iter()
+            .flat_map(|page| page.uploads.into_iter().map(|u| u.key))
+            .collect()
+    }
+
+    /// The sha256 of an object of `size` bytes, fetched in ranged GETs of `chunk` bytes.
+    fn sha256_streamed(&self, key: &str, size: u64, chunk: u64) -> String {
+        let mut hash = Sha256::new();
+        let mut offset = 0;
+        while offset < size {
+            let end = (offset + chunk).min(size) - 1;
+            let r = self
+                .rt
+                .block_on(self.bucket.get_object_range(key, offset, Some(end)))
+                .unwrap_or_else(|e| panic!("direct GET {key} {offset}-{end}: {e}"));
+            assert_eq!(
+                r.bytes().len() as u64,
+                end + 1 - offset,
+                "range {offset}-{end} of {key}"
+            );
+            hash.update(r.bytes());
+            offset = end + 1;
+        }
+        format!("{:x}", hash.finalize())
+    }
+
+    fn delete(&self, key: &str) {
+        let _ = self.rt.block_on(self.bucket.delete_object(key));
+    }
+}
+
+#[test]
+fn a_part_that_fails_once_is_retried_and_the_object_is_correct() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("part-fails-once");
+    let failed = AtomicBool::new(false);
+    let proxy = Proxy::start(server.endpoint(), move |req| {
+        if req.is_upload_part() && !failed.swap(true, Ordering::SeqCst) {
+            Action::internal_error()
+        } else {
+            Action::Forward
+        }
+    });
+    let endpoint = proxy.endpoint();
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &["--endpoint", &endpoint, "--part-size", "5MiB"],
+    );
+
+    let data = random_bytes(12 * MIB);
+    fs::write(m.path("big"), &data).expect("close reports a successful upload");
+
+    let key = format!("{prefix}/big");
+    let stored = server.get(&key).expect("the object is in the bucket");
+    assert_eq!(stored.len(), data.len());
+    assert_eq!(sha256(&stored), sha256(&data));
+    assert_eq!(
+        server.keys(&prefix),
+        vec![key.clone()],
+        "nothing else written"
+    );
+    let injected = proxy.count(|r| r.rejected);
+    let parts = proxy.count(|r| r.is_upload_part());
+    assert_eq!(injected, 1, "{:#?}", proxy.requests());
+    assert!(parts > 1, "a multipart upload: {parts} UploadPart requests");
+    // 12 MiB in 5 MiB parts: three parts, one of them sent twice.
+    assert_eq!(parts, 4, "{:#?}", proxy.requests());
+    assert_eq!(
+        proxy.count(|r| r.is_abort_multipart()),
+        0,
+        "one failed part does not abort the upload"
+    );
+    assert!(Direct::new(&server).multipart_uploads(&prefix).is_empty());
+    m.unmount();
+}
+
+#[test]
+fn an_upload_that_keeps_failing_leaves_no_object_and_fsync_returns_eio() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("upload-keeps-failing");
+    let proxy = Proxy::start(server.endpoint(), |req| {
+        if req.is_upload_part() || (req.is_put_object() && req.target.contains("/big")) {
+            Action::internal_error()
+        } else {
+            Action::Forward
+        }
+    });
+    let endpoint = proxy.endpoint();
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &[
+            "--endpoint",
+            &endpoint,
+            "--max-retries",
+            "1",
+            "--part-size",
+            "5MiB",
+        ],
+    );
+    let direct = Direct::new(&server);
+    let key = format!("{prefix}/big");
+
+    let mut f = fs::File::create(m.path("big")).unwrap();
+    f.write_all(&random_bytes(12 * MIB)).unwrap();
+    let started = Instant::now();
+    let err = f
+        .sync_all()
+        .expect_err("fsync must report the failed upload");
+    eprintln!("fsync failed after {:?}: {err}", started.elapsed());
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err:?}");
+    assert!(server.head_full(&key).is_none(), "no object after fsync");
+    assert_eq!(
+        direct.multipart_uploads(&prefix),
+        Vec::<String>::new(),
+        "the failed multipart upload was aborted"
+    );
+    assert!(proxy.count(|r| r.is_abort_multipart()) >= 1);
+    drop(f); // close uploads again and fails again: its error is not ours to check here
+
+    // At unmount the daemon tries the pending file once more, fails, and exits.
+    let log = m.log_after_unmount();
+    let requests = proxy.requests();
+    assert!(server.head_full(&key).is_none(), "no object after unmount");
+    assert!(
+        server.keys(&prefix).is_empty(),
+        "nothing at all under the prefix: {:?}",
+        server.keys(&prefix)
+    );
+    assert_eq!(
+        direct.multipart_uploads(&prefix),
+        Vec::<String>::new(),
+        "no multipart upload left behind"
+    );
+    let created = requests.iter().filter(|r| r.is_create_multipart()).count();
+    let aborted = requests.iter().filter(|r| r.is_abort_multipart()).count();
+    let parts = requests.iter().filter(|r| r.is_upload_part()).count();
+    eprintln!("{created} uploads created, {aborted} aborted, {parts} parts rejected");
+    assert!(created >= 1);
+    assert!(
+        aborted >= created,
+        "every upload started was aborted: {created} created, {aborted} aborted"
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.is_complete_multipart())
+            .count(),
+        0,
+        "never completed"
+    );
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.is_upload_part())
+            .all(|r| r.rejected),
+        "every part was rejected"
+    );
+    assert!(
+        log.contains("could not be uploaded"),
+        "the daemon names the failure at exit:\n{log}"
+    );
+}
+
+/// The pid of the daemon serving `mountpoint` (as in tests/lifecycle.rs).
+fn daemon_pid(mountpoint: &Path) -> Option<i32> {
+    let target = mountpoint.display().to_string();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let parts: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if parts.first().is_some_and(|p| p.ends_with(b"bucketfs"))
+            && parts.contains(&target.as_bytes())
+            && parts.iter().any(|p| *p == b"--foreground")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// A `/proc/<pid>/status` field in bytes (`VmHWM`, `VmRSS`).
+fn proc_status_bytes(pid: i32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_one_gib_write_streams_with_bounded_memory() {
+    const SIZE: usize = 1 << 30;
+    const CHUNK: usize = 8 * MIB;
+    let server = Server::running();
+    let prefix = server.unique_prefix("one-gib");
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &[],
+    );
+    let pid = daemon_pid(&m.dir).expect("daemon running");
+    let key = format!("{prefix}/big");
+
+    let started = Instant::now();
+    let mut hash = Sha256::new();
+    let mut f = fs::File::create(m.path("big")).unwrap();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut rng = rand::thread_rng();
+    for _ in 0..SIZE / CHUNK {
+        rand::Rng::fill(&mut rng, &mut chunk[..]);
+        hash.update(&chunk);
+        f.write_all(&chunk).unwrap();
+    }
+    let written = started.elapsed();
+    drop(f); // close: the upload
+    let uploaded = started.elapsed();
+    let want = format!("{:x}", hash.finalize());
+    drop(chunk);
+
+    let peak = proc_status_bytes(pid, "VmHWM");
+    eprintln!(
+        "1 GiB: written in {written:?}, closed (uploaded) at {uploaded:?}; \
+         daemon peak RSS (VmHWM) {:.1} MiB",
+        peak as f64 / MIB as f64
+    );
+
+    let direct = Direct::new(&server);
+    let (_, size) = server.head(&key).expect("the object is in the bucket");
+    assert_eq!(size, SIZE as u64);
+    let t = Instant::now();
+    let got = direct.sha256_streamed(&key, size, 16 * MIB as u64);
+    eprintln!("verified in {:?}", t.elapsed());
+    assert_eq!(got, want, "the object's bytes");
+
+    m.unmount();
+    direct.delete(&key);
+    assert!(
+        peak < 256 * MIB as u64,
+        "the daemon's peak RSS while writing 1 GiB was {} MiB",
+        peak / MIB as u64
+    );
+}
