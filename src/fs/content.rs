@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::ranges::Ranges;
 use crate::store::ObjectStore;
+use crate::upload::multipart::Upload;
 use crate::upload::staging::StagingFile;
 use crate::upload::{PartSource, UploadError};
 
@@ -48,6 +49,29 @@ pub struct Content {
     state: Mutex<State>,
     /// Held while this file is being uploaded, so uploads of one file never overlap.
     pub upload_lock: tokio::sync::Mutex<()>,
+    /// The upload that streams this file while it is written sequentially.
+    pub stream: tokio::sync::Mutex<Stream>,
+}
+
+/// Streaming of a file written from its start: parts leave while the file is written.
+pub enum Stream {
+    /// Not started (the file is still below one part, or its last upload finished).
+    Idle,
+    Active(Upload),
+    /// A write landed in a part already sent: the file is uploaded whole at close instead.
+    Broken,
+}
+
+impl Stream {
+    /// Ends an active stream that can no longer be used; its upload is aborted in the
+    /// background. (An idle one stays idle.)
+    pub fn break_off(&mut self) {
+        if matches!(self, Stream::Active(_)) {
+            if let Stream::Active(up) = std::mem::replace(self, Stream::Broken) {
+                tokio::spawn(up.abort());
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Content {
@@ -84,11 +108,17 @@ impl Content {
             }),
             base,
             upload_lock: tokio::sync::Mutex::new(()),
+            stream: tokio::sync::Mutex::new(Stream::Idle),
         }
     }
 
     pub fn size(&self) -> u64 {
         self.state.lock().unwrap().size
+    }
+
+    /// End of the part written contiguously from offset 0 (what a stream may send).
+    pub fn written_prefix(&self) -> u64 {
+        self.state.lock().unwrap().written.prefix_end()
     }
 
     /// True when some bytes still come from the base object.

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::content::{Base, Content};
+use super::content::{Base, Content, Stream};
 use super::error::{FsError, FsResult};
 use super::handle::Handle;
 use super::inode::{Ino, Kind, Stat};
@@ -168,10 +168,47 @@ impl Fs {
         let len = data.len() as u32;
         let content = self.content_for_write(*ino).await?;
         content.write(offset, data).await?;
+        self.stream_written(*ino, &content, offset).await;
         if let Some(node) = self.table().get_mut(*ino) {
             node.mtime = SystemTime::now();
         }
         Ok(len)
+    }
+
+    /// Sends the whole parts of a file written sequentially from its start while it is being
+    /// written (a file over an existing object is uploaded at close instead). A write into a
+    /// part already sent breaks the stream off; the file is then uploaded whole at close.
+    async fn stream_written(&self, ino: Ino, content: &Arc<Content>, offset: u64) {
+        if content.has_base() {
+            return;
+        }
+        let available = content.written_prefix();
+        let mut stream = content.stream.lock().await;
+        match &*stream {
+            Stream::Broken => return,
+            Stream::Active(up) if offset < up.sent_up_to() => return stream.break_off(),
+            Stream::Idle if available < self.uploader.part_size() => return,
+            Stream::Idle => {
+                let Ok(key) = self.file_key(ino) else { return };
+                let source: Arc<dyn PartSource> = content.clone();
+                let opts = self.opts.objects.for_key(&key);
+                match self.uploader.start(&key, source, &opts).await {
+                    Ok(up) => *stream = Stream::Active(up),
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "cannot stream; the file is uploaded at close");
+                        *stream = Stream::Broken;
+                        return;
+                    }
+                }
+            }
+            Stream::Active(_) => {}
+        }
+        if let Stream::Active(up) = &mut *stream {
+            if let Err(e) = up.send_available(available).await {
+                tracing::warn!(key = up.key(), error = %e, "streaming failed; the file is uploaded at close");
+                stream.break_off();
+            }
+        }
     }
 
     /// The file's local content; the first time, an empty staging file over the object.
@@ -211,6 +248,7 @@ impl Fs {
             }
             None => self.content_for_write(ino).await?,
         };
+        content.stream.lock().await.break_off();
         content.truncate(size).await?;
         if let Some(node) = self.table().get_mut(ino) {
             node.mtime = SystemTime::now();
@@ -257,12 +295,20 @@ impl Fs {
             }
         };
         let (version, size) = content.snapshot();
-        let source: Arc<dyn PartSource> = content.clone();
-        let etag = self
-            .uploader
-            .upload(&key, source, size, &self.opts.objects.for_key(&key))
-            .await
-            .inspect_err(|e| tracing::error!(key, error = %e, "upload failed"))?;
+        let streamed = std::mem::replace(&mut *content.stream.lock().await, Stream::Idle);
+        let result = match streamed {
+            Stream::Active(up) if up.key() == key => up.finish(size).await,
+            other => {
+                if let Stream::Active(up) = other {
+                    up.abort().await; // streamed under a name the file no longer has
+                }
+                let source: Arc<dyn PartSource> = content.clone();
+                self.uploader
+                    .upload(&key, source, size, &self.opts.objects.for_key(&key))
+                    .await
+            }
+        };
+        let etag = result.inspect_err(|e| tracing::error!(key, error = %e, "upload failed"))?;
         content.mark_uploaded(version);
         if let Some(node) = self.table().get_mut(ino) {
             node.remote = true;
@@ -337,6 +383,7 @@ impl Fs {
         }
         if let Some(c) = &content {
             c.discard();
+            c.stream.lock().await.break_off();
         }
         if remote {
             let key = self.file_key(ino)?;

@@ -32,6 +32,11 @@ impl Ranges {
         }
     }
 
+    /// End of the range that starts at 0, or 0.
+    pub fn prefix_end(&self) -> u64 {
+        self.0.first().filter(|r| r.start == 0).map_or(0, |r| r.end)
+    }
+
     pub fn overlaps(&self, r: &Range<u64>) -> bool {
         self.0.iter().any(|x| x.start < r.end && r.start < x.end)
     }

@@ -114,6 +114,7 @@ impl Fs {
                     self.upload_if_dirty(ino).await?;
                 }
                 let _no_upload = c.upload_lock.lock().await;
+                c.stream.lock().await.break_off(); // it streams under the old name
                 let dirty = c.is_dirty();
                 if dirty {
                     if remote {

@@ -316,3 +316,53 @@ async fn a_file_not_yet_closed_is_listed() {
     );
     s.fs.release(fh).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_sequential_write_sends_parts_before_the_file_is_closed() {
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("stream"), libc::O_WRONLY)
+            .await
+            .unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for i in 0..12u64 {
+        s.fs.write(fh, i << 20, Bytes::from(chunk.clone()))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await; // let the part tasks run
+    let parts_before_close = s
+        .mem
+        .stats()
+        .requests
+        .get("UploadPart")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        parts_before_close >= 2,
+        "two whole 5 MiB parts were streamed: {parts_before_close}"
+    );
+    assert!(s.mem.keys().is_empty(), "nothing is visible before close");
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert_eq!(s.mem.bytes("stream").unwrap().len(), 12 << 20);
+}
+
+#[tokio::test]
+async fn a_rewrite_of_a_streamed_part_falls_back_to_a_whole_upload() {
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("f"), libc::O_WRONLY)
+            .await
+            .unwrap();
+    let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 249) as u8).collect();
+    s.fs.write(fh, 0, Bytes::from(data.clone())).await.unwrap();
+    s.fs.write(fh, 10, Bytes::from_static(b"PATCH"))
+        .await
+        .unwrap();
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    let mut expected = data;
+    expected[10..15].copy_from_slice(b"PATCH");
+    assert!(s.mem.bytes("f").unwrap() == expected);
+}

@@ -64,6 +64,29 @@ impl Uploader {
         }
     }
 
+    pub fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    /// Starts a multipart upload of `source` as `key`, to be fed while it is written.
+    pub async fn start(
+        &self,
+        key: &str,
+        source: Arc<dyn PartSource>,
+        opts: &PutOptions,
+    ) -> Result<multipart::Upload, UploadError> {
+        multipart::Upload::start(
+            self.store.clone(),
+            self.registry.clone(),
+            key,
+            opts,
+            source,
+            self.part_size,
+            self.concurrency,
+        )
+        .await
+    }
+
     /// Uploads `size` bytes of `source` as `key`; returns the new ETag if known.
     pub async fn upload(
         &self,
@@ -83,7 +106,7 @@ impl Uploader {
         }
         multipart::upload(
             self.store.clone(),
-            self.registry.as_deref(),
+            self.registry.clone(),
             key,
             source,
             size,

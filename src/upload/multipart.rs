@@ -1,12 +1,17 @@
-//! Multipart upload: parts are read from the `PartSource` and sent with at most `concurrency`
+//! Multipart uploads: parts are read from a `PartSource` and sent with at most `concurrency`
 //! in flight, so memory stays bounded by `part size × concurrency`. A part the source says is
 //! unchanged in an existing object is copied server-side (UploadPartCopy) when it is at least
 //! 5 MiB or the last. On any part's final failure the upload is aborted.
+//!
+//! An `Upload` can be fed while the file is still being written (`send_available`): whole parts
+//! go out as soon as the writer is past them, which is how sequential writes stream. `finish`
+//! sends the rest and completes.
 //!
 //! Part sizes grow with the part number: the configured size for parts 1–1,000, twice that for
 //! 1,001–2,000, and so on (at most 5 GiB), so with the default 8 MiB one object can reach
 //! S3's 5 TiB limit within its 10,000 parts while small files keep small parts.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -16,10 +21,23 @@ use super::registry::UploadRegistry;
 use super::{PartSource, UploadError};
 use crate::store::{CompletedPart, ObjectStore, PutOptions};
 
+/// Smallest part S3 accepts, except the last.
+const MIN_PART: u64 = 5 << 20;
+/// Most parts one multipart upload may have.
+pub const MAX_PARTS: u32 = 10_000;
+/// Largest part S3 accepts.
+const MAX_PART: u64 = 5 << 30;
+
+/// Size of part `number` (1-based) when the first parts are `first` bytes.
+pub fn part_len(number: u32, first: u64) -> u64 {
+    (first << ((number - 1) / 1000).min(20)).min(MAX_PART)
+}
+
+/// Uploads `size` bytes of `source` as `key` in one go.
 #[allow(clippy::too_many_arguments)]
 pub async fn upload(
     store: Arc<dyn ObjectStore>,
-    registry: Option<&UploadRegistry>,
+    registry: Option<Arc<UploadRegistry>>,
     key: &str,
     source: Arc<dyn PartSource>,
     size: u64,
@@ -27,80 +45,105 @@ pub async fn upload(
     concurrency: usize,
     opts: &PutOptions,
 ) -> Result<Option<String>, UploadError> {
-    let upload_id = store.create_multipart(key, opts).await?;
-    if let Some(r) = registry {
-        r.started(key, &upload_id);
-    }
-    let sent = send_parts(
-        &store,
-        key,
-        &upload_id,
-        source,
-        size,
-        part_size,
-        concurrency,
-    )
-    .await;
-    let result = match sent {
-        Ok(parts) => store
-            .complete_multipart(key, &upload_id, parts)
-            .await
-            .map_err(UploadError::from),
-        Err(e) => Err(e),
-    };
-    // A failed upload is aborted; if even that fails, its record stays so the next mount
-    // cleans it up.
-    let settled = result.is_ok() || abort(&store, key, &upload_id).await;
-    if let Some(r) = registry.filter(|_| settled) {
-        r.ended(&upload_id);
-    }
-    result
+    let upload = Upload::start(store, registry, key, opts, source, part_size, concurrency).await?;
+    upload.finish(size).await
 }
 
-/// Aborts a failed upload; false if the abort failed too.
-async fn abort(store: &Arc<dyn ObjectStore>, key: &str, upload_id: &str) -> bool {
-    match store.abort_multipart(key, upload_id).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(key, error = %e, "could not abort a failed multipart upload");
-            false
+/// One multipart upload in progress.
+pub struct Upload {
+    store: Arc<dyn ObjectStore>,
+    registry: Option<Arc<UploadRegistry>>,
+    key: String,
+    upload_id: String,
+    source: Arc<dyn PartSource>,
+    part_size: u64,
+    permits: Arc<Semaphore>,
+    tasks: JoinSet<Result<CompletedPart, UploadError>>,
+    parts: Vec<CompletedPart>,
+    next_offset: u64,
+    next_number: u32,
+}
+
+impl Upload {
+    /// CreateMultipartUpload (recorded in `registry` until completed or aborted).
+    pub async fn start(
+        store: Arc<dyn ObjectStore>,
+        registry: Option<Arc<UploadRegistry>>,
+        key: &str,
+        opts: &PutOptions,
+        source: Arc<dyn PartSource>,
+        part_size: u64,
+        concurrency: usize,
+    ) -> Result<Upload, UploadError> {
+        let upload_id = store.create_multipart(key, opts).await?;
+        if let Some(r) = &registry {
+            r.started(key, &upload_id);
+        }
+        Ok(Upload {
+            store,
+            registry,
+            key: key.to_string(),
+            upload_id,
+            source,
+            part_size,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            tasks: JoinSet::new(),
+            parts: Vec::new(),
+            next_offset: 0,
+            next_number: 1,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Bytes already handed to part uploads: a write below this invalidates the upload.
+    pub fn sent_up_to(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Sends every whole part that ends at or below `available`; waits while `concurrency`
+    /// parts are in flight (backpressure on the writer).
+    pub async fn send_available(&mut self, available: u64) -> Result<(), UploadError> {
+        loop {
+            let len = part_len(self.next_number, self.part_size);
+            if self.next_offset + len > available {
+                return Ok(());
+            }
+            self.send(self.next_offset..self.next_offset + len, false)
+                .await?;
         }
     }
-}
 
-async fn send_parts(
-    store: &Arc<dyn ObjectStore>,
-    key: &str,
-    upload_id: &str,
-    source: Arc<dyn PartSource>,
-    size: u64,
-    part_size: u64,
-    concurrency: usize,
-) -> Result<Vec<CompletedPart>, UploadError> {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    let mut parts = Vec::new();
-    let ranges = part_ranges(size, part_size)?;
-    for (i, range) in ranges.into_iter().enumerate() {
-        let permit = permits
+    async fn send(&mut self, range: Range<u64>, last: bool) -> Result<(), UploadError> {
+        if self.next_number > MAX_PARTS {
+            return Err(UploadError::Staging(format!(
+                "the file needs more than {MAX_PARTS} parts: raise --part-size"
+            )));
+        }
+        let permit = self
+            .permits
             .clone()
             .acquire_owned()
             .await
             .expect("semaphore open");
-        // Collect finished parts early so a failure stops the loop promptly.
-        while let Some(done) = tasks.try_join_next() {
-            parts.push(done.map_err(|e| UploadError::Staging(e.to_string()))??);
+        // Collect finished parts early so a failure stops the upload promptly.
+        while let Some(done) = self.tasks.try_join_next() {
+            self.parts
+                .push(done.map_err(|e| UploadError::Staging(e.to_string()))??);
         }
+        let number = self.next_number;
+        self.next_number += 1;
+        self.next_offset = range.end;
         let (store, key, id, source) = (
-            store.clone(),
-            key.to_string(),
-            upload_id.to_string(),
-            source.clone(),
+            self.store.clone(),
+            self.key.clone(),
+            self.upload_id.clone(),
+            self.source.clone(),
         );
-        let last = range.end == size;
-        tasks.spawn(async move {
+        self.tasks.spawn(async move {
             let _permit = permit;
-            let number = i as u32 + 1;
             let len = range.end - range.start;
             // Unchanged bytes of an existing object are copied server-side, not sent.
             let copy = source
@@ -123,40 +166,67 @@ async fn send_parts(
                     store.upload_part(&key, &id, number, body).await?
                 }
             };
-            Ok::<_, UploadError>(CompletedPart { number, etag })
+            Ok(CompletedPart { number, etag })
         });
+        Ok(())
     }
-    while let Some(done) = tasks.join_next().await {
-        parts.push(done.map_err(|e| UploadError::Staging(e.to_string()))??);
-    }
-    parts.sort_by_key(|p| p.number);
-    Ok(parts)
-}
 
-/// Smallest part S3 accepts, except the last.
-const MIN_PART: u64 = 5 << 20;
-/// Most parts one multipart upload may have.
-pub const MAX_PARTS: usize = 10_000;
-/// Largest part S3 accepts.
-const MAX_PART: u64 = 5 << 30;
-
-/// The byte ranges of the parts of a `size`-byte object whose first parts are `first` bytes.
-pub fn part_ranges(size: u64, first: u64) -> Result<Vec<std::ops::Range<u64>>, UploadError> {
-    let mut ranges = Vec::new();
-    let mut offset = 0;
-    while offset < size {
-        let n = ranges.len() as u32;
-        if ranges.len() == MAX_PARTS {
-            return Err(UploadError::Staging(format!(
-                "a file of {size} bytes needs more than {MAX_PARTS} parts: raise --part-size"
-            )));
+    /// Sends the rest of a `size`-byte file and completes the upload; aborts it on failure.
+    pub async fn finish(mut self, size: u64) -> Result<Option<String>, UploadError> {
+        let result = self.send_rest(size).await;
+        let result = match result {
+            Ok(()) => {
+                let mut parts = std::mem::take(&mut self.parts);
+                parts.sort_by_key(|p| p.number);
+                self.store
+                    .complete_multipart(&self.key, &self.upload_id, parts)
+                    .await
+                    .map_err(UploadError::from)
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(etag) => {
+                self.settled();
+                Ok(etag)
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
         }
-        let part = (first << (n / 1000).min(20)).min(MAX_PART);
-        let end = (offset + part).min(size);
-        ranges.push(offset..end);
-        offset = end;
     }
-    Ok(ranges)
+
+    async fn send_rest(&mut self, size: u64) -> Result<(), UploadError> {
+        while self.next_offset < size {
+            let end = (self.next_offset + part_len(self.next_number, self.part_size)).min(size);
+            self.send(self.next_offset..end, end == size).await?;
+        }
+        while let Some(done) = self.tasks.join_next().await {
+            self.parts
+                .push(done.map_err(|e| UploadError::Staging(e.to_string()))??);
+        }
+        Ok(())
+    }
+
+    /// Abandons the upload: stops its parts and aborts it. If even the abort fails, its record
+    /// stays, so the next mount cleans it up.
+    pub async fn abort(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        match self.store.abort_multipart(&self.key, &self.upload_id).await {
+            Ok(()) => self.settled(),
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "could not abort a failed multipart upload")
+            }
+        }
+    }
+
+    fn settled(&self) {
+        if let Some(r) = &self.registry {
+            r.ended(&self.upload_id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -167,13 +237,31 @@ mod tests {
 
     #[test]
     fn parts_double_every_thousand_so_five_tib_fits_in_ten_thousand_parts() {
-        let ranges = part_ranges(5 << 40, 8 << 20).unwrap();
-        assert!(ranges.len() <= MAX_PARTS, "{}", ranges.len());
-        assert_eq!(ranges[0], 0..8 << 20);
-        assert_eq!(ranges[1000].end - ranges[1000].start, 16 << 20);
-        assert_eq!(ranges.last().unwrap().end, 5 << 40);
-        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
-        assert!(ranges.iter().all(|r| r.end - r.start <= 5 << 30));
+        let first = 8 << 20;
+        assert_eq!(part_len(1, first), first);
+        assert_eq!(part_len(1000, first), first);
+        assert_eq!(part_len(1001, first), 2 * first);
+        let total: u64 = (1..=MAX_PARTS).map(|n| part_len(n, first)).sum();
+        assert!(total >= 5 << 40, "10,000 parts hold {total} bytes");
+        assert!((1..=MAX_PARTS).all(|n| part_len(n, first) <= 5 << 30));
+    }
+
+    #[tokio::test]
+    async fn parts_sent_while_writing_and_the_rest_at_finish_make_the_whole_file() {
+        let mem = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let bytes = data(10_000);
+        let source = Arc::new(Source {
+            data: Bytes::from(bytes.clone()),
+            base: None,
+        });
+        let mut up = Upload::start(store, None, "k", &PutOptions::default(), source, 1024, 2)
+            .await
+            .unwrap();
+        up.send_available(3000).await.unwrap();
+        assert_eq!(up.sent_up_to(), 2048, "only whole parts");
+        up.finish(10_000).await.unwrap();
+        assert_eq!(&mem.bytes("k").unwrap()[..], &bytes[..]);
     }
 
     /// New content held in memory; ranges before `copy_below` are unchanged in `base`.
