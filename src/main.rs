@@ -1,13 +1,15 @@
 //! The `bucketfs` binary: everything lives in the library; see `cli`.
 
 fn main() -> std::process::ExitCode {
-    // glibc serves multi-MiB buffers (upload parts, read chunks) from per-thread arenas once a
-    // large block was freed, and keeps them: memory then grows far past what is in use. Mapping
-    // blocks above 128 KiB directly gives them back to the system when freed.
+    // glibc gives each thread that allocates its own arena and keeps the multi-MiB buffers
+    // (upload parts, read chunks) freed there, so memory grows far past what is in use. One
+    // arena keeps the peak of a 1 GiB read or write under 200 MiB (measured: 245 MiB with the
+    // default arenas) at no cost in throughput; mapping large blocks directly instead
+    // (M_MMAP_THRESHOLD) costs a page fault per 4 KiB of every buffer and a third of the speed.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
     bucketfs::cli::main()
 }
