@@ -79,6 +79,68 @@ pub struct Layer {
     pub stale_upload_age: Option<f64>,
 }
 
+/// Writes the methods that go over every field of `Layer` from one list of its fields.
+macro_rules! layer_fields {
+    ($($f:ident),* $(,)?) => {
+        impl Layer {
+            /// Fields set in `self` win over those in `lower`.
+            pub fn over(self, lower: Layer) -> Layer {
+                Layer { $($f: self.$f.or(lower.$f)),* }
+            }
+
+            /// Names of the keys this layer leaves unset.
+            pub fn unset_fields(&self) -> Vec<&'static str> {
+                [$((stringify!($f), self.$f.is_none())),*]
+                    .into_iter()
+                    .filter(|(_, unset)| *unset)
+                    .map(|(name, _)| name)
+                    .collect()
+            }
+        }
+    };
+}
+
+layer_fields!(
+    source,
+    bucket,
+    endpoint,
+    region,
+    force_path_style,
+    access_key,
+    secret_key,
+    session_token,
+    profile,
+    read_only,
+    allow_other,
+    uid,
+    gid,
+    file_mode,
+    dir_mode,
+    cache_dir,
+    part_size,
+    upload_concurrency,
+    max_retries,
+    request_timeout,
+    metadata_ttl,
+    read_ahead,
+    log_file,
+    negative_ttl,
+    negative_cache_entries,
+    dir_ttl,
+    dir_cache_entries,
+    memory_cache,
+    memory_budget,
+    disk_cache,
+    sse,
+    sse_kms_key_id,
+    sse_c_key_file,
+    acl,
+    storage_class,
+    cache_control,
+    rules,
+    stale_upload_age,
+);
+
 /// One `[[rules]]` entry: object options for keys under `prefix` (a bucket key prefix).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,114 +153,7 @@ pub struct RuleLayer {
     pub cache_control: Option<String>,
 }
 
-macro_rules! merge_fields {
-    ($hi:expr, $lo:expr, $($f:ident),*) => {
-        Layer { $($f: $hi.$f.or($lo.$f)),* }
-    };
-}
-
-macro_rules! unset_fields {
-    ($l:expr, $($f:ident),*) => {
-        [$((stringify!($f), $l.$f.is_none())),*]
-            .into_iter()
-            .filter(|(_, unset)| *unset)
-            .map(|(name, _)| name)
-            .collect()
-    };
-}
-
 impl Layer {
-    /// Fields set in `self` win over those in `lower`.
-    pub fn over(self, lower: Layer) -> Layer {
-        merge_fields!(
-            self,
-            lower,
-            source,
-            bucket,
-            endpoint,
-            region,
-            force_path_style,
-            access_key,
-            secret_key,
-            session_token,
-            profile,
-            read_only,
-            allow_other,
-            uid,
-            gid,
-            file_mode,
-            dir_mode,
-            cache_dir,
-            part_size,
-            upload_concurrency,
-            max_retries,
-            request_timeout,
-            metadata_ttl,
-            read_ahead,
-            log_file,
-            negative_ttl,
-            negative_cache_entries,
-            dir_ttl,
-            dir_cache_entries,
-            memory_cache,
-            memory_budget,
-            disk_cache,
-            sse,
-            sse_kms_key_id,
-            sse_c_key_file,
-            acl,
-            storage_class,
-            cache_control,
-            rules,
-            stale_upload_age
-        )
-    }
-
-    /// Names of the keys this layer leaves unset.
-    pub fn unset_fields(&self) -> Vec<&'static str> {
-        unset_fields!(
-            self,
-            source,
-            bucket,
-            endpoint,
-            region,
-            force_path_style,
-            access_key,
-            secret_key,
-            session_token,
-            profile,
-            read_only,
-            allow_other,
-            uid,
-            gid,
-            file_mode,
-            dir_mode,
-            cache_dir,
-            part_size,
-            upload_concurrency,
-            max_retries,
-            request_timeout,
-            metadata_ttl,
-            read_ahead,
-            log_file,
-            negative_ttl,
-            negative_cache_entries,
-            dir_ttl,
-            dir_cache_entries,
-            memory_cache,
-            memory_budget,
-            disk_cache,
-            sse,
-            sse_kms_key_id,
-            sse_c_key_file,
-            acl,
-            storage_class,
-            cache_control,
-            rules,
-            stale_upload_age
-        )
-    }
-
     /// Reads a TOML config file. Errors name the file, the line and the offending key.
     pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {

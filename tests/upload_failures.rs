@@ -15,78 +15,9 @@ use std::time::Instant;
 
 use common::*;
 use proxy::{Action, Proxy};
-use s3::creds::Credentials;
-use s3::{Bucket, Region};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
-
-/// A direct rust-s3 client for what `common::Server` does not offer, with its own runtime.
-struct Direct {
-    bucket: Box<Bucket>,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Direct {
-    fn new(server: &Server) -> Direct {
-        let env = &server.env;
-        let region = Region::Custom {
-            region: env["AWS_REGION"].clone(),
-            endpoint: env["AWS_ENDPOINT_URL"].clone(),
-        };
-        let creds = Credentials::new(
-            Some(&env["AWS_ACCESS_KEY_ID"]),
-            Some(&env["AWS_SECRET_ACCESS_KEY"]),
-            None,
-            None,
-            None,
-        )
-        .unwrap();
-        let bucket = Bucket::new(&env["S3_BUCKET"], region, creds)
-            .unwrap()
-            .with_path_style();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        Direct { bucket, rt }
-    }
-
-    /// Keys of the multipart uploads in progress under `prefix`.
-    fn multipart_uploads(&self, prefix: &str) -> Vec<String> {
-        self.rt
-            .block_on(self.bucket.list_multiparts_uploads(Some(prefix), None))
-            .unwrap_or_else(|e| panic!("ListMultipartUploads {prefix}: {e}"))
-            .into_iter()
-            .flat_map(|page| page.uploads.into_iter().map(|u| u.key))
-            .collect()
-    }
-
-    /// The sha256 of an object of `size` bytes, fetched in ranged GETs of `chunk` bytes.
-    fn sha256_streamed(&self, key: &str, size: u64, chunk: u64) -> String {
-        let mut hash = Sha256::new();
-        let mut offset = 0;
-        while offset < size {
-            let end = (offset + chunk).min(size) - 1;
-            let r = self
-                .rt
-                .block_on(self.bucket.get_object_range(key, offset, Some(end)))
-                .unwrap_or_else(|e| panic!("direct GET {key} {offset}-{end}: {e}"));
-            assert_eq!(
-                r.bytes().len() as u64,
-                end + 1 - offset,
-                "range {offset}-{end} of {key}"
-            );
-            hash.update(r.bytes());
-            offset = end + 1;
-        }
-        format!("{:x}", hash.finalize())
-    }
-
-    fn delete(&self, key: &str) {
-        let _ = self.rt.block_on(self.bucket.delete_object(key));
-    }
-}
 
 #[test]
 fn a_part_that_fails_once_is_retried_and_the_object_is_correct() {
@@ -130,7 +61,7 @@ fn a_part_that_fails_once_is_retried_and_the_object_is_correct() {
         0,
         "one failed part does not abort the upload"
     );
-    assert!(Direct::new(&server).multipart_uploads(&prefix).is_empty());
+    assert!(server.multipart_uploads(&prefix).is_empty());
     m.unmount();
 }
 
@@ -158,7 +89,6 @@ fn an_upload_that_keeps_failing_leaves_no_object_and_fsync_returns_eio() {
             "5MiB",
         ],
     );
-    let direct = Direct::new(&server);
     let key = format!("{prefix}/big");
 
     let mut f = fs::File::create(m.path("big")).unwrap();
@@ -171,8 +101,8 @@ fn an_upload_that_keeps_failing_leaves_no_object_and_fsync_returns_eio() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err:?}");
     assert!(server.head_full(&key).is_none(), "no object after fsync");
     assert_eq!(
-        direct.multipart_uploads(&prefix),
-        Vec::<String>::new(),
+        server.multipart_uploads(&prefix),
+        Vec::<(String, String)>::new(),
         "the failed multipart upload was aborted"
     );
     assert!(proxy.count(|r| r.is_abort_multipart()) >= 1);
@@ -188,8 +118,8 @@ fn an_upload_that_keeps_failing_leaves_no_object_and_fsync_returns_eio() {
         server.keys(&prefix)
     );
     assert_eq!(
-        direct.multipart_uploads(&prefix),
-        Vec::<String>::new(),
+        server.multipart_uploads(&prefix),
+        Vec::<(String, String)>::new(),
         "no multipart upload left behind"
     );
     let created = requests.iter().filter(|r| r.is_create_multipart()).count();
@@ -293,16 +223,15 @@ fn a_one_gib_write_streams_with_bounded_memory() {
         peak as f64 / MIB as f64
     );
 
-    let direct = Direct::new(&server);
     let (_, size) = server.head(&key).expect("the object is in the bucket");
     assert_eq!(size, SIZE as u64);
     let t = Instant::now();
-    let got = direct.sha256_streamed(&key, size, 16 * MIB as u64);
+    let got = server.sha256_streamed(&key, size, 16 * MIB as u64);
     eprintln!("verified in {:?}", t.elapsed());
     assert_eq!(got, want, "the object's bytes");
 
     m.unmount();
-    direct.delete(&key);
+    server.delete(&key);
     assert!(
         peak < 256 * MIB as u64,
         "the daemon's peak RSS while writing 1 GiB was {} MiB",

@@ -28,6 +28,16 @@ pub struct DirEntry {
 
 pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 
+/// The `.` and `..` entries every listing starts with.
+fn dots(ino: Ino, parent: Ino) -> Vec<DirEntry> {
+    let dir = |ino, name: &str| DirEntry {
+        ino,
+        kind: Kind::Dir,
+        name: name.into(),
+    };
+    vec![dir(ino, "."), dir(parent, "..")]
+}
+
 impl Fs {
     pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
         let t = self.table();
@@ -72,18 +82,7 @@ impl Fs {
 
         let mut t = self.table();
         let parent = t.get(ino).ok_or(FsError::NotFound)?.parent;
-        let mut out = vec![
-            DirEntry {
-                ino,
-                kind: Kind::Dir,
-                name: ".".into(),
-            },
-            DirEntry {
-                ino: parent,
-                kind: Kind::Dir,
-                name: "..".into(),
-            },
-        ];
+        let mut out = dots(ino, parent);
         for (name, stat) in &children {
             let kind = stat.kind;
             let child = t.upsert(ino, name, stat.clone(), started);
@@ -123,18 +122,7 @@ impl Fs {
     fn list_from_table(&self, ino: Ino) -> FsResult<Vec<DirEntry>> {
         let t = self.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
-        let mut out = vec![
-            DirEntry {
-                ino,
-                kind: Kind::Dir,
-                name: ".".into(),
-            },
-            DirEntry {
-                ino: node.parent,
-                kind: Kind::Dir,
-                name: "..".into(),
-            },
-        ];
+        let mut out = dots(ino, node.parent);
         out.extend(node.children.iter().filter_map(|(name, child)| {
             t.get(*child).map(|c| DirEntry {
                 ino: *child,

@@ -147,6 +147,32 @@ impl Server {
         });
     }
 
+    /// The sha256 of an object of `size` bytes, fetched in ranged GETs of `chunk` bytes (the
+    /// object is never held whole in memory).
+    pub fn sha256_streamed(&self, key: &str, size: u64, chunk: u64) -> String {
+        let mut hash = Sha256::new();
+        let mut offset = 0;
+        while offset < size {
+            let end = (offset + chunk).min(size) - 1;
+            let r = self
+                .rt
+                .block_on(self.bucket.get_object_range(key, offset, Some(end)))
+                .unwrap_or_else(|e| panic!("direct GET {key} {offset}-{end}: {e}"));
+            assert_eq!(
+                r.bytes().len() as u64,
+                end + 1 - offset,
+                "range {offset}-{end} of {key}"
+            );
+            hash.update(r.bytes());
+            offset = end + 1;
+        }
+        format!("{:x}", hash.finalize())
+    }
+
+    pub fn delete(&self, key: &str) {
+        let _ = self.rt.block_on(self.bucket.delete_object(key));
+    }
+
     /// Starts a multipart upload directly (as another tool would) and returns its id.
     pub fn start_multipart(&self, key: &str) -> String {
         self.rt
