@@ -40,32 +40,10 @@ LOG="$STATE_DIR/moto.log"
 ENVFILE="$STATE_DIR/env"
 PORTFILE="$STATE_DIR/port"
 
-log() { echo "moto-server: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# TCP port on 127.0.0.1 accepts connections?
-port_open() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# PID from the pid file if that process is alive and is the moto server of this state dir.
-running_pid() {
-    [[ -f "$PIDFILE" ]] || return 1
-    local pid
-    pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$MOTO_SERVER -H 127.0.0.1" || return 1
-    echo "$pid"
-}
-
-# Running and the port (the one it was started with) answers.
-is_up() {
-    running_pid >/dev/null || return 1
-    local port
-    port="$(cat "$PORTFILE" 2>/dev/null)" || return 1
-    port_open "$port"
-}
+NAME=moto
+CMDLINE_MATCH="$MOTO_SERVER -H 127.0.0.1"
+# shellcheck source=scripts/lib/server.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/server.sh"
 
 ensure_moto() {
     if [[ -x "$MOTO_SERVER" ]]; then
@@ -95,30 +73,6 @@ s3_curl_status() { # $1 = method, $2 = path+query
         --user "$ACCESS_KEY:$SECRET_KEY" \
         -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
         "http://127.0.0.1:$PORT$2" || true
-}
-
-do_stop() {
-    local pid
-    if pid="$(running_pid)"; then
-        log "stopping moto (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "moto (pid $pid) did not exit after 10 s, sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            for ((i = 0; i < 50; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-        fi
-    else
-        log "not running"
-    fi
-    rm -f "$PIDFILE" "$ENVFILE" "$PORTFILE"
 }
 
 do_start() {
@@ -208,42 +162,4 @@ create_bucket() {
     exit 1
 }
 
-do_status() {
-    local pid
-    if pid="$(running_pid)"; then
-        local port
-        port="$(cat "$PORTFILE" 2>/dev/null || echo '?')"
-        if port_open "$port"; then
-            echo "running (pid $pid, http://127.0.0.1:$port, env $ENVFILE)"
-            return 0
-        fi
-        echo "not running (pid $pid alive but port $port does not answer)"
-        return 1
-    fi
-    echo "not running"
-    return 1
-}
-
-cmd="${1:-}"
-case "$cmd" in
-start | stop)
-    mkdir -p "$STATE_DIR"
-    # Serialize start/stop on the same state dir.
-    exec 9>"$STATE_DIR/lock"
-    flock 9
-    "do_$cmd"
-    ;;
-env)
-    if is_up && [[ -f "$ENVFILE" ]]; then
-        echo "$ENVFILE"
-    else
-        log "not running"
-        exit 1
-    fi
-    ;;
-status) do_status ;;
-*)
-    echo "usage: $0 start|stop|env|status" >&2
-    exit 2
-    ;;
-esac
+server_main "$@"

@@ -53,35 +53,13 @@ PORTFILE="$STATE_DIR/port"
 SHIM_SRC="$SCRIPT_DIR/nodelay.c"
 SHIM="$STATE_DIR/nodelay.so"
 
-log() { echo "s3-server: $*" >&2; }
-die() { log "error: $*"; exit 1; }
+NAME=s3
+CMDLINE_MATCH="garage -c $CONF server"
+# shellcheck source=scripts/lib/server.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/server.sh"
 
 rand_hex() { # $1 = number of bytes
     od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
-}
-
-# TCP port on 127.0.0.1 accepts connections?
-port_open() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# PID from the pid file if that process is alive and is a garage server using our config.
-running_pid() {
-    [[ -f "$PIDFILE" ]] || return 1
-    local pid
-    pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "garage -c $CONF server" || return 1
-    echo "$pid"
-}
-
-# Running and the S3 port (the one it was started with) answers.
-is_up() {
-    running_pid >/dev/null || return 1
-    local port
-    port="$(cat "$PORTFILE" 2>/dev/null)" || return 1
-    port_open "$port"
 }
 
 find_garage() {
@@ -134,30 +112,6 @@ s3_curl_status() { # $1 = path+query, rest = extra curl args
             -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
             "$@" "$AWS_ENDPOINT_URL$path"
     ) || true
-}
-
-do_stop() {
-    local pid
-    if pid="$(running_pid)"; then
-        log "stopping garage (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "garage (pid $pid) did not exit after 10 s, sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            for ((i = 0; i < 50; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-        fi
-    else
-        log "not running"
-    fi
-    rm -f "$PIDFILE" "$ENVFILE" "$PORTFILE"
 }
 
 do_start() {
@@ -272,42 +226,4 @@ EOF
     echo "$ENVFILE"
 }
 
-do_status() {
-    local pid
-    if pid="$(running_pid)"; then
-        local port
-        port="$(cat "$PORTFILE" 2>/dev/null || echo '?')"
-        if port_open "$port"; then
-            echo "running (pid $pid, http://127.0.0.1:$port, env $ENVFILE)"
-            return 0
-        fi
-        echo "not running (pid $pid alive but port $port does not answer)"
-        return 1
-    fi
-    echo "not running"
-    return 1
-}
-
-cmd="${1:-}"
-case "$cmd" in
-start | stop)
-    mkdir -p "$STATE_DIR"
-    # Serialize start/stop on the same state dir.
-    exec 9>"$STATE_DIR/lock"
-    flock 9
-    "do_$cmd"
-    ;;
-env)
-    if is_up && [[ -f "$ENVFILE" ]]; then
-        echo "$ENVFILE"
-    else
-        log "not running"
-        exit 1
-    fi
-    ;;
-status) do_status ;;
-*)
-    echo "usage: $0 start|stop|env|status" >&2
-    exit 2
-    ;;
-esac
+server_main "$@"
