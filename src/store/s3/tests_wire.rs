@@ -1,0 +1,802 @@
+//! The store against a tiny canned-response HTTP server on 127.0.0.1: checks what goes over
+//! the wire (headers, query strings, request counts) and how answers are read, with no S3.
+
+use super::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Requests seen by the fake server: request line and headers, lowercased.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+fn read_request(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).ok()?;
+    Some(head)
+}
+
+/// Answers each connection's request with the next of `responses` (raw HTTP, the server
+/// adds `Connection: close`), then stops listening.
+fn serve(responses: Vec<String>) -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for response in responses {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            if let Some(head) = read_request(&mut stream) {
+                seen2.lock().unwrap().push(head);
+            }
+            let (status_line, rest) = response.split_once("\r\n").unwrap();
+            let reply = format!("{status_line}\r\nConnection: close\r\n{rest}");
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (endpoint, seen)
+}
+
+fn response(status: &str, headers: &[&str], body: &str) -> String {
+    let mut text = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+    for h in headers {
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    text
+}
+
+fn error_body(code: &str) -> String {
+    format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>m</Message></Error>")
+}
+
+fn store(endpoint: String, max_retries: u32, timeout: Duration) -> S3Store {
+    store_with_key(endpoint, max_retries, timeout, None)
+}
+
+fn store_with_key(
+    endpoint: String,
+    max_retries: u32,
+    timeout: Duration,
+    sse_c_key: Option<SseCKey>,
+) -> S3Store {
+    S3Store::new(&S3Settings {
+        bucket: "bkt".into(),
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint),
+        path_style: true,
+        access_key: Some("AKIDEXAMPLE".into()),
+        secret_key: Some("secret".into()),
+        session_token: None,
+        profile: None,
+        retry: RetryPolicy {
+            max_retries,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            request_timeout: timeout,
+        },
+        sse_c_key,
+    })
+    .unwrap()
+}
+
+const T: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn head_retries_a_503_and_reads_headers() {
+    let (endpoint, seen) = serve(vec![
+        response("503 Service Unavailable", &[], &error_body("SlowDown")),
+        response(
+            "200 OK",
+            &[
+                "ETag: \"abc\"",
+                "Content-Type: text/plain",
+                "Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT",
+                "x-amz-meta-Mode: 0644",
+            ],
+            "",
+        )
+        .replace("Content-Length: 0", "Content-Length: 7"),
+    ]);
+    let info = store(endpoint, 3, T).head("dir/a b").await.unwrap();
+    assert_eq!(info.size, 7);
+    assert_eq!(info.etag.as_deref(), Some("\"abc\""));
+    assert_eq!(info.metadata.get("mode").map(String::as_str), Some("0644"));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[0].starts_with("head /bkt/dir/a%20b http/1.1"),
+        "{}",
+        seen[0]
+    );
+}
+
+#[tokio::test]
+async fn errors_are_typed_and_not_retried() {
+    let (endpoint, seen) = serve(vec![response("404 Not Found", &[], "")]);
+    let e = store(endpoint, 3, T).head("x").await.unwrap_err();
+    assert!(matches!(e, StoreError::NotFound), "{e:?}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    let (endpoint, _) = serve(vec![response(
+        "403 Forbidden",
+        &[],
+        &error_body("SignatureDoesNotMatch"),
+    )]);
+    let e = store(endpoint, 3, T)
+        .get_range("x", 0..10)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::BadCredentials(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn empty_object_range_is_empty() {
+    let (endpoint, seen) = serve(vec![response(
+        "416 Requested Range Not Satisfiable",
+        &[],
+        &error_body("InvalidRange"),
+    )]);
+    let data = store(endpoint, 3, T).get_range("e", 0..4096).await.unwrap();
+    assert!(data.is_empty());
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].contains("range: bytes=0-4095"), "{}", seen[0]);
+}
+
+#[tokio::test]
+async fn range_past_the_end_is_invalid() {
+    let (endpoint, _) = serve(vec![response(
+        "416 Requested Range Not Satisfiable",
+        &[],
+        &error_body("InvalidRange"),
+    )]);
+    let e = store(endpoint, 3, T)
+        .get_range("e", 10..20)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::InvalidRange), "{e:?}");
+}
+
+#[tokio::test]
+async fn copy_encodes_the_source_and_retries_an_error_in_a_200() {
+    let (endpoint, seen) = serve(vec![
+        response("200 OK", &[], &error_body("InternalError")),
+        response(
+            "200 OK",
+            &[],
+            "<CopyObjectResult><ETag>\"e\"</ETag></CopyObjectResult>",
+        ),
+    ]);
+    let mut opts = PutOptions {
+        content_type: Some("text/x".into()),
+        ..Default::default()
+    };
+    opts.metadata.insert("Mode".into(), "0600".into());
+    store(endpoint, 3, T)
+        .copy("a+b ü%/c", "to", Some(&opts))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    let req = &seen[1];
+    assert!(req.starts_with("put /bkt/to http/1.1"), "{req}");
+    assert!(
+        req.contains("x-amz-copy-source: /bkt/a%2bb%20%c3%bc%25/c\r\n"),
+        "{req}"
+    );
+    assert!(req.contains("x-amz-metadata-directive: replace"), "{req}");
+    assert!(req.contains("content-type: text/x"), "{req}");
+    assert!(req.contains("x-amz-meta-mode: 0600"), "{req}");
+}
+
+#[tokio::test]
+async fn copy_without_replace_keeps_metadata() {
+    let (endpoint, seen) = serve(vec![response(
+        "200 OK",
+        &[],
+        "<CopyObjectResult></CopyObjectResult>",
+    )]);
+    store(endpoint, 0, T).copy("a", "b", None).await.unwrap();
+    let req = &seen.lock().unwrap()[0];
+    assert!(req.contains("x-amz-metadata-directive: copy"), "{req}");
+    assert!(!req.contains("x-amz-meta-"), "{req}");
+}
+
+#[tokio::test]
+async fn put_sends_metadata_and_returns_the_etag() {
+    let (endpoint, seen) = serve(vec![response("200 OK", &["ETag: \"p\""], "")]);
+    let mut opts = PutOptions::default();
+    opts.metadata.insert("uid".into(), "1000".into());
+    let etag = store(endpoint, 0, T)
+        .put("k", Bytes::from_static(b"data"), &opts)
+        .await
+        .unwrap();
+    assert_eq!(etag.as_deref(), Some("\"p\""));
+    let req = &seen.lock().unwrap()[0];
+    assert!(req.contains("x-amz-meta-uid: 1000"), "{req}");
+    assert!(
+        req.contains("content-type: application/octet-stream"),
+        "{req}"
+    );
+}
+
+#[tokio::test]
+async fn upload_part_is_retried_alone() {
+    let (endpoint, seen) = serve(vec![
+        response(
+            "500 Internal Server Error",
+            &[],
+            &error_body("InternalError"),
+        ),
+        response("200 OK", &["ETag: \"part3\""], ""),
+    ]);
+    let etag = store(endpoint, 3, T)
+        .upload_part("k", "abc+def/=", 3, Bytes::from_static(b"xyz"))
+        .await
+        .unwrap();
+    assert_eq!(etag, "\"part3\"");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "no abort in between: {seen:?}");
+    for req in seen.iter() {
+        assert!(
+            req.starts_with("put /bkt/k?partnumber=3&uploadid=abc%2bdef%2f%3d http/1.1"),
+            "{req}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn create_multipart_sends_metadata_and_is_not_retried_after_sending() {
+    let (endpoint, seen) = serve(vec![
+        response("500 Internal Server Error", &[], &error_body("InternalError")),
+        response(
+            "200 OK",
+            &[],
+            "<InitiateMultipartUploadResult><Bucket>bkt</Bucket><Key>k</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+        ),
+    ]);
+    let s = store(endpoint, 3, T);
+    let mut opts = PutOptions::default();
+    opts.metadata.insert("uid".into(), "7".into());
+    let e = s.create_multipart("k", &opts).await.unwrap_err();
+    assert!(matches!(e, StoreError::Server { status: 500, .. }), "{e:?}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(s.create_multipart("k", &opts).await.unwrap(), "u1");
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen[1].starts_with("post /bkt/k?uploads http/1.1"),
+        "{}",
+        seen[1]
+    );
+    assert!(seen[1].contains("x-amz-meta-uid: 7"), "{}", seen[1]);
+}
+
+#[tokio::test]
+async fn complete_reads_the_etag_and_checks_the_body() {
+    let (endpoint, seen) = serve(vec![
+        response("200 OK", &[], &error_body("InternalError")),
+        response(
+            "200 OK",
+            &[],
+            "<CompleteMultipartUploadResult><ETag>&quot;m-2&quot;</ETag></CompleteMultipartUploadResult>",
+        ),
+    ]);
+    let parts = vec![
+        CompletedPart {
+            number: 1,
+            etag: "\"a\"".into(),
+        },
+        CompletedPart {
+            number: 2,
+            etag: "\"b\"".into(),
+        },
+    ];
+    let etag = store(endpoint, 3, T)
+        .complete_multipart("k", "u1", parts)
+        .await
+        .unwrap();
+    assert_eq!(etag.as_deref(), Some("\"m-2\""));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn delete_and_abort_of_missing_things_succeed() {
+    let (endpoint, _) = serve(vec![
+        response("404 Not Found", &[], &error_body("NoSuchKey")),
+        response("404 Not Found", &[], &error_body("NoSuchUpload")),
+    ]);
+    let s = store(endpoint, 0, T);
+    s.delete("k").await.unwrap();
+    s.abort_multipart("k", "u1").await.unwrap();
+}
+
+#[tokio::test]
+async fn list_page_reads_objects_prefixes_and_token() {
+    let body = "<ListBucketResult><Name>bkt</Name><Prefix>d/</Prefix><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><Delimiter>/</Delimiter><IsTruncated>true</IsTruncated><NextContinuationToken>tok</NextContinuationToken><Contents><Key>d/a</Key><LastModified>2015-10-21T07:28:00.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents><CommonPrefixes><Prefix>d/sub/</Prefix></CommonPrefixes></ListBucketResult>";
+    let (endpoint, seen) = serve(vec![response("200 OK", &[], body)]);
+    let page = store(endpoint, 0, T)
+        .list_page("d/", Some("/"), Some("t0".into()), 2)
+        .await
+        .unwrap();
+    assert_eq!(page.objects.len(), 1);
+    assert_eq!(page.objects[0].key, "d/a");
+    assert_eq!(page.objects[0].size, 3);
+    assert_eq!(page.objects[0].etag.as_deref(), Some("\"e\""));
+    assert_eq!(
+        page.objects[0]
+            .last_modified
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        1_445_412_480
+    );
+    assert_eq!(page.prefixes, vec!["d/sub/".to_string()]);
+    assert_eq!(page.next_token.as_deref(), Some("tok"));
+    let req = &seen.lock().unwrap()[0];
+    assert!(req.contains("continuation-token=t0"), "{req}");
+    assert!(req.contains("max-keys=2"), "{req}");
+}
+
+#[tokio::test]
+async fn hung_server_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            if let Ok((stream, _)) = listener.accept() {
+                held.push(stream);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let started = std::time::Instant::now();
+    let e = store(endpoint, 1, Duration::from_millis(200))
+        .head("k")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Timeout(_)), "{e:?}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn nothing_listening_is_unreachable() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let s = store(format!("http://127.0.0.1:{port}"), 2, T);
+    let e = s.head("k").await.unwrap_err();
+    assert!(matches!(e, StoreError::Unreachable(_)), "{e:?}");
+    // Connect failures are retried even for CreateMultipartUpload; still unreachable.
+    let e = s
+        .create_multipart("k", &PutOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unreachable(_)), "{e:?}");
+}
+fn key() -> SseCKey {
+    SseCKey::new([42; 32])
+}
+
+/// The lines of `req` that name SSE-S3/KMS, ACL or storage class.
+fn storage_lines(req: &str) -> Vec<&str> {
+    req.lines()
+        .filter(|l| {
+            l.starts_with("x-amz-server-side-encryption:")
+                || l.starts_with("x-amz-server-side-encryption-aws-kms-key-id:")
+                || l.starts_with("x-amz-acl:")
+                || l.starts_with("x-amz-storage-class:")
+        })
+        .collect()
+}
+
+fn customer_lines(req: &str) -> Vec<&str> {
+    req.lines()
+        .filter(|l| l.starts_with("x-amz-server-side-encryption-customer-"))
+        .collect()
+}
+
+fn source_customer_lines(req: &str) -> Vec<&str> {
+    req.lines()
+        .filter(|l| l.starts_with("x-amz-copy-source-server-side-encryption-customer-"))
+        .collect()
+}
+
+#[tokio::test]
+async fn object_options_go_on_writes_and_never_on_reads() {
+    let (endpoint, seen) = serve(vec![
+        response("200 OK", &["ETag: \"p\""], ""),
+        response(
+            "200 OK",
+            &[],
+            "<InitiateMultipartUploadResult><Bucket>bkt</Bucket><Key>m</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+        ),
+        response("200 OK", &[], "<CopyObjectResult></CopyObjectResult>"),
+        response("200 OK", &[], "<CopyObjectResult></CopyObjectResult>"),
+        response("206 Partial Content", &[], "ab"),
+        response("200 OK", &["Content-Length: 2"], "").replace("Content-Length: 0\r\n", ""),
+        response("200 OK", &["ETag: \"part1\""], ""),
+    ]);
+    let s = store(endpoint, 0, T);
+    let opts = PutOptions {
+        sse: Some(crate::store::Sse::Kms {
+            key_id: Some("alias/k".into()),
+        }),
+        acl: Some("public-read".into()),
+        storage_class: Some("STANDARD_IA".into()),
+        cache_control: Some("no-cache".into()),
+        ..Default::default()
+    };
+    s.put("k", Bytes::from_static(b"ab"), &opts).await.unwrap();
+    s.create_multipart("m", &opts).await.unwrap();
+    s.copy_with_options("k", "keep", &opts, true).await.unwrap();
+    s.copy_with_options("k", "repl", &opts, false)
+        .await
+        .unwrap();
+    s.get_range("k", 0..2).await.unwrap();
+    s.head("k").await.unwrap();
+    s.upload_part("m", "u1", 1, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    let mut all_storage = [
+        "x-amz-server-side-encryption: aws:kms",
+        "x-amz-server-side-encryption-aws-kms-key-id: alias/k",
+        "x-amz-acl: public-read",
+        "x-amz-storage-class: standard_ia",
+    ];
+    all_storage.sort();
+    for (i, req) in seen[..4].iter().enumerate() {
+        let mut lines = storage_lines(req);
+        lines.sort();
+        assert_eq!(lines, all_storage, "request {i}: {req}");
+    }
+    assert!(seen[0].contains("cache-control: no-cache"), "{}", seen[0]);
+    assert!(seen[1].contains("cache-control: no-cache"), "{}", seen[1]);
+    // COPY directive: the source's Cache-Control stays; REPLACE sends it again.
+    assert!(!seen[2].contains("cache-control"), "{}", seen[2]);
+    assert!(seen[3].contains("cache-control: no-cache"), "{}", seen[3]);
+    // GET, HEAD, UploadPart: none of them (S3 rejects SSE headers on GET/HEAD).
+    for req in &seen[4..] {
+        assert!(storage_lines(req).is_empty(), "{req}");
+        assert!(!req.contains("cache-control"), "{req}");
+    }
+    assert!(seen[4].starts_with("get "), "{}", seen[4]);
+    assert!(seen[5].starts_with("head "), "{}", seen[5]);
+}
+
+#[tokio::test]
+async fn upload_part_copy_request_shape_and_retry() {
+    let (endpoint, seen) = serve(vec![
+        response("503 Slow Down", &[], &error_body("SlowDown")),
+        response("200 OK", &[], &error_body("InternalError")),
+        response(
+            "200 OK",
+            &[],
+            "<?xml version=\"1.0\"?><CopyPartResult><LastModified>2015-10-21T07:28:00.000Z</LastModified><ETag>&quot;e1&quot;</ETag></CopyPartResult>",
+        ),
+    ]);
+    let s = store(endpoint, 3, T);
+    let etag = s
+        .upload_part_copy("dst key", "abc+def/=", 3, "src ü+", 5..10)
+        .await
+        .unwrap();
+    assert_eq!(etag, "\"e1\"");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "retried like UploadPart");
+    for req in seen.iter() {
+        let line = req.lines().next().unwrap();
+        assert!(line.starts_with("put /bkt/dst%20key?"), "{line}");
+        assert!(line.ends_with(" http/1.1"), "{line}");
+        let query = line["put /bkt/dst%20key?".len()..].trim_end_matches(" http/1.1");
+        let mut pairs: Vec<_> = query.split('&').collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            ["partnumber=3", "uploadid=abc%2bdef%2f%3d"],
+            "{line}"
+        );
+        assert!(
+            req.contains("x-amz-copy-source: /bkt/src%20%c3%bc%2b\r\n"),
+            "{req}"
+        );
+        assert!(
+            req.contains("x-amz-copy-source-range: bytes=5-9\r\n"),
+            "{req}"
+        );
+        for absent in ["content-md5", "x-amz-metadata-directive", "x-amz-acl"] {
+            assert!(!req.contains(absent), "{absent}: {req}");
+        }
+        assert!(customer_lines(req).is_empty(), "{req}");
+        // Signed, with the range and the query in the signature.
+        assert!(req.contains("x-amz-copy-source-range;"), "{req}");
+    }
+    assert_eq!(s.stats().count("UploadPartCopy"), 3);
+    assert_eq!(s.stats().bytes_sent, 0);
+}
+
+#[tokio::test]
+async fn upload_part_copy_errors() {
+    let (endpoint, _) = serve(vec![
+        response("400 Bad Request", &[], &error_body("InvalidRange")),
+        response("404 Not Found", &[], &error_body("NoSuchKey")),
+        response(
+            "400 Bad Request",
+            &[],
+            "<Error><Code>InvalidArgument</Code><Message>Range specified is not valid for source object of size: 10</Message></Error>",
+        ),
+    ]);
+    let s = store(endpoint, 3, T);
+    for want in ["range", "missing", "range"] {
+        let e = s
+            .upload_part_copy("d", "u", 1, "src", 0..100)
+            .await
+            .unwrap_err();
+        match want {
+            "range" => assert!(matches!(e, StoreError::InvalidRange), "{e:?}"),
+            _ => assert!(matches!(e, StoreError::NotFound), "{e:?}"),
+        }
+    }
+    // An empty range never reaches the server.
+    assert!(matches!(
+        s.upload_part_copy("d", "u", 1, "src", 4..4).await,
+        Err(StoreError::Other(_))
+    ));
+}
+
+#[tokio::test]
+async fn sse_c_key_goes_on_data_requests_only() {
+    let (endpoint, seen) = serve(vec![
+        response("200 OK", &["ETag: \"p\""], ""),
+        response(
+            "200 OK",
+            &[],
+            "<InitiateMultipartUploadResult><Bucket>bkt</Bucket><Key>m</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+        ),
+        response("200 OK", &["ETag: \"part1\""], ""),
+        response("200 OK", &[], "<CopyPartResult><ETag>\"c2\"</ETag></CopyPartResult>"),
+        response(
+            "200 OK",
+            &[],
+            "<CompleteMultipartUploadResult><ETag>\"m\"</ETag></CompleteMultipartUploadResult>",
+        ),
+        response("200 OK", &[], "<CopyObjectResult></CopyObjectResult>"),
+        response("206 Partial Content", &[], "ab"),
+        response("200 OK", &[], "").replace("Content-Length: 0", "Content-Length: 2"),
+        response("204 No Content", &[], ""),
+        response(
+            "200 OK",
+            &[],
+            "<ListBucketResult><Name>bkt</Name><IsTruncated>false</IsTruncated></ListBucketResult>",
+        ),
+    ]);
+    let s = store_with_key(endpoint, 0, T, Some(key()));
+    s.put("k", Bytes::from_static(b"ab"), &PutOptions::default())
+        .await
+        .unwrap();
+    s.create_multipart("m", &PutOptions::default())
+        .await
+        .unwrap();
+    s.upload_part("m", "u1", 1, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    s.upload_part_copy("m", "u1", 2, "k", 0..2).await.unwrap();
+    s.complete_multipart("m", "u1", vec![]).await.unwrap();
+    s.copy("k", "c", None).await.unwrap();
+    s.get_range("k", 0..2).await.unwrap();
+    s.head("k").await.unwrap();
+    s.delete("k").await.unwrap();
+    s.list_page("", None, None, 10).await.unwrap();
+    let seen = seen.lock().unwrap();
+    let mut target = [
+        "x-amz-server-side-encryption-customer-algorithm: aes256".to_string(),
+        format!(
+            "x-amz-server-side-encryption-customer-key: {}",
+            key().key_base64().to_lowercase()
+        ),
+        format!(
+            "x-amz-server-side-encryption-customer-key-md5: {}",
+            key().key_md5_base64().to_lowercase()
+        ),
+    ];
+    target.sort();
+    let mut source: Vec<String> = target
+        .iter()
+        .map(|l| l.replacen("x-amz-", "x-amz-copy-source-", 1))
+        .collect();
+    source.sort();
+    // PUT, Create, UploadPart, UploadPartCopy, Complete, Copy, GET, HEAD, DELETE, LIST.
+    let with_target = [
+        true, true, true, true, false, true, true, true, false, false,
+    ];
+    let with_source = [
+        false, false, false, true, false, true, false, false, false, false,
+    ];
+    for (i, req) in seen.iter().enumerate() {
+        let mut lines = customer_lines(req);
+        lines.sort();
+        let want: &[String] = if with_target[i] { &target } else { &[] };
+        assert_eq!(lines, want, "request {i}: {req}");
+        let mut lines = source_customer_lines(req);
+        lines.sort();
+        let want: &[String] = if with_source[i] { &source } else { &[] };
+        assert_eq!(lines, want, "request {i}: {req}");
+        assert!(storage_lines(req).is_empty(), "{req}");
+    }
+}
+
+#[tokio::test]
+async fn sse_c_reads_of_plain_objects_are_repeated_without_the_key() {
+    let not_applicable = "<Error><Code>InvalidRequest</Code><Message>The encryption parameters are not applicable to this object.</Message></Error>";
+    let (endpoint, seen) = serve(vec![
+        response("400 Bad Request", &[], not_applicable),
+        response("206 Partial Content", &[], "abc"),
+        // HEAD: no body; tried again without the key.
+        response("400 Bad Request", &[], ""),
+        response("200 OK", &[], "").replace("Content-Length: 0", "Content-Length: 3"),
+        // Copy of a plain source: repeated without the copy-source key.
+        response("400 Bad Request", &[], not_applicable),
+        response("200 OK", &[], "<CopyObjectResult></CopyObjectResult>"),
+    ]);
+    let s = store_with_key(endpoint, 0, T, Some(key()));
+    assert_eq!(s.get_range("plain", 0..3).await.unwrap(), "abc");
+    assert_eq!(s.head("plain").await.unwrap().size, 3);
+    s.copy("plain", "to", None).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 6);
+    for (i, with_key) in [true, false, true, false].into_iter().enumerate() {
+        assert_eq!(
+            !customer_lines(&seen[i]).is_empty(),
+            with_key,
+            "{}",
+            seen[i]
+        );
+    }
+    assert!(!source_customer_lines(&seen[4]).is_empty(), "{}", seen[4]);
+    assert!(source_customer_lines(&seen[5]).is_empty(), "{}", seen[5]);
+    // The copy target is still encrypted with the key.
+    assert!(!customer_lines(&seen[5]).is_empty(), "{}", seen[5]);
+}
+
+#[tokio::test]
+async fn sse_c_objects_without_or_with_the_wrong_key() {
+    let no_key = "<Error><Code>InvalidRequest</Code><Message>The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.</Message></Error>";
+    let wrong_key = "<Error><Code>AccessDenied</Code><Message>Requests specifying Server Side Encryption with Customer provided keys must provide the correct secret key.</Message></Error>";
+    let (endpoint, seen) = serve(vec![
+        // No key: GET.
+        response("400 Bad Request", &[], no_key),
+        // No key: HEAD (no body), then a 1-byte GET for the reason.
+        response("400 Bad Request", &[], ""),
+        response("400 Bad Request", &[], no_key),
+        // No key: a 403 HEAD is access denied, one request.
+        response("403 Forbidden", &[], ""),
+    ]);
+    let s = store(endpoint, 3, T);
+    let e = s.get_range("enc", 0..10).await.unwrap_err();
+    assert!(
+        matches!(&e, StoreError::SseCustomerKey(t) if t.contains("--sse-c-key-file")),
+        "{e:?}"
+    );
+    let e = s.head("enc").await.unwrap_err();
+    assert!(matches!(&e, StoreError::SseCustomerKey(_)), "{e:?}");
+    let e = s.head("denied").await.unwrap_err();
+    assert!(matches!(&e, StoreError::AccessDenied(_)), "{e:?}");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 4);
+        assert!(seen[2].contains("range: bytes=0-0"), "{}", seen[2]);
+    }
+
+    let (endpoint, seen) = serve(vec![
+        response("403 Forbidden", &[], wrong_key),
+        response("403 Forbidden", &[], ""),
+        response("403 Forbidden", &[], wrong_key),
+    ]);
+    let s = store_with_key(endpoint, 3, T, Some(key()));
+    let e = s.get_range("enc", 0..10).await.unwrap_err();
+    assert!(
+        matches!(&e, StoreError::SseCustomerKey(t) if t.contains("another customer-provided key")),
+        "{e:?}"
+    );
+    let e = s.head("enc").await.unwrap_err();
+    assert!(matches!(&e, StoreError::SseCustomerKey(_)), "{e:?}");
+    assert!(!e.is_transient());
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn lists_multipart_uploads_across_pages() {
+    let page1 = "<ListMultipartUploadsResult><Bucket>bkt</Bucket><Prefix>d/</Prefix><IsTruncated>true</IsTruncated><NextKeyMarker>d/b</NextKeyMarker><NextUploadIdMarker>u+2</NextUploadIdMarker>\
+        <Upload><Key>d/a</Key><UploadId>u1</UploadId><Initiated>2015-10-21T07:28:00.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload>\
+        <Upload><Key>d/b</Key><UploadId>u+2</UploadId><Initiated>2015-10-21T07:28:01.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload>\
+        </ListMultipartUploadsResult>";
+    let page2 = "<ListMultipartUploadsResult><Bucket>bkt</Bucket><IsTruncated>false</IsTruncated>\
+        <Upload><Key>d/c</Key><UploadId>u3</UploadId><Initiated>2015-10-21T07:28:02.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload>\
+        </ListMultipartUploadsResult>";
+    let (endpoint, seen) = serve(vec![
+        response(
+            "500 Internal Server Error",
+            &[],
+            &error_body("InternalError"),
+        ),
+        response("200 OK", &[], page1),
+        response("200 OK", &[], page2),
+    ]);
+    let s = store(endpoint, 2, T);
+    let uploads = s.list_multipart_uploads("d/").await.unwrap();
+    let ids: Vec<_> = uploads
+        .iter()
+        .map(|u| (u.key.as_str(), u.upload_id.as_str()))
+        .collect();
+    assert_eq!(ids, [("d/a", "u1"), ("d/b", "u+2"), ("d/c", "u3")]);
+    assert_eq!(
+        uploads[2]
+            .initiated
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+        1_445_412_482
+    );
+    let seen = seen.lock().unwrap();
+    assert!(seen[1].starts_with("get /bkt/?uploads"), "{}", seen[1]);
+    assert!(seen[1].contains("prefix=d%2f"), "{}", seen[1]);
+    assert!(seen[2].contains("key-marker=d%2fb"), "{}", seen[2]);
+    assert!(seen[2].contains("upload-id-marker=u%2b2"), "{}", seen[2]);
+    assert_eq!(s.stats().count("ListMultipartUploads"), 3);
+}
+
+#[tokio::test]
+async fn counts_requests_and_bytes() {
+    let (endpoint, _) = serve(vec![
+        response("503 Slow Down", &[], &error_body("SlowDown")),
+        response("200 OK", &["ETag: \"p\""], ""),
+        response("206 Partial Content", &[], "0123"),
+        response("200 OK", &[], "<CopyObjectResult></CopyObjectResult>"),
+        response("200 OK", &["ETag: \"part1\""], ""),
+        response("404 Not Found", &[], ""),
+    ]);
+    let s = store(endpoint, 3, T);
+    assert_eq!(s.stats(), StoreStats::default());
+    s.put("k", Bytes::from_static(b"hello"), &PutOptions::default())
+        .await
+        .unwrap();
+    s.get_range("k", 0..4).await.unwrap();
+    s.copy("k", "c", None).await.unwrap();
+    s.upload_part("m", "u", 1, Bytes::from_static(b"123"))
+        .await
+        .unwrap();
+    assert!(s.head("gone").await.is_err());
+    let st = s.stats();
+    assert_eq!(st.count("PutObject"), 2, "the retry counts");
+    assert_eq!(st.count("GetObject"), 1);
+    assert_eq!(st.count("CopyObject"), 1);
+    assert_eq!(st.count("UploadPart"), 1);
+    assert_eq!(st.count("HeadObject"), 1);
+    assert_eq!(st.total_requests(), 6);
+    assert_eq!(
+        st.bytes_sent,
+        5 + 5 + 3,
+        "bodies of both PUT attempts; copies send none"
+    );
+    assert_eq!(st.bytes_received, 4);
+}
