@@ -155,13 +155,23 @@ impl Content {
             let s = self.state.lock().unwrap();
             (s.written.segments(range.clone()), s.base_valid)
         };
+        if let [(piece, written)] = segments.as_slice() {
+            if *written || self.base.is_none() {
+                // All from the staging file (the usual case for new files): no extra copy.
+                let len = (piece.end - piece.start) as usize;
+                let data = self.staging.read_at(piece.start, len).await?;
+                if data.len() == len {
+                    return Ok(data);
+                }
+            }
+        }
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
         for (piece, written) in segments {
             let len = (piece.end - piece.start) as usize;
             if written || self.base.is_none() {
-                let mut data = self.staging.read_at(piece.start, len).await?.to_vec();
-                data.resize(len, 0); // a hole past the staged end reads as zeros
+                let data = self.staging.read_at(piece.start, len).await?;
                 out.extend_from_slice(&data);
+                out.resize(out.len() + len - data.len(), 0); // a hole past the staged end
                 continue;
             }
             let base = self.base.as_ref().expect("checked");

@@ -82,7 +82,7 @@ use headers::{
     check_header, copy_headers, sse_c_headers, upload_part_copy_headers, write_headers,
     SSE_C_PREFIX,
 };
-use signing::{object_path, send_command};
+use signing::{object_path, send_command, send_command_with_body};
 use sse_c_errors::{
     map_sse_c_write_error, map_sse_c_write_http, read_failure, split_client_error, ClientError,
     ReadFailure,
@@ -559,7 +559,7 @@ impl ObjectStore for S3Store {
                     custom_headers: None,
                     multipart: None,
                 };
-                send_command(bucket, path, command, true)
+                send_command_with_body(bucket, path, command, true, body.clone())
                     .await
                     .map_err(|e| map_sse_c_write_error(e, sse_c))
             }
@@ -704,7 +704,7 @@ impl ObjectStore for S3Store {
                         custom_headers: None,
                         multipart: Some(Multipart::new(number, upload_id)),
                     };
-                    let data = send_command(bucket, path, command, true)
+                    let data = send_command_with_body(bucket, path, command, true, body.clone())
                         .await
                         .map_err(|e| map_sse_c_write_error(e, sse_c))?;
                     etag_of(&data).ok_or_else(|| {

@@ -30,7 +30,20 @@ pub(super) async fn send_command(
     etag: bool,
 ) -> Result<ResponseData, S3Error> {
     let request = ReqwestRequest::new(bucket, path, command).await?;
-    send_signed(&request, etag).await
+    send_signed(&request, etag, None).await
+}
+
+/// `send_command` for a command whose content is `body`: the body is sent as it is, without
+/// the copy rust-s3 makes of it (a part is megabytes).
+pub(super) async fn send_command_with_body(
+    bucket: &Bucket,
+    path: &str,
+    command: Command<'_>,
+    etag: bool,
+    body: bytes::Bytes,
+) -> Result<ResponseData, S3Error> {
+    let request = ReqwestRequest::new(bucket, path, command).await?;
+    send_signed(&request, etag, Some(body)).await
 }
 
 /// Sends a rust-s3 request after signing it again, correctly.
@@ -46,7 +59,11 @@ pub(super) async fn send_command(
 /// values trimmed, inner whitespace collapsed), with rust-s3's key derivation. The request is
 /// then sent as rust-s3 sends it: its reqwest client, `fail-on-err` semantics
 /// (`HttpFailWithBody` for every non-2xx).
-async fn send_signed(request: &ReqwestRequest<'_>, etag: bool) -> Result<ResponseData, S3Error> {
+async fn send_signed(
+    request: &ReqwestRequest<'_>,
+    etag: bool,
+    body: Option<bytes::Bytes>,
+) -> Result<ResponseData, S3Error> {
     let bucket = request.bucket;
     let mut headers = request.headers().await?;
     let url = request.url()?;
@@ -94,7 +111,11 @@ async fn send_signed(request: &ReqwestRequest<'_>, etag: bool) -> Result<Respons
         HttpMethod::Post => client.post(url.as_str()),
         HttpMethod::Delete => client.delete(url.as_str()),
     };
-    let mut builder = builder.headers(headers).body(request.request_body()?);
+    let builder = builder.headers(headers);
+    let mut builder = match body {
+        Some(b) => builder.body(b),
+        None => builder.body(request.request_body()?),
+    };
     if let Some(timeout) = bucket.request_timeout {
         builder = builder.timeout(timeout);
     }
