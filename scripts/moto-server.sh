@@ -104,23 +104,7 @@ do_start() {
     echo "$pid" >"$PIDFILE"
     echo "$PORT" >"$PORTFILE"
 
-    local i
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "moto exited during startup; last lines of $LOG:"
-            tail -n 30 "$LOG" >&2 || true
-            rm -f "$PIDFILE" "$PORTFILE"
-            exit 1
-        fi
-        port_open "$PORT" && break
-        sleep 0.1
-    done
-    if ! port_open "$PORT"; then
-        log "moto did not answer on 127.0.0.1:$PORT within 30 s; last lines of $LOG:"
-        tail -n 30 "$LOG" >&2 || true
-        do_stop
-        exit 1
-    fi
+    wait_until_up "$pid"
 
     create_bucket
 

@@ -181,23 +181,7 @@ EOF
     echo "$pid" >"$PIDFILE"
     echo "$PORT" >"$PORTFILE"
 
-    local i
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            log "garage exited during startup; last lines of $LOG:"
-            tail -n 30 "$LOG" >&2 || true
-            rm -f "$PIDFILE" "$PORTFILE"
-            exit 1
-        fi
-        port_open "$PORT" && break
-        sleep 0.1
-    done
-    if ! port_open "$PORT"; then
-        log "garage did not answer on 127.0.0.1:$PORT within 30 s; last lines of $LOG:"
-        tail -n 30 "$LOG" >&2 || true
-        do_stop
-        exit 1
-    fi
+    wait_until_up "$pid"
 
     umask 077
     cat >"$ENVFILE.tmp" <<EOF

@@ -1,7 +1,7 @@
 # Shared by scripts/s3-server.sh and scripts/moto-server.sh: the life of one local test server
 # process, found by its pid file and stopped by PID only (never by name).
 #
-# The caller sets NAME (for messages), STATE_DIR, PIDFILE, PORTFILE, ENVFILE, CMDLINE_MATCH (a
+# The caller sets NAME (for messages), STATE_DIR, PIDFILE, PORTFILE, ENVFILE, LOG, PORT, CMDLINE_MATCH (a
 # fixed string its command line contains) and defines do_start, then calls server_main "$@".
 
 log() { echo "$NAME-server: $*" >&2; }
@@ -32,6 +32,26 @@ is_up() {
     local port
     port="$(cat "$PORTFILE" 2>/dev/null)" || return 1
     port_open "$port"
+}
+
+# Waits up to 30 s for the server started as `pid` to answer on $PORT; on failure shows the
+# end of its log and stops it.
+wait_until_up() {
+    local pid=$1 i
+    for ((i = 0; i < 300; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$NAME exited during startup; last lines of $LOG:"
+            tail -n 30 "$LOG" >&2 || true
+            rm -f "$PIDFILE" "$PORTFILE"
+            exit 1
+        fi
+        port_open "$PORT" && return 0
+        sleep 0.1
+    done
+    log "$NAME did not answer on 127.0.0.1:$PORT within 30 s; last lines of $LOG:"
+    tail -n 30 "$LOG" >&2 || true
+    do_stop
+    exit 1
 }
 
 do_stop() {

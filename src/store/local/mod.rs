@@ -260,16 +260,8 @@ impl ObjectStore for LocalStore {
         self.run(move |s| s.abort_multipart(&upload_id)).await
     }
 
-    /// SSE, ACL and storage class mean nothing here: only content type and metadata are kept.
-    async fn copy_with_options(
-        &self,
-        from: &str,
-        to: &str,
-        opts: &PutOptions,
-        keep_metadata: bool,
-    ) -> StoreResult<()> {
-        self.copy(from, to, (!keep_metadata).then_some(opts)).await
-    }
+    // copy_with_options: the trait's default (SSE, ACL and storage class mean nothing here:
+    // only content type and metadata are kept).
 
     async fn upload_part_copy(
         &self,
