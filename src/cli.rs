@@ -29,6 +29,11 @@ pub enum Command {
         /// The directory where bucketfs is mounted.
         mountpoint: PathBuf,
     },
+    /// Show pending uploads (count, bytes, oldest) and recent upload failures of a mount.
+    Status {
+        /// The directory where bucketfs is mounted.
+        mountpoint: PathBuf,
+    },
     /// Check credentials, the bucket, and list/put/get/delete under the prefix.
     Check(CheckArgs),
 }
@@ -243,6 +248,7 @@ pub fn main() -> ExitCode {
             Err(e) => usage_error(e),
         },
         Command::Unmount { mountpoint } => crate::daemon::unmount(&mountpoint),
+        Command::Status { mountpoint } => crate::daemon::status(&mountpoint),
         Command::Check(args) => match args.store.resolve(args.store.layer(args.source.clone())) {
             Ok(config) => crate::check::run(&config),
             Err(e) => usage_error(e),

@@ -293,6 +293,8 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     if let Some(dev) = device {
         raise_kernel_readahead(dev, config.fs.read_ahead);
     }
+    let socket = socket_for(&mountpoint);
+    rt.spawn(serve_status(socket.clone(), fs.clone(), mountpoint.clone()));
     info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
     ready.ok();
 
@@ -331,6 +333,7 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
         stats.bytes_received
     );
     let _ = std::fs::remove_file(&pid_file);
+    let _ = std::fs::remove_file(&socket);
     drop(fs);
     let _ = std::fs::remove_dir(&staging);
     if failed > 0 {
@@ -450,6 +453,58 @@ fn pid_file_for(mountpoint: &Path) -> PathBuf {
         h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
     }
     runtime_dir().join(format!("mount-{h:016x}.pid"))
+}
+
+/// The control socket `bucketfs status` connects to, beside the pid file.
+fn socket_for(mountpoint: &Path) -> PathBuf {
+    pid_file_for(mountpoint).with_extension("sock")
+}
+
+/// Answers every connection to `socket` with the status report, then closes it.
+async fn serve_status(socket: PathBuf, fs: Arc<Fs>, mountpoint: PathBuf) {
+    use tokio::io::AsyncWriteExt;
+    let _ = std::fs::remove_file(&socket);
+    let listener = match tokio::net::UnixListener::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(path = %socket.display(), error = %e, "no status socket; `bucketfs status` will not work");
+            return;
+        }
+    };
+    while let Ok((mut conn, _)) = listener.accept().await {
+        let report = format!(
+            "mount: {} (pid {})\n{}",
+            mountpoint.display(),
+            std::process::id(),
+            fs.status().render(std::time::SystemTime::now())
+        );
+        let _ = conn.write_all(report.as_bytes()).await;
+    }
+}
+
+/// `bucketfs status`: the daemon's report on pending uploads and recent failures.
+pub fn status(mountpoint: &Path) -> ExitCode {
+    use std::io::Read;
+    let abs = match std::path::absolute(mountpoint) {
+        Ok(p) => p,
+        Err(e) => return usage_error(format!("bad mountpoint {}: {e}", mountpoint.display())),
+    };
+    let mut report = String::new();
+    let answer = std::os::unix::net::UnixStream::connect(socket_for(&abs))
+        .and_then(|mut s| s.read_to_string(&mut report));
+    match answer {
+        Ok(_) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "bucketfs: error: no bucketfs daemon answers for {} ({e}): is it mounted?",
+                abs.display()
+            );
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn write_pid_file(path: &Path, mountpoint: &Path) -> std::io::Result<()> {

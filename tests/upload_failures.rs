@@ -108,6 +108,17 @@ fn an_upload_that_keeps_failing_leaves_no_object_and_fsync_returns_eio() {
     assert!(proxy.count(|r| r.is_abort_multipart()) >= 1);
     drop(f); // close uploads again and fails again: its error is not ours to check here
 
+    // `bucketfs status` shows the file as pending and the failure with its key.
+    let out = std::process::Command::new(BIN)
+        .args(["status", &m.dir.display().to_string()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("pending uploads: 1 files"), "{report}");
+    assert!(!report.contains("recent upload failures: 0"), "{report}");
+    assert!(report.contains(&key), "the failure names the key: {report}");
+
     // At unmount the daemon tries the pending file once more, fails, and exits.
     let log = m.log_after_unmount();
     let requests = proxy.requests();

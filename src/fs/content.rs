@@ -15,6 +15,7 @@
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -41,6 +42,18 @@ struct State {
     written: Ranges,
     /// Bytes below this offset that were not written are the base's (a truncate lowers it).
     base_valid: u64,
+    /// Since when the content differs from the bucket (for `bucketfs status`).
+    dirty_since: Option<SystemTime>,
+}
+
+impl State {
+    /// Records a change: a new version, dirty from now on if it was clean.
+    fn changed(&mut self) {
+        if self.version == self.uploaded {
+            self.dirty_since = Some(SystemTime::now());
+        }
+        self.version += 1;
+    }
 }
 
 pub struct Content {
@@ -105,6 +118,7 @@ impl Content {
                 uploaded: 0,
                 written: Ranges::default(),
                 base_valid: base.as_ref().map_or(0, |b| b.size),
+                dirty_since: (version > 0).then(SystemTime::now),
             }),
             base,
             upload_lock: tokio::sync::Mutex::new(()),
@@ -126,6 +140,11 @@ impl Content {
         self.base.is_some()
     }
 
+    /// Since when the content has not been in the bucket, if it is dirty.
+    pub fn dirty_since(&self) -> Option<SystemTime> {
+        self.state.lock().unwrap().dirty_since
+    }
+
     pub fn is_dirty(&self) -> bool {
         let s = self.state.lock().unwrap();
         s.version != s.uploaded
@@ -137,7 +156,7 @@ impl Content {
         let mut s = self.state.lock().unwrap();
         s.written.insert(offset..end);
         s.size = s.size.max(end);
-        s.version += 1;
+        s.changed();
         Ok(())
     }
 
@@ -199,7 +218,7 @@ impl Content {
         s.size = size;
         s.written.truncate(size);
         s.base_valid = s.base_valid.min(size);
-        s.version += 1;
+        s.changed();
         Ok(())
     }
 
@@ -212,12 +231,16 @@ impl Content {
     pub fn mark_uploaded(&self, version: u64) {
         let mut s = self.state.lock().unwrap();
         s.uploaded = s.uploaded.max(version);
+        if s.uploaded == s.version {
+            s.dirty_since = None;
+        }
     }
 
     /// Forget pending changes (the file was unlinked: there is nothing left to upload).
     pub fn discard(&self) {
         let mut s = self.state.lock().unwrap();
         s.uploaded = s.version;
+        s.dirty_since = None;
     }
 }
 

@@ -308,7 +308,10 @@ impl Fs {
                     .await
             }
         };
-        let etag = result.inspect_err(|e| tracing::error!(key, error = %e, "upload failed"))?;
+        let etag = result.inspect_err(|e| {
+            tracing::error!(key, error = %e, "upload failed");
+            self.failures.record(&key, &e.to_string());
+        })?;
         content.mark_uploaded(version);
         if let Some(node) = self.table().get_mut(ino) {
             node.remote = true;

@@ -16,6 +16,7 @@ mod lookup;
 pub mod names;
 mod ranges;
 mod rename;
+pub mod status;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,6 +59,8 @@ pub struct Fs {
     started: SystemTime,
     /// Block caches and the prefetch budget, shared by every open file.
     caches: Arc<Caches>,
+    /// Recent upload failures, for `bucketfs status`.
+    failures: status::FailureLog,
     /// Names recently found missing: (parent, name).
     negative: TtlSet<(Ino, String)>,
     /// Directories whose children the table knows completely (a recent listing).
@@ -81,6 +84,7 @@ impl Fs {
                 opts.prefetch_budget,
                 disk_cache,
             )),
+            failures: status::FailureLog::default(),
             negative: TtlSet::new(opts.negative_cache_entries, opts.negative_ttl),
             listed: TtlSet::new(opts.dir_cache_entries, opts.dir_ttl),
             uploader: Uploader::new(

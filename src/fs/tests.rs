@@ -366,3 +366,24 @@ async fn a_rewrite_of_a_streamed_part_falls_back_to_a_whole_upload() {
     expected[10..15].copy_from_slice(b"PATCH");
     assert!(s.mem.bytes("f").unwrap() == expected);
 }
+
+#[tokio::test]
+async fn status_counts_files_not_yet_in_the_bucket() {
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("pending"), libc::O_WRONLY)
+            .await
+            .unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(b"12345"))
+        .await
+        .unwrap();
+    let status = s.fs.status();
+    assert_eq!((status.pending, status.pending_bytes), (1, 5));
+    assert!(status.oldest.is_some());
+    s.fs.release(fh).await.unwrap();
+    let status = s.fs.status();
+    assert_eq!(status.pending, 0, "uploaded at close");
+    assert!(status
+        .render(std::time::SystemTime::now())
+        .contains("pending uploads: 0 files"));
+}
