@@ -136,6 +136,10 @@ pub struct MountArgs {
     /// mid-upload) are aborted at mount (default 86400).
     #[arg(long, value_name = "SECONDS")]
     pub stale_upload_age: Option<f64>,
+    /// Seconds before a failed upload of a closed file is tried again; doubles while it keeps
+    /// failing, up to 5 minutes (default 5).
+    #[arg(long, value_name = "SECONDS")]
+    pub retry_interval: Option<f64>,
     /// Stay attached and log to stderr instead of running in the background.
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -227,6 +231,7 @@ impl MountArgs {
             storage_class: self.storage_class.clone(),
             cache_control: self.cache_control.clone(),
             stale_upload_age: self.stale_upload_age,
+            retry_interval: self.retry_interval,
             log_file: self.log_file.clone(),
             ..self.store.layer(source)
         };

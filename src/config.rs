@@ -77,6 +77,7 @@ pub struct Layer {
     pub cache_control: Option<String>,
     pub rules: Option<Vec<RuleLayer>>,
     pub stale_upload_age: Option<f64>,
+    pub retry_interval: Option<f64>,
 }
 
 /// Writes the methods that go over every field of `Layer` from one list of its fields.
@@ -139,6 +140,7 @@ layer_fields!(
     cache_control,
     rules,
     stale_upload_age,
+    retry_interval,
 );
 
 /// One `[[rules]]` entry: object options for keys under `prefix` (a bucket key prefix).
@@ -247,6 +249,7 @@ impl Layer {
             "storage_class",
             "cache_control",
             "stale_upload_age",
+            "retry_interval",
         ] {
             let name = format!("BUCKETFS_{}", key.to_uppercase());
             if let Some(v) = first(&[name.as_str()]) {
@@ -471,6 +474,8 @@ pub struct FsOptions {
     pub objects: OptionsResolver,
     /// Multipart uploads this bucketfs started and left behind longer ago are aborted at mount.
     pub stale_upload_age: Duration,
+    /// First wait before a failed upload of a closed file is tried again (then doubling).
+    pub retry_interval: Duration,
 }
 
 /// The fully resolved configuration of one mount (or `check`).
@@ -619,6 +624,8 @@ impl Config {
                     "stale_upload_age",
                     layer.stale_upload_age.unwrap_or(86_400.0),
                 )?,
+                retry_interval: seconds("retry_interval", layer.retry_interval.unwrap_or(5.0))?
+                    .max(Duration::from_millis(100)),
             },
             allow_other: layer.allow_other.unwrap_or(false),
             cache_dir,

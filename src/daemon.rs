@@ -293,6 +293,7 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     if let Some(dev) = device {
         raise_kernel_readahead(dev, config.fs.read_ahead);
     }
+    rt.spawn(retry_failed_uploads(fs.clone()));
     let socket = socket_for(&mountpoint);
     rt.spawn(serve_status(socket.clone(), fs.clone(), mountpoint.clone()));
     info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
@@ -453,6 +454,23 @@ fn pid_file_for(mountpoint: &Path) -> PathBuf {
         h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
     }
     runtime_dir().join(format!("mount-{h:016x}.pid"))
+}
+
+/// Tries the closed files whose upload failed again, waiting `retry_interval` and doubling
+/// the wait (up to 5 minutes) while some keep failing.
+async fn retry_failed_uploads(fs: Arc<Fs>) {
+    let first = fs.options().retry_interval;
+    let mut wait = first;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = match fs.retry_pending().await {
+            0 => first,
+            failing => {
+                warn!(failing, "uploads still failing; trying again later");
+                (wait * 2).min(Duration::from_secs(300))
+            }
+        };
+    }
 }
 
 /// The control socket `bucketfs status` connects to, beside the pid file.

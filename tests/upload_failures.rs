@@ -249,3 +249,53 @@ fn a_one_gib_write_streams_with_bounded_memory() {
         peak / MIB as u64
     );
 }
+
+#[test]
+fn a_failed_upload_after_close_is_retried_in_the_background_until_stored() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("retry-later");
+    let key = format!("{prefix}/note.txt");
+    let outage = std::sync::Arc::new(AtomicBool::new(true));
+    let down = outage.clone();
+    let proxy = Proxy::start(server.endpoint(), move |req| {
+        if down.load(Ordering::SeqCst) && req.is_put_object() && req.target.contains("/note.txt") {
+            Action::internal_error()
+        } else {
+            Action::Forward
+        }
+    });
+    let endpoint = proxy.endpoint();
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &[
+            "--endpoint",
+            &endpoint,
+            "--max-retries",
+            "1",
+            "--retry-interval",
+            "0.5",
+        ],
+    );
+    let mut f = fs::File::create(m.path("note.txt")).unwrap();
+    f.write_all(b"keep me").unwrap();
+    let err = f.sync_all().expect_err("the server is down for this key");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    drop(f);
+    assert!(server.get(&key).is_none());
+
+    outage.store(false, Ordering::SeqCst);
+    assert!(
+        eventually(std::time::Duration::from_secs(15), || {
+            server.get(&key).as_deref() == Some(&b"keep me"[..])
+        }),
+        "the closed file is stored once the server is back, without any new close"
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["status", &m.dir.display().to_string()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("pending uploads: 0 files"), "{report}");
+    m.unmount();
+}

@@ -324,7 +324,7 @@ impl Fs {
     }
 
     /// Frees the staging file of a closed file once everything is in the bucket.
-    fn drop_clean_content(&self, ino: Ino) {
+    pub(super) fn drop_clean_content(&self, ino: Ino) {
         let mut t = self.table();
         if let Some(node) = t.get_mut(ino) {
             if node.open == 0 && node.content.as_ref().is_some_and(|c| !c.is_dirty()) {

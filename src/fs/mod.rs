@@ -209,6 +209,27 @@ impl Fs {
         self.table().forget(ino, n);
     }
 
+    /// Uploads the closed files whose upload failed (they stay pending until one works).
+    /// Returns how many are still pending afterwards.
+    pub async fn retry_pending(&self) -> usize {
+        let closed: Vec<Ino> = self
+            .table()
+            .all()
+            .filter(|(_, n)| {
+                n.linked && n.open == 0 && n.content.as_ref().is_some_and(|c| c.is_dirty())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut failed = 0;
+        for ino in closed {
+            match self.upload_if_dirty(ino).await {
+                Ok(()) => self.drop_clean_content(ino),
+                Err(_) => failed += 1, // logged and recorded for `status` by the upload
+            }
+        }
+        failed
+    }
+
     /// Uploads every file whose content is not yet in the bucket (used at unmount).
     /// Returns how many could not be uploaded.
     pub async fn drain(&self) -> usize {

@@ -39,6 +39,7 @@ fn options() -> FsOptions {
         upload_concurrency: 2,
         objects: Default::default(),
         stale_upload_age: Duration::from_secs(86_400),
+        retry_interval: Duration::from_secs(5),
     }
 }
 
