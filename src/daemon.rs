@@ -580,38 +580,68 @@ pub fn unmount(mountpoint: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Unmounts `path`. The kernel keeps a mount busy until the daemon has answered the RELEASE
+/// of files closed just before, so "busy" is retried for a moment before it is reported.
 fn unmount_path(path: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        match unmount_once(path) {
+            Err(Unmount::Busy) if started.elapsed() < Duration::from_secs(3) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(Unmount::Busy) => {
+                return Err(format!(
+                    "{} is busy: close the files open in it (see `fuser -m {}`) and retry",
+                    path.display(),
+                    path.display()
+                ))
+            }
+            Err(Unmount::Failed(msg)) => return Err(msg),
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+enum Unmount {
+    Busy,
+    Failed(String),
+}
+
+fn unmount_once(path: &Path) -> Result<(), Unmount> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| "the mountpoint path contains a NUL byte".to_string())?;
+            .map_err(|_| Unmount::Failed("the mountpoint path contains a NUL byte".into()))?;
         // SAFETY: c is a valid NUL-terminated path.
         if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
             return Ok(());
         }
         let err = std::io::Error::last_os_error();
         return Err(match err.raw_os_error() {
-            Some(libc::EBUSY) => format!(
-                "{} is busy: close the files open in it (see `fuser -m {}`) and retry",
-                path.display(),
-                path.display()
-            ),
-            Some(libc::EINVAL) => format!("{} is not a mount point", path.display()),
-            _ => format!("cannot unmount {}: {err}", path.display()),
+            Some(libc::EBUSY) => Unmount::Busy,
+            Some(libc::EINVAL) => {
+                Unmount::Failed(format!("{} is not a mount point", path.display()))
+            }
+            _ => Unmount::Failed(format!("cannot unmount {}: {err}", path.display())),
         });
     }
     let out = Command::new("fusermount3")
         .arg("-u")
         .arg(path)
         .output()
-        .map_err(|e| format!("cannot run fusermount3: {e} (install the fuse3 package)"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
+        .map_err(|e| {
+            Unmount::Failed(format!(
+                "cannot run fusermount3: {e} (install the fuse3 package)"
+            ))
+        })?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.success() {
+        true => Ok(()),
+        false if stderr.contains("busy") => Err(Unmount::Busy),
+        false => Err(Unmount::Failed(format!(
             "cannot unmount {}: {}",
             path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+            stderr.trim()
+        ))),
     }
 }
