@@ -586,7 +586,7 @@ fn unmount_path(path: &Path) -> Result<(), String> {
     let started = Instant::now();
     loop {
         match unmount_once(path) {
-            Err(Unmount::Busy) if started.elapsed() < Duration::from_secs(3) => {
+            Err(Unmount::Busy) if started.elapsed() < Duration::from_secs(10) => {
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(Unmount::Busy) => {

@@ -269,6 +269,8 @@ impl Mount {
                     self.dir.display(),
                     String::from_utf8_lossy(&out.stderr)
                 );
+                // Leave no mount behind for later tests: detach it (the daemon then exits).
+                let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
             }
         }
     }
