@@ -259,6 +259,9 @@ impl Mount {
     fn do_unmount(&mut self) {
         if self.mounted {
             self.mounted = false;
+            if !is_mounted(&self.dir) {
+                return; // the test unmounted it another way
+            }
             let out = Command::new(BIN)
                 .args(["unmount", &self.dir.display().to_string()])
                 .output()
