@@ -159,17 +159,6 @@ impl ObjectStore for MemoryStore {
         Ok(Some(self.insert(key, body, opts.clone())))
     }
 
-    async fn copy(&self, from: &str, to: &str, replace: Option<&PutOptions>) -> StoreResult<()> {
-        match replace {
-            Some(opts) => self.copy_with_options(from, to, opts, false).await,
-            // As S3: a copy without options gets the bucket's defaults, not the source's.
-            None => {
-                self.copy_with_options(from, to, &PutOptions::default(), true)
-                    .await
-            }
-        }
-    }
-
     async fn copy_with_options(
         &self,
         from: &str,

@@ -214,9 +214,17 @@ impl ObjectStore for LocalStore {
         self.run(move |s| s.put(&key, body, &opts).map(Some)).await
     }
 
-    async fn copy(&self, from: &str, to: &str, replace: Option<&PutOptions>) -> StoreResult<()> {
+    /// SSE, ACL and storage class mean nothing here: only content type and metadata are kept
+    /// (COPY) or replaced (REPLACE).
+    async fn copy_with_options(
+        &self,
+        from: &str,
+        to: &str,
+        opts: &PutOptions,
+        keep_metadata: bool,
+    ) -> StoreResult<()> {
         let (from, to) = (from.to_string(), to.to_string());
-        let replace = replace.cloned();
+        let replace = (!keep_metadata).then(|| opts.clone());
         self.run(move |s| s.copy(&from, &to, replace.as_ref()))
             .await
     }
@@ -259,9 +267,6 @@ impl ObjectStore for LocalStore {
         let upload_id = upload_id.to_string();
         self.run(move |s| s.abort_multipart(&upload_id)).await
     }
-
-    // copy_with_options: the trait's default (SSE, ACL and storage class mean nothing here:
-    // only content type and metadata are kept).
 
     async fn upload_part_copy(
         &self,

@@ -568,16 +568,6 @@ impl ObjectStore for S3Store {
         Ok(etag_of(&data))
     }
 
-    async fn copy(&self, from: &str, to: &str, replace: Option<&PutOptions>) -> StoreResult<()> {
-        match replace {
-            Some(opts) => self.copy_with_options(from, to, opts, false).await,
-            None => {
-                self.copy_with_options(from, to, &PutOptions::default(), true)
-                    .await
-            }
-        }
-    }
-
     async fn copy_with_options(
         &self,
         from: &str,
