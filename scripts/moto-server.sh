@@ -76,18 +76,12 @@ s3_curl_status() { # $1 = method, $2 = path+query
 }
 
 do_start() {
-    if is_up; then
-        log "already running (pid $(running_pid))"
+    if already_running; then
         # The bucket may have been deleted meanwhile: create it again (idempotent).
         create_bucket
         echo "$ENVFILE"
         return 0
     fi
-    # A stale pid file / half-dead server from this state dir: clean it up first.
-    if running_pid >/dev/null; then
-        do_stop
-    fi
-    rm -f "$PIDFILE" "$ENVFILE" "$PORTFILE"
 
     command -v curl >/dev/null || die "curl is needed (run scripts/install-deps.sh)"
     ensure_moto

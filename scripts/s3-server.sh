@@ -115,16 +115,10 @@ s3_curl_status() { # $1 = path+query, rest = extra curl args
 }
 
 do_start() {
-    if is_up; then
-        log "already running (pid $(running_pid))"
+    if already_running; then
         echo "$ENVFILE"
         return 0
     fi
-    # A stale pid file / half-dead server from this state dir: clean it up first.
-    if running_pid >/dev/null; then
-        do_stop
-    fi
-    rm -f "$PIDFILE" "$ENVFILE" "$PORTFILE"
 
     command -v curl >/dev/null || die "curl is needed (run scripts/install-deps.sh)"
     local garage

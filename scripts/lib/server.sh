@@ -34,6 +34,20 @@ is_up() {
     port_open "$port"
 }
 
+# True when the server of this state dir already runs and answers; otherwise clears what a
+# stale or half-dead one left behind, ready for a fresh start.
+already_running() {
+    if is_up; then
+        log "already running (pid $(running_pid))"
+        return 0
+    fi
+    if running_pid >/dev/null; then
+        do_stop
+    fi
+    rm -f "$PIDFILE" "$ENVFILE" "$PORTFILE"
+    return 1
+}
+
 # Waits up to 30 s for the server started as `pid` to answer on $PORT; on failure shows the
 # end of its log and stops it.
 wait_until_up() {
