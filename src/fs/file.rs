@@ -63,11 +63,13 @@ impl Fs {
             if t.get(parent).map(|p| p.kind) != Some(Kind::Dir) {
                 return Err(FsError::NotFound);
             }
-            let ino = t.upsert(parent, name, stat, Instant::now());
-            let node = t.get_mut(ino).expect("just inserted");
-            if node.kind != Kind::File {
+            // (upsert would replace a directory of that name by the new file: refuse instead)
+            let existing = t.child(parent, name).and_then(|c| t.get(c)).map(|n| n.kind);
+            if existing == Some(Kind::Dir) {
                 return Err(FsError::IsDir);
             }
+            let ino = t.upsert(parent, name, stat, Instant::now());
+            let node = t.get_mut(ino).expect("just inserted");
             node.content = Some(content);
             node.open += 1;
             ino
