@@ -140,6 +140,24 @@ pub struct MountArgs {
     /// failing, up to 5 minutes (default 5).
     #[arg(long, value_name = "SECONDS")]
     pub retry_interval: Option<f64>,
+    /// Seconds a closed file waits before it is uploaded, so a rename, chmod or utimens
+    /// right after close rides on the upload (default 1; 0 = upload at close and return its
+    /// error from close).
+    #[arg(long, value_name = "SECONDS")]
+    pub write_back_delay: Option<f64>,
+    /// chmod succeeds without changing or storing the mode.
+    #[arg(long)]
+    pub ignore_chmod: bool,
+    /// chown succeeds without changing or storing the owner.
+    #[arg(long)]
+    pub ignore_chown: bool,
+    /// utimens (touch, cp -p) succeeds without changing or storing times.
+    #[arg(long)]
+    pub ignore_utimens: bool,
+    /// Do not HEAD listed objects for their mode, owner, mtime and symlink target: listings
+    /// are faster and show the defaults until a file is looked up.
+    #[arg(long)]
+    pub no_listing_metadata: bool,
     /// Stay attached and log to stderr instead of running in the background.
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -232,6 +250,11 @@ impl MountArgs {
             cache_control: self.cache_control.clone(),
             stale_upload_age: self.stale_upload_age,
             retry_interval: self.retry_interval,
+            write_back_delay: self.write_back_delay,
+            ignore_chmod: flag(self.ignore_chmod),
+            ignore_chown: flag(self.ignore_chown),
+            ignore_utimens: flag(self.ignore_utimens),
+            listing_metadata: self.no_listing_metadata.then_some(false),
             log_file: self.log_file.clone(),
             ..self.store.layer(source)
         };

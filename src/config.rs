@@ -78,6 +78,11 @@ pub struct Layer {
     pub rules: Option<Vec<RuleLayer>>,
     pub stale_upload_age: Option<f64>,
     pub retry_interval: Option<f64>,
+    pub write_back_delay: Option<f64>,
+    pub ignore_chmod: Option<bool>,
+    pub ignore_chown: Option<bool>,
+    pub ignore_utimens: Option<bool>,
+    pub listing_metadata: Option<bool>,
 }
 
 /// Writes the methods that go over every field of `Layer` from one list of its fields.
@@ -141,6 +146,11 @@ layer_fields!(
     rules,
     stale_upload_age,
     retry_interval,
+    write_back_delay,
+    ignore_chmod,
+    ignore_chown,
+    ignore_utimens,
+    listing_metadata,
 );
 
 /// One `[[rules]]` entry: object options for keys under `prefix` (a bucket key prefix).
@@ -250,10 +260,15 @@ impl Layer {
             "cache_control",
             "stale_upload_age",
             "retry_interval",
+            "write_back_delay",
+            "ignore_chmod",
+            "ignore_chown",
+            "ignore_utimens",
+            "listing_metadata",
         ] {
             let name = format!("BUCKETFS_{}", key.to_uppercase());
             if let Some(v) = first(&[name.as_str()]) {
-                let value = if key == "read_only" || key == "allow_other" {
+                let value = if BOOL_KEYS.contains(&key) {
                     parse_bool_env(&v)?
                 } else {
                     env_value(v)
@@ -268,6 +283,16 @@ impl Layer {
         Ok(l)
     }
 }
+
+/// Keys whose environment values are booleans (`1`, `true`, `yes`, ...).
+const BOOL_KEYS: &[&str] = &[
+    "read_only",
+    "allow_other",
+    "ignore_chmod",
+    "ignore_chown",
+    "ignore_utimens",
+    "listing_metadata",
+];
 
 /// Interprets environment text as a TOML value ("8", "0o644"), else as a plain string.
 fn env_value(text: String) -> toml::Value {
@@ -476,6 +501,14 @@ pub struct FsOptions {
     pub stale_upload_age: Duration,
     /// First wait before a failed upload of a closed file is tried again (then doubling).
     pub retry_interval: Duration,
+    /// How long a closed file waits before it is uploaded (0 = at close).
+    pub write_back_delay: Duration,
+    /// chmod / chown / utimens succeed without changing or storing anything.
+    pub ignore_chmod: bool,
+    pub ignore_chown: bool,
+    pub ignore_utimens: bool,
+    /// readdir fetches the metadata (mode, owner, mtime, symlink) of listed entries.
+    pub listing_metadata: bool,
 }
 
 /// The fully resolved configuration of one mount (or `check`).
@@ -626,6 +659,14 @@ impl Config {
                 )?,
                 retry_interval: seconds("retry_interval", layer.retry_interval.unwrap_or(5.0))?
                     .max(Duration::from_millis(100)),
+                write_back_delay: seconds(
+                    "write_back_delay",
+                    layer.write_back_delay.unwrap_or(1.0),
+                )?,
+                ignore_chmod: layer.ignore_chmod.unwrap_or(false),
+                ignore_chown: layer.ignore_chown.unwrap_or(false),
+                ignore_utimens: layer.ignore_utimens.unwrap_or(false),
+                listing_metadata: layer.listing_metadata.unwrap_or(true),
             },
             allow_other: layer.allow_other.unwrap_or(false),
             cache_dir,

@@ -25,6 +25,7 @@ use crate::cli::usage_error;
 use crate::config::Config;
 use crate::fs::Fs;
 use crate::fuse::FuseAdapter;
+use crate::upload::journal::Journal;
 use crate::upload::registry::{abort_stale, UploadRegistry};
 
 /// Set in the environment of the background child; its stdout is then the ready pipe.
@@ -238,6 +239,19 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
             ))
         }
     };
+    let journal_dir = config.mount_dir().join("journal");
+    let journal = match Journal::open(&journal_dir) {
+        Ok(j) => Arc::new(j),
+        Err(e) => {
+            return Err((
+                ready,
+                format!(
+                    "cannot open the write-back journal {}: {e} (set --cache-dir)",
+                    journal_dir.display()
+                ),
+            ))
+        }
+    };
     rt.block_on(abort_stale(&*store, &uploads, config.fs.stale_upload_age));
     let store_stats = store.clone();
     let fs = Arc::new(Fs::new(
@@ -247,7 +261,14 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
         staging.clone(),
         disk_cache,
         Some(uploads),
+        Some(journal.clone()),
     ));
+    // What a killed daemon left pending goes to the bucket before the mount shows anything.
+    let (recovered, unrecovered) = rt.block_on(fs.recover());
+    if recovered + unrecovered > 0 {
+        info!(recovered, unrecovered, "write-back journal replayed");
+    }
+    remove_old_staging(&config.mount_dir(), &staging, &journal);
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
 
     let mut options = vec![
@@ -293,7 +314,7 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     if let Some(dev) = device {
         raise_kernel_readahead(dev, config.fs.read_ahead);
     }
-    rt.spawn(retry_failed_uploads(fs.clone()));
+    rt.spawn(write_back(fs.clone()));
     let socket = socket_for(&mountpoint);
     rt.spawn(serve_status(socket.clone(), fs.clone(), mountpoint.clone()));
     info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
@@ -456,20 +477,55 @@ fn pid_file_for(mountpoint: &Path) -> PathBuf {
     runtime_dir().join(format!("mount-{h:016x}.pid"))
 }
 
-/// Tries the closed files whose upload failed again, waiting `retry_interval` and doubling
-/// the wait (up to 5 minutes) while some keep failing.
-async fn retry_failed_uploads(fs: Arc<Fs>) {
-    let first = fs.options().retry_interval;
-    let mut wait = first;
+/// Uploads closed files once their write-back delay (or a failed upload's backoff) is over.
+async fn write_back(fs: Arc<Fs>) {
     loop {
-        tokio::time::sleep(wait).await;
-        wait = match fs.retry_pending().await {
-            0 => first,
-            failing => {
-                warn!(failing, "uploads still failing; trying again later");
-                (wait * 2).min(Duration::from_secs(300))
+        tokio::time::sleep(WRITE_BACK_TICK).await;
+        let failed = fs.upload_due().await;
+        if failed > 0 {
+            warn!(
+                failed,
+                "uploads failed; they stay pending and are tried again later"
+            );
+        }
+    }
+}
+
+/// How often the write-back loop looks for files that are due.
+const WRITE_BACK_TICK: Duration = Duration::from_millis(100);
+
+/// Removes the staging files earlier daemons of this mount left behind (files open when they
+/// died; what was closed is in the journal and was uploaded or is kept for the next mount).
+fn remove_old_staging(mount_dir: &Path, own: &Path, journal: &Journal) {
+    let keep: std::collections::HashSet<PathBuf> = match journal.staging_files() {
+        Ok(k) => k.into_iter().collect(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the journal; old staging files are kept");
+            return;
+        }
+    };
+    let Ok(dirs) = std::fs::read_dir(mount_dir) else {
+        return;
+    };
+    for dir in dirs.flatten().map(|d| d.path()) {
+        let is_staging = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("staging-"));
+        let pid = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("staging-"))
+            .and_then(|p| p.parse::<i32>().ok());
+        if !is_staging || dir == own || pid.is_none_or(crate::upload::journal::pid_alive) {
+            continue; // ours, or another running daemon's
+        }
+        for file in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if !keep.contains(&file.path()) {
+                let _ = std::fs::remove_file(file.path());
             }
-        };
+        }
+        let _ = std::fs::remove_dir(&dir); // only once empty
     }
 }
 

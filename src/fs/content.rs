@@ -15,13 +15,14 @@
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::ranges::Ranges;
 use crate::store::ObjectStore;
+use crate::upload::journal::BaseRef;
 use crate::upload::multipart::Upload;
 use crate::upload::staging::StagingFile;
 use crate::upload::{PartSource, UploadError};
@@ -58,12 +59,27 @@ impl State {
 
 pub struct Content {
     staging: StagingFile,
-    base: Option<Base>,
+    /// Replaced (`rebase`) once the file is uploaded: the new object holds the same bytes
+    /// where the old one was still used.
+    base: Mutex<Option<Arc<Base>>>,
     state: Mutex<State>,
     /// Held while this file is being uploaded, so uploads of one file never overlap.
     pub upload_lock: tokio::sync::Mutex<()>,
     /// The upload that streams this file while it is written sequentially.
     pub stream: tokio::sync::Mutex<Stream>,
+    /// Write-back of the closed file (see `fs::writeback`).
+    pub pending: Mutex<Pending>,
+}
+
+/// A closed file waiting for its upload.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Its journal entry, once written.
+    pub journal: Option<String>,
+    /// Not uploaded before this instant (the write-back delay, or a retry's backoff).
+    pub due: Option<Instant>,
+    /// Upload attempts that failed in a row.
+    pub failures: u32,
 }
 
 /// Streaming of a file written from its start: parts leave while the file is written.
@@ -91,7 +107,7 @@ impl std::fmt::Debug for Content {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Content")
             .field("staging", &self.staging)
-            .field("base", &self.base.as_ref().map(|b| &b.key))
+            .field("base", &self.base().map(|b| b.key.clone()))
             .field("state", &self.state)
             .finish()
     }
@@ -120,10 +136,48 @@ impl Content {
                 base_valid: base.as_ref().map_or(0, |b| b.size),
                 dirty_since: (version > 0).then(SystemTime::now),
             }),
-            base,
+            base: Mutex::new(base.map(Arc::new)),
             upload_lock: tokio::sync::Mutex::new(()),
             stream: tokio::sync::Mutex::new(Stream::Idle),
+            pending: Mutex::new(Pending::default()),
         }
+    }
+
+    /// Content a journal entry describes (left by an earlier daemon): dirty, `written`
+    /// ranges in `staging`, the rest from `base` below `base_valid`.
+    pub fn restore(
+        staging: StagingFile,
+        base: Option<Base>,
+        size: u64,
+        written: &[(u64, u64)],
+        base_valid: u64,
+    ) -> Content {
+        let content = Self::with(staging, base, size, 1);
+        {
+            let mut s = content.state.lock().unwrap();
+            for (start, end) in written {
+                s.written.insert(*start..*end);
+            }
+            s.base_valid = base_valid.min(size);
+        }
+        content
+    }
+
+    /// What a journal entry records about this content: size, written ranges, base.
+    pub fn journal_parts(&self) -> (u64, Vec<(u64, u64)>, Option<BaseRef>) {
+        let s = self.state.lock().unwrap();
+        let written = s.written.iter().map(|r| (r.start, r.end)).collect();
+        let base = self.base().map(|b| BaseRef {
+            key: b.key.clone(),
+            etag: b.etag.clone(),
+            size: b.size,
+            valid: s.base_valid,
+        });
+        (s.size, written, base)
+    }
+
+    pub fn staging(&self) -> &StagingFile {
+        &self.staging
     }
 
     pub fn size(&self) -> u64 {
@@ -137,7 +191,25 @@ impl Content {
 
     /// True when some bytes still come from the base object.
     pub fn has_base(&self) -> bool {
-        self.base.is_some()
+        self.base().is_some()
+    }
+
+    fn base(&self) -> Option<Arc<Base>> {
+        self.base.lock().unwrap().clone()
+    }
+
+    /// The file was just stored as `key` (ETag `etag`): bytes still read from the old base
+    /// are now read from that object, which holds the same bytes there.
+    pub fn rebase(&self, key: &str, etag: Option<String>, size: u64) {
+        let mut base = self.base.lock().unwrap();
+        if let Some(old) = base.as_ref() {
+            *base = Some(Arc::new(Base {
+                store: old.store.clone(),
+                key: key.to_string(),
+                etag,
+                size,
+            }));
+        }
     }
 
     /// Since when the content has not been in the bucket, if it is dirty.
@@ -170,12 +242,13 @@ impl Content {
     }
 
     async fn read_range(&self, range: Range<u64>) -> Result<Bytes, UploadError> {
+        let base = self.base();
         let (segments, base_valid) = {
             let s = self.state.lock().unwrap();
             (s.written.segments(range.clone()), s.base_valid)
         };
         if let [(piece, written)] = segments.as_slice() {
-            if *written || self.base.is_none() {
+            if *written || base.is_none() {
                 // All from the staging file (the usual case for new files): no extra copy.
                 let len = (piece.end - piece.start) as usize;
                 let data = self.staging.read_at(piece.start, len).await?;
@@ -187,13 +260,13 @@ impl Content {
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
         for (piece, written) in segments {
             let len = (piece.end - piece.start) as usize;
-            if written || self.base.is_none() {
+            if written || base.is_none() {
                 let data = self.staging.read_at(piece.start, len).await?;
                 out.extend_from_slice(&data);
                 out.resize(out.len() + len - data.len(), 0); // a hole past the staged end
                 continue;
             }
-            let base = self.base.as_ref().expect("checked");
+            let base = base.as_ref().expect("checked");
             let from_base = piece.start..piece.end.min(base_valid).max(piece.start);
             if !from_base.is_empty() {
                 let data = base
@@ -250,10 +323,10 @@ impl PartSource for Content {
         self.read_range(range).await
     }
 
-    fn copy_source(&self, range: &Range<u64>) -> Option<&str> {
-        let base = self.base.as_ref()?;
+    fn copy_source(&self, range: &Range<u64>) -> Option<String> {
+        let base = self.base()?;
         let s = self.state.lock().unwrap();
-        (range.end <= s.base_valid && !s.written.overlaps(range)).then_some(base.key.as_str())
+        (range.end <= s.base_valid && !s.written.overlaps(range)).then(|| base.key.clone())
     }
 }
 
@@ -288,7 +361,7 @@ mod tests {
         c.write(12, Bytes::from_static(b"Z")).await.unwrap();
         assert_eq!(&c.read(0, 100).await.unwrap()[..], b"012ab56789\0\0Z");
         assert!(c.is_dirty());
-        assert_eq!(c.copy_source(&(5..10)), Some("k"));
+        assert_eq!(c.copy_source(&(5..10)).as_deref(), Some("k"));
         assert_eq!(c.copy_source(&(2..6)), None, "overlaps a write");
     }
 
@@ -299,6 +372,6 @@ mod tests {
         c.truncate(8).await.unwrap();
         assert_eq!(&c.read(0, 100).await.unwrap()[..], b"0123\0\0\0\0");
         assert_eq!(c.copy_source(&(0..8)), None, "past the truncate");
-        assert_eq!(c.copy_source(&(0..4)), Some("k"));
+        assert_eq!(c.copy_source(&(0..4)).as_deref(), Some("k"));
     }
 }

@@ -15,6 +15,7 @@ use super::error::{FsError, FsResult};
 use super::handle::Handle;
 use super::inode::{Ino, Kind, Stat};
 use super::names::{check_name, showable};
+use super::setattr::Owner;
 use super::{Attr, Fs};
 use crate::store::PutOptions;
 
@@ -53,6 +54,49 @@ impl Fs {
 
     pub fn releasedir(&self, fh: u64) -> FsResult<()> {
         self.handles.remove(fh).map(|_| ())
+    }
+
+    /// Up to `count` entries from `offset` of the directory open as `fh`, each with its
+    /// attributes, the metadata of listed entries fetched first (unless switched off by
+    /// `listing_metadata`). Each comes with the offset of the entry after it.
+    pub async fn readdir_attrs(
+        &self,
+        fh: u64,
+        offset: u64,
+        count: usize,
+    ) -> FsResult<Vec<(u64, DirEntry, Attr)>> {
+        let all = self.readdir(fh, offset).await?;
+        let start = (offset as usize).min(all.len());
+        let batch = &all[start..(start + count).min(all.len())];
+        if self.opts.listing_metadata {
+            let inos: Vec<Ino> = batch
+                .iter()
+                .skip_while(|e| e.name == "." || e.name == "..")
+                .map(|e| e.ino)
+                .collect();
+            self.ensure_meta_all(&inos).await;
+        }
+        let dir = match &*self.handles.get(fh)? {
+            Handle::Dir { ino, .. } => *ino,
+            Handle::File { .. } => return Err(FsError::BadHandle),
+        };
+        let t = self.table();
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, e) in batch.iter().enumerate() {
+            // An entry's inode may have been replaced (a listed "file" that is a symlink).
+            let ino = match e.name.as_str() {
+                "." | ".." => e.ino,
+                name => t.child(dir, name).unwrap_or(e.ino),
+            };
+            let Some(node) = t.get(ino) else { continue };
+            let entry = DirEntry {
+                ino,
+                kind: node.kind,
+                name: e.name.clone(),
+            };
+            out.push(((start + i + 1) as u64, entry, self.attr_of(ino, node)));
+        }
+        Ok(out)
     }
 
     /// The whole listing of the directory open as `fh` (`.` and `..` first); readdir serves
@@ -160,6 +204,7 @@ impl Fs {
                         mtime: obj.last_modified,
                         etag: obj.etag,
                         remote: true,
+                        meta: None,
                     },
                 );
             }
@@ -177,6 +222,7 @@ impl Fs {
                         mtime: self.started,
                         etag: None,
                         remote: false,
+                        meta: None,
                     },
                 );
             }
@@ -197,7 +243,7 @@ impl Fs {
         Ok(files)
     }
 
-    pub async fn mkdir(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<Attr> {
+    pub async fn mkdir(&self, parent: Ino, name: &std::ffi::OsStr, owner: Owner) -> FsResult<Attr> {
         self.check_writable()?;
         let name = check_name(name)?;
         match self.resolve(parent, name).await {
@@ -206,8 +252,11 @@ impl Fs {
             Err(e) => return Err(e),
         }
         let key = format!("{}{}/", self.dir_prefix(parent)?, name);
+        let meta = self.new_meta(Kind::Dir, owner);
+        let mtime = SystemTime::now();
         let opts = PutOptions {
             content_type: Some(DIRECTORY_CONTENT_TYPE.into()),
+            metadata: self.stored_metadata(Some(&meta), mtime),
             ..self.opts.objects.for_key(&key)
         };
         self.store.put(&key, Bytes::new(), &opts).await?;
@@ -215,9 +264,10 @@ impl Fs {
         let stat = Stat {
             kind: Kind::Dir,
             size: 0,
-            mtime: SystemTime::now(),
+            mtime,
             etag: None,
             remote: true,
+            meta: Some(meta),
         };
         let ino = self.table().upsert(parent, name, stat, Instant::now());
         self.referenced(ino)

@@ -26,6 +26,10 @@ pub enum FsError {
     NotPermitted(&'static str),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    #[error("no such extended attribute")]
+    NoAttribute,
+    #[error("too large: {0}")]
+    TooLarge(&'static str),
     #[error("unknown file handle")]
     BadHandle,
     #[error("object store: {0}")]

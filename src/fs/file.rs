@@ -16,6 +16,7 @@ use super::error::{FsError, FsResult};
 use super::handle::Handle;
 use super::inode::{Ino, Kind, Stat};
 use super::names::check_name;
+use super::setattr::Owner;
 use super::{Attr, Fs};
 use crate::cache::prefetch::{Prefetcher, Version};
 use crate::upload::staging::StagingFile;
@@ -41,6 +42,7 @@ impl Fs {
         parent: Ino,
         name: &std::ffi::OsStr,
         flags: i32,
+        owner: Owner,
     ) -> FsResult<(Attr, u64)> {
         self.check_writable()?;
         let name = check_name(name)?;
@@ -57,6 +59,7 @@ impl Fs {
             mtime: SystemTime::now(),
             etag: None,
             remote: false,
+            meta: Some(self.new_meta(Kind::File, owner)),
         };
         let ino = {
             let mut t = self.table();
@@ -87,6 +90,10 @@ impl Fs {
         }
         // Revalidates stale attributes, so the ETag (and the caches keyed by it) are current.
         self.getattr(ino).await?;
+        if writable {
+            // The upload will store the metadata: know all of it first.
+            self.ensure_meta(ino).await?;
+        }
         let keep_cache = {
             let mut t = self.table();
             let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
@@ -193,7 +200,9 @@ impl Fs {
             Stream::Idle => {
                 let Ok(key) = self.file_key(ino) else { return };
                 let source: Arc<dyn PartSource> = content.clone();
-                let opts = self.opts.objects.for_key(&key);
+                let Ok(opts) = self.put_options(&key, ino) else {
+                    return;
+                };
                 match self.uploader.start(&key, source, &opts).await {
                     Ok(up) => *stream = Stream::Active(up),
                     Err(e) => {
@@ -258,26 +267,26 @@ impl Fs {
         Ok(())
     }
 
-    /// setattr: only the size is acted on; a truncate of a file with no open handle is
-    /// uploaded at once.
-    pub async fn setattr(&self, ino: Ino, size: Option<u64>) -> FsResult<Attr> {
-        if let Some(size) = size {
-            self.check_writable()?;
-            let (kind, open) = {
-                let t = self.table();
-                let node = t.get(ino).ok_or(FsError::NotFound)?;
-                (node.kind, node.open)
-            };
-            if kind == Kind::Dir {
-                return Err(FsError::IsDir);
-            }
-            self.truncate_content(ino, size).await?;
-            if open == 0 {
-                self.upload_if_dirty(ino).await?;
-                self.drop_clean_content(ino);
-            }
+    /// Changes the size of a file; one with no open handle is uploaded at once.
+    pub(super) async fn truncate(&self, ino: Ino, size: u64) -> FsResult<()> {
+        self.check_writable()?;
+        let (kind, open) = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            (node.kind, node.open)
+        };
+        match kind {
+            Kind::Dir => return Err(FsError::IsDir),
+            Kind::Symlink => return Err(FsError::Invalid("cannot truncate a symlink")),
+            Kind::File => {}
         }
-        self.getattr(ino).await
+        self.ensure_meta(ino).await?;
+        self.truncate_content(ino, size).await?;
+        if open == 0 {
+            self.upload_if_dirty(ino).await?;
+            self.drop_clean_content(ino);
+        }
+        Ok(())
     }
 
     /// Uploads the file's content if it changed since the last upload.
@@ -297,32 +306,70 @@ impl Fs {
             }
         };
         let (version, size) = content.snapshot();
+        // The metadata as it is now goes with the upload; a change made meanwhile is stored
+        // afterwards.
+        let opts = self.put_options(&key, ino)?;
+        if let Some(node) = self.table().get_mut(ino) {
+            node.meta_dirty = false;
+        }
         let streamed = std::mem::replace(&mut *content.stream.lock().await, Stream::Idle);
         let result = match streamed {
-            Stream::Active(up) if up.key() == key => up.finish(size).await,
+            Stream::Active(up) if up.key() == key => {
+                // Created with the metadata of its start (the mtime has moved on since):
+                // stored again below by a copy when it differs.
+                let stale = up.metadata() != &opts.metadata;
+                let result = up.finish(size).await;
+                if stale && result.is_ok() {
+                    if let Some(node) = self.table().get_mut(ino) {
+                        node.meta_dirty = true;
+                    }
+                }
+                result
+            }
             other => {
                 if let Stream::Active(up) = other {
                     up.abort().await; // streamed under a name the file no longer has
                 }
                 let source: Arc<dyn PartSource> = content.clone();
-                self.uploader
-                    .upload(&key, source, size, &self.opts.objects.for_key(&key))
-                    .await
+                self.uploader.upload(&key, source, size, &opts).await
             }
         };
         let etag = result.inspect_err(|e| {
             tracing::error!(key, error = %e, "upload failed");
             self.failures.record(&key, &e.to_string());
+            self.upload_failed(&content);
+            if let Some(node) = self.table().get_mut(ino) {
+                node.meta_dirty = true;
+            }
         })?;
         content.mark_uploaded(version);
-        if let Some(node) = self.table().get_mut(ino) {
+        content.rebase(&key, etag.clone(), size);
+        if !content.is_dirty() {
+            self.journal_done(&content);
+        }
+        let meta_changed = {
+            let mut t = self.table();
+            let Some(node) = t.get_mut(ino) else {
+                return Ok(());
+            };
             node.remote = true;
             node.etag = etag;
             node.size = size;
             node.validated = Some(Instant::now());
-        }
+            node.meta_dirty
+        };
         tracing::debug!(key, size, "uploaded");
+        if meta_changed && !content.is_dirty() {
+            self.store_meta(ino).await?;
+        }
         Ok(())
+    }
+
+    /// Forgets the pending changes of a file that is unlinked or replaced.
+    pub(super) async fn discard_content(&self, content: &Content) {
+        content.discard();
+        content.stream.lock().await.break_off();
+        self.journal_done(content);
     }
 
     /// Frees the staging file of a closed file once everything is in the bucket.
@@ -343,7 +390,7 @@ impl Fs {
                 ino,
                 writable: true,
                 ..
-            } => self.upload_if_dirty(*ino).await,
+            } => self.close_written(*ino).await,
             _ => Ok(()),
         }
     }
@@ -359,19 +406,15 @@ impl Fs {
 
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let handle = self.handles.remove(fh)?;
-        let Handle::File { ino, writable, .. } = &*handle else {
+        let Handle::File { ino, .. } = &*handle else {
             return Err(FsError::BadHandle);
         };
-        let result = if *writable {
-            self.upload_if_dirty(*ino).await
-        } else {
-            Ok(())
-        };
+        // (a written file was uploaded or journaled at flush, which close always sends)
         if let Some(node) = self.table().get_mut(*ino) {
             node.open = node.open.saturating_sub(1);
         }
         self.drop_clean_content(*ino);
-        result
+        Ok(())
     }
 
     pub async fn unlink(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<()> {
@@ -387,8 +430,7 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         if let Some(c) = &content {
-            c.discard();
-            c.stream.lock().await.break_off();
+            self.discard_content(c).await;
         }
         if remote {
             let key = self.file_key(ino)?;

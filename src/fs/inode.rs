@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::content::Content;
+use super::metadata::Posix;
+use crate::store::{ObjectInfo, UserMetadata};
 
 pub type Ino = u64;
 pub const ROOT_INO: Ino = 1;
@@ -19,6 +21,50 @@ pub const ROOT_INO: Ino = 1;
 pub enum Kind {
     File,
     Dir,
+    Symlink,
+}
+
+/// What an object's HEAD says beyond its size: POSIX attributes from user metadata, the other
+/// user metadata (`user.*` extended attributes) and the headers shown as `s3.*` attributes.
+/// chmod, chown, utimens and setxattr change it here first (see `Node::meta_dirty`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub posix: Posix,
+    /// User metadata that is not a POSIX convention.
+    pub user: UserMetadata,
+    pub content_type: Option<String>,
+    pub storage_class: Option<String>,
+    pub version_id: Option<String>,
+}
+
+impl Meta {
+    pub fn from_info(info: &ObjectInfo) -> Meta {
+        Meta {
+            posix: super::metadata::parse(&info.metadata),
+            user: info
+                .metadata
+                .iter()
+                .filter(|(k, _)| !super::metadata::is_posix_key(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            content_type: info.content_type.clone(),
+            storage_class: info.storage_class.clone(),
+            version_id: info.version_id.clone(),
+        }
+    }
+
+    /// The kind the stored mode says, when it says one bucketfs shows.
+    pub fn kind(&self) -> Option<Kind> {
+        if self.posix.symlink_target.is_some() {
+            return Some(Kind::Symlink);
+        }
+        match self.posix.mode? & libc::S_IFMT {
+            libc::S_IFLNK => Some(Kind::Symlink),
+            libc::S_IFDIR => Some(Kind::Dir),
+            libc::S_IFREG => Some(Kind::File),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -27,8 +73,15 @@ pub struct Node {
     pub name: String,
     pub kind: Kind,
     pub size: u64,
+    /// The stored mtime when there is one, else the object's Last-Modified.
     pub mtime: SystemTime,
     pub etag: Option<String>,
+    /// What HEAD said (or this mount set); `None` until asked (a listing has no metadata).
+    pub meta: Option<Meta>,
+    /// `meta` holds changes (chmod, chown, utimens, setxattr) not yet in the bucket.
+    pub meta_dirty: bool,
+    /// A symlink's target, once read.
+    pub target: Option<bytes::Bytes>,
     /// The object (file) or its `dir/` marker (directory) exists under this node's key.
     pub remote: bool,
     /// When the attributes were last confirmed by the store; `None` = must ask again.
@@ -55,6 +108,28 @@ pub struct Stat {
     pub mtime: SystemTime,
     pub etag: Option<String>,
     pub remote: bool,
+    /// From a HEAD; `None` from a listing.
+    pub meta: Option<Meta>,
+}
+
+impl Stat {
+    /// A file, directory or symlink as HEAD describes it (the stored mtime wins).
+    pub fn from_head(kind: Kind, info: &ObjectInfo) -> Stat {
+        let meta = Meta::from_info(info);
+        let kind = match (kind, meta.kind()) {
+            (Kind::Dir, _) => Kind::Dir,
+            (_, Some(Kind::Symlink)) => Kind::Symlink,
+            _ => Kind::File,
+        };
+        Stat {
+            kind,
+            size: info.size,
+            mtime: meta.posix.mtime.unwrap_or(info.last_modified),
+            etag: info.etag.clone(),
+            remote: true,
+            meta: Some(meta),
+        }
+    }
 }
 
 pub struct InodeTable {
@@ -71,6 +146,9 @@ impl InodeTable {
             size: 0,
             mtime: root_mtime,
             etag: None,
+            meta: None,
+            meta_dirty: false,
+            target: None,
             remote: true,
             validated: None,
             lookups: 1,
@@ -119,11 +197,27 @@ impl InodeTable {
     pub fn upsert(&mut self, parent: Ino, name: &str, stat: Stat, now: Instant) -> Ino {
         if let Some(ino) = self.child(parent, name) {
             let node = self.nodes.get_mut(&ino).expect("child points at a node");
-            if node.kind == stat.kind {
-                if node.content.is_none() {
+            // A listing cannot tell a symlink from a file: keep what a HEAD said.
+            let same_kind = node.kind == stat.kind
+                || (stat.meta.is_none() && node.kind == Kind::Symlink && stat.kind == Kind::File);
+            if same_kind {
+                if node.content.is_none() && !node.meta_dirty {
+                    let same_object = node.etag.is_some() && node.etag == stat.etag;
                     node.size = stat.size;
-                    node.mtime = stat.mtime;
                     node.etag = stat.etag;
+                    match stat.meta {
+                        Some(meta) => {
+                            node.mtime = stat.mtime;
+                            node.meta = Some(meta);
+                        }
+                        // Listed again, unchanged: what HEAD said still holds.
+                        None if same_object && node.meta.is_some() => {}
+                        None => {
+                            node.mtime = stat.mtime;
+                            node.meta = None;
+                            node.target = None;
+                        }
+                    }
                 }
                 node.remote = stat.remote;
                 node.validated = Some(now);
@@ -142,6 +236,9 @@ impl InodeTable {
                 size: stat.size,
                 mtime: stat.mtime,
                 etag: stat.etag,
+                meta: stat.meta,
+                meta_dirty: false,
+                target: None,
                 remote: stat.remote,
                 validated: Some(now),
                 lookups: 0,
@@ -246,6 +343,7 @@ mod tests {
             mtime: SystemTime::UNIX_EPOCH,
             etag: None,
             remote: true,
+            meta: None,
         }
     }
 

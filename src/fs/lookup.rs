@@ -1,11 +1,18 @@
 //! Finding one name in the store. A name is a directory when any key lies under `name/`
 //! (a `dir/` marker or an implicit prefix), else a file when the object `name` exists. Both
 //! requests run concurrently; the directory wins when both exist (see `names`).
+//!
+//! A listing says nothing of user metadata, so a listed entry's mode, owner, stored mtime and
+//! whether it is a symlink are learnt by a HEAD (of the object, or of a directory's marker)
+//! when first needed: `ensure_meta` for one node, `ensure_meta_all` for the entries readdir
+//! is about to return, in bounded parallel.
 
 use std::time::{Instant, SystemTime};
 
+use futures_util::stream::{self, StreamExt};
+
 use super::error::{FsError, FsResult};
-use super::inode::{Ino, Kind, Stat};
+use super::inode::{Ino, Kind, Meta, Stat, ROOT_INO};
 use super::Fs;
 use crate::store::{ObjectStore, StoreError};
 
@@ -21,27 +28,43 @@ pub async fn stat_name(
     let (head, list) = tokio::join!(store.head(&key), store.list_page(&sub, Some("/"), None, 1));
     let list = list?;
     if !list.objects.is_empty() || !list.prefixes.is_empty() {
-        let marker = list.objects.iter().find(|o| o.key == sub);
-        return Ok(Some(Stat {
-            kind: Kind::Dir,
-            size: 0,
-            mtime: marker.map(|m| m.last_modified).unwrap_or(dir_mtime),
-            etag: None,
-            remote: marker.is_some(),
-        }));
+        if !list.objects.iter().any(|o| o.key == sub) {
+            return Ok(Some(Stat {
+                kind: Kind::Dir,
+                size: 0,
+                mtime: dir_mtime,
+                etag: None,
+                remote: false,
+                meta: Some(Meta::default()),
+            }));
+        }
+        // The marker holds the directory's mode, owner and times.
+        return match store.head(&sub).await {
+            Ok(info) => Ok(Some(Stat {
+                size: 0,
+                etag: None,
+                ..Stat::from_head(Kind::Dir, &info)
+            })),
+            Err(StoreError::NotFound) => Ok(Some(Stat {
+                kind: Kind::Dir,
+                size: 0,
+                mtime: dir_mtime,
+                etag: None,
+                remote: false,
+                meta: Some(Meta::default()),
+            })),
+            Err(e) => Err(e),
+        };
     }
     match head {
-        Ok(info) => Ok(Some(Stat {
-            kind: Kind::File,
-            size: info.size,
-            mtime: info.last_modified,
-            etag: info.etag,
-            remote: true,
-        })),
+        Ok(info) => Ok(Some(Stat::from_head(Kind::File, &info))),
         Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e),
     }
 }
+
+/// HEADs in flight when the metadata of many listed entries is needed (readdir).
+const META_CONCURRENCY: usize = 32;
 
 impl Fs {
     /// The inode for `parent/name`, from the table while fresh, else from the store.
@@ -83,6 +106,82 @@ impl Fs {
                 Err(FsError::NotFound)
             }
         }
+    }
+
+    /// Makes sure the node knows what the object's HEAD says (a listing does not say it),
+    /// so a change of one attribute keeps the others.
+    pub(super) async fn ensure_meta(&self, ino: Ino) -> FsResult<()> {
+        match self.fetch_meta(ino).await {
+            Err(FsError::NotFound) => Ok(()), // gone meanwhile: the caller's next step says so
+            other => other,
+        }
+    }
+
+    /// `ensure_meta` for many nodes at once, `META_CONCURRENCY` HEADs in flight. A node whose
+    /// HEAD fails keeps the mount's defaults (logged).
+    pub(super) async fn ensure_meta_all(&self, inos: &[Ino]) {
+        let fetches: Vec<_> = inos
+            .iter()
+            .map(|ino| self.fetch_meta_logged(*ino))
+            .collect();
+        stream::iter(fetches)
+            .buffer_unordered(META_CONCURRENCY)
+            .collect::<()>()
+            .await;
+    }
+
+    async fn fetch_meta_logged(&self, ino: Ino) {
+        if let Err(e) = self.fetch_meta(ino).await {
+            tracing::debug!(ino, error = %e, "cannot read an object's metadata");
+        }
+    }
+
+    async fn fetch_meta(&self, ino: Ino) -> FsResult<()> {
+        let (kind, parent, name) = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            if node.meta.is_some() || ino == ROOT_INO || !node.linked {
+                return Ok(());
+            }
+            if node.kind != Kind::Dir && !node.remote {
+                return Ok(()); // not in the bucket yet
+            }
+            (node.kind, node.parent, node.name.clone())
+        };
+        let key = self.meta_key(ino, kind)?;
+        let stat = match self.store.head(&key).await {
+            Ok(info) => Stat::from_head(kind, &info),
+            // A directory without a marker: nothing stored, the defaults apply.
+            Err(StoreError::NotFound) if kind == Kind::Dir => Stat {
+                kind,
+                size: 0,
+                mtime: self.started,
+                etag: None,
+                remote: false,
+                meta: Some(Meta::default()),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        let mut t = self.table();
+        let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+        if node.meta.is_some() {
+            return Ok(()); // someone else was quicker
+        }
+        if stat.kind != node.kind {
+            // A listed "file" is a symlink: a new inode (the kernel must never see a type change).
+            t.upsert(parent, &name, stat, Instant::now());
+            return Ok(());
+        }
+        if node.content.is_none() {
+            node.mtime = stat.mtime;
+        }
+        if kind == Kind::Dir {
+            node.remote = stat.remote;
+        } else if stat.etag.is_some() {
+            node.etag = stat.etag;
+        }
+        node.meta = stat.meta;
+        Ok(())
     }
 
     /// A name now exists here (created by this mount): forget that it was missing.

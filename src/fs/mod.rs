@@ -13,10 +13,15 @@ mod file;
 pub mod handle;
 pub mod inode;
 mod lookup;
+pub mod metadata;
 pub mod names;
 mod ranges;
 mod rename;
+mod setattr;
 pub mod status;
+mod symlink;
+mod writeback;
+pub mod xattr;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,6 +32,7 @@ use crate::cache::prefetch::Caches;
 use crate::cache::ttl::TtlSet;
 use crate::config::FsOptions;
 use crate::store::ObjectStore;
+use crate::upload::journal::Journal;
 use crate::upload::registry::UploadRegistry;
 use crate::upload::Uploader;
 pub use dir::DirEntry;
@@ -34,6 +40,7 @@ use error::{FsError, FsResult};
 use handle::HandleTable;
 pub use inode::{Ino, ROOT_INO};
 use inode::{InodeTable, Kind, Node};
+pub use setattr::{Owner, SetAttr};
 
 /// Attributes of one inode, as the kernel will see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +49,8 @@ pub struct Attr {
     pub kind: Kind,
     pub size: u64,
     pub mtime: SystemTime,
+    pub atime: SystemTime,
+    pub ctime: SystemTime,
     pub perm: u16,
     pub uid: u32,
     pub gid: u32,
@@ -65,6 +74,9 @@ pub struct Fs {
     negative: TtlSet<(Ino, String)>,
     /// Directories whose children the table knows completely (a recent listing).
     listed: TtlSet<Ino>,
+    /// Closed files not yet uploaded, so a killed daemon loses none (`None` in unit tests
+    /// that do not need one).
+    journal: Option<Arc<Journal>>,
 }
 
 impl Fs {
@@ -76,6 +88,7 @@ impl Fs {
         staging_dir: PathBuf,
         disk_cache: Option<Arc<DiskCache>>,
         uploads: Option<Arc<UploadRegistry>>,
+        journal: Option<Arc<Journal>>,
     ) -> Fs {
         let started = SystemTime::now();
         Fs {
@@ -100,6 +113,7 @@ impl Fs {
             handles: HandleTable::default(),
             staging_dir,
             started,
+            journal,
         }
     }
 
@@ -138,20 +152,27 @@ impl Fs {
     fn attr_of(&self, ino: Ino, node: &Node) -> Attr {
         let size = match (&node.content, node.kind) {
             (Some(c), _) => c.size(),
-            (None, Kind::File) => node.size,
             (None, Kind::Dir) => 0,
+            (None, _) => node.size,
+        };
+        let posix = node.meta.as_ref().map(|m| &m.posix);
+        let default_perm = match node.kind {
+            Kind::File => self.opts.file_mode,
+            Kind::Dir => self.opts.dir_mode,
+            Kind::Symlink => 0o777,
         };
         Attr {
             ino,
             kind: node.kind,
             size,
             mtime: node.mtime,
-            perm: match node.kind {
-                Kind::File => self.opts.file_mode,
-                Kind::Dir => self.opts.dir_mode,
-            },
-            uid: self.opts.uid,
-            gid: self.opts.gid,
+            atime: posix.and_then(|p| p.atime).unwrap_or(node.mtime),
+            ctime: posix.and_then(|p| p.ctime).unwrap_or(node.mtime),
+            perm: posix
+                .and_then(|p| p.mode)
+                .map_or(default_perm, |m| (m & 0o7777) as u16),
+            uid: posix.and_then(|p| p.uid).unwrap_or(self.opts.uid),
+            gid: posix.and_then(|p| p.gid).unwrap_or(self.opts.gid),
         }
     }
 
@@ -208,50 +229,9 @@ impl Fs {
     pub fn forget(&self, ino: Ino, n: u64) {
         self.table().forget(ino, n);
     }
-
-    /// Uploads the closed files whose upload failed (they stay pending until one works).
-    /// Returns how many are still pending afterwards.
-    pub async fn retry_pending(&self) -> usize {
-        let closed: Vec<Ino> = self
-            .table()
-            .all()
-            .filter(|(_, n)| {
-                n.linked && n.open == 0 && n.content.as_ref().is_some_and(|c| c.is_dirty())
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let mut failed = 0;
-        for ino in closed {
-            match self.upload_if_dirty(ino).await {
-                Ok(()) => self.drop_clean_content(ino),
-                Err(_) => failed += 1, // logged and recorded for `status` by the upload
-            }
-        }
-        failed
-    }
-
-    /// Uploads every file whose content is not yet in the bucket (used at unmount).
-    /// Returns how many could not be uploaded.
-    pub async fn drain(&self) -> usize {
-        let pending: Vec<Ino> = self
-            .table()
-            .all()
-            .filter(|(_, n)| n.linked && n.content.as_ref().is_some_and(|c| c.is_dirty()))
-            .map(|(i, _)| i)
-            .collect();
-        if !pending.is_empty() {
-            tracing::info!(files = pending.len(), "uploading pending files before exit");
-        }
-        let mut failed = 0;
-        for ino in pending {
-            if let Err(e) = self.upload_if_dirty(ino).await {
-                failed += 1;
-                tracing::error!(ino, error = %e, "a pending file could not be uploaded");
-            }
-        }
-        failed
-    }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_posix;

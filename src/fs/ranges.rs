@@ -32,6 +32,11 @@ impl Ranges {
         }
     }
 
+    /// The ranges, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Range<u64>> {
+        self.0.iter()
+    }
+
     /// End of the range that starts at 0, or 0.
     pub fn prefix_end(&self) -> u64 {
         self.0.first().filter(|r| r.start == 0).map_or(0, |r| r.end)

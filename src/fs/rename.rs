@@ -63,12 +63,19 @@ impl Fs {
         let kind_of = |ino: Ino| self.table().get(ino).map(|n| n.kind);
         let src_kind = kind_of(src).ok_or(FsError::NotFound)?;
         match (src_kind, dst.and_then(kind_of)) {
-            (Kind::File, Some(Kind::Dir)) => return Err(FsError::IsDir),
-            (Kind::Dir, Some(Kind::File)) => return Err(FsError::NotDir),
+            (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(FsError::IsDir),
+            (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(FsError::NotDir),
             _ => {}
         }
+        if let Some(replaced) = dst {
+            // Whatever the replaced file had pending is moot now.
+            let content = self.table().get(replaced).and_then(|n| n.content.clone());
+            if let Some(c) = content {
+                self.discard_content(&c).await;
+            }
+        }
         match src_kind {
-            Kind::File => {
+            Kind::File | Kind::Symlink => {
                 let from = self.file_key(src)?;
                 let to = format!("{}{}", self.dir_prefix(new_parent)?, new_name);
                 self.rename_file(src, &from, &to, new_parent, new_name)
@@ -122,6 +129,8 @@ impl Fs {
                     }
                 } else if remote {
                     self.copy_then_delete(from, to).await?;
+                    // Later writes keep reading unchanged bytes: from the copy now.
+                    c.rebase(to, None, c.size());
                 }
                 self.table().rename(ino, new_parent, new_name);
                 dirty
@@ -137,10 +146,9 @@ impl Fs {
         if let Some(node) = self.table().get_mut(ino) {
             node.validated = None; // the copy has a new ETag and Last-Modified
         }
-        let open = self.table().get(ino).map(|n| n.open).unwrap_or(0);
-        if pending_upload && open == 0 {
-            // Closed but not yet stored (an earlier upload failed): store it under the new name.
-            self.upload_if_dirty(ino).await?;
+        if pending_upload {
+            // Still to be uploaded: it goes to the new name when due; the journal says so now.
+            self.journal_update(ino).await?;
         }
         Ok(())
     }

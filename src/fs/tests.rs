@@ -8,18 +8,18 @@ use bytes::Bytes;
 
 use super::error::FsError;
 use super::inode::Kind;
-use super::{Fs, ROOT_INO};
+use super::{Fs, Owner, SetAttr, ROOT_INO};
 use crate::config::FsOptions;
 use crate::store::memory::MemoryStore;
 use crate::store::{ObjectStore, PutOptions};
 
-struct Setup {
-    fs: Fs,
-    mem: Arc<MemoryStore>,
-    _staging: tempfile::TempDir,
+pub(super) struct Setup {
+    pub fs: Fs,
+    pub mem: Arc<MemoryStore>,
+    pub _staging: tempfile::TempDir,
 }
 
-fn options() -> FsOptions {
+pub(super) fn options() -> FsOptions {
     FsOptions {
         read_only: false,
         uid: 1,
@@ -40,10 +40,29 @@ fn options() -> FsOptions {
         objects: Default::default(),
         stale_upload_age: Duration::from_secs(86_400),
         retry_interval: Duration::from_secs(5),
+        write_back_delay: Duration::ZERO,
+        ignore_chmod: false,
+        ignore_chown: false,
+        ignore_utimens: false,
+        listing_metadata: true,
     }
 }
 
-fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
+/// The caller of creates in these tests.
+pub(super) const OWNER: Owner = Owner {
+    uid: 1000,
+    gid: 100,
+    perm: 0o640,
+};
+
+pub(super) fn size(n: u64) -> SetAttr {
+    SetAttr {
+        size: Some(n),
+        ..SetAttr::default()
+    }
+}
+
+pub(super) fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
     let mem = Arc::new(MemoryStore::new());
     let staging = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = mem.clone();
@@ -54,6 +73,7 @@ fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
         staging.path().to_path_buf(),
         None,
         None,
+        None,
     );
     Setup {
         fs,
@@ -62,17 +82,17 @@ fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
     }
 }
 
-fn setup() -> Setup {
+pub(super) fn setup() -> Setup {
     setup_with("", options())
 }
 
-async fn put(mem: &MemoryStore, key: &str, data: &[u8]) {
+pub(super) async fn put(mem: &MemoryStore, key: &str, data: &[u8]) {
     mem.put(key, Bytes::copy_from_slice(data), &PutOptions::default())
         .await
         .unwrap();
 }
 
-async fn names(fs: &Fs, dir: u64) -> Vec<(String, Kind)> {
+pub(super) async fn names(fs: &Fs, dir: u64) -> Vec<(String, Kind)> {
     let fh = fs.opendir(dir).await.unwrap();
     let entries = fs.readdir(fh, 0).await.unwrap();
     fs.releasedir(fh).unwrap();
@@ -83,9 +103,9 @@ async fn names(fs: &Fs, dir: u64) -> Vec<(String, Kind)> {
         .collect()
 }
 
-async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
+pub(super) async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
     let (attr, fh) = fs
-        .create(parent, OsStr::new(name), libc::O_WRONLY)
+        .create(parent, OsStr::new(name), libc::O_WRONLY, OWNER)
         .await
         .unwrap();
     fs.write(fh, 0, Bytes::copy_from_slice(data)).await.unwrap();
@@ -94,7 +114,7 @@ async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
     attr.ino
 }
 
-async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
+pub(super) async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
     let (fh, _) = fs.open(ino, libc::O_RDONLY).await.unwrap();
     let mut out = Vec::new();
     loop {
@@ -176,10 +196,10 @@ async fn lookup_finds_files_implicit_directories_and_reports_missing_names() {
 #[tokio::test]
 async fn mkdir_writes_a_marker_and_rmdir_refuses_a_non_empty_directory() {
     let s = setup();
-    let d = s.fs.mkdir(ROOT_INO, OsStr::new("d")).await.unwrap();
+    let d = s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER).await.unwrap();
     assert!(s.mem.keys().contains(&"d/".to_string()));
     assert!(matches!(
-        s.fs.mkdir(ROOT_INO, OsStr::new("d")).await,
+        s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER).await,
         Err(FsError::Exists)
     ));
     write_file(&s.fs, d.ino, "f", b"x").await;
@@ -227,7 +247,7 @@ async fn renaming_a_file_replaces_the_target() {
 async fn a_file_renamed_before_close_is_uploaded_once_under_the_new_name() {
     let s = setup();
     let (_, fh) =
-        s.fs.create(ROOT_INO, OsStr::new("tmp"), libc::O_WRONLY)
+        s.fs.create(ROOT_INO, OsStr::new("tmp"), libc::O_WRONLY, OWNER)
             .await
             .unwrap();
     s.fs.write(fh, 0, Bytes::from_static(b"content"))
@@ -254,11 +274,12 @@ async fn overwrite_in_the_middle_and_truncate_keep_the_rest() {
     let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
     let (fh, _) = s.fs.open(f.ino, libc::O_RDWR).await.unwrap();
     s.fs.write(fh, 3, Bytes::from_static(b"xyz")).await.unwrap();
+    s.fs.flush(fh).await.unwrap();
     s.fs.release(fh).await.unwrap();
     assert_eq!(&s.mem.bytes("f").unwrap()[..], b"012xyz6789");
-    s.fs.setattr(f.ino, Some(4)).await.unwrap();
+    s.fs.setattr(f.ino, size(4)).await.unwrap();
     assert_eq!(&s.mem.bytes("f").unwrap()[..], b"012x");
-    s.fs.setattr(f.ino, Some(6)).await.unwrap();
+    s.fs.setattr(f.ino, size(6)).await.unwrap();
     assert_eq!(&s.mem.bytes("f").unwrap()[..], b"012x\0\0");
 }
 
@@ -270,7 +291,8 @@ async fn a_read_only_mount_refuses_every_change() {
     put(&s.mem, "f", b"x").await;
     let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
     assert!(matches!(
-        s.fs.create(ROOT_INO, OsStr::new("n"), libc::O_WRONLY).await,
+        s.fs.create(ROOT_INO, OsStr::new("n"), libc::O_WRONLY, OWNER)
+            .await,
         Err(FsError::ReadOnly)
     ));
     assert!(matches!(
@@ -282,7 +304,7 @@ async fn a_read_only_mount_refuses_every_change() {
         Err(FsError::ReadOnly)
     ));
     assert!(matches!(
-        s.fs.mkdir(ROOT_INO, OsStr::new("d")).await,
+        s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER).await,
         Err(FsError::ReadOnly)
     ));
     assert_eq!(read_all(&s.fs, f.ino).await, b"x");
@@ -292,7 +314,7 @@ async fn a_read_only_mount_refuses_every_change() {
 async fn an_unlinked_open_file_is_not_resurrected_at_close() {
     let s = setup();
     let (_, fh) =
-        s.fs.create(ROOT_INO, OsStr::new("gone"), libc::O_WRONLY)
+        s.fs.create(ROOT_INO, OsStr::new("gone"), libc::O_WRONLY, OWNER)
             .await
             .unwrap();
     s.fs.write(fh, 0, Bytes::from_static(b"data"))
@@ -308,7 +330,7 @@ async fn an_unlinked_open_file_is_not_resurrected_at_close() {
 async fn a_file_not_yet_closed_is_listed() {
     let s = setup();
     let (_, fh) =
-        s.fs.create(ROOT_INO, OsStr::new("open"), libc::O_WRONLY)
+        s.fs.create(ROOT_INO, OsStr::new("open"), libc::O_WRONLY, OWNER)
             .await
             .unwrap();
     assert_eq!(
@@ -322,7 +344,7 @@ async fn a_file_not_yet_closed_is_listed() {
 async fn a_sequential_write_sends_parts_before_the_file_is_closed() {
     let s = setup();
     let (_, fh) =
-        s.fs.create(ROOT_INO, OsStr::new("stream"), libc::O_WRONLY)
+        s.fs.create(ROOT_INO, OsStr::new("stream"), libc::O_WRONLY, OWNER)
             .await
             .unwrap();
     let chunk = vec![7u8; 1 << 20];
@@ -353,7 +375,7 @@ async fn a_sequential_write_sends_parts_before_the_file_is_closed() {
 async fn a_rewrite_of_a_streamed_part_falls_back_to_a_whole_upload() {
     let s = setup();
     let (_, fh) =
-        s.fs.create(ROOT_INO, OsStr::new("f"), libc::O_WRONLY)
+        s.fs.create(ROOT_INO, OsStr::new("f"), libc::O_WRONLY, OWNER)
             .await
             .unwrap();
     let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 249) as u8).collect();
@@ -372,7 +394,7 @@ async fn a_rewrite_of_a_streamed_part_falls_back_to_a_whole_upload() {
 async fn status_counts_files_not_yet_in_the_bucket() {
     let s = setup();
     let (_, fh) =
-        s.fs.create(ROOT_INO, OsStr::new("pending"), libc::O_WRONLY)
+        s.fs.create(ROOT_INO, OsStr::new("pending"), libc::O_WRONLY, OWNER)
             .await
             .unwrap();
     s.fs.write(fh, 0, Bytes::from_static(b"12345"))
@@ -381,6 +403,7 @@ async fn status_counts_files_not_yet_in_the_bucket() {
     let status = s.fs.status();
     assert_eq!((status.pending, status.pending_bytes), (1, 5));
     assert!(status.oldest.is_some());
+    s.fs.flush(fh).await.unwrap();
     s.fs.release(fh).await.unwrap();
     let status = s.fs.status();
     assert_eq!(status.pending, 0, "uploaded at close");

@@ -19,6 +19,8 @@ pub fn errno(op: &str, err: &FsError) -> Errno {
         FsError::ReadOnly => Errno::EROFS,
         FsError::NotPermitted(_) => Errno::EPERM,
         FsError::Unsupported(_) => Errno::ENOTSUP,
+        FsError::NoAttribute => Errno::ENODATA,
+        FsError::TooLarge(_) => Errno::E2BIG,
         FsError::BadHandle => Errno::EBADF,
         FsError::Store(s) | FsError::Upload(UploadError::Store(s)) => store_errno(s),
         FsError::Upload(UploadError::Staging(_)) => Errno::EIO,

@@ -8,6 +8,7 @@ pub mod errno;
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,8 +22,12 @@ use fuser::{
 };
 
 use crate::fs::inode::Kind;
-use crate::fs::{Attr, Fs};
+use crate::fs::{Attr, Fs, Owner, SetAttr};
 use errno::errno;
+
+/// Directory entries prepared at a time for one readdir reply (their metadata is fetched
+/// in parallel first).
+const READDIR_BATCH: usize = 64;
 
 /// Largest write the kernel may send in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -53,6 +58,7 @@ fn file_type(kind: Kind) -> FileType {
     match kind {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
     }
 }
 
@@ -61,9 +67,9 @@ fn file_attr(a: &Attr) -> FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind: file_type(a.kind),
         perm: a.perm,
@@ -73,6 +79,26 @@ fn file_attr(a: &Attr) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+/// The caller of a create, mkdir or symlink, and the permission bits it asked for.
+fn owner(req: &Request, mode: u32, umask: u32) -> Owner {
+    Owner {
+        uid: req.uid(),
+        gid: req.gid(),
+        perm: mode & !umask & 0o7777,
+    }
+}
+
+/// getxattr/listxattr answer: the size when asked for it (`size` 0), else the bytes if they fit.
+fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() <= size as usize {
+        reply.data(value);
+    } else {
+        reply.error(fuser::Errno::ERANGE);
     }
 }
 
@@ -128,12 +154,12 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -142,8 +168,20 @@ impl Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let time = |t: TimeOrNow| match t {
+            TimeOrNow::SpecificTime(t) => t,
+            TimeOrNow::Now => SystemTime::now(),
+        };
+        let set = SetAttr {
+            size,
+            mode,
+            uid,
+            gid,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+        };
         self.run(|fs, ttl| async move {
-            match fs.setattr(ino.0, size).await {
+            match fs.setattr(ino.0, set).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
                 Err(e) => reply.error(errno("setattr", &e)),
             }
@@ -152,16 +190,17 @@ impl Filesystem for FuseAdapter {
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         let name = name.to_owned();
+        let owner = owner(req, mode, umask);
         self.run(|fs, ttl| async move {
-            match fs.mkdir(parent.0, &name).await {
+            match fs.mkdir(parent.0, &name, owner).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno("mkdir", &e)),
             }
@@ -184,13 +223,30 @@ impl Filesystem for FuseAdapter {
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(fuser::Errno::EPERM);
+        let name = link_name.to_owned();
+        let target = target.as_os_str().as_bytes().to_vec();
+        let owner = owner(req, 0o777, 0);
+        self.run(|fs, ttl| async move {
+            match fs.symlink(parent.0, &name, &target, owner).await {
+                Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
+                Err(e) => reply.error(errno("symlink", &e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.run(|fs, _| async move {
+            match fs.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(e) => reply.error(errno("readlink", &e)),
+            }
+        });
     }
 
     fn rename(
@@ -332,17 +388,21 @@ impl Filesystem for FuseAdapter {
         mut reply: ReplyDirectory,
     ) {
         self.run(|fs, _| async move {
-            match fs.readdir(fh.0, offset).await {
-                Ok(entries) => {
-                    for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-                        let next = i as u64 + 1;
-                        if reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name) {
-                            break;
-                        }
+            let mut offset = offset;
+            loop {
+                let batch = match fs.readdir_attrs(fh.0, offset, READDIR_BATCH).await {
+                    Ok(b) => b,
+                    Err(e) => return reply.error(errno("readdir", &e)),
+                };
+                let Some((last, _, _)) = batch.last() else {
+                    return reply.ok();
+                };
+                offset = *last;
+                for (next, e, _) in &batch {
+                    if reply.add(INodeNo(e.ino), *next, file_type(e.kind), &e.name) {
+                        return reply.ok();
                     }
-                    reply.ok()
                 }
-                Err(e) => reply.error(errno("readdir", &e)),
             }
         });
     }
@@ -356,31 +416,33 @@ impl Filesystem for FuseAdapter {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.run(|fs, ttl| async move {
-            match fs.readdir(fh.0, offset).await {
-                Ok(entries) => {
-                    for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-                        let Some(attr) = fs.cached_attr(e.ino) else {
-                            continue;
-                        };
-                        let next = i as u64 + 1;
-                        if reply.add(
-                            INodeNo(e.ino),
-                            next,
-                            &e.name,
-                            &ttl,
-                            &file_attr(&attr),
-                            Generation(0),
-                        ) {
-                            break;
-                        }
-                        // The kernel now holds a reference, except for `.` and `..`.
-                        if e.name != "." && e.name != ".." {
-                            let _ = fs.referenced(e.ino);
-                        }
+            let mut offset = offset;
+            loop {
+                let batch = match fs.readdir_attrs(fh.0, offset, READDIR_BATCH).await {
+                    Ok(b) => b,
+                    Err(e) => return reply.error(errno("readdirplus", &e)),
+                };
+                let Some((last, _, _)) = batch.last() else {
+                    return reply.ok();
+                };
+                offset = *last;
+                for (next, e, attr) in &batch {
+                    let full = reply.add(
+                        INodeNo(e.ino),
+                        *next,
+                        &e.name,
+                        &ttl,
+                        &file_attr(attr),
+                        Generation(0),
+                    );
+                    if full {
+                        return reply.ok();
                     }
-                    reply.ok()
+                    // The kernel now holds a reference, except for `.` and `..`.
+                    if e.name != "." && e.name != ".." {
+                        let _ = fs.referenced(e.ino);
+                    }
                 }
-                Err(e) => reply.error(errno("readdirplus", &e)),
             }
         });
     }
@@ -407,38 +469,48 @@ impl Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    // Extended attributes are not stored yet: ENOSYS makes the kernel stop asking (and
-    // report EOPNOTSUPP to callers) instead of sending a request per write.
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(fuser::Errno::ENOSYS);
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name.to_string_lossy().into_owned();
+        self.run(|fs, _| async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(value) => xattr_reply(reply, &value, size),
+                Err(e) => reply.error(errno("getxattr", &e)),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(fuser::Errno::ENOSYS);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.run(|fs, _| async move {
+            match fs.listxattr(ino.0).await {
+                Ok(names) => xattr_reply(reply, &names, size),
+                Err(e) => reply.error(errno("listxattr", &e)),
+            }
+        });
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(fuser::Errno::ENOSYS);
+        let name = name.to_string_lossy().into_owned();
+        let value = value.to_vec();
+        self.run(|fs, _| async move {
+            let result = fs.setxattr(ino.0, &name, &value, flags).await;
+            empty_reply(reply, "setxattr", result)
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fuser::Errno::ENOSYS);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_string_lossy().into_owned();
+        self.run(|fs, _| async move {
+            empty_reply(reply, "removexattr", fs.removexattr(ino.0, &name).await)
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -450,17 +522,18 @@ impl Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         let name = name.to_owned();
+        let owner = owner(req, mode, umask);
         self.run(|fs, ttl| async move {
-            match fs.create(parent.0, &name, flags).await {
+            match fs.create(parent.0, &name, flags, owner).await {
                 Ok((a, fh)) => reply.created(
                     &ttl,
                     &file_attr(&a),

@@ -98,6 +98,8 @@ impl ObjectStore for MemoryStore {
             etag: Some(s.etag.clone()),
             content_type: s.opts.content_type.clone(),
             metadata: s.opts.metadata.clone(),
+            storage_class: s.opts.storage_class.clone(),
+            version_id: None,
         })
     }
 

@@ -78,6 +78,10 @@ pub struct ObjectInfo {
     pub etag: Option<String>,
     pub content_type: Option<String>,
     pub metadata: UserMetadata,
+    /// `x-amz-storage-class` (S3 leaves it out for STANDARD).
+    pub storage_class: Option<String>,
+    /// `x-amz-version-id` on a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 /// One object in a listing (LIST returns no user metadata).

@@ -4,6 +4,7 @@
 //! sent. Each request is retried by the store layer; a multipart upload that still fails is
 //! aborted, so no partial object is ever visible under the key.
 
+pub mod journal;
 pub mod multipart;
 pub mod options;
 pub mod registry;
@@ -38,7 +39,7 @@ pub trait PartSource: Send + Sync {
     /// The bytes of `range` of the new content.
     async fn read(&self, range: Range<u64>) -> Result<Bytes, UploadError>;
     /// A key whose object holds exactly these bytes at the same offsets, when one does.
-    fn copy_source(&self, range: &Range<u64>) -> Option<&str>;
+    fn copy_source(&self, range: &Range<u64>) -> Option<String>;
 }
 
 pub struct Uploader {

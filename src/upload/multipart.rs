@@ -62,6 +62,8 @@ pub struct Upload {
     parts: Vec<CompletedPart>,
     next_offset: u64,
     next_number: u32,
+    /// The user metadata the object gets (fixed when the upload was created).
+    metadata: crate::store::UserMetadata,
 }
 
 impl Upload {
@@ -91,11 +93,17 @@ impl Upload {
             parts: Vec::new(),
             next_offset: 0,
             next_number: 1,
+            metadata: opts.metadata.clone(),
         })
     }
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The user metadata given when the upload was created.
+    pub fn metadata(&self) -> &crate::store::UserMetadata {
+        &self.metadata
     }
 
     /// Bytes already handed to part uploads: a write below this invalidates the upload.
@@ -148,8 +156,7 @@ impl Upload {
             // Unchanged bytes of an existing object are copied server-side, not sent.
             let copy = source
                 .copy_source(&range)
-                .filter(|_| len >= MIN_PART || last)
-                .map(str::to_string);
+                .filter(|_| len >= MIN_PART || last);
             let etag = match copy {
                 Some(from) => {
                     store
@@ -275,10 +282,10 @@ mod tests {
         async fn read(&self, r: std::ops::Range<u64>) -> Result<Bytes, UploadError> {
             Ok(self.data.slice(r.start as usize..r.end as usize))
         }
-        fn copy_source(&self, r: &std::ops::Range<u64>) -> Option<&str> {
+        fn copy_source(&self, r: &std::ops::Range<u64>) -> Option<String> {
             self.base
                 .filter(|(_, below)| r.end <= *below)
-                .map(|(k, _)| k)
+                .map(|(k, _)| k.to_string())
         }
     }
 

@@ -1,12 +1,13 @@
 //! A staging file: the local copy of a file's content while it is written, before (and while)
 //! it is uploaded. Reads and writes run on tokio's blocking pool so a slow disk never stalls
-//! the runtime. The file is removed when the last handle to it is dropped.
+//! the runtime. The file is removed when the last handle to it is dropped, unless it was
+//! marked `keep` (a journaled file whose upload is still to come: see `journal`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,11 +16,14 @@ use bytes::Bytes;
 struct Inner {
     path: PathBuf,
     file: File,
+    keep: AtomicBool,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.keep.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -40,7 +44,34 @@ impl StagingFile {
             .create(true)
             .truncate(true)
             .open(&path)?;
-        Ok(StagingFile(Arc::new(Inner { path, file })))
+        Ok(Self::with(path, file))
+    }
+
+    /// Opens the staging file a journal entry names (left by an earlier daemon). It is kept
+    /// on drop until `keep(false)`.
+    pub fn reopen(path: &Path) -> io::Result<StagingFile> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let staging = Self::with(path.to_path_buf(), file);
+        staging.keep(true);
+        Ok(staging)
+    }
+
+    fn with(path: PathBuf, file: File) -> StagingFile {
+        StagingFile(Arc::new(Inner {
+            path,
+            file,
+            keep: AtomicBool::new(false),
+        }))
+    }
+
+    /// Whether the file survives when dropped (while a journal entry refers to it).
+    pub fn keep(&self, keep: bool) {
+        self.0.keep.store(keep, Ordering::Relaxed);
+    }
+
+    /// Flushes the written bytes to disk.
+    pub async fn sync(&self) -> io::Result<()> {
+        self.blocking(|f| f.sync_data()).await
     }
 
     pub fn path(&self) -> &Path {
@@ -97,6 +128,21 @@ mod tests {
         assert_eq!(&s.read_at(2, 10).await.unwrap()[..], b"\0a");
         let path = s.path().to_path_buf();
         drop(s);
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_kept_file_survives_its_handles_and_can_be_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StagingFile::create(dir.path()).unwrap();
+        s.write_at(0, Bytes::from_static(b"data")).await.unwrap();
+        s.keep(true);
+        let path = s.path().to_path_buf();
+        drop(s);
+        let again = StagingFile::reopen(&path).unwrap();
+        assert_eq!(&again.read_at(0, 10).await.unwrap()[..], b"data");
+        again.keep(false);
+        drop(again);
         assert!(!path.exists());
     }
 }

@@ -84,6 +84,8 @@ impl Inner {
             etag: Some(etag),
             content_type: opts.content_type,
             metadata: opts.metadata,
+            storage_class: None,
+            version_id: None,
         })
     }
 

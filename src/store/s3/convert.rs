@@ -76,6 +76,8 @@ pub(super) fn object_info(head: HeadObjectResult) -> ObjectInfo {
             .into_iter()
             .map(|(k, v)| (k.to_lowercase(), v))
             .collect(),
+        storage_class: head.storage_class.filter(|c| !c.is_empty()),
+        version_id: head.version_id.filter(|v| !v.is_empty() && v != "null"),
     }
 }
 

@@ -1,0 +1,238 @@
+//! setattr and the metadata it changes: truncate, chmod, chown and utimens.
+//!
+//! A size change is a content change (`file`). Mode, owner and times are POSIX metadata
+//! stored s3fs-style in the object's user metadata (`metadata`). They are changed on the node
+//! first (`meta_dirty`) and then stored:
+//! - a file whose content is still to be uploaded carries them on that upload (rsync's
+//!   write, close, chmod, utimens, rename becomes one PUT);
+//! - any other file or symlink is copied onto itself with the REPLACE directive (a multipart
+//!   copy above 5 GiB), keeping its object options;
+//! - a directory's live on its `dir/` marker, which is written anew.
+//!
+//! The `ignore_chmod` / `ignore_chown` / `ignore_utimens` switches make those calls succeed
+//! without changing or storing anything.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::dir::DIRECTORY_CONTENT_TYPE;
+use super::error::{FsError, FsResult};
+use super::inode::{Ino, Kind, Meta, Node};
+use super::{metadata, Attr, Fs};
+use crate::store::PutOptions;
+use crate::upload::{PartSource, UploadError};
+
+/// Largest object CopyObject copies in one request; above it, a multipart copy.
+const MAX_SINGLE_COPY: u64 = 5 << 30;
+
+/// What one setattr call changes (`None` = unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    /// Permission bits (the file type bits are ignored).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// Who creates a file, directory or symlink, and with which permission bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits, the umask already applied.
+    pub perm: u32,
+}
+
+impl Fs {
+    pub async fn setattr(&self, ino: Ino, set: SetAttr) -> FsResult<Attr> {
+        if let Some(size) = set.size {
+            self.truncate(ino, size).await?;
+        }
+        let set = SetAttr {
+            mode: set.mode.filter(|_| !self.opts.ignore_chmod),
+            uid: set.uid.filter(|_| !self.opts.ignore_chown),
+            gid: set.gid.filter(|_| !self.opts.ignore_chown),
+            atime: set.atime.filter(|_| !self.opts.ignore_utimens),
+            mtime: set.mtime.filter(|_| !self.opts.ignore_utimens),
+            size: None,
+        };
+        if set != SetAttr::default() {
+            self.check_writable()?;
+            self.ensure_meta(ino).await?;
+            {
+                let mut t = self.table();
+                let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+                apply(node, &set);
+            }
+            self.store_meta(ino).await?;
+        }
+        self.getattr(ino).await
+    }
+
+    /// The key holding `ino`'s metadata: the object, or a directory's marker.
+    pub(super) fn meta_key(&self, ino: Ino, kind: Kind) -> FsResult<String> {
+        match kind {
+            Kind::Dir => self.dir_prefix(ino),
+            _ => self.file_key(ino),
+        }
+    }
+
+    /// Stores the node's changed metadata (see the module comment for how).
+    pub(super) async fn store_meta(&self, ino: Ino) -> FsResult<()> {
+        let (kind, pending, remote, size, meta) = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            if !node.meta_dirty {
+                return Ok(());
+            }
+            let pending = node.content.as_ref().is_some_and(|c| c.is_dirty());
+            (
+                node.kind,
+                pending,
+                node.remote,
+                node.size,
+                node.meta.clone().unwrap_or_default(),
+            )
+        };
+        if pending {
+            // Rides on the upload still to come; the journal must say so meanwhile.
+            return self.journal_update(ino).await;
+        }
+        let key = self.meta_key(ino, kind)?;
+        let opts = self.put_options(&key, ino)?;
+        match kind {
+            Kind::Dir if key.is_empty() => {} // the bucket's root has no marker
+            Kind::Dir => {
+                let opts = PutOptions {
+                    content_type: Some(DIRECTORY_CONTENT_TYPE.into()),
+                    ..opts
+                };
+                self.store.put(&key, Bytes::new(), &opts).await?;
+            }
+            _ if !remote => {} // nothing stored yet: the first upload carries it
+            Kind::Symlink => {
+                // Written anew with its target as the body (also moves a target kept in
+                // metadata, geesefs style, into the body, where bucketfs keeps it).
+                let target = self.readlink(ino).await?;
+                self.store.put(&key, target, &opts).await?;
+            }
+            _ => {
+                let opts = PutOptions {
+                    content_type: meta.content_type.clone().or(opts.content_type),
+                    ..opts
+                };
+                self.copy_onto_itself(&key, size, &opts).await?;
+            }
+        }
+        let mut t = self.table();
+        if let Some(node) = t.get_mut(ino) {
+            node.meta_dirty = false;
+            node.remote = true;
+            node.validated = Some(Instant::now());
+            if kind != Kind::Dir {
+                node.etag = None; // a copy may have a new ETag: HEAD again when reading
+                node.validated = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the metadata of the object at `key` by a server-side copy onto itself.
+    async fn copy_onto_itself(&self, key: &str, size: u64, opts: &PutOptions) -> FsResult<()> {
+        if size <= MAX_SINGLE_COPY {
+            self.store.copy_with_options(key, key, opts, false).await?;
+        } else {
+            let source = Arc::new(CopyOf(key.to_string()));
+            self.uploader.upload(key, source, size, opts).await?;
+        }
+        Ok(())
+    }
+
+    /// The options of a new object at `key` (from the configuration) with `ino`'s metadata.
+    pub(super) fn put_options(&self, key: &str, ino: Ino) -> FsResult<PutOptions> {
+        let mut opts = self.opts.objects.for_key(key);
+        let t = self.table();
+        let node = t.get(ino).ok_or(FsError::NotFound)?;
+        opts.metadata = self.stored_metadata(node.meta.as_ref(), node.mtime);
+        Ok(opts)
+    }
+
+    /// The user metadata to store for a node: its POSIX attributes (with its current
+    /// `mtime`) and its `user.*` attributes.
+    pub(super) fn stored_metadata(
+        &self,
+        meta: Option<&Meta>,
+        mtime: SystemTime,
+    ) -> crate::store::UserMetadata {
+        let meta = meta.cloned().unwrap_or_default();
+        let mut posix = meta.posix;
+        posix.mtime = Some(mtime);
+        let mut out = meta.user;
+        metadata::encode(&posix, &mut out);
+        out
+    }
+
+    /// New POSIX metadata for a node created by `owner`.
+    pub(super) fn new_meta(&self, kind: Kind, owner: Owner) -> Meta {
+        let type_bits = match kind {
+            Kind::File => libc::S_IFREG,
+            Kind::Dir => libc::S_IFDIR,
+            Kind::Symlink => libc::S_IFLNK,
+        };
+        let mut meta = Meta::default();
+        meta.posix.mode = Some(type_bits | (owner.perm & 0o7777));
+        meta.posix.uid = Some(owner.uid);
+        meta.posix.gid = Some(owner.gid);
+        meta
+    }
+}
+
+/// Applies the changes of `set` to the node (its size aside).
+fn apply(node: &mut Node, set: &SetAttr) {
+    let type_bits = match node.kind {
+        Kind::File => libc::S_IFREG,
+        Kind::Dir => libc::S_IFDIR,
+        Kind::Symlink => libc::S_IFLNK,
+    };
+    let meta = node.meta.get_or_insert_with(Meta::default);
+    if let Some(mode) = set.mode {
+        meta.posix.mode = Some(type_bits | (mode & 0o7777));
+    }
+    if let Some(uid) = set.uid {
+        meta.posix.uid = Some(uid);
+    }
+    if let Some(gid) = set.gid {
+        meta.posix.gid = Some(gid);
+    }
+    if let Some(atime) = set.atime {
+        meta.posix.atime = Some(atime);
+    }
+    if let Some(mtime) = set.mtime {
+        meta.posix.mtime = Some(mtime);
+        node.mtime = mtime;
+    }
+    node.meta_dirty = true;
+}
+
+/// An object copied onto itself, part by part (UploadPartCopy), to change its metadata.
+struct CopyOf(String);
+
+#[async_trait]
+impl PartSource for CopyOf {
+    async fn read(&self, _range: Range<u64>) -> Result<Bytes, UploadError> {
+        Err(UploadError::Staging(
+            "a metadata copy sends no data (every part is copied)".into(),
+        ))
+    }
+
+    fn copy_source(&self, _range: &Range<u64>) -> Option<String> {
+        Some(self.0.clone())
+    }
+}

@@ -1,0 +1,101 @@
+//! Symlinks, stored as s3fs stores them: an object whose body is the target and whose
+//! `x-amz-meta-mode` has the S_IFLNK type bits. A target kept in metadata instead (geesefs)
+//! is read too. Hard links cannot exist in S3 and are refused (EPERM, in the adapter).
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::error::{FsError, FsResult};
+use super::inode::{Ino, Kind, Stat};
+use super::names::check_name;
+use super::setattr::Owner;
+use super::{Attr, Fs};
+
+/// Longest target accepted (Linux's PATH_MAX).
+const MAX_TARGET: usize = 4096;
+
+impl Fs {
+    pub async fn symlink(
+        &self,
+        parent: Ino,
+        name: &std::ffi::OsStr,
+        target: &[u8],
+        owner: Owner,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        let name = check_name(name)?;
+        if target.is_empty() || target.len() > MAX_TARGET {
+            return Err(FsError::Invalid("a symlink target is 1 to 4096 bytes"));
+        }
+        match self.resolve(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let key = format!("{}{}", self.dir_prefix(parent)?, name);
+        let owner = Owner {
+            perm: 0o777,
+            ..owner
+        };
+        let stat = Stat {
+            kind: Kind::Symlink,
+            size: target.len() as u64,
+            mtime: SystemTime::now(),
+            etag: None,
+            remote: false,
+            meta: Some(self.new_meta(Kind::Symlink, owner)),
+        };
+        // Stored before it shows: the node is only entered once the PUT succeeded.
+        let mut opts = self.opts.objects.for_key(&key);
+        opts.metadata = self.stored_metadata(stat.meta.as_ref(), stat.mtime);
+        let body = Bytes::copy_from_slice(target);
+        let etag = self.store.put(&key, body.clone(), &opts).await?;
+        self.name_appeared(parent, name);
+        let ino = {
+            let mut t = self.table();
+            let ino = t.upsert(
+                parent,
+                name,
+                Stat {
+                    etag,
+                    remote: true,
+                    ..stat
+                },
+                Instant::now(),
+            );
+            if let Some(node) = t.get_mut(ino) {
+                node.target = Some(body);
+            }
+            ino
+        };
+        self.referenced(ino)
+    }
+
+    pub async fn readlink(&self, ino: Ino) -> FsResult<Bytes> {
+        let (kind, target, in_meta) = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            let in_meta = node
+                .meta
+                .as_ref()
+                .and_then(|m| m.posix.symlink_target.clone());
+            (node.kind, node.target.clone(), in_meta)
+        };
+        if kind != Kind::Symlink {
+            return Err(FsError::Invalid("not a symlink"));
+        }
+        if let Some(t) = target {
+            return Ok(t);
+        }
+        if let Some(t) = in_meta {
+            return Ok(Bytes::from(t));
+        }
+        let key = self.file_key(ino)?;
+        let body = self.store.get_range(&key, 0..MAX_TARGET as u64).await?;
+        if let Some(node) = self.table().get_mut(ino) {
+            node.target = Some(body.clone());
+        }
+        Ok(body)
+    }
+}

@@ -1,0 +1,341 @@
+//! Specifications of POSIX metadata, symlinks, extended attributes and the write-back journal,
+//! run against the in-memory store.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::error::FsError;
+use super::inode::Kind;
+use super::tests::{options, put, read_all, setup, write_file, Setup, OWNER};
+use super::{Fs, SetAttr, ROOT_INO};
+use crate::config::FsOptions;
+use crate::store::memory::MemoryStore;
+use crate::store::{ObjectStore, PutOptions};
+use crate::upload::journal::Journal;
+
+fn meta(mem: &MemoryStore, key: &str, name: &str) -> Option<String> {
+    mem.options(key)?.metadata.get(name).cloned()
+}
+
+fn at(secs: u64, nanos: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+/// A mount with a write-back delay and a journal in `dir` (the cache directory).
+fn journaled(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration) -> Fs {
+    let opts = FsOptions {
+        write_back_delay: delay,
+        ..options()
+    };
+    let staging = dir.join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let journal = Arc::new(Journal::open(&dir.join("journal")).unwrap());
+    Fs::new(mem, String::new(), opts, staging, None, None, Some(journal))
+}
+
+async fn close_new_file(fs: &Fs, name: &str, data: &[u8]) -> u64 {
+    let (attr, fh) = fs
+        .create(ROOT_INO, OsStr::new(name), libc::O_WRONLY, OWNER)
+        .await
+        .unwrap();
+    fs.write(fh, 0, Bytes::copy_from_slice(data)).await.unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await.unwrap();
+    attr.ino
+}
+
+#[tokio::test]
+async fn a_new_file_stores_its_creator_mode_and_mtime_s3fs_style() {
+    let s = setup();
+    let ino = write_file(&s.fs, ROOT_INO, "f", b"x").await;
+    assert_eq!(meta(&s.mem, "f", "mode").as_deref(), Some("33184")); // 0o100640
+    assert_eq!(meta(&s.mem, "f", "uid").as_deref(), Some("1000"));
+    assert_eq!(meta(&s.mem, "f", "gid").as_deref(), Some("100"));
+    let attr = s.fs.getattr(ino).await.unwrap();
+    assert_eq!((attr.perm, attr.uid, attr.gid), (0o640, 1000, 100));
+    assert!(meta(&s.mem, "f", "mtime").is_some());
+}
+
+#[tokio::test]
+async fn chmod_chown_and_utimens_of_a_stored_file_persist_by_a_copy_onto_itself() {
+    let s = setup();
+    put(&s.mem, "f", b"data").await;
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    let set = SetAttr {
+        mode: Some(0o100755),
+        uid: Some(7),
+        gid: Some(8),
+        mtime: Some(at(1_600_000_000, 123_456_789)),
+        ..SetAttr::default()
+    };
+    let attr = s.fs.setattr(f.ino, set).await.unwrap();
+    assert_eq!((attr.perm, attr.uid, attr.gid), (0o755, 7, 8));
+    assert_eq!(attr.mtime, at(1_600_000_000, 123_456_789));
+    assert_eq!(meta(&s.mem, "f", "mode").as_deref(), Some("33261"));
+    assert_eq!(
+        meta(&s.mem, "f", "mtime").as_deref(),
+        Some("1600000000.123456789")
+    );
+    assert_eq!(&s.mem.bytes("f").unwrap()[..], b"data");
+    assert_eq!(s.mem.stats().count("CopyObject"), 1);
+    assert_eq!(
+        s.mem.stats().count("PutObject"),
+        1,
+        "only the test's own PUT"
+    );
+}
+
+#[tokio::test]
+async fn stored_metadata_is_what_a_fresh_mount_shows() {
+    let s = setup();
+    let mut opts = PutOptions::default();
+    opts.metadata.insert("mode".into(), "33152".into()); // 0o100600
+    opts.metadata.insert("uid".into(), "42".into());
+    opts.metadata.insert("mtime".into(), "1500000000.5".into());
+    s.mem
+        .put("f", Bytes::from_static(b"x"), &opts)
+        .await
+        .unwrap();
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    assert_eq!(
+        (f.perm, f.uid, f.gid),
+        (0o600, 42, 1),
+        "gid: the mount default"
+    );
+    assert_eq!(f.mtime, at(1_500_000_000, 500_000_000));
+}
+
+#[tokio::test]
+async fn a_listing_fetches_the_metadata_of_the_entries_it_returns() {
+    let s = setup();
+    let mut opts = PutOptions::default();
+    opts.metadata.insert("mode".into(), "33261".into());
+    s.mem
+        .put("x", Bytes::from_static(b"x"), &opts)
+        .await
+        .unwrap();
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    let entries = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
+    let (_, _, attr) = entries.iter().find(|(_, e, _)| e.name == "x").unwrap();
+    assert_eq!(attr.perm, 0o755);
+}
+
+#[tokio::test]
+async fn ignored_chmod_succeeds_and_changes_nothing() {
+    let s = super::tests::setup_with(
+        "",
+        FsOptions {
+            ignore_chmod: true,
+            ..options()
+        },
+    );
+    put(&s.mem, "f", b"data").await;
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    let set = SetAttr {
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    let attr = s.fs.setattr(f.ino, set).await.unwrap();
+    assert_eq!(attr.perm, 0o644);
+    assert_eq!(s.mem.stats().count("CopyObject"), 0);
+}
+
+#[tokio::test]
+async fn a_directory_keeps_its_mode_and_mtime_on_its_marker() {
+    let s = setup();
+    let d = s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER).await.unwrap();
+    assert_eq!(meta(&s.mem, "d/", "mode").as_deref(), Some("16800")); // 0o40640
+    let set = SetAttr {
+        mode: Some(0o750),
+        mtime: Some(at(1_000_000_000, 0)),
+        ..SetAttr::default()
+    };
+    s.fs.setattr(d.ino, set).await.unwrap();
+    assert_eq!(meta(&s.mem, "d/", "mode").as_deref(), Some("16872")); // 0o40750
+    let fresh = setup();
+    let opts = PutOptions {
+        metadata: s.mem.options("d/").unwrap().metadata,
+        ..PutOptions::default()
+    };
+    fresh.mem.put("d/", Bytes::new(), &opts).await.unwrap();
+    let d = fresh.fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
+    assert_eq!(
+        (d.kind, d.perm, d.mtime),
+        (Kind::Dir, 0o750, at(1_000_000_000, 0))
+    );
+}
+
+#[tokio::test]
+async fn a_symlink_is_an_object_holding_its_target() {
+    let s = setup();
+    let l =
+        s.fs.symlink(ROOT_INO, OsStr::new("l"), b"../target dir/f", OWNER)
+            .await
+            .unwrap();
+    assert_eq!(l.kind, Kind::Symlink);
+    assert_eq!(&s.mem.bytes("l").unwrap()[..], b"../target dir/f");
+    assert_eq!(meta(&s.mem, "l", "mode").as_deref(), Some("41471")); // 0o120777
+                                                                     // Another mount sees a symlink, in a listing as well as by lookup.
+    let other = setup();
+    let opts = PutOptions {
+        metadata: s.mem.options("l").unwrap().metadata,
+        ..PutOptions::default()
+    };
+    other
+        .mem
+        .put("l", s.mem.bytes("l").unwrap(), &opts)
+        .await
+        .unwrap();
+    let fh = other.fs.opendir(ROOT_INO).await.unwrap();
+    let entries = other.fs.readdir_attrs(fh, 0, 64).await.unwrap();
+    let (_, entry, _) = entries.iter().find(|(_, e, _)| e.name == "l").unwrap();
+    assert_eq!(entry.kind, Kind::Symlink);
+    let target = other.fs.readlink(entry.ino).await.unwrap();
+    assert_eq!(&target[..], b"../target dir/f");
+}
+
+#[tokio::test]
+async fn user_xattrs_are_user_metadata_and_s3_ones_are_read_only() {
+    let s = setup();
+    put(&s.mem, "f", b"data").await;
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    s.fs.setxattr(f.ino, "user.Color", b"blue", 0)
+        .await
+        .unwrap();
+    assert_eq!(meta(&s.mem, "f", "color").as_deref(), Some("blue"));
+    assert_eq!(s.fs.getxattr(f.ino, "user.color").await.unwrap(), b"blue");
+    let names = String::from_utf8(s.fs.listxattr(f.ino).await.unwrap()).unwrap();
+    assert!(names.contains("user.color\0"), "{names:?}");
+    assert!(names.contains("s3.etag\0"), "{names:?}");
+    assert!(matches!(
+        s.fs.setxattr(f.ino, "user.color", b"red", 1).await,
+        Err(FsError::Exists)
+    ));
+    assert!(matches!(
+        s.fs.setxattr(f.ino, "s3.etag", b"x", 0).await,
+        Err(FsError::NotPermitted(_))
+    ));
+    assert!(matches!(
+        s.fs.getxattr(f.ino, "security.capability").await,
+        Err(FsError::NoAttribute)
+    ));
+    s.fs.removexattr(f.ino, "user.color").await.unwrap();
+    assert_eq!(meta(&s.mem, "f", "color"), None);
+    assert_eq!(&s.mem.bytes("f").unwrap()[..], b"data");
+}
+
+#[tokio::test]
+async fn write_close_chmod_utimens_rename_is_one_put_under_the_final_name() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_millis(50));
+    let ino = close_new_file(&fs, ".f.tmp", b"content").await;
+    assert!(mem.keys().is_empty(), "not uploaded at close");
+    let set = SetAttr {
+        mode: Some(0o600),
+        mtime: Some(at(1_234_567_890, 5)),
+        ..SetAttr::default()
+    };
+    fs.setattr(ino, set).await.unwrap();
+    fs.rename(ROOT_INO, OsStr::new(".f.tmp"), ROOT_INO, OsStr::new("f"), 0)
+        .await
+        .unwrap();
+    assert_eq!(fs.upload_due().await, 0);
+    assert!(mem.keys().is_empty(), "the delay is not over");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(fs.upload_due().await, 0);
+    assert_eq!(mem.keys(), ["f"]);
+    assert_eq!(meta(&mem, "f", "mode").as_deref(), Some("33152"));
+    assert_eq!(
+        meta(&mem, "f", "mtime").as_deref(),
+        Some("1234567890.000000005")
+    );
+    let stats = mem.stats();
+    assert_eq!(stats.count("PutObject"), 1, "{stats:?}");
+    assert_eq!(stats.count("CopyObject") + stats.count("DeleteObject"), 0);
+    assert!(
+        Journal::open(&dir.path().join("journal"))
+            .unwrap()
+            .entries()
+            .unwrap()
+            .is_empty(),
+        "uploaded: no longer journaled"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_file_left_by_a_killed_daemon_is_uploaded_by_the_next_one() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    put(&mem, "old", b"0123456789").await;
+    {
+        let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+        let ino = close_new_file(&fs, "new", b"fresh bytes").await;
+        let set = SetAttr {
+            mode: Some(0o700),
+            ..SetAttr::default()
+        };
+        fs.setattr(ino, set).await.unwrap();
+        let old = fs.lookup(ROOT_INO, OsStr::new("old")).await.unwrap();
+        let (fh, _) = fs.open(old.ino, libc::O_RDWR).await.unwrap();
+        fs.write(fh, 2, Bytes::from_static(b"AB")).await.unwrap();
+        fs.flush(fh).await.unwrap();
+        fs.release(fh).await.unwrap();
+        // Dropped without a drain: what a kill -9 leaves.
+    }
+    assert_eq!(mem.keys(), ["old"]);
+    assert_eq!(&mem.bytes("old").unwrap()[..], b"0123456789");
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    assert_eq!(fs.recover().await, (2, 0));
+    assert_eq!(&mem.bytes("new").unwrap()[..], b"fresh bytes");
+    assert_eq!(meta(&mem, "new", "mode").as_deref(), Some("33216")); // 0o100700
+    assert_eq!(&mem.bytes("old").unwrap()[..], b"01AB456789");
+    assert_eq!(fs.recover().await, (0, 0), "nothing left to replay");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("staging"))
+        .unwrap()
+        .collect();
+    assert!(leftovers.is_empty(), "staged data removed once uploaded");
+}
+
+#[tokio::test]
+async fn an_unlinked_pending_file_is_neither_uploaded_nor_replayed() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+        close_new_file(&fs, "gone", b"x").await;
+        fs.unlink(ROOT_INO, OsStr::new("gone")).await.unwrap();
+    }
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    assert_eq!(fs.recover().await, (0, 0));
+    assert!(mem.keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_pending_file_reads_back_and_drain_uploads_it() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    let ino = close_new_file(&fs, "f", b"abc").await;
+    assert_eq!(read_all(&fs, ino).await, b"abc");
+    assert_eq!(fs.status().pending, 1);
+    assert_eq!(fs.drain().await, 0);
+    assert_eq!(&mem.bytes("f").unwrap()[..], b"abc");
+    assert_eq!(fs.status().pending, 0);
+}
+
+#[tokio::test]
+async fn a_hard_link_target_that_is_a_symlink_is_not_truncated() {
+    let s: Setup = setup();
+    let l =
+        s.fs.symlink(ROOT_INO, OsStr::new("l"), b"t", OWNER)
+            .await
+            .unwrap();
+    assert!(matches!(
+        s.fs.setattr(l.ino, super::tests::size(0)).await,
+        Err(FsError::Invalid(_))
+    ));
+}

@@ -1,0 +1,190 @@
+//! Extended attributes: `user.NAME` is the object's user metadata `x-amz-meta-NAME`
+//! (stored like chmod's changes: with a pending upload, else by a copy onto itself), and
+//! read-only `s3.*` attributes show what S3 says about the object (ETag, content type,
+//! storage class, version id). Other namespaces (security, system, trusted) hold nothing.
+//!
+//! S3 lowercases metadata names and only carries header-safe text, so names are lowercased
+//! and values must be printable ASCII; all user metadata together must fit in S3's 2 KiB.
+
+use super::error::{FsError, FsResult};
+use super::inode::{Ino, Kind};
+use super::{metadata, Fs};
+
+/// S3's limit on the user metadata of one object (names and values together).
+const MAX_METADATA: usize = 2048;
+
+/// `XATTR_CREATE` / `XATTR_REPLACE` of setxattr(2).
+const XATTR_CREATE: i32 = 1;
+const XATTR_REPLACE: i32 = 2;
+
+/// An attribute name, by namespace.
+enum Name<'a> {
+    User(String),
+    S3(&'a str),
+    Other,
+}
+
+fn parse(name: &str) -> Name<'_> {
+    if let Some(n) = name.strip_prefix("user.") {
+        Name::User(n.to_ascii_lowercase())
+    } else if let Some(n) = name.strip_prefix("s3.") {
+        Name::S3(n)
+    } else {
+        Name::Other
+    }
+}
+
+/// A `user.*` name S3 can carry as `x-amz-meta-NAME` and that no POSIX convention uses.
+fn check_user_name(name: &str) -> FsResult<()> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return Err(FsError::Invalid(
+            "a user.* attribute name may hold only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    if metadata::is_posix_key(name) {
+        return Err(FsError::NotPermitted(
+            "this name holds POSIX metadata: use chmod, chown or touch",
+        ));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> FsResult<String> {
+    let text = std::str::from_utf8(value)
+        .ok()
+        .filter(|v| v.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        .filter(|v| v.trim() == *v)
+        .ok_or(FsError::Invalid(
+            "S3 metadata values must be printable ASCII without leading or trailing spaces",
+        ))?;
+    Ok(text.to_string())
+}
+
+impl Fs {
+    pub async fn getxattr(&self, ino: Ino, name: &str) -> FsResult<Vec<u8>> {
+        let name = parse(name);
+        if matches!(name, Name::Other) {
+            return Err(FsError::NoAttribute);
+        }
+        self.getattr(ino).await?; // the ETag is current
+        self.ensure_meta(ino).await?;
+        let t = self.table();
+        let node = t.get(ino).ok_or(FsError::NotFound)?;
+        let meta = node.meta.clone().unwrap_or_default();
+        let value = match name {
+            Name::User(n) => meta.user.get(&n).cloned(),
+            Name::S3(n) => self
+                .s3_attributes(node.kind, node.etag.as_deref(), &meta)
+                .into_iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v),
+            Name::Other => None,
+        };
+        value.map(String::into_bytes).ok_or(FsError::NoAttribute)
+    }
+
+    /// Every attribute name, each followed by a NUL (listxattr's format).
+    pub async fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.getattr(ino).await?; // the ETag is current
+        self.ensure_meta(ino).await?;
+        let t = self.table();
+        let node = t.get(ino).ok_or(FsError::NotFound)?;
+        let meta = node.meta.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        for name in meta.user.keys() {
+            out.extend_from_slice(format!("user.{name}\0").as_bytes());
+        }
+        for (name, _) in self.s3_attributes(node.kind, node.etag.as_deref(), &meta) {
+            out.extend_from_slice(format!("s3.{name}\0").as_bytes());
+        }
+        Ok(out)
+    }
+
+    pub async fn setxattr(&self, ino: Ino, name: &str, value: &[u8], flags: i32) -> FsResult<()> {
+        let user = match parse(name) {
+            Name::User(n) => n,
+            Name::S3(_) => return Err(FsError::NotPermitted("s3.* attributes are read-only")),
+            Name::Other => return Err(FsError::Unsupported("only user.* attributes are stored")),
+        };
+        self.check_writable()?;
+        check_user_name(&user)?;
+        let value = check_value(value)?;
+        self.ensure_meta(ino).await?;
+        {
+            let mut t = self.table();
+            let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+            let meta = node.meta.get_or_insert_with(Default::default);
+            let exists = meta.user.contains_key(&user);
+            if exists && flags & XATTR_CREATE != 0 {
+                return Err(FsError::Exists);
+            }
+            if !exists && flags & XATTR_REPLACE != 0 {
+                return Err(FsError::NoAttribute);
+            }
+            let mut user_meta = meta.user.clone();
+            user_meta.insert(user, value);
+            let total: usize = user_meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if total > MAX_METADATA {
+                return Err(FsError::TooLarge(
+                    "S3 stores at most 2 KiB of user metadata per object",
+                ));
+            }
+            meta.user = user_meta;
+            node.meta_dirty = true;
+        }
+        self.store_meta(ino).await
+    }
+
+    pub async fn removexattr(&self, ino: Ino, name: &str) -> FsResult<()> {
+        let user = match parse(name) {
+            Name::User(n) => n,
+            Name::S3(_) => return Err(FsError::NotPermitted("s3.* attributes are read-only")),
+            Name::Other => return Err(FsError::NoAttribute),
+        };
+        self.check_writable()?;
+        self.ensure_meta(ino).await?;
+        {
+            let mut t = self.table();
+            let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+            let meta = node.meta.get_or_insert_with(Default::default);
+            if meta.user.remove(&user).is_none() {
+                return Err(FsError::NoAttribute);
+            }
+            node.meta_dirty = true;
+        }
+        self.store_meta(ino).await
+    }
+
+    /// The read-only `s3.*` attributes of an object (directories have none).
+    fn s3_attributes(
+        &self,
+        kind: Kind,
+        etag: Option<&str>,
+        meta: &super::inode::Meta,
+    ) -> Vec<(&'static str, String)> {
+        if kind == Kind::Dir {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if let Some(e) = etag {
+            out.push(("etag", e.trim_matches('"').to_string()));
+        }
+        if let Some(c) = &meta.content_type {
+            out.push(("content_type", c.clone()));
+        }
+        out.push((
+            "storage_class",
+            meta.storage_class
+                .clone()
+                .unwrap_or_else(|| "STANDARD".into()),
+        ));
+        if let Some(v) = &meta.version_id {
+            out.push(("version_id", v.clone()));
+        }
+        out
+    }
+}
