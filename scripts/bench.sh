@@ -23,9 +23,10 @@
 #   find    cold `find` of 2,000 files in 40 directories     raw: LIST
 #   du      cold `du -s` of the same tree                    raw: LIST
 #   rsync   `rsync -a --stats` of 2,000 small files in 40 directories (varied modes and
-#           mtimes, a few symlinks) into the mount: run 1 on a fresh mount (and until in the
-#           bucket), run 2 on the same mount, run 3 on a fresh mount; files transferred and
-#           errors (e.g. symlinks not supported) are counted
+#           sub-second mtimes, 10 relative, absolute and dangling symlinks) into the mount:
+#           run 1 on a fresh mount (and until in the bucket: every file and every symlink
+#           the tool could create), run 2 on the same mount, run 3 on a fresh mount; files
+#           transferred and errors (e.g. symlinks not supported) are counted
 #   rss     peak RSS (VmHWM) of each daemon, sampled before each unmount; the table shows
 #           the largest
 # Writes are timed until the data is in the bucket (HEAD / LIST polling by the raw tool)

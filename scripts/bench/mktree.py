@@ -6,8 +6,9 @@ nor deduplicate them; a new call gives new bytes).
       N files of BYTES random bytes in DIR (flat).
   mktree.py rsync DIR --files N --dirs D
       N files of 200 B..16 KiB in D subdirectories, with varied permission bits and
-      modification times (spread over three years), plus a few relative symlinks
-      (max(3, N // 200)) -- what `rsync -a` has to carry over.
+      modification times (spread over three years, with nanoseconds), plus a few
+      symlinks (max(5, N // 200): relative, absolute and dangling ones) -- what
+      `rsync -a` has to carry over.
 
 DIR is emptied first. Prints one JSON line: files, symlinks, bytes.
 """
@@ -57,11 +58,17 @@ def make_rsync(root, files, dirs):
         os.utime(path, (mtime, mtime))
         total += size
         paths.append(path)
-    links = max(3, files // 200)
+    links = max(5, files // 200)
     for j in range(links):
-        target = paths[j * (len(paths) // links)]
+        target = paths[(j * (len(paths) // links) + j) % len(paths)]  # spread over dirs
         link = os.path.join(os.path.dirname(target), f"link{j:03}")
-        os.symlink(os.path.basename(target), link)
+        # Mostly relative (same directory), every third absolute, every fifth dangling.
+        if j % 5 == 4:
+            os.symlink("no/such/file", link)
+        elif j % 3 == 2:
+            os.symlink("/usr/share/common-licenses/GPL-3", link)
+        else:
+            os.symlink(os.path.basename(target), link)
     # Directory modes and times last: creating entries changes a directory's mtime.
     for k in range(dirs):
         d = os.path.join(root, f"dir{k:03}")
