@@ -630,7 +630,10 @@ impl Config {
         };
 
         let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        // Absolute: the background daemon does not keep the caller's working directory, and
+        // the journal names staging files by path.
         let cache_dir = layer.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        let cache_dir = std::path::absolute(&cache_dir).unwrap_or(cache_dir);
         Ok(Config {
             source,
             prefix,

@@ -1,5 +1,6 @@
 //! Metadata and data caches on a real mount: `ls -l` of a large directory costs one listing
-//! pass and no HEAD per entry; changed objects are never served from stale caches; the disk
+//! pass and no HEAD per entry when listing metadata is off, and at most one HEAD per entry
+//! (for stored modes and mtimes) when it is on; changed objects are never served from stale caches; the disk
 //! cache survives a remount and serves reads without GETs.
 
 mod common;
@@ -30,7 +31,7 @@ fn request_counts(log: &str) -> BTreeMap<String, u64> {
 }
 
 #[test]
-fn ls_l_of_a_large_directory_is_one_listing_pass_without_heads() {
+fn without_listing_metadata_ls_l_of_a_large_directory_is_one_listing_pass_without_heads() {
     let server = Server::running();
     let prefix = server.unique_prefix("lsl");
     let keys: Vec<String> = (0..1500).map(|i| format!("{prefix}/d/f{i:05}")).collect();
@@ -38,7 +39,7 @@ fn ls_l_of_a_large_directory_is_one_listing_pass_without_heads() {
     let m = Mount::new(
         &server,
         &format!("s3://{}/{prefix}", server.bucket_name()),
-        &["--metadata-ttl", "30"],
+        &["--metadata-ttl", "30", "--no-listing-metadata"],
     );
     let out = Command::new("ls")
         .arg("-l")
@@ -67,6 +68,52 @@ fn ls_l_of_a_large_directory_is_one_listing_pass_without_heads() {
         lists <= 5,
         "one listing pass (two pages) plus lookups: {counts:?}"
     );
+}
+
+#[test]
+fn ls_l_shows_stored_modes_and_mtimes_with_at_most_one_head_per_entry() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("lslmeta");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let m = Mount::new(&server, &source, &[]);
+    fs::create_dir(m.path("d")).unwrap();
+    for i in 0..300 {
+        let path = m.path(&format!("d/f{i:03}"));
+        fs::write(&path, b"x").unwrap();
+        let touch = Command::new("chmod")
+            .arg("700")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(touch.success());
+    }
+    let touch = Command::new("sh")
+        .arg("-c")
+        .arg(format!("touch -d @1500000000 {}/d/f*", m.dir.display()))
+        .status()
+        .unwrap();
+    assert!(touch.success());
+    m.unmount();
+
+    let m = Mount::new(&server, &source, &["--metadata-ttl", "30"]);
+    let out = Command::new("ls")
+        .args(["-l", "--time-style=+%s"])
+        .arg(m.path("d"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let files: Vec<&str> = text.lines().filter(|l| l.starts_with('-')).collect();
+    assert_eq!(files.len(), 300);
+    for line in files {
+        assert!(
+            line.starts_with("-rwx------") && line.contains(" 1500000000 "),
+            "stored mode and mtime: {line}"
+        );
+    }
+    let counts = request_counts(&m.log_after_unmount());
+    let heads = counts.get("HeadObject").copied().unwrap_or(0);
+    assert!(heads <= 300 + 5, "at most one HEAD per entry: {counts:?}");
 }
 
 #[test]

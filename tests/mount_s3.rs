@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::Duration;
 
 use common::*;
@@ -300,9 +300,9 @@ fn keys_that_cannot_be_names_never_hide_their_siblings() {
 }
 
 #[test]
-fn stat_reports_size_mtime_owner_and_modes() {
+fn objects_without_stored_metadata_show_the_mount_defaults() {
     let server = Server::running();
-    let (m, _) = mount_prefix(
+    let (m, prefix) = mount_prefix(
         &server,
         "attrs",
         &[
@@ -316,8 +316,8 @@ fn stat_reports_size_mtime_owner_and_modes() {
             "0700",
         ],
     );
-    fs::write(m.path("f"), b"12345").unwrap();
-    fs::create_dir(m.path("d")).unwrap();
+    server.put(&format!("{prefix}/f"), b"12345");
+    server.put(&format!("{prefix}/d/inner"), b"x");
     let f = fs::metadata(m.path("f")).unwrap();
     assert_eq!(
         (f.len(), f.uid(), f.gid(), f.mode() & 0o7777),
@@ -326,10 +326,46 @@ fn stat_reports_size_mtime_owner_and_modes() {
     let age = std::time::SystemTime::now()
         .duration_since(f.modified().unwrap())
         .unwrap_or_default();
-    assert!(age < Duration::from_secs(120), "mtime is recent: {age:?}");
+    assert!(
+        age < Duration::from_secs(120),
+        "mtime is Last-Modified: {age:?}"
+    );
     assert_eq!(fs::metadata(m.path("d")).unwrap().mode() & 0o7777, 0o700);
     let st = nix_statfs(&m.dir);
     assert!(st > 0, "statfs reports space");
+}
+
+#[test]
+fn a_created_file_belongs_to_its_creator_with_the_mode_it_asked_for() {
+    let server = Server::running();
+    let (m, _) = mount_prefix(
+        &server,
+        "creator",
+        &["--uid", "1234", "--file-mode", "0600"],
+    );
+    let path = m.path("f");
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&path)
+        .unwrap();
+    drop(file);
+    let f = fs::metadata(&path).unwrap();
+    // SAFETY: no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    assert_eq!((f.uid(), f.gid()), (uid, gid));
+    assert_eq!(f.mode() & 0o7777, 0o640 & !umask());
+}
+
+/// The process's umask (read by setting it and putting it back).
+fn umask() -> u32 {
+    // SAFETY: umask has no preconditions; the old value is restored at once.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old);
+        old as u32
+    }
 }
 
 fn nix_statfs(path: &std::path::Path) -> u64 {

@@ -26,11 +26,12 @@ use common::*;
 
 // --- helpers -------------------------------------------------------------------------------
 
+/// A mount with the default write-back delay (the harness otherwise uploads at close).
 fn mount(server: &Server, prefix: &str) -> Mount {
     Mount::new(
         server,
         &format!("s3://{}/{prefix}", server.bucket_name()),
-        &[],
+        &["--write-back-delay", "1"],
     )
 }
 

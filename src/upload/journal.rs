@@ -146,12 +146,22 @@ fn writer_alive(id: &str) -> bool {
     pid_alive(pid)
 }
 
-/// True when process `pid` exists.
+/// True when process `pid` runs (a zombie, killed but not yet reaped, does not).
 pub fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "PID (COMM) STATE ...": the state follows the last ')'.
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        return !matches!(state, Some("Z" | "X"));
+    }
     // SAFETY: kill with signal 0 only checks for existence and permission.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0
-            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    exists || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]

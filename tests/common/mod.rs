@@ -231,6 +231,11 @@ impl Mount {
         if given("--metadata-ttl").is_none() {
             args.extend(["--metadata-ttl".into(), "0.5".into()]);
         }
+        // Most tests look in the bucket right after close: upload at close unless a test
+        // asks for write-back (tests/posix_tools.rs and tests/durability.rs do).
+        if given("--write-back-delay").is_none() {
+            args.extend(["--write-back-delay".into(), "0".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let out = bucketfs(server, &args);
         assert!(

@@ -1,0 +1,128 @@
+//! Nothing that was closed is lost: a daemon killed with SIGKILL while files are being
+//! written leaves its closed files in the write-back journal, and the next mount with the same
+//! cache directory uploads them (bytes and metadata) before it shows anything.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+
+const FILES: usize = 200;
+
+fn content(i: usize) -> Vec<u8> {
+    format!("file {i}\n").repeat(50 + i).into_bytes()
+}
+
+fn mtime_of(i: usize) -> i64 {
+    1_600_000_000 + i as i64
+}
+
+fn set_mtime(path: &Path, secs: i64) -> std::io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let t = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid C string and two timespecs.
+    match unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Writes file `i` the way cp -p does: write, close, chmod, set the mtime.
+fn write_one(dir: &Path, i: usize) -> std::io::Result<()> {
+    let path = dir.join(format!("f{i:03}"));
+    std::fs::write(&path, content(i))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    set_mtime(&path, mtime_of(i))
+}
+
+#[test]
+fn files_closed_before_a_kill_9_are_uploaded_by_the_next_mount() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("kill9");
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().display().to_string();
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    // A long delay: what is closed is still only in the journal when the daemon dies.
+    let m = Mount::new(
+        &server,
+        &source,
+        &["--cache-dir", &cache_arg, "--write-back-delay", "30"],
+    );
+    let done = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (dir, done) = (m.dir.clone(), done.clone());
+        std::thread::spawn(move || {
+            for i in 0..FILES {
+                if write_one(&dir, i).is_err() {
+                    return; // the daemon is gone
+                }
+                done.store(i + 1, Ordering::SeqCst);
+            }
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || done.load(Ordering::SeqCst)
+            >= FILES / 2),
+        "half of the files are written"
+    );
+    let pid = daemon_pid(&m.dir).expect("daemon running");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    writer.join().unwrap();
+    let closed = done.load(Ordering::SeqCst);
+    let _ = Command::new("umount").arg("-l").arg(&m.dir).status();
+    drop(m);
+    assert!(
+        server.keys(&format!("{prefix}/")).len() < closed,
+        "the test needs files that were closed but not uploaded when the daemon died"
+    );
+
+    // The next mount replays the journal before it is ready.
+    let m = Mount::new(&server, &source, &["--cache-dir", &cache_arg]);
+    for i in 0..closed {
+        let key = format!("{prefix}/f{i:03}");
+        assert_eq!(server.get(&key), Some(content(i)), "{key}: bytes");
+        let head = server.head_full(&key).unwrap();
+        let meta = head.metadata.unwrap_or_default();
+        let get = |k: &str| meta.iter().find(|(n, _)| n.eq_ignore_ascii_case(k));
+        assert_eq!(
+            get("mode").map(|(_, v)| v.as_str()),
+            Some("33152"),
+            "{key}: mode 0600"
+        );
+        let mtime = get("mtime").map(|(_, v)| v.split('.').next().unwrap().to_string());
+        assert_eq!(mtime, Some(mtime_of(i).to_string()), "{key}: mtime");
+    }
+    // A file the kill interrupted is absent or whole, never partial.
+    for key in server.keys(&format!("{prefix}/")) {
+        let i: usize = key.rsplit('f').next().unwrap().parse().unwrap();
+        assert_eq!(server.get(&key), Some(content(i)), "{key} is whole");
+    }
+    let md = std::fs::metadata(m.path("f000")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    drop(m);
+    let journal = cache_dir_entries(cache.path(), "journal");
+    assert!(journal.is_empty(), "journal emptied: {journal:?}");
+}
+
+/// Files (not directories) under any `name` directory below `root`.
+fn cache_dir_entries(root: &Path, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for mount_dir in std::fs::read_dir(root).unwrap().flatten() {
+        let dir = mount_dir.path().join(name);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
