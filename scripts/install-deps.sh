@@ -7,7 +7,9 @@
 #   gcc, libc6-dev   build the TCP_NODELAY shim (scripts/nodelay.c)
 #   make, pkg-config build of the Garage S3 server (`cargo install garage`, done by
 #                    scripts/s3-server.sh start when it is missing)
-#   util-linux (flock, setsid), coreutils (od): essential, always present on Debian
+#   util-linux (flock, setsid, runuser), coreutils (od): essential, always present on Debian
+#   passwd (useradd): essential; creates the unprivileged user `bucketfs-test` that
+#                    tests/permissions.rs acts as on a mount shared with --allow-other
 #
 # Benchmark peers (s3fs, rclone) are installed by the benchmark script, not here.
 # Also checks that /dev/fuse exists.
@@ -38,6 +40,19 @@ if ((${#missing[@]})); then
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 else
     log "all packages present: ${PACKAGES[*]}"
+fi
+
+# An unprivileged user for the permission tests (no home, no login).
+if ! id bucketfs-test >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]]; then
+        useradd --system --no-create-home --shell /usr/sbin/nologin bucketfs-test
+        log "created user bucketfs-test"
+    elif command -v sudo >/dev/null; then
+        sudo useradd --system --no-create-home --shell /usr/sbin/nologin bucketfs-test
+        log "created user bucketfs-test"
+    else
+        log "warning: cannot create user bucketfs-test (not root); tests/permissions.rs will fail"
+    fi
 fi
 
 if [[ ! -c /dev/fuse ]]; then

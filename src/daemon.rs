@@ -399,7 +399,8 @@ fn abort_connection(dev: u64) {
     }
 }
 
-/// Drains pending uploads, logging progress every few seconds for long drains.
+/// Drains pending uploads, logging progress every few seconds for long drains (on stderr
+/// in the foreground; `bucketfs unmount` shows it too).
 async fn drain_with_progress(fs: &Fs) -> usize {
     let started = Instant::now();
     let drain = fs.drain();
@@ -407,8 +408,14 @@ async fn drain_with_progress(fs: &Fs) -> usize {
     loop {
         tokio::select! {
             failed = &mut drain => return failed,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {
-                info!(seconds = started.elapsed().as_secs(), "still uploading pending files");
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                let status = fs.status();
+                info!(
+                    seconds = started.elapsed().as_secs(),
+                    files = status.pending,
+                    bytes = status.pending_bytes,
+                    "still uploading pending files before exit"
+                );
             }
         }
     }
@@ -556,18 +563,22 @@ async fn serve_status(socket: PathBuf, fs: Arc<Fs>, mountpoint: PathBuf) {
     }
 }
 
+/// The status report of the daemon serving `mountpoint` (absolute).
+fn query_status(mountpoint: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut report = String::new();
+    std::os::unix::net::UnixStream::connect(socket_for(mountpoint))?.read_to_string(&mut report)?;
+    Ok(report)
+}
+
 /// `bucketfs status`: the daemon's report on pending uploads and recent failures.
 pub fn status(mountpoint: &Path) -> ExitCode {
-    use std::io::Read;
     let abs = match std::path::absolute(mountpoint) {
         Ok(p) => p,
         Err(e) => return usage_error(format!("bad mountpoint {}: {e}", mountpoint.display())),
     };
-    let mut report = String::new();
-    let answer = std::os::unix::net::UnixStream::connect(socket_for(&abs))
-        .and_then(|mut s| s.read_to_string(&mut report));
-    match answer {
-        Ok(_) => {
+    match query_status(&abs) {
+        Ok(report) => {
             print!("{report}");
             ExitCode::SUCCESS
         }
@@ -623,12 +634,20 @@ pub fn unmount(mountpoint: &Path) -> ExitCode {
         return usage_error(msg);
     }
     if let Some(pid) = pid {
-        let started = Instant::now();
-        let mut told = false;
+        // A long drain shows its progress every few seconds.
+        let mut next_report = Instant::now() + Duration::from_secs(2);
         while process_alive(pid) {
-            if !told && started.elapsed() > Duration::from_secs(2) {
-                eprintln!("bucketfs: waiting for pending uploads to finish (pid {pid})...");
-                told = true;
+            if Instant::now() >= next_report {
+                let pending = query_status(&abs)
+                    .ok()
+                    .and_then(|r| {
+                        r.lines()
+                            .find(|l| l.starts_with("pending uploads:"))
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_else(|| "pending uploads: finishing".into());
+                eprintln!("bucketfs: unmounting {}: {pending}", abs.display());
+                next_report = Instant::now() + Duration::from_secs(2);
             }
             std::thread::sleep(Duration::from_millis(50));
         }

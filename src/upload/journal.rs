@@ -119,7 +119,19 @@ impl Journal {
 
     /// The entries left by daemons that are no longer running (another daemon may share the
     /// cache directory: its entries are its own business).
+    /// Half-written entries of dead daemons (killed while writing one) are removed.
     pub fn orphaned(&self) -> io::Result<Vec<(String, Entry)>> {
+        for dirent in fs::read_dir(&self.dir)? {
+            let path = dirent?.path();
+            let half_written = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix('.')?.strip_suffix(".tmp"))
+                .is_some_and(|id| !writer_alive(id));
+            if half_written {
+                let _ = fs::remove_file(&path);
+            }
+        }
         let mut entries = self.entries()?;
         entries.retain(|(id, _)| !writer_alive(id));
         Ok(entries)
@@ -220,6 +232,7 @@ mod tests {
         let live = format!("{}-0", child.id());
         j.record(&live, &entry("theirs")).unwrap();
         j.record("999999999-0", &entry("dead")).unwrap();
+        fs::write(dir.path().join(".999999999-1.tmp"), "key = ").unwrap();
         let orphaned: Vec<String> = j
             .orphaned()
             .unwrap()
@@ -229,5 +242,9 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(orphaned, ["dead"]);
+        assert!(
+            !dir.path().join(".999999999-1.tmp").exists(),
+            "half-written entry removed"
+        );
     }
 }
