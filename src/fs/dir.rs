@@ -6,6 +6,7 @@
 //! entries. Files written here but not yet uploaded are merged in.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -29,6 +30,9 @@ pub struct DirEntry {
 
 pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 
+/// How many entries past the ones being returned readdir starts fetching metadata for.
+const META_RUN_AHEAD: usize = 512;
+
 /// The `.` and `..` entries every listing starts with.
 fn dots(ino: Ino, parent: Ino) -> Vec<DirEntry> {
     let dir = |ino, name: &str| DirEntry {
@@ -49,6 +53,7 @@ impl Fs {
         Ok(self.handles.insert(Handle::Dir {
             ino,
             entries: std::sync::Mutex::new(None),
+            meta_ahead: Default::default(),
         }))
     }
 
@@ -60,26 +65,45 @@ impl Fs {
     /// attributes, the metadata of listed entries fetched first (unless switched off by
     /// `listing_metadata`). Each comes with the offset of the entry after it.
     pub async fn readdir_attrs(
-        &self,
+        self: &Arc<Self>,
         fh: u64,
         offset: u64,
         count: usize,
     ) -> FsResult<Vec<(u64, DirEntry, Attr)>> {
         let all = self.readdir(fh, offset).await?;
         let start = (offset as usize).min(all.len());
-        let batch = &all[start..(start + count).min(all.len())];
-        if self.opts.listing_metadata {
-            let inos: Vec<Ino> = batch
-                .iter()
-                .skip_while(|e| e.name == "." || e.name == "..")
-                .map(|e| e.ino)
-                .collect();
-            self.ensure_meta_all(&inos).await;
-        }
-        let dir = match &*self.handles.get(fh)? {
-            Handle::Dir { ino, .. } => *ino,
-            Handle::File { .. } => return Err(FsError::BadHandle),
+        let end = (start + count).min(all.len());
+        let handle = self.handles.get(fh)?;
+        let Handle::Dir {
+            ino: dir,
+            meta_ahead,
+            ..
+        } = &*handle
+        else {
+            return Err(FsError::BadHandle);
         };
+        let dir = *dir;
+        let batch = &all[start..end];
+        if self.opts.listing_metadata {
+            let inos = |entries: &[DirEntry]| -> Vec<Ino> {
+                entries
+                    .iter()
+                    .filter(|e| e.name != "." && e.name != "..")
+                    .map(|e| e.ino)
+                    .collect()
+            };
+            // Run ahead: the next entries' HEADs start now, so the next readdir call finds
+            // them done.
+            let ahead = (end + META_RUN_AHEAD).min(all.len());
+            let from = meta_ahead.fetch_max(ahead, Ordering::Relaxed).max(end);
+            if from < ahead {
+                let (fs, next) = (self.clone(), inos(&all[from..ahead]));
+                tokio::spawn(async move { fs.ensure_meta_all(&next).await });
+            }
+            let now = inos(batch);
+            self.ensure_meta_all(&now).await;
+            self.meta_settled(&now).await;
+        }
         let t = self.table();
         let mut out = Vec::with_capacity(batch.len());
         for (i, e) in batch.iter().enumerate() {
@@ -103,7 +127,7 @@ impl Fs {
     /// entries from an offset into it. Listed at offset 0, reused afterwards.
     pub async fn readdir(&self, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
         let handle = self.handles.get(fh)?;
-        let Handle::Dir { ino, entries } = &*handle else {
+        let Handle::Dir { ino, entries, .. } = &*handle else {
             return Err(FsError::BadHandle);
         };
         if offset > 0 {
@@ -270,6 +294,8 @@ impl Fs {
             meta: Some(meta),
         };
         let ino = self.table().upsert(parent, name, stat, Instant::now());
+        // Just made: nothing lies under it, so lookups inside need not ask the store.
+        self.listed.insert(ino);
         self.referenced(ino)
     }
 

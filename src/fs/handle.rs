@@ -20,6 +20,8 @@ pub enum Handle {
         ino: Ino,
         /// The listing taken at the first readdir, served by offset afterwards.
         entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
+        /// Entries below this index have had their metadata asked for (readdir run-ahead).
+        meta_ahead: std::sync::atomic::AtomicUsize,
     },
 }
 

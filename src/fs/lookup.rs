@@ -136,6 +136,20 @@ impl Fs {
         }
     }
 
+    /// Waits until no HEAD for these nodes' metadata is in flight (another task's).
+    pub(super) async fn meta_settled(&self, inos: &[Ino]) {
+        loop {
+            let done = self.meta_done.notified();
+            {
+                let inflight = self.meta_inflight.lock().unwrap();
+                if !inos.iter().any(|i| inflight.contains(i)) {
+                    return;
+                }
+            }
+            done.await;
+        }
+    }
+
     async fn fetch_meta(&self, ino: Ino) -> FsResult<()> {
         let (kind, parent, name) = {
             let t = self.table();
@@ -148,6 +162,18 @@ impl Fs {
             }
             (node.kind, node.parent, node.name.clone())
         };
+        if !self.meta_inflight.lock().unwrap().insert(ino) {
+            // Another task is asking: its answer is ours.
+            self.meta_settled(&[ino]).await;
+            return Ok(());
+        }
+        let result = self.head_meta(ino, kind, parent, &name).await;
+        self.meta_inflight.lock().unwrap().remove(&ino);
+        self.meta_done.notify_waiters();
+        result
+    }
+
+    async fn head_meta(&self, ino: Ino, kind: Kind, parent: Ino, name: &str) -> FsResult<()> {
         let key = self.meta_key(ino, kind)?;
         let stat = match self.store.head(&key).await {
             Ok(info) => Stat::from_head(kind, &info),
@@ -169,7 +195,7 @@ impl Fs {
         }
         if stat.kind != node.kind {
             // A listed "file" is a symlink: a new inode (the kernel must never see a type change).
-            t.upsert(parent, &name, stat, Instant::now());
+            t.upsert(parent, name, stat, Instant::now());
             return Ok(());
         }
         if node.content.is_none() {

@@ -77,6 +77,9 @@ pub struct Fs {
     /// Closed files not yet uploaded, so a killed daemon loses none (`None` in unit tests
     /// that do not need one).
     journal: Option<Arc<Journal>>,
+    /// Nodes whose metadata a HEAD is fetching now, and a wake-up when one finishes.
+    meta_inflight: Mutex<std::collections::HashSet<Ino>>,
+    meta_done: tokio::sync::Notify,
 }
 
 impl Fs {
@@ -114,6 +117,8 @@ impl Fs {
             staging_dir,
             started,
             journal,
+            meta_inflight: Default::default(),
+            meta_done: Default::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::{ObjectStore, PutOptions};
 
 pub(super) struct Setup {
-    pub fs: Fs,
+    pub fs: Arc<Fs>,
     pub mem: Arc<MemoryStore>,
     pub _staging: tempfile::TempDir,
 }
@@ -66,7 +66,7 @@ pub(super) fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
     let mem = Arc::new(MemoryStore::new());
     let staging = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = mem.clone();
-    let fs = Fs::new(
+    let fs = Arc::new(Fs::new(
         store,
         prefix.into(),
         opts,
@@ -74,7 +74,7 @@ pub(super) fn setup_with(prefix: &str, opts: FsOptions) -> Setup {
         None,
         None,
         None,
-    );
+    ));
     Setup {
         fs,
         mem,

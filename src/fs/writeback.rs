@@ -41,11 +41,11 @@ impl Fs {
         if self.opts.write_back_delay.is_zero() || streaming {
             let result = self.upload_if_dirty(ino).await;
             if result.is_err() {
-                self.journal(ino, &content).await?; // kept, and retried in the background
+                self.journal(ino, &content, true).await?; // kept, retried in the background
             }
             return result;
         }
-        self.journal(ino, &content).await?;
+        self.journal(ino, &content, true).await?;
         content.pending.lock().unwrap().due = Some(Instant::now() + self.opts.write_back_delay);
         Ok(())
     }
@@ -56,9 +56,10 @@ impl Fs {
         node.content.clone().filter(|c| node.linked && c.is_dirty())
     }
 
-    /// Writes (or rewrites) the journal entry of `ino`'s content, syncing its staged bytes
-    /// the first time.
-    async fn journal(&self, ino: Ino, content: &Arc<Content>) -> FsResult<()> {
+    /// Writes (or rewrites) the journal entry of `ino`'s content. At close (`durable`) the
+    /// staged bytes and the entry are synced to disk; an update after close (a rename, a
+    /// chmod) replaces the entry atomically without a sync of its own.
+    async fn journal(&self, ino: Ino, content: &Arc<Content>, durable: bool) -> FsResult<()> {
         let Some(journal) = self.journal.clone() else {
             return Ok(());
         };
@@ -78,19 +79,14 @@ impl Fs {
                 metadata: self.stored_metadata(node.meta.as_ref(), node.mtime),
             };
             let mut pending = content.pending.lock().unwrap();
-            let first = pending.journal.is_none();
-            let id = pending
-                .journal
-                .get_or_insert_with(|| journal.new_id())
-                .clone();
-            ((entry, first), id)
+            let id = pending.journal.get_or_insert_with(|| journal.new_id());
+            (entry, id.clone())
         };
-        let (entry, first) = entry;
-        if first {
+        content.staging().keep(true);
+        if durable {
             content.staging().sync().await?;
-            content.staging().keep(true);
         }
-        tokio::task::spawn_blocking(move || journal.record(&id, &entry))
+        tokio::task::spawn_blocking(move || journal.record(&id, &entry, durable))
             .await
             .map_err(std::io::Error::other)??;
         Ok(())
@@ -104,7 +100,7 @@ impl Fs {
         if content.pending.lock().unwrap().journal.is_none() {
             return Ok(()); // still open: journaled at close
         }
-        self.journal(ino, &content).await
+        self.journal(ino, &content, false).await
     }
 
     /// The content is in the bucket (or no longer wanted): drop its entry and staging file.

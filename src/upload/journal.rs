@@ -69,15 +69,22 @@ impl Journal {
         self.dir.join(format!("{id}{SUFFIX}"))
     }
 
-    /// Writes (or replaces) entry `id` durably: it is on disk when this returns.
-    pub fn record(&self, id: &str, entry: &Entry) -> io::Result<()> {
+    /// Writes (or atomically replaces) entry `id`. With `durable` it is on disk when this
+    /// returns (fsync of the entry and of the directory); without, it survives the daemon
+    /// (the kernel has it) but a power loss may keep the previous version.
+    pub fn record(&self, id: &str, entry: &Entry, durable: bool) -> io::Result<()> {
         let text = toml::to_string(entry).map_err(io::Error::other)?;
         let tmp = self.dir.join(format!(".{id}.tmp"));
         let mut file = File::create(&tmp)?;
         file.write_all(text.as_bytes())?;
-        file.sync_data()?;
+        if durable {
+            file.sync_data()?;
+        }
         fs::rename(&tmp, self.path(id))?;
-        File::open(&self.dir)?.sync_all()
+        if durable {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Removes entry `id` (its upload is done). A missing entry is not an error.
@@ -201,9 +208,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         let (a, b) = (j.new_id(), j.new_id());
-        j.record(&a, &entry("dir/a b")).unwrap();
-        j.record(&b, &entry("b")).unwrap();
-        j.record(&b, &entry("renamed")).unwrap();
+        j.record(&a, &entry("dir/a b"), true).unwrap();
+        j.record(&b, &entry("b"), true).unwrap();
+        j.record(&b, &entry("renamed"), false).unwrap();
         j.remove(&a).unwrap();
         j.remove("never-there").unwrap();
         let j = Journal::open(dir.path()).unwrap();
@@ -216,7 +223,7 @@ mod tests {
         let j = Journal::open(dir.path()).unwrap();
         fs::write(dir.path().join("9-9.toml"), "key = [").unwrap();
         let id = j.new_id();
-        j.record(&id, &entry("k")).unwrap();
+        j.record(&id, &entry("k"), true).unwrap();
         assert_eq!(j.entries().unwrap().len(), 1);
         assert!(dir.path().join("9-9.bad").exists());
     }
@@ -230,8 +237,8 @@ mod tests {
             .spawn()
             .unwrap();
         let live = format!("{}-0", child.id());
-        j.record(&live, &entry("theirs")).unwrap();
-        j.record("999999999-0", &entry("dead")).unwrap();
+        j.record(&live, &entry("theirs"), true).unwrap();
+        j.record("999999999-0", &entry("dead"), true).unwrap();
         fs::write(dir.path().join(".999999999-1.tmp"), "key = ").unwrap();
         let orphaned: Vec<String> = j
             .orphaned()
