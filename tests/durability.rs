@@ -3,6 +3,8 @@
 //! cache directory uploads them (bytes and metadata) before it shows anything.
 
 mod common;
+#[path = "common/stall.rs"]
+mod stall;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use stall::StallingProxy;
 
 const FILES: usize = 200;
 
@@ -113,6 +116,59 @@ fn files_closed_before_a_kill_9_are_uploaded_by_the_next_mount() {
     drop(m);
     let journal = cache_dir_entries(cache.path(), "journal");
     assert!(journal.is_empty(), "journal emptied: {journal:?}");
+}
+
+#[test]
+fn closed_files_wait_for_the_delay_status_lists_them_and_unmount_shows_its_progress() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("pending");
+    // Hold back the answer to the first PutObject: the drain at unmount then takes a while.
+    let proxy = StallingProxy::start(server.endpoint(), |line| {
+        line.starts_with("PUT /") && !line.contains("partNumber=") && !line.contains("uploadId=")
+    });
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let m = Mount::new(
+        &server,
+        &source,
+        &["--endpoint", &endpoint, "--write-back-delay", "60"],
+    );
+    for i in 0..3 {
+        std::fs::write(m.path(&format!("f{i}")), b"12345").unwrap();
+    }
+    assert!(server.keys(&format!("{prefix}/")).is_empty(), "not before the delay");
+    let out = Command::new(BIN)
+        .args(["status", &m.dir.display().to_string()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("pending uploads: 3 files, 15 bytes"), "{report}");
+
+    let unmount = Command::new(BIN)
+        .args(["unmount", &m.dir.display().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || proxy
+            .stalled_once
+            .load(Ordering::SeqCst)),
+        "the drain is uploading"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.release.store(true, Ordering::SeqCst);
+    let out = unmount.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("pending uploads:"),
+        "a long drain shows its progress: {stderr}"
+    );
+    for i in 0..3 {
+        let key = format!("{prefix}/f{i}");
+        assert_eq!(server.get(&key), Some(b"12345".to_vec()), "{key}");
+    }
+    drop(m);
 }
 
 /// Files (not directories) under any `name` directory below `root`.
