@@ -361,8 +361,8 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     if failed > 0 {
         error!(
             failed,
-            staging = %staging.display(),
-            "some files could not be uploaded; their data is kept in the staging directory"
+            journal = %config.mount_dir().join("journal").display(),
+            "some files could not be uploaded; they stay in the write-back journal and the next mount with the same cache directory uploads them"
         );
         return Ok(ExitCode::from(1));
     }

@@ -136,13 +136,19 @@ fn closed_files_wait_for_the_delay_status_lists_them_and_unmount_shows_its_progr
     for i in 0..3 {
         std::fs::write(m.path(&format!("f{i}")), b"12345").unwrap();
     }
-    assert!(server.keys(&format!("{prefix}/")).is_empty(), "not before the delay");
+    assert!(
+        server.keys(&format!("{prefix}/")).is_empty(),
+        "not before the delay"
+    );
     let out = Command::new(BIN)
         .args(["status", &m.dir.display().to_string()])
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains("pending uploads: 3 files, 15 bytes"), "{report}");
+    assert!(
+        report.contains("pending uploads: 3 files, 15 bytes"),
+        "{report}"
+    );
 
     let unmount = Command::new(BIN)
         .args(["unmount", &m.dir.display().to_string()])

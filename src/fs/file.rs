@@ -356,6 +356,9 @@ impl Fs {
             node.etag = etag;
             node.size = size;
             node.validated = Some(Instant::now());
+            if let Some(meta) = node.meta.as_mut() {
+                meta.content_type = opts.content_type.clone();
+            }
             node.meta_dirty
         };
         tracing::debug!(key, size, "uploaded");

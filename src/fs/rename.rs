@@ -94,6 +94,19 @@ impl Fs {
                 let to = format!("{}{}/", self.dir_prefix(new_parent)?, new_name);
                 move_prefix(&self.store, &self.opts.objects, &from, &to).await?;
                 self.table().rename(src, new_parent, new_name);
+                // Files below it whose upload is pending go to their new keys: say so in
+                // the journal.
+                let pending: Vec<Ino> = self
+                    .table()
+                    .all()
+                    .filter(|(_, n)| n.content.as_ref().is_some_and(|c| c.is_dirty()))
+                    .map(|(i, _)| i)
+                    .collect();
+                for ino in pending {
+                    if self.is_within(ino, src) {
+                        self.journal_update(ino).await?;
+                    }
+                }
                 Ok(())
             }
         }

@@ -89,6 +89,32 @@ async fn chmod_chown_and_utimens_of_a_stored_file_persist_by_a_copy_onto_itself(
 }
 
 #[tokio::test]
+async fn a_chmod_of_an_object_too_large_for_one_copy_is_a_multipart_copy() {
+    let s = setup();
+    let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 251) as u8).collect();
+    s.mem
+        .put("big", Bytes::from(data.clone()), &PutOptions::default())
+        .await
+        .unwrap();
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("big")).await.unwrap();
+    let set = SetAttr {
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    s.fs.setattr(f.ino, set).await.unwrap();
+    assert_eq!(meta(&s.mem, "big", "mode").as_deref(), Some("33152"));
+    assert!(s.mem.bytes("big").unwrap() == data, "the bytes are kept");
+    let stats = s.mem.stats();
+    assert_eq!(stats.count("CopyObject"), 0, "{stats:?}");
+    assert!(stats.count("UploadPartCopy") >= 2, "{stats:?}");
+    assert_eq!(
+        stats.bytes_sent,
+        data.len() as u64,
+        "only the test's own PUT sent data"
+    );
+}
+
+#[tokio::test]
 async fn stored_metadata_is_what_a_fresh_mount_shows() {
     let s = setup();
     let mut opts = PutOptions::default();
@@ -298,6 +324,30 @@ async fn a_closed_file_left_by_a_killed_daemon_is_uploaded_by_the_next_one() {
         .unwrap()
         .collect();
     assert!(leftovers.is_empty(), "staged data removed once uploaded");
+}
+
+#[tokio::test]
+async fn a_pending_file_in_a_renamed_directory_is_replayed_under_its_new_key() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+        let d = fs.mkdir(ROOT_INO, OsStr::new("a"), OWNER).await.unwrap();
+        let (_, fh) = fs
+            .create(d.ino, OsStr::new("f"), libc::O_WRONLY, OWNER)
+            .await
+            .unwrap();
+        fs.write(fh, 0, Bytes::from_static(b"x")).await.unwrap();
+        fs.flush(fh).await.unwrap();
+        fs.release(fh).await.unwrap();
+        fs.rename(ROOT_INO, OsStr::new("a"), ROOT_INO, OsStr::new("b"), 0)
+            .await
+            .unwrap();
+    }
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    assert_eq!(fs.recover().await, (1, 0));
+    assert_eq!(&mem.bytes("b/f").unwrap()[..], b"x");
+    assert!(mem.bytes("a/f").is_none());
 }
 
 #[tokio::test]
