@@ -342,6 +342,9 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
         warn!(error = %e, "the FUSE session ended with an error");
     }
     let failed = rt.block_on(drain_with_progress(&fs));
+    if let Err(e) = journal.close() {
+        warn!(error = %e, "cannot tidy the write-back journal");
+    }
     let stats = store_stats.stats();
     let counts: Vec<String> = stats
         .requests

@@ -24,17 +24,26 @@ fn at(secs: u64, nanos: u32) -> SystemTime {
     UNIX_EPOCH + Duration::new(secs, nanos)
 }
 
-/// A mount with a write-back delay and a journal in `dir` (the cache directory).
-fn journaled(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration) -> Fs {
+/// A mount with a write-back delay and a journal in `dir` (the cache directory), as the
+/// daemon with process id `pid` (a number that is no running process stands for a killed one).
+fn journaled_as(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration, pid: &str) -> Fs {
     let opts = FsOptions {
         write_back_delay: delay,
         ..options()
     };
     let staging = dir.join("staging");
     std::fs::create_dir_all(&staging).unwrap();
-    let journal = Arc::new(Journal::open(&dir.join("journal")).unwrap());
+    let journal = Arc::new(Journal::open_as(&dir.join("journal"), pid).unwrap());
     Fs::new(mem, String::new(), opts, staging, None, None, Some(journal))
 }
+
+/// `journaled_as` this test process.
+fn journaled(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration) -> Fs {
+    journaled_as(mem, dir, delay, &std::process::id().to_string())
+}
+
+/// The daemon that is killed in the recovery specs (no process has this id).
+const KILLED: &str = "999999901";
 
 async fn close_new_file(fs: &Fs, name: &str, data: &[u8]) -> u64 {
     let (attr, fh) = fs
@@ -298,7 +307,7 @@ async fn a_closed_file_left_by_a_killed_daemon_is_uploaded_by_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
     put(&mem, "old", b"0123456789").await;
     {
-        let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+        let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
         let ino = close_new_file(&fs, "new", b"fresh bytes").await;
         let set = SetAttr {
             mode: Some(0o700),
@@ -331,7 +340,7 @@ async fn a_pending_file_in_a_renamed_directory_is_replayed_under_its_new_key() {
     let mem = Arc::new(MemoryStore::new());
     let dir = tempfile::tempdir().unwrap();
     {
-        let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+        let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
         let d = fs.mkdir(ROOT_INO, OsStr::new("a"), OWNER).await.unwrap();
         let (_, fh) = fs
             .create(d.ino, OsStr::new("f"), libc::O_WRONLY, OWNER)
@@ -355,7 +364,7 @@ async fn an_unlinked_pending_file_is_neither_uploaded_nor_replayed() {
     let mem = Arc::new(MemoryStore::new());
     let dir = tempfile::tempdir().unwrap();
     {
-        let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+        let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
         close_new_file(&fs, "gone", b"x").await;
         fs.unlink(ROOT_INO, OsStr::new("gone")).await.unwrap();
     }

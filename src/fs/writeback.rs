@@ -206,6 +206,10 @@ impl Fs {
             .collect()
             .await;
         let failed = results.iter().filter(|ok| !**ok).count();
+        if let Some(journal) = self.journal.clone() {
+            // Deletes the logs whose entries are now all done.
+            let _ = tokio::task::spawn_blocking(move || journal.orphaned()).await;
+        }
         (results.len() - failed, failed)
     }
 

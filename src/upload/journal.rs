@@ -2,17 +2,24 @@
 //!
 //! A closed file is uploaded after a short delay (see `fs::writeback`). Until then its bytes
 //! live only in its staging file, so a daemon killed in between would lose them. Each such
-//! file therefore gets one entry here, written before `close` returns: the key it goes to, its
+//! file therefore gets an entry here, written before `close` returns: the key it goes to, its
 //! staging file, which ranges were written (the rest comes from the object it was opened
-//! from), and the user metadata to store. Entries are small TOML files, replaced atomically
-//! (write, fsync, rename) and removed once the upload succeeded. The next mount with the same
-//! cache directory uploads whatever entries are left.
+//! from), and the user metadata to store. The next mount with the same cache directory
+//! uploads whatever entries are left.
+//!
+//! Each daemon appends to a log file of its own, `PID.log`: a record (`R`) per new or changed
+//! entry, a done mark (`D`) once its upload succeeded. One file, synced at each close, and no
+//! file created per entry: creating and deleting thousands of small files per second is what
+//! made ext4 (its search for a free inode that was not recently deleted) the bottleneck of
+//! `rsync`. The log is emptied whenever nothing is pending, and rewritten when it grows large.
+//! Records carry a length and a CRC, so a record torn by a crash ends the log cleanly.
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,109 +49,167 @@ pub struct BaseRef {
     pub valid: u64,
 }
 
+/// Pending entries by id.
+type Entries = Vec<(String, Entry)>;
+
+/// Past this size a log holding pending entries is rewritten with just those.
+const COMPACT_AT: u64 = 8 << 20;
+
 pub struct Journal {
     dir: PathBuf,
+    /// Who writes: this process's id (tests pose as other daemons).
+    me: String,
     next: AtomicU64,
+    own: Mutex<OwnLog>,
 }
 
-const SUFFIX: &str = ".toml";
+/// This daemon's log and the entries in it that are still pending.
+struct OwnLog {
+    file: Option<File>,
+    len: u64,
+    live: HashMap<String, Entry>,
+}
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`.
     pub fn open(dir: &Path) -> io::Result<Journal> {
+        Self::open_as(dir, &std::process::id().to_string())
+    }
+
+    /// The journal as the daemon with process id `me` writes it.
+    pub fn open_as(dir: &Path, me: &str) -> io::Result<Journal> {
         fs::create_dir_all(dir)?;
         Ok(Journal {
             dir: dir.to_path_buf(),
+            me: me.to_string(),
             next: AtomicU64::new(0),
+            own: Mutex::new(OwnLog {
+                file: None,
+                len: 0,
+                live: HashMap::new(),
+            }),
         })
     }
 
     /// A name for a new entry, unique across restarts (process id + counter).
     pub fn new_id(&self) -> String {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", std::process::id())
+        format!("{}-{n}", self.me)
     }
 
-    fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}{SUFFIX}"))
+    fn log_path(&self, pid: &str) -> PathBuf {
+        self.dir.join(format!("{pid}.log"))
     }
 
-    /// Writes (or atomically replaces) entry `id`. With `durable` it is on disk when this
-    /// returns (fsync of the entry and of the directory); without, it survives the daemon
-    /// (the kernel has it) but a power loss may keep the previous version.
+    /// Writes entry `id` (new or changed). With `durable` it is on disk when this returns;
+    /// without, it survives the daemon (the kernel has it) but a power loss may lose it.
     pub fn record(&self, id: &str, entry: &Entry, durable: bool) -> io::Result<()> {
-        let text = toml::to_string(entry).map_err(io::Error::other)?;
-        let tmp = self.dir.join(format!(".{id}.tmp"));
-        let mut file = File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        if durable {
-            file.sync_data()?;
+        let mut own = self.own.lock().unwrap();
+        own.live.insert(id.to_string(), entry.clone());
+        if own.len > COMPACT_AT {
+            return self.rewrite(&mut own);
         }
-        fs::rename(&tmp, self.path(id))?;
+        let record = encode_record(id, entry)?;
+        self.append(&mut own, &record)?;
         if durable {
-            File::open(&self.dir)?.sync_all()?;
+            own.file.as_ref().expect("appended").sync_data()?;
         }
         Ok(())
     }
 
-    /// Removes entry `id` (its upload is done). A missing entry is not an error.
+    /// Marks entry `id` done (its upload succeeded). Unknown ids are ignored.
     pub fn remove(&self, id: &str) -> io::Result<()> {
-        match fs::remove_file(self.path(id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        let pid = id.split('-').next().unwrap_or_default();
+        if pid != self.me {
+            // An entry of a dead daemon's log (replayed at mount).
+            let mut file = OpenOptions::new().append(true).open(self.log_path(pid))?;
+            return file.write_all(format!("D {id}\n").as_bytes());
         }
+        let mut own = self.own.lock().unwrap();
+        if own.live.remove(id).is_none() {
+            return Ok(());
+        }
+        if own.live.is_empty() {
+            // Nothing pending: start the log afresh (a crash now loses nothing).
+            if let Some(f) = &own.file {
+                f.set_len(0)?;
+            }
+            own.len = 0;
+            return Ok(());
+        }
+        self.append(&mut own, format!("D {id}\n").as_bytes())
     }
 
-    /// Every entry on disk. An unreadable entry is renamed to `*.bad` (kept for a human to
-    /// look at) and logged, never fatal.
-    pub fn entries(&self) -> io::Result<Vec<(String, Entry)>> {
+    /// At exit: removes the own log when nothing is pending (else the next mount replays it).
+    pub fn close(&self) -> io::Result<()> {
+        let mut own = self.own.lock().unwrap();
+        if own.live.is_empty() && own.file.take().is_some() {
+            fs::remove_file(self.log_path(&self.me))?;
+        }
+        Ok(())
+    }
+
+    fn append(&self, own: &mut OwnLog, bytes: &[u8]) -> io::Result<()> {
+        if own.file.is_none() {
+            let path = self.log_path(&self.me);
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            // The log's name must survive a crash too.
+            File::open(&self.dir)?.sync_all()?;
+            own.len = file.metadata()?.len();
+            own.file = Some(file);
+        }
+        own.file.as_mut().expect("just opened").write_all(bytes)?;
+        own.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Replaces the own log by one holding only the pending entries.
+    fn rewrite(&self, own: &mut OwnLog) -> io::Result<()> {
+        let path = self.log_path(&self.me);
+        let tmp = path.with_extension("tmp");
         let mut out = Vec::new();
-        for dirent in fs::read_dir(&self.dir)? {
-            let path = dirent?.path();
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(SUFFIX))
-                .filter(|n| !n.starts_with('.'))
-            else {
-                continue;
-            };
-            let parsed = fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| toml::from_str::<Entry>(&t).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(entry) => out.push((id.to_string(), entry)),
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "unreadable journal entry; renamed to .bad");
-                    let _ = fs::rename(&path, path.with_extension("bad"));
-                }
-            }
+        for (id, entry) in &own.live {
+            out.extend(encode_record(id, entry)?);
+        }
+        let mut file = File::create(&tmp)?;
+        file.write_all(&out)?;
+        file.sync_data()?;
+        fs::rename(&tmp, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        own.file = Some(OpenOptions::new().append(true).open(&path)?);
+        own.len = out.len() as u64;
+        Ok(())
+    }
+
+    /// Every pending entry of every log, by id.
+    pub fn entries(&self) -> io::Result<Entries> {
+        let mut out = Vec::new();
+        for (_, entries) in self.logs()? {
+            out.extend(entries);
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
-    /// The entries left by daemons that are no longer running (another daemon may share the
-    /// cache directory: its entries are its own business).
-    /// Half-written entries of dead daemons (killed while writing one) are removed.
-    pub fn orphaned(&self) -> io::Result<Vec<(String, Entry)>> {
-        for dirent in fs::read_dir(&self.dir)? {
-            let path = dirent?.path();
-            let half_written = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix('.')?.strip_suffix(".tmp"))
-                .is_some_and(|id| !writer_alive(id));
-            if half_written {
-                let _ = fs::remove_file(&path);
+    /// The pending entries left by daemons that are no longer running (another daemon may
+    /// share the cache directory: its entries are its own business). The logs of dead
+    /// daemons with nothing pending are deleted.
+    pub fn orphaned(&self) -> io::Result<Entries> {
+        let mut out = Vec::new();
+        for (pid, entries) in self.logs()? {
+            if pid == self.me || pid_alive(pid.parse().unwrap_or(0)) {
+                continue;
             }
+            if entries.is_empty() {
+                let _ = fs::remove_file(self.log_path(&pid));
+            }
+            out.extend(entries);
         }
-        let mut entries = self.entries()?;
-        entries.retain(|(id, _)| !writer_alive(id));
-        Ok(entries)
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
-    /// The staging files the entries refer to.
+    /// The staging files the pending entries refer to.
     pub fn staging_files(&self) -> io::Result<Vec<PathBuf>> {
         Ok(self
             .entries()?
@@ -152,17 +217,93 @@ impl Journal {
             .map(|(_, e)| e.staging)
             .collect())
     }
+
+    /// Each log (by writer pid) with its pending entries, replayed.
+    fn logs(&self) -> io::Result<Vec<(String, Entries)>> {
+        let mut out = Vec::new();
+        for dirent in fs::read_dir(&self.dir)? {
+            let path = dirent?.path();
+            let Some(pid) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".log"))
+            else {
+                continue;
+            };
+            let entries = if pid == self.me {
+                // Ours: what is in memory is what is pending (the file may be mid-append).
+                let own = self.own.lock().unwrap();
+                if own.file.is_some() {
+                    own.live
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                } else {
+                    replay(&path)?
+                }
+            } else {
+                replay(&path)?
+            };
+            out.push((pid.to_string(), entries));
+        }
+        Ok(out)
+    }
 }
 
-/// True when the process that wrote entry `id` (`PID-N`) still runs and is not this one.
-fn writer_alive(id: &str) -> bool {
-    let Some(pid) = id.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-        return false;
-    };
-    if pid == std::process::id() as i32 {
-        return false;
+/// `R ID LEN CRC\n<LEN bytes of TOML>\n`.
+fn encode_record(id: &str, entry: &Entry) -> io::Result<Vec<u8>> {
+    let text = toml::to_string(entry).map_err(io::Error::other)?;
+    let crc = crc32fast::hash(text.as_bytes());
+    let mut out = format!("R {id} {} {crc:08x}\n", text.len()).into_bytes();
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// The pending entries of one log. A torn or corrupt record (a crash mid-append) ends it.
+fn replay(path: &Path) -> io::Result<Entries> {
+    let data = fs::read(path)?;
+    let mut live: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let Some(nl) = data[pos..].iter().position(|b| *b == b'\n') else {
+            break;
+        };
+        let header = String::from_utf8_lossy(&data[pos..pos + nl]).into_owned();
+        pos += nl + 1;
+        let fields: Vec<&str> = header.split(' ').collect();
+        match fields.as_slice() {
+            ["D", id] => {
+                live.remove(*id);
+            }
+            ["R", id, len, crc] => {
+                let Ok(len) = len.parse::<usize>() else { break };
+                let Some(body) = data.get(pos..pos + len) else {
+                    break;
+                };
+                if format!("{:08x}", crc32fast::hash(body)) != *crc {
+                    break;
+                }
+                pos += len + 1;
+                match std::str::from_utf8(body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| toml::from_str::<Entry>(t).map_err(|e| e.to_string()))
+                {
+                    Ok(entry) => {
+                        live.insert(id.to_string(), entry);
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), id, error = %e, "unreadable journal record; skipped");
+                    }
+                }
+            }
+            _ => break,
+        }
     }
-    pid_alive(pid)
+    if pos < data.len() {
+        tracing::warn!(path = %path.display(), at = pos, "journal log ends in a torn record (a crash mid-write); the rest is ignored");
+    }
+    Ok(live.into_iter().collect())
 }
 
 /// True when process `pid` runs (a zombie, killed but not yet reaped, does not).
@@ -203,55 +344,135 @@ mod tests {
         }
     }
 
+    /// A log as a dead daemon `pid` left it.
+    fn dead_log(dir: &Path, pid: &str, records: &[(&str, Option<&str>)]) -> PathBuf {
+        let mut out = Vec::new();
+        for (id, key) in records {
+            match key {
+                Some(k) => out.extend(encode_record(id, &entry(k)).unwrap()),
+                None => out.extend(format!("D {id}\n").into_bytes()),
+            }
+        }
+        let path = dir.join(format!("{pid}.log"));
+        fs::write(&path, out).unwrap();
+        path
+    }
+
     #[test]
-    fn recorded_entries_survive_reopening_and_removed_ones_do_not() {
+    fn the_last_record_of_an_entry_wins_and_done_entries_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        dead_log(
+            dir.path(),
+            "999999998",
+            &[
+                ("999999998-0", Some("a")),
+                ("999999998-1", Some("b")),
+                ("999999998-1", Some("renamed")),
+                ("999999998-0", None),
+            ],
+        );
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(
+            j.orphaned().unwrap(),
+            vec![("999999998-1".to_string(), entry("renamed"))]
+        );
+    }
+
+    #[test]
+    fn own_entries_are_pending_until_removed_and_the_log_empties_when_nothing_is() {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(dir.path()).unwrap();
         let (a, b) = (j.new_id(), j.new_id());
         j.record(&a, &entry("dir/a b"), true).unwrap();
-        j.record(&b, &entry("b"), true).unwrap();
-        j.record(&b, &entry("renamed"), false).unwrap();
+        j.record(&b, &entry("b"), false).unwrap();
         j.remove(&a).unwrap();
-        j.remove("never-there").unwrap();
-        let j = Journal::open(dir.path()).unwrap();
-        assert_eq!(j.entries().unwrap(), vec![(b, entry("renamed"))]);
+        assert_eq!(j.entries().unwrap(), vec![(b.clone(), entry("b"))]);
+        let log = dir.path().join(format!("{}.log", std::process::id()));
+        assert_eq!(
+            replay(&log).unwrap(),
+            vec![(b.clone(), entry("b"))],
+            "on disk too"
+        );
+        j.remove(&b).unwrap();
+        assert_eq!(fs::metadata(&log).unwrap().len(), 0);
+        assert!(j.entries().unwrap().is_empty());
+        j.close().unwrap();
+        assert!(!log.exists(), "nothing pending at exit: no log left");
     }
 
     #[test]
-    fn an_unreadable_entry_is_set_aside_not_fatal() {
+    fn a_record_torn_by_a_crash_ends_the_log_without_losing_the_ones_before() {
         let dir = tempfile::tempdir().unwrap();
+        let path = dead_log(dir.path(), "999999997", &[("999999997-0", Some("whole"))]);
+        let mut torn = encode_record("999999997-1", &entry("torn")).unwrap();
+        torn.truncate(torn.len() / 2);
+        let mut data = fs::read(&path).unwrap();
+        data.extend(torn);
+        fs::write(&path, data).unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        fs::write(dir.path().join("9-9.toml"), "key = [").unwrap();
-        let id = j.new_id();
-        j.record(&id, &entry("k"), true).unwrap();
-        assert_eq!(j.entries().unwrap().len(), 1);
-        assert!(dir.path().join("9-9.bad").exists());
+        let keys: Vec<String> = j
+            .orphaned()
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.key)
+            .collect();
+        assert_eq!(keys, ["whole"]);
     }
 
     #[test]
-    fn entries_of_a_running_daemon_are_not_orphaned() {
+    fn entries_of_a_running_daemon_are_not_orphaned_and_finished_dead_logs_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
             .unwrap();
-        let live = format!("{}-0", child.id());
-        j.record(&live, &entry("theirs"), true).unwrap();
-        j.record("999999999-0", &entry("dead"), true).unwrap();
-        fs::write(dir.path().join(".999999999-1.tmp"), "key = ").unwrap();
+        let live = child.id().to_string();
+        dead_log(dir.path(), &live, &[(&format!("{live}-0"), Some("theirs"))]);
+        dead_log(dir.path(), "999999999", &[("999999999-0", Some("dead"))]);
+        let done = dead_log(
+            dir.path(),
+            "999999996",
+            &[("999999996-0", Some("x")), ("999999996-0", None)],
+        );
+        let j = Journal::open(dir.path()).unwrap();
         let orphaned: Vec<String> = j
             .orphaned()
             .unwrap()
             .into_iter()
             .map(|(_, e)| e.key)
             .collect();
+        j.remove("999999999-0").unwrap();
+        let after = j.orphaned().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(orphaned, ["dead"]);
-        assert!(
-            !dir.path().join(".999999999-1.tmp").exists(),
-            "half-written entry removed"
-        );
+        assert!(!done.exists(), "a dead daemon's finished log is deleted");
+        assert!(after.is_empty(), "marked done in the dead log");
+    }
+
+    #[test]
+    fn a_large_log_is_rewritten_with_just_the_pending_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let keep = j.new_id();
+        j.record(&keep, &entry("kept"), true).unwrap();
+        let mut n = 0;
+        while j.own.lock().unwrap().len <= COMPACT_AT {
+            let id = j.new_id();
+            j.record(&id, &entry(&format!("k{n}")), false).unwrap();
+            j.remove(&id).unwrap();
+            n += 1;
+        }
+        let id = j.new_id();
+        j.record(&id, &entry("last"), false).unwrap();
+        let log = dir.path().join(format!("{}.log", std::process::id()));
+        assert!(fs::metadata(&log).unwrap().len() < 4096);
+        let mut keys: Vec<String> = replay(&log)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.key)
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["kept", "last"]);
     }
 }
