@@ -1,6 +1,6 @@
 //! A staging file: the local copy of a file's content while it is written, before (and while)
-//! it is uploaded. Reads and writes run on tokio's blocking pool so a slow disk never stalls
-//! the runtime. The file is removed when the last handle to it is dropped, unless it was
+//! it is uploaded. Large reads and writes and syncs run on tokio's blocking pool so a slow
+//! disk never stalls the runtime; small ones are page-cache copies done in place. The file is removed when the last handle to it is dropped, unless it was
 //! marked `keep` (a journaled file whose upload is still to come: see `journal`).
 
 use std::fs::{File, OpenOptions};
@@ -32,6 +32,10 @@ impl Drop for Inner {
 pub struct StagingFile(Arc<Inner>);
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Reads and writes up to this size go straight to the page cache from the calling task:
+/// handing a few KiB to the blocking pool costs more (two thread switches) than the copy.
+const INLINE_IO: usize = 64 << 10;
 
 impl StagingFile {
     /// Creates a new, empty staging file in `dir`.
@@ -89,29 +93,36 @@ impl StagingFile {
     }
 
     pub async fn write_at(&self, offset: u64, data: Bytes) -> io::Result<()> {
+        if data.len() <= INLINE_IO {
+            return self.0.file.write_all_at(&data, offset);
+        }
         self.blocking(move |f| f.write_all_at(&data, offset)).await
     }
 
     /// Reads up to `len` bytes at `offset` (fewer only at the end of the file).
     pub async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
-        self.blocking(move |f| {
-            let mut buf = vec![0u8; len];
-            let mut done = 0;
-            while done < len {
-                match f.read_at(&mut buf[done..], offset + done as u64)? {
-                    0 => break,
-                    n => done += n,
-                }
-            }
-            buf.truncate(done);
-            Ok(Bytes::from(buf))
-        })
-        .await
+        if len <= INLINE_IO {
+            return read_fully(&self.0.file, offset, len);
+        }
+        self.blocking(move |f| read_fully(f, offset, len)).await
     }
 
     pub async fn set_len(&self, len: u64) -> io::Result<()> {
         self.blocking(move |f| f.set_len(len)).await
     }
+}
+
+fn read_fully(f: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match f.read_at(&mut buf[done..], offset + done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    buf.truncate(done);
+    Ok(Bytes::from(buf))
 }
 
 #[cfg(test)]
