@@ -141,7 +141,7 @@ pub struct MountArgs {
     #[arg(long, value_name = "SECONDS")]
     pub retry_interval: Option<f64>,
     /// Seconds a closed file waits before it is uploaded, so a rename, chmod or utimens
-    /// right after close rides on the upload (default 1; 0 = upload at close and return its
+    /// right after close rides on the upload (default 0.5; 0 = upload at close and return its
     /// error from close).
     #[arg(long, value_name = "SECONDS")]
     pub write_back_delay: Option<f64>,

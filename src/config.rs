@@ -664,7 +664,7 @@ impl Config {
                     .max(Duration::from_millis(100)),
                 write_back_delay: seconds(
                     "write_back_delay",
-                    layer.write_back_delay.unwrap_or(1.0),
+                    layer.write_back_delay.unwrap_or(0.5),
                 )?,
                 ignore_chmod: layer.ignore_chmod.unwrap_or(false),
                 ignore_chown: layer.ignore_chown.unwrap_or(false),

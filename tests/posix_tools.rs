@@ -31,7 +31,7 @@ fn mount(server: &Server, prefix: &str) -> Mount {
     Mount::new(
         server,
         &format!("s3://{}/{prefix}", server.bucket_name()),
-        &["--write-back-delay", "1"],
+        &["--write-back-delay", "0.5"],
     )
 }
 

@@ -195,14 +195,17 @@ impl Fs {
     }
 }
 
-/// Applies the changes of `set` to the node (its size aside).
+/// Applies the changes of `set` to the node (its size aside); marks its metadata changed when
+/// a value really differs (a chmod to the same mode stores nothing).
 fn apply(node: &mut Node, set: &SetAttr) {
     let type_bits = match node.kind {
         Kind::File => libc::S_IFREG,
         Kind::Dir => libc::S_IFDIR,
         Kind::Symlink => libc::S_IFLNK,
     };
+    let mtime = node.mtime;
     let meta = node.meta.get_or_insert_with(Meta::default);
+    let before = (meta.posix.clone(), mtime);
     if let Some(mode) = set.mode {
         meta.posix.mode = Some(type_bits | (mode & 0o7777));
     }
@@ -219,7 +222,10 @@ fn apply(node: &mut Node, set: &SetAttr) {
         meta.posix.mtime = Some(mtime);
         node.mtime = mtime;
     }
-    node.meta_dirty = true;
+    let meta = node.meta.as_ref().expect("set above");
+    if (meta.posix.clone(), node.mtime) != before {
+        node.meta_dirty = true;
+    }
 }
 
 /// An object copied onto itself, part by part (UploadPartCopy), to change its metadata.

@@ -159,6 +159,26 @@ async fn a_listing_fetches_the_metadata_of_the_entries_it_returns() {
 }
 
 #[tokio::test]
+async fn a_chmod_to_the_mode_a_file_already_has_stores_nothing() {
+    let s = setup();
+    let opts = PutOptions {
+        metadata: [("mode".to_string(), "33188".to_string())].into(),
+        ..PutOptions::default()
+    };
+    s.mem
+        .put("f", Bytes::from_static(b"x"), &opts)
+        .await
+        .unwrap();
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    let set = SetAttr {
+        mode: Some(0o644),
+        ..SetAttr::default()
+    };
+    s.fs.setattr(f.ino, set).await.unwrap();
+    assert_eq!(s.mem.stats().count("CopyObject"), 0);
+}
+
+#[tokio::test]
 async fn ignored_chmod_succeeds_and_changes_nothing() {
     let s = super::tests::setup_with(
         "",

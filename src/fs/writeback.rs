@@ -20,7 +20,7 @@ use super::content::{Base, Content, Stream};
 use super::error::{FsError, FsResult};
 use super::inode::Ino;
 use super::Fs;
-use crate::upload::journal::{Entry, Journal};
+use crate::upload::journal::Entry;
 use crate::upload::staging::StagingFile;
 use crate::upload::PartSource;
 
@@ -263,10 +263,5 @@ impl Fs {
                 false
             }
         }
-    }
-
-    /// The journal of this mount, if it has one.
-    pub fn journal_handle(&self) -> Option<&Arc<Journal>> {
-        self.journal.as_ref()
     }
 }
