@@ -160,8 +160,9 @@ impl Fs {
                 name: name.clone(),
             });
         }
-        // Names we know that the listing lacks: keep files not uploaded yet, forget the rest
-        // (deleted by another client) unless they were confirmed after the listing began.
+        // Names we know that the listing lacks: keep files not uploaded yet and names
+        // confirmed after the listing began (an upload that finished while it ran); forget
+        // the rest (deleted by another client).
         let known: Vec<(String, Ino)> = t
             .get(ino)
             .map(|n| n.children.iter().map(|(k, v)| (k.clone(), *v)).collect())
@@ -171,13 +172,14 @@ impl Fs {
                 continue;
             }
             let Some(node) = t.get(child) else { continue };
-            if node.content.is_some() {
+            let confirmed_since = node.validated.is_some_and(|v| v >= started);
+            if node.content.is_some() || confirmed_since {
                 out.push(DirEntry {
                     ino: child,
                     kind: node.kind,
                     name,
                 });
-            } else if node.validated.is_none_or(|v| v < started) {
+            } else {
                 t.unlink(ino, &name);
             }
         }

@@ -411,3 +411,24 @@ async fn status_counts_files_not_yet_in_the_bucket() {
         .render(std::time::SystemTime::now())
         .contains("pending uploads: 0 files"));
 }
+
+#[tokio::test]
+async fn a_file_stored_while_its_directory_was_being_listed_is_in_that_listing() {
+    let s = setup();
+    put(&s.mem, "old", b"x").await;
+    // What an upload finishing during the LIST leaves: a name the LIST (taken just before
+    // the PUT) lacks, confirmed by the store after the listing began.
+    let later = std::time::Instant::now() + Duration::from_secs(3600);
+    let stat = super::inode::Stat {
+        kind: Kind::File,
+        size: 1,
+        mtime: std::time::SystemTime::now(),
+        etag: None,
+        remote: true,
+        meta: None,
+    };
+    s.fs.table().upsert(ROOT_INO, "new", stat, later);
+    let listed = names(&s.fs, ROOT_INO).await;
+    assert!(listed.iter().any(|(n, _)| n == "new"), "{listed:?}");
+    assert!(listed.iter().any(|(n, _)| n == "old"), "{listed:?}");
+}

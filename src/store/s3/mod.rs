@@ -554,7 +554,7 @@ impl ObjectStore for S3Store {
             async move {
                 self.stats.request("PutObject", body.len() as u64);
                 let command = Command::PutObject {
-                    content: &body,
+                    content: &[], // the body goes separately, see send_command_with_body
                     content_type,
                     custom_headers: None,
                     multipart: None,
@@ -689,7 +689,7 @@ impl ObjectStore for S3Store {
                 async move {
                     self.stats.request("UploadPart", body.len() as u64);
                     let command = Command::PutObject {
-                        content: &body,
+                        content: &[], // the body goes separately, see send_command_with_body
                         content_type: DEFAULT_CONTENT_TYPE,
                         custom_headers: None,
                         multipart: Some(Multipart::new(number, upload_id)),

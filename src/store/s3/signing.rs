@@ -33,8 +33,12 @@ pub(super) async fn send_command(
     send_signed(&request, etag, None).await
 }
 
-/// `send_command` for a command whose content is `body`: the body is sent as it is, without
-/// the copy rust-s3 makes of it (a part is megabytes).
+/// `send_command` for a PUT or UploadPart whose body is `body`. The command is built with
+/// empty content (callers pass `content: &[]`): rust-s3 would hash the content twice (SHA-256
+/// for the signature and MD5 for `Content-MD5`) and copy it. Here the body is hashed once,
+/// SHA-256 (hardware-accelerated, three times as fast as MD5), and signed as the payload
+/// hash, which S3 checks against the bytes it receives: the integrity check Content-MD5
+/// would give, for a third of the CPU.
 pub(super) async fn send_command_with_body(
     bucket: &Bucket,
     path: &str,
@@ -43,7 +47,25 @@ pub(super) async fn send_command_with_body(
     body: bytes::Bytes,
 ) -> Result<ResponseData, S3Error> {
     let request = ReqwestRequest::new(bucket, path, command).await?;
-    send_signed(&request, etag, Some(body)).await
+    let hash = payload_sha256(body.clone()).await?;
+    send_signed(&request, etag, Some((body, hash))).await
+}
+
+/// Hex SHA-256 of `body`, on the blocking pool when it is large (megabytes take milliseconds).
+async fn payload_sha256(body: Bytes) -> Result<String, S3Error> {
+    fn hex_sha256(data: &[u8]) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+    if body.len() < (1 << 20) {
+        return Ok(hex_sha256(&body));
+    }
+    tokio::task::spawn_blocking(move || hex_sha256(&body))
+        .await
+        .map_err(|e| S3Error::Io(std::io::Error::other(e)))
 }
 
 /// Sends a rust-s3 request after signing it again, correctly.
@@ -62,10 +84,16 @@ pub(super) async fn send_command_with_body(
 async fn send_signed(
     request: &ReqwestRequest<'_>,
     etag: bool,
-    body: Option<bytes::Bytes>,
+    body: Option<(Bytes, String)>,
 ) -> Result<ResponseData, S3Error> {
     let bucket = request.bucket;
     let mut headers = request.headers().await?;
+    if let Some((body, sha256)) = &body {
+        // The command was built without content: describe the real body.
+        headers.remove("content-md5");
+        headers.insert("x-amz-content-sha256", sha256.parse()?);
+        headers.insert("content-length", body.len().into());
+    }
     let url = request.url()?;
     if let Some(secret) = bucket.secret_key().await? {
         let access = bucket.access_key().await?.unwrap_or_default();
@@ -113,7 +141,7 @@ async fn send_signed(
     };
     let builder = builder.headers(headers);
     let mut builder = match body {
-        Some(b) => builder.body(b),
+        Some((b, _)) => builder.body(b),
         None => builder.body(request.request_body()?),
     };
     if let Some(timeout) = bucket.request_timeout {
