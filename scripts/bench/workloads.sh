@@ -99,13 +99,17 @@ wl_read() {
 # --- sequential write, until the object is in the bucket ------------------------------------
 
 raw_write() {
+    sync # as before every tool's write: no earlier writeback in the measurement
     raw_timed write "$RUN/raw.json" put "$PFX/raw/write.bin" --size "$BIG" --parallel "$PAR" --part-size "$PART"
 }
 
 wl_write() {
     local tool=$1 src="$DATA/write-$tool.bin" t0 t1 t_dd rc
-    # New random bytes for every tool: Garage deduplicates identical blocks.
+    # New random bytes for every tool: Garage deduplicates identical blocks. Then a sync, so
+    # that neither the writeback of the source file nor that of the previous tool's upload
+    # (the server's data files) is part of this tool's time.
     head -c "$BIG" /dev/urandom >"$src"
+    sync
     if mount_or_fail "$tool" "$PFX/$tool" write write; then
         t0=$(now)
         timeout -k 10 "$T_BIG" dd if="$src" of="$MNT/write.bin" bs=1M 2>>"$STEP_LOG"

@@ -282,7 +282,7 @@ impl Fs {
         let mtime = SystemTime::now();
         let opts = PutOptions {
             content_type: Some(DIRECTORY_CONTENT_TYPE.into()),
-            metadata: self.stored_metadata(Some(&meta), mtime),
+            metadata: self.stored_metadata(Some(&meta)),
             ..self.opts.objects.for_key(&key)
         };
         self.store.put(&key, Bytes::new(), &opts).await?;

@@ -178,9 +178,7 @@ impl Fs {
         let content = self.content_for_write(*ino).await?;
         content.write(offset, data).await?;
         self.stream_written(*ino, &content, offset).await;
-        if let Some(node) = self.table().get_mut(*ino) {
-            node.mtime = SystemTime::now();
-        }
+        self.touched_by_write(*ino);
         Ok(len)
     }
 
@@ -261,10 +259,19 @@ impl Fs {
         };
         content.stream.lock().await.break_off();
         content.truncate(size).await?;
+        self.touched_by_write(ino);
+        Ok(())
+    }
+
+    /// A write or truncate sets the mtime to now, and a stored mtime no longer holds: the
+    /// upload's Last-Modified will say when the file was last written.
+    fn touched_by_write(&self, ino: Ino) {
         if let Some(node) = self.table().get_mut(ino) {
             node.mtime = SystemTime::now();
+            if let Some(meta) = node.meta.as_mut() {
+                meta.posix.mtime = None;
+            }
         }
-        Ok(())
     }
 
     /// Changes the size of a file; one with no open handle is uploaded at once.

@@ -161,22 +161,18 @@ impl Fs {
         let mut opts = self.opts.objects.for_key(key);
         let t = self.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
-        opts.metadata = self.stored_metadata(node.meta.as_ref(), node.mtime);
+        opts.metadata = self.stored_metadata(node.meta.as_ref());
         Ok(opts)
     }
 
-    /// The user metadata to store for a node: its POSIX attributes (with its current
-    /// `mtime`) and its `user.*` attributes.
-    pub(super) fn stored_metadata(
-        &self,
-        meta: Option<&Meta>,
-        mtime: SystemTime,
-    ) -> crate::store::UserMetadata {
+    /// The user metadata to store for a node: its POSIX attributes and its `user.*`
+    /// attributes. An mtime is stored only when one was set (utimens, or read from the
+    /// object and not changed by a write since): otherwise the object's Last-Modified, the
+    /// time of the upload that follows the last write, is the mtime.
+    pub(super) fn stored_metadata(&self, meta: Option<&Meta>) -> crate::store::UserMetadata {
         let meta = meta.cloned().unwrap_or_default();
-        let mut posix = meta.posix;
-        posix.mtime = Some(mtime);
         let mut out = meta.user;
-        metadata::encode(&posix, &mut out);
+        metadata::encode(&meta.posix, &mut out);
         out
     }
 

@@ -48,7 +48,7 @@ impl Fs {
         };
         // Stored before it shows: the node is only entered once the PUT succeeded.
         let mut opts = self.opts.objects.for_key(&key);
-        opts.metadata = self.stored_metadata(stat.meta.as_ref(), stat.mtime);
+        opts.metadata = self.stored_metadata(stat.meta.as_ref());
         let body = Bytes::copy_from_slice(target);
         let etag = self.store.put(&key, body.clone(), &opts).await?;
         self.name_appeared(parent, name);

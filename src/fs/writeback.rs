@@ -76,7 +76,7 @@ impl Fs {
                 size,
                 written,
                 base,
-                metadata: self.stored_metadata(node.meta.as_ref(), node.mtime),
+                metadata: self.stored_metadata(node.meta.as_ref()),
             };
             let mut pending = content.pending.lock().unwrap();
             let id = pending.journal.get_or_insert_with(|| journal.new_id());
