@@ -8,7 +8,10 @@
 //!
 //!   get KEY [--parallel N] [--part-size BYTES]          parallel ranged GETs, bytes discarded
 //!   put KEY --size BYTES [--parallel N] [--part-size B]  multipart PUT of random data
-//!   list PREFIX                                          ListObjectsV2, pages of 1000
+//!   list PREFIX [--heads N]                              ListObjectsV2, pages of 1000; with
+//!                                                        --heads, then a HEAD of every key,
+//!                                                        N in flight (what `ls -l` needs to
+//!                                                        show stored modes and mtimes)
 //!   put-many PREFIX --count N --size BYTES [--parallel P] [--dirs D]
 //!   head KEY                                             size of one object
 //!   wait-size KEY --size BYTES [--timeout S]             poll HEAD until the object has that size
@@ -64,8 +67,13 @@ enum Cmd {
         #[arg(long, default_value_t = 8 << 20)]
         part_size: u64,
     },
-    /// List every key under PREFIX (ListObjectsV2, pages of 1000).
-    List { prefix: String },
+    /// List every key under PREFIX (ListObjectsV2, pages of 1000), then HEAD each key with
+    /// `--heads` in flight if given.
+    List {
+        prefix: String,
+        #[arg(long)]
+        heads: Option<usize>,
+    },
     /// Create COUNT objects of SIZE random bytes under PREFIX (in DIRS subfolders if > 0).
     PutMany {
         prefix: String,
@@ -285,15 +293,29 @@ fn count_files(keys: &[String]) -> usize {
     keys.iter().filter(is_file).count()
 }
 
-async fn list(prefix: String) -> Res<()> {
+async fn list(prefix: String, heads: Option<usize>) -> Res<()> {
     let b = bucket()?;
     let start = Instant::now();
     let keys = list_keys(&b, &prefix).await?;
+    if let Some(parallel) = heads {
+        let mut set = JoinSet::new();
+        for key in keys.iter().cloned() {
+            if set.len() >= parallel.max(1) {
+                set.join_next().await.expect("non-empty")??;
+            }
+            let b = b.clone();
+            set.spawn(async move { b.head_object(&key).await.map(|_| ()) });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
+    }
     let secs = start.elapsed().as_secs_f64();
     let fields = [
         ("prefix", quoted(&prefix)),
         ("count", keys.len().to_string()),
         ("files", count_files(&keys).to_string()),
+        ("heads", heads.map_or(0, |_| keys.len()).to_string()),
     ];
     report("list", &fields, secs, 0);
     Ok(())
@@ -434,7 +456,7 @@ async fn main() -> std::process::ExitCode {
             parallel,
             part_size,
         } => put(key, size, parallel, part_size).await,
-        Cmd::List { prefix } => list(prefix).await,
+        Cmd::List { prefix, heads } => list(prefix, heads).await,
         Cmd::PutMany {
             prefix,
             count,

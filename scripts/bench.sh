@@ -19,7 +19,7 @@
 #                                                            raw: multipart PUT
 #   small   1,000 files of 4 KiB (cp -r), until all are in the bucket
 #                                                            raw: 1,000 sequential PUTs
-#   ls      cold `ls -l` of a directory of 10,000 entries    raw: LIST
+#   ls      cold `ls -l` of a directory of 10,000 entries    raw: LIST + HEAD of each key
 #   find    cold `find` of 2,000 files in 40 directories     raw: LIST
 #   du      cold `du -s` of the same tree                    raw: LIST
 #   rsync   `rsync -a --stats` of 2,000 small files in 40 directories (varied modes and
@@ -167,7 +167,7 @@ write_meta() {
            "tree_files": $TREE_N, "tree_dirs": $TREE_D, "rsync_files": $RSYNC_N,
            "rsync_dirs": $RSYNC_D, "part_size": $PART, "parallel": $PAR},
  "logs": "results/bench-$TS.logs", "runtime_s": $runtime,
- "notes": ["raw rows: read = parallel ranged GETs, write = multipart PUT (both $((PART >> 20)) MiB parts, $PAR in flight), small = sequential PUTs (one at a time, as cp creates them), ls/find/du = LIST of the keys; times are the raw tool's own (no process start).", "s3fs: -o use_path_request_style,endpoint=$AWS_REGION,sigv4 (defaults otherwise: 10 MiB parts, 5 in flight). rclone: --vfs-cache-mode writes, provider Other, defaults otherwise (5 MiB parts, 4 in flight, 5 s write-back). bucketfs: defaults."]}
+ "notes": ["raw rows: read = parallel ranged GETs, write = multipart PUT (both $((PART >> 20)) MiB parts, $PAR in flight), small = sequential PUTs (one at a time, as cp creates them), ls = LIST + a HEAD per key (32 in flight: the user metadata ls -l shows), find/du = LIST of the keys; times are the raw tool's own (no process start).", "s3fs: -o use_path_request_style,endpoint=$AWS_REGION,sigv4 (defaults otherwise: 10 MiB parts, 5 in flight). rclone: --vfs-cache-mode writes, provider Other, defaults otherwise (5 MiB parts, 4 in flight, 5 s write-back). bucketfs: defaults."]}
 EOF
 }
 

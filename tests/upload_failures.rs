@@ -281,7 +281,16 @@ fn a_failed_upload_after_close_is_retried_in_the_background_until_stored() {
     f.write_all(b"keep me").unwrap();
     let err = f.sync_all().expect_err("the server is down for this key");
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
-    drop(f);
+    // With --write-back-delay 0 (the harness's setting) close uploads and returns the error.
+    let fd = std::os::fd::IntoRawFd::into_raw_fd(f);
+    // SAFETY: fd is an open descriptor we own; it is closed once, here.
+    let rc = unsafe { libc::close(fd) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!(
+        (rc, errno),
+        (-1, Some(libc::EIO)),
+        "close reports the failed upload"
+    );
     assert!(server.get(&key).is_none());
 
     outage.store(false, Ordering::SeqCst);

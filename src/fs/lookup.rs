@@ -7,6 +7,7 @@
 //! when first needed: `ensure_meta` for one node, `ensure_meta_all` for the entries readdir
 //! is about to return, in bounded parallel.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use futures_util::stream::{self, StreamExt};
@@ -136,17 +137,22 @@ impl Fs {
         }
     }
 
-    /// Waits until no HEAD for these nodes' metadata is in flight (another task's).
+    /// Waits until no HEAD for these nodes' metadata is in flight (another task's). Each
+    /// waiter is woken by its own node's answer only.
     pub(super) async fn meta_settled(&self, inos: &[Ino]) {
-        loop {
-            let done = self.meta_done.notified();
-            {
-                let inflight = self.meta_inflight.lock().unwrap();
-                if !inos.iter().any(|i| inflight.contains(i)) {
-                    return;
+        for ino in inos {
+            loop {
+                let Some(done) = self.meta_inflight.lock().unwrap().get(ino).cloned() else {
+                    break;
+                };
+                let wait = done.notified();
+                tokio::pin!(wait);
+                wait.as_mut().enable();
+                if !self.meta_inflight.lock().unwrap().contains_key(ino) {
+                    break;
                 }
+                wait.await;
             }
-            done.await;
         }
     }
 
@@ -162,14 +168,24 @@ impl Fs {
             }
             (node.kind, node.parent, node.name.clone())
         };
-        if !self.meta_inflight.lock().unwrap().insert(ino) {
+        let done = {
+            let mut inflight = self.meta_inflight.lock().unwrap();
+            if inflight.contains_key(&ino) {
+                None
+            } else {
+                let done = Arc::new(tokio::sync::Notify::new());
+                inflight.insert(ino, done.clone());
+                Some(done)
+            }
+        };
+        let Some(done) = done else {
             // Another task is asking: its answer is ours.
             self.meta_settled(&[ino]).await;
             return Ok(());
-        }
+        };
         let result = self.head_meta(ino, kind, parent, &name).await;
         self.meta_inflight.lock().unwrap().remove(&ino);
-        self.meta_done.notify_waiters();
+        done.notify_waiters();
         result
     }
 

@@ -77,9 +77,8 @@ pub struct Fs {
     /// Closed files not yet uploaded, so a killed daemon loses none (`None` in unit tests
     /// that do not need one).
     journal: Option<Arc<Journal>>,
-    /// Nodes whose metadata a HEAD is fetching now, and a wake-up when one finishes.
-    meta_inflight: Mutex<std::collections::HashSet<Ino>>,
-    meta_done: tokio::sync::Notify,
+    /// Nodes whose metadata a HEAD is fetching now, each with the wake-up of its waiters.
+    meta_inflight: Mutex<std::collections::HashMap<Ino, Arc<tokio::sync::Notify>>>,
 }
 
 impl Fs {
@@ -118,7 +117,6 @@ impl Fs {
             started,
             journal,
             meta_inflight: Default::default(),
-            meta_done: Default::default(),
         }
     }
 

@@ -398,6 +398,23 @@ async fn an_unlinked_pending_file_is_neither_uploaded_nor_replayed() {
 }
 
 #[tokio::test]
+async fn fsync_uploads_at_once_whatever_the_delay() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    let (_, fh) = fs
+        .create(ROOT_INO, OsStr::new("f"), libc::O_WRONLY, OWNER)
+        .await
+        .unwrap();
+    fs.write(fh, 0, Bytes::from_static(b"now")).await.unwrap();
+    fs.fsync(fh).await.unwrap();
+    assert_eq!(&mem.bytes("f").unwrap()[..], b"now");
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(fs.status().pending, 0, "nothing left for the write-back");
+}
+
+#[tokio::test]
 async fn a_pending_file_reads_back_and_drain_uploads_it() {
     let mem = Arc::new(MemoryStore::new());
     let dir = tempfile::tempdir().unwrap();

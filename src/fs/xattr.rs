@@ -34,6 +34,12 @@ fn parse(name: &str) -> Name<'_> {
     }
 }
 
+/// True when attribute `name` may exist here (`user.*`, `s3.*`). `ls -l` asks every file for
+/// `security.selinux` and the POSIX ACLs: the adapter answers those at once, without a task.
+pub fn may_exist(name: &str) -> bool {
+    !matches!(parse(name), Name::Other)
+}
+
 /// A `user.*` name S3 can carry as `x-amz-meta-NAME` and that no POSIX convention uses.
 fn check_user_name(name: &str) -> FsResult<()> {
     let valid = !name.is_empty()

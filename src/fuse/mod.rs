@@ -21,8 +21,9 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::fs::error::FsError;
 use crate::fs::inode::Kind;
-use crate::fs::{Attr, Fs, Owner, SetAttr};
+use crate::fs::{xattr, Attr, Fs, Owner, SetAttr};
 use errno::errno;
 
 /// Directory entries prepared at a time for one readdir reply (their metadata is fetched
@@ -471,6 +472,10 @@ impl Filesystem for FuseAdapter {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name.to_string_lossy().into_owned();
+        if !xattr::may_exist(&name) {
+            // Asked for every file by `ls -l` (SELinux label, ACLs): answered right here.
+            return reply.error(errno("getxattr", &FsError::NoAttribute));
+        }
         self.run(|fs, _| async move {
             match fs.getxattr(ino.0, &name).await {
                 Ok(value) => xattr_reply(reply, &value, size),
