@@ -7,6 +7,7 @@
 //! when first needed: `ensure_meta` for one node, `ensure_meta_all` for the entries readdir
 //! is about to return, in bounded parallel.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -168,15 +169,9 @@ impl Fs {
             }
             (node.kind, node.parent, node.name.clone())
         };
-        let done = {
-            let mut inflight = self.meta_inflight.lock().unwrap();
-            if inflight.contains_key(&ino) {
-                None
-            } else {
-                let done = Arc::new(tokio::sync::Notify::new());
-                inflight.insert(ino, done.clone());
-                Some(done)
-            }
+        let done = match self.meta_inflight.lock().unwrap().entry(ino) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(v) => Some(v.insert(Arc::default()).clone()),
         };
         let Some(done) = done else {
             // Another task is asking: its answer is ours.
