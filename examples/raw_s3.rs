@@ -299,11 +299,11 @@ async fn list(prefix: String, heads: Option<usize>) -> Res<()> {
     let keys = list_keys(&b, &prefix).await?;
     if let Some(parallel) = heads {
         let mut set = JoinSet::new();
-        for key in keys.iter().cloned() {
+        for key in &keys {
             if set.len() >= parallel.max(1) {
                 set.join_next().await.expect("non-empty")??;
             }
-            let b = b.clone();
+            let (b, key) = (b.clone(), key.clone());
             set.spawn(async move { b.head_object(&key).await.map(|_| ()) });
         }
         while let Some(r) = set.join_next().await {
