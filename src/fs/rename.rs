@@ -15,6 +15,7 @@ use super::names::check_name;
 use super::Fs;
 use crate::store::{list_all, ObjectStore, StoreError};
 use crate::upload::options::OptionsResolver;
+use crate::upload::Uploader;
 
 /// Copies or deletes for a directory rename in flight at once.
 const RENAME_CONCURRENCY: usize = 16;
@@ -92,7 +93,7 @@ impl Fs {
                 }
                 let from = self.dir_prefix(src)?;
                 let to = format!("{}{}/", self.dir_prefix(new_parent)?, new_name);
-                move_prefix(&self.store, &self.opts.objects, &from, &to).await?;
+                move_prefix(&self.store, &self.uploader, &self.opts.objects, &from, &to).await?;
                 self.table().rename(src, new_parent, new_name);
                 // Files below it whose upload is pending go to their new keys: say so in
                 // the journal.
@@ -120,10 +121,10 @@ impl Fs {
         new_parent: Ino,
         new_name: &str,
     ) -> FsResult<()> {
-        let (content, remote) = {
+        let (content, remote, size) = {
             let t = self.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            (node.content.clone(), node.remote)
+            (node.content.clone(), node.remote, node.size)
         };
         let pending_upload = match &content {
             Some(c) => {
@@ -141,7 +142,7 @@ impl Fs {
                         self.store.delete(from).await?;
                     }
                 } else if remote {
-                    self.copy_then_delete(from, to).await?;
+                    self.copy_then_delete(from, to, size).await?;
                     // Later writes keep reading unchanged bytes: from the copy now.
                     c.rebase(to, None, c.size());
                 }
@@ -150,7 +151,7 @@ impl Fs {
             }
             None => {
                 if remote {
-                    self.copy_then_delete(from, to).await?;
+                    self.copy_then_delete(from, to, size).await?;
                 }
                 self.table().rename(ino, new_parent, new_name);
                 false
@@ -166,11 +167,12 @@ impl Fs {
         Ok(())
     }
 
-    /// Server-side copy keeping the object's metadata and re-applying the object options
-    /// (S3 does not carry SSE, ACL or storage class over by itself), then delete.
-    async fn copy_then_delete(&self, from: &str, to: &str) -> FsResult<()> {
+    /// Server-side copy (of any size) keeping the object's metadata and re-applying the
+    /// object options (S3 does not carry SSE, ACL or storage class over by itself), then
+    /// delete.
+    async fn copy_then_delete(&self, from: &str, to: &str, size: u64) -> FsResult<()> {
         let opts = self.opts.objects.for_key(to);
-        self.store.copy_with_options(from, to, &opts, true).await?;
+        self.uploader.copy(from, to, size, &opts, true).await?;
         self.store.delete(from).await?;
         Ok(())
     }
@@ -191,60 +193,64 @@ impl Fs {
     }
 }
 
-/// Copies every key under `from` to the same relative key under `to`, then deletes the
-/// originals. Sources are deleted only once every copy succeeded, so a failure loses nothing.
+/// Copies every key under `from` to the same relative key under `to` (of any size), then
+/// deletes the originals. Sources are deleted only once every copy succeeded, so a failure
+/// loses nothing.
 async fn move_prefix(
     store: &Arc<dyn ObjectStore>,
+    uploader: &Uploader,
     objects: &OptionsResolver,
     from: &str,
     to: &str,
 ) -> FsResult<()> {
-    let keys: Vec<String> = list_all(&**store, from)
+    let objs: Vec<(String, u64)> = list_all(&**store, from)
         .await?
         .into_iter()
-        .map(|o| o.key)
+        .map(|o| (o.key, o.size))
         .collect();
     let (from, to) = (from.to_string(), to.to_string());
-    for_each_concurrent(&keys, |key| {
-        let store = store.clone();
+    for_each_concurrent(&objs, |(key, size)| {
+        let uploader = uploader.clone();
         let target = format!("{to}{}", &key[from.len()..]);
         let opts = objects.for_key(&target);
-        async move { store.copy_with_options(&key, &target, &opts, true).await }
+        async move { Ok(uploader.copy(&key, &target, size, &opts, true).await?) }
     })
     .await?;
-    for_each_concurrent(&keys, |key| {
+    for_each_concurrent(&objs, |(key, _)| {
         let store = store.clone();
-        async move { store.delete(&key).await }
+        async move { Ok(store.delete(&key).await?) }
     })
     .await?;
     Ok(())
 }
 
-/// Runs `f` on every key with at most `RENAME_CONCURRENCY` in flight; the first error wins.
-async fn for_each_concurrent<F, Fut>(keys: &[String], f: F) -> Result<(), StoreError>
+/// Runs `f` on every item with at most `RENAME_CONCURRENCY` in flight; the first error wins.
+async fn for_each_concurrent<T, F, Fut>(items: &[T], f: F) -> FsResult<()>
 where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<(), StoreError>> + Send + 'static,
+    T: Clone,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = FsResult<()>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(RENAME_CONCURRENCY));
     let mut tasks = JoinSet::new();
-    for key in keys {
+    let joined = |e: tokio::task::JoinError| FsError::Store(StoreError::Other(e.to_string()));
+    for item in items {
         let permit = permits
             .clone()
             .acquire_owned()
             .await
             .expect("semaphore open");
-        let fut = f(key.clone());
+        let fut = f(item.clone());
         tasks.spawn(async move {
             let _permit = permit;
             fut.await
         });
         while let Some(done) = tasks.try_join_next() {
-            done.map_err(|e| StoreError::Other(e.to_string()))??;
+            done.map_err(joined)??;
         }
     }
     while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| StoreError::Other(e.to_string()))??;
+        done.map_err(joined)??;
     }
     Ok(())
 }

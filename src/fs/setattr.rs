@@ -12,11 +12,8 @@
 //! The `ignore_chmod` / `ignore_chown` / `ignore_utimens` switches make those calls succeed
 //! without changing or storing anything.
 
-use std::ops::Range;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::dir::DIRECTORY_CONTENT_TYPE;
@@ -24,11 +21,6 @@ use super::error::{FsError, FsResult};
 use super::inode::{Ino, Kind, Meta, Node};
 use super::{metadata, Attr, Fs};
 use crate::store::PutOptions;
-use crate::upload::{PartSource, UploadError};
-
-/// Largest object CopyObject copies in one request; above it, a multipart copy. (Small in
-/// unit tests, so the multipart path runs on the in-memory store.)
-const MAX_SINGLE_COPY: u64 = if cfg!(test) { 6 << 20 } else { 5 << 30 };
 
 /// What one setattr call changes (`None` = unchanged).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -147,13 +139,7 @@ impl Fs {
 
     /// Replaces the metadata of the object at `key` by a server-side copy onto itself.
     async fn copy_onto_itself(&self, key: &str, size: u64, opts: &PutOptions) -> FsResult<()> {
-        if size <= MAX_SINGLE_COPY {
-            self.store.copy_with_options(key, key, opts, false).await?;
-        } else {
-            let source = Arc::new(CopyOf(key.to_string()));
-            self.uploader.upload(key, source, size, opts).await?;
-        }
-        Ok(())
+        Ok(self.uploader.copy(key, key, size, opts, false).await?)
     }
 
     /// The options of a new object at `key` (from the configuration) with `ino`'s metadata.
@@ -221,21 +207,5 @@ fn apply(node: &mut Node, set: &SetAttr) {
     let meta = node.meta.as_ref().expect("set above");
     if (meta.posix.clone(), node.mtime) != before {
         node.meta_dirty = true;
-    }
-}
-
-/// An object copied onto itself, part by part (UploadPartCopy), to change its metadata.
-struct CopyOf(String);
-
-#[async_trait]
-impl PartSource for CopyOf {
-    async fn read(&self, _range: Range<u64>) -> Result<Bytes, UploadError> {
-        Err(UploadError::Staging(
-            "a metadata copy sends no data (every part is copied)".into(),
-        ))
-    }
-
-    fn copy_source(&self, _range: &Range<u64>) -> Option<String> {
-        Some(self.0.clone())
     }
 }

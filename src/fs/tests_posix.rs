@@ -128,6 +128,46 @@ async fn a_chmod_of_an_object_too_large_for_one_copy_is_a_multipart_copy() {
 }
 
 #[tokio::test]
+async fn renaming_objects_too_large_for_one_copy_keeps_bytes_and_metadata() {
+    let s = setup();
+    let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 249) as u8).collect();
+    let opts = PutOptions {
+        metadata: [("mode".to_string(), "33152".to_string())].into(),
+        ..PutOptions::default()
+    };
+    s.mem
+        .put("big", Bytes::from(data.clone()), &opts)
+        .await
+        .unwrap();
+    s.mem
+        .put("d/big", Bytes::from(data.clone()), &opts)
+        .await
+        .unwrap();
+    s.fs.lookup(ROOT_INO, OsStr::new("big")).await.unwrap();
+    s.fs.rename(
+        ROOT_INO,
+        OsStr::new("big"),
+        ROOT_INO,
+        OsStr::new("moved"),
+        0,
+    )
+    .await
+    .unwrap();
+    s.fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
+    s.fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), 0)
+        .await
+        .unwrap();
+    assert_eq!(s.mem.keys(), ["e/big", "moved"]);
+    for key in ["moved", "e/big"] {
+        assert!(s.mem.bytes(key).unwrap() == data, "{key}: bytes");
+        assert_eq!(meta(&s.mem, key, "mode").as_deref(), Some("33152"), "{key}");
+    }
+    let stats = s.mem.stats();
+    assert_eq!(stats.count("CopyObject"), 0, "{stats:?}");
+    assert!(stats.count("UploadPartCopy") >= 4, "{stats:?}");
+}
+
+#[tokio::test]
 async fn stored_metadata_is_what_a_fresh_mount_shows() {
     let s = setup();
     let mut opts = PutOptions::default();

@@ -2,8 +2,10 @@
 //! above it a multipart upload with parts sent in parallel (`multipart`), where a part whose
 //! bytes are unchanged in an existing object is copied server-side (UploadPartCopy) instead of
 //! sent. Each request is retried by the store layer; a multipart upload that still fails is
-//! aborted, so no partial object is ever visible under the key.
+//! aborted, so no partial object is ever visible under the key. `copy` copies objects
+//! server-side, of any size.
 
+pub mod copy;
 pub mod journal;
 pub mod multipart;
 pub mod options;
@@ -42,6 +44,7 @@ pub trait PartSource: Send + Sync {
     fn copy_source(&self, range: &Range<u64>) -> Option<String>;
 }
 
+#[derive(Clone)]
 pub struct Uploader {
     store: Arc<dyn ObjectStore>,
     part_size: u64,
