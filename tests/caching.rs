@@ -5,30 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-/// Request counts by kind, from the line the daemon logs at exit.
-fn request_counts(log: &str) -> BTreeMap<String, u64> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("store requests"))
-        .unwrap_or_else(|| panic!("no request summary in the log:\n{log}"));
-    let mut counts = BTreeMap::new();
-    for part in line.split_whitespace() {
-        if let Some((kind, n)) = part.split_once('=') {
-            if let Ok(n) = n.trim_matches(|c| c == ',' || c == '"').parse() {
-                counts.insert(kind.to_string(), n);
-            }
-        }
-    }
-    counts
-}
 
 #[test]
 fn without_listing_metadata_ls_l_of_a_large_directory_is_one_listing_pass_without_heads() {

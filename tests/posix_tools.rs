@@ -78,24 +78,6 @@ fn files_transferred(stats: &str) -> u64 {
     rsync_stat(stats, "Number of regular files transferred")
 }
 
-/// Request counts by kind, from the line the daemon logs at exit.
-fn request_counts(log: &str) -> BTreeMap<String, u64> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("store requests"))
-        .unwrap_or_else(|| panic!("no request summary in the log:\n{log}"));
-    let mut counts = BTreeMap::new();
-    for part in line.split_whitespace() {
-        if let Some((kind, n)) = part.split_once('=') {
-            if let Ok(n) = n.trim_matches(|c| c == ',' || c == '"').parse() {
-                counts.insert(kind.to_string(), n);
-            }
-        }
-    }
-    counts
-}
-
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }

@@ -113,6 +113,18 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// A directory with no `dir/` marker: nothing stored, the defaults apply.
+    pub fn unmarked_dir(mtime: SystemTime) -> Stat {
+        Stat {
+            kind: Kind::Dir,
+            size: 0,
+            mtime,
+            etag: None,
+            remote: false,
+            meta: Some(Meta::default()),
+        }
+    }
+
     /// A file, directory or symlink as HEAD describes it (the stored mtime wins).
     pub fn from_head(kind: Kind, info: &ObjectInfo) -> Stat {
         let meta = Meta::from_info(info);

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use futures_util::stream::{self, StreamExt};
 
 use super::error::{FsError, FsResult};
-use super::inode::{Ino, Kind, Meta, Stat, ROOT_INO};
+use super::inode::{Ino, Kind, Stat, ROOT_INO};
 use super::Fs;
 use crate::store::{ObjectStore, StoreError};
 
@@ -31,14 +31,7 @@ pub async fn stat_name(
     let list = list?;
     if !list.objects.is_empty() || !list.prefixes.is_empty() {
         if !list.objects.iter().any(|o| o.key == sub) {
-            return Ok(Some(Stat {
-                kind: Kind::Dir,
-                size: 0,
-                mtime: dir_mtime,
-                etag: None,
-                remote: false,
-                meta: Some(Meta::default()),
-            }));
+            return Ok(Some(Stat::unmarked_dir(dir_mtime)));
         }
         // The marker holds the directory's mode, owner and times.
         return match store.head(&sub).await {
@@ -47,14 +40,7 @@ pub async fn stat_name(
                 etag: None,
                 ..Stat::from_head(Kind::Dir, &info)
             })),
-            Err(StoreError::NotFound) => Ok(Some(Stat {
-                kind: Kind::Dir,
-                size: 0,
-                mtime: dir_mtime,
-                etag: None,
-                remote: false,
-                meta: Some(Meta::default()),
-            })),
+            Err(StoreError::NotFound) => Ok(Some(Stat::unmarked_dir(dir_mtime))),
             Err(e) => Err(e),
         };
     }
@@ -189,14 +175,7 @@ impl Fs {
         let stat = match self.store.head(&key).await {
             Ok(info) => Stat::from_head(kind, &info),
             // A directory without a marker: nothing stored, the defaults apply.
-            Err(StoreError::NotFound) if kind == Kind::Dir => Stat {
-                kind,
-                size: 0,
-                mtime: self.started,
-                etag: None,
-                remote: false,
-                meta: Some(Meta::default()),
-            },
+            Err(StoreError::NotFound) if kind == Kind::Dir => Stat::unmarked_dir(self.started),
             Err(e) => return Err(e.into()),
         };
         let mut t = self.table();

@@ -383,3 +383,21 @@ pub fn is_mounted(path: &Path) -> bool {
         .lines()
         .any(|l| l.split(' ').nth(1) == Some(p.as_str()))
 }
+
+/// Request counts by kind, from the line the daemon logs at exit ("store requests: ...").
+pub fn request_counts(log: &str) -> std::collections::BTreeMap<String, u64> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("store requests"))
+        .unwrap_or_else(|| panic!("no request summary in the log:\n{log}"));
+    let mut counts = std::collections::BTreeMap::new();
+    for part in line.split_whitespace() {
+        if let Some((kind, n)) = part.split_once('=') {
+            if let Ok(n) = n.trim_matches(|c| c == ',' || c == '"').parse() {
+                counts.insert(kind.to_string(), n);
+            }
+        }
+    }
+    counts
+}
