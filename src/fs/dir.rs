@@ -146,12 +146,35 @@ impl Fs {
         }
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
-        let children = self.list_children(&dir_prefix).await?;
+        let children = self
+            .list_children(&dir_prefix, None)
+            .await?
+            .expect("no page limit");
+        self.apply_listing(ino, &children, started)
+    }
 
+    /// Lists the directory whole if one page of the listing holds it (names looked up in it
+    /// that are missing then cost no request); a larger one is left to lookups by name.
+    pub(super) async fn list_if_small(&self, ino: Ino) -> FsResult<()> {
+        let dir_prefix = self.dir_prefix(ino)?;
+        let started = Instant::now();
+        if let Some(children) = self.list_children(&dir_prefix, Some(1)).await? {
+            self.apply_listing(ino, &children, started)?;
+        }
+        Ok(())
+    }
+
+    /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
+    fn apply_listing(
+        &self,
+        ino: Ino,
+        children: &BTreeMap<String, Stat>,
+        started: Instant,
+    ) -> FsResult<Vec<DirEntry>> {
         let mut t = self.table();
         let parent = t.get(ino).ok_or(FsError::NotFound)?.parent;
         let mut out = dots(ino, parent);
-        for (name, stat) in &children {
+        for (name, stat) in children {
             let kind = stat.kind;
             let child = t.upsert(ino, name, stat.clone(), started);
             out.push(DirEntry {
@@ -204,11 +227,21 @@ impl Fs {
     }
 
     /// Every showable child of `dir_prefix` in the store, by name; directories shadow files.
-    async fn list_children(&self, dir_prefix: &str) -> FsResult<BTreeMap<String, Stat>> {
+    /// With `max_pages`, `None` when the directory has more pages than that.
+    async fn list_children(
+        &self,
+        dir_prefix: &str,
+        max_pages: Option<usize>,
+    ) -> FsResult<Option<BTreeMap<String, Stat>>> {
         let mut files = BTreeMap::new();
         let mut dirs = BTreeMap::new();
         let mut token = None;
+        let mut pages = 0;
         loop {
+            if max_pages.is_some_and(|max| pages == max) {
+                return Ok(None);
+            }
+            pages += 1;
             let page = self
                 .store
                 .list_page(dir_prefix, Some("/"), token, 1000)
@@ -266,7 +299,7 @@ impl Fs {
             }
         }
         files.extend(dirs);
-        Ok(files)
+        Ok(Some(files))
     }
 
     pub async fn mkdir(&self, parent: Ino, name: &std::ffi::OsStr, owner: Owner) -> FsResult<Attr> {

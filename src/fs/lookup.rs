@@ -51,6 +51,10 @@ pub async fn stat_name(
     }
 }
 
+/// Names found missing in a directory not listed recently before it is listed whole (if it
+/// fits in one page).
+const MISSES_BEFORE_LISTING: u32 = 2;
+
 /// HEADs in flight when the metadata of many listed entries is needed (readdir).
 const META_CONCURRENCY: usize = 32;
 
@@ -83,14 +87,23 @@ impl Fs {
         match stat_name(&*self.store, &dir_prefix, name, self.started).await? {
             Some(stat) => Ok(self.table().upsert(parent, name, stat, Instant::now())),
             None => {
-                let mut t = self.table();
-                if let Some(ino) = t.child(parent, name) {
-                    if t.get(ino).is_some_and(|n| n.content.is_some()) {
-                        return Ok(ino); // written here, not uploaded yet
+                {
+                    let mut t = self.table();
+                    if let Some(ino) = t.child(parent, name) {
+                        if t.get(ino).is_some_and(|n| n.content.is_some()) {
+                            return Ok(ino); // written here, not uploaded yet
+                        }
+                        t.unlink(parent, name);
                     }
-                    t.unlink(parent, name);
                 }
                 self.negative.insert((parent, name.to_string()));
+                if self.missed_in(parent) {
+                    // Several names missing here (a tool creating files): if the directory
+                    // is small, list it once and answer the next misses without a request.
+                    if let Err(e) = self.list_if_small(parent).await {
+                        tracing::debug!(parent, error = %e, "cannot list the directory");
+                    }
+                }
                 Err(FsError::NotFound)
             }
         }
@@ -198,6 +211,21 @@ impl Fs {
         }
         node.meta = stat.meta;
         Ok(())
+    }
+
+    /// Counts a name found missing in `dir`; true once `MISSES_BEFORE_LISTING` were.
+    fn missed_in(&self, dir: Ino) -> bool {
+        let mut misses = self.misses.lock().unwrap();
+        if misses.len() > 10_000 {
+            misses.clear(); // a bound, not a cache: counting starts again
+        }
+        let n = misses.entry(dir).or_insert(0);
+        *n += 1;
+        if *n >= MISSES_BEFORE_LISTING {
+            misses.remove(&dir);
+            return true;
+        }
+        false
     }
 
     /// A name now exists here (created by this mount): forget that it was missing.

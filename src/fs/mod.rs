@@ -77,6 +77,8 @@ pub struct Fs {
     /// Closed files not yet uploaded, so a killed daemon loses none (`None` in unit tests
     /// that do not need one).
     journal: Option<Arc<Journal>>,
+    /// Names found missing per directory since its last listing (see `lookup`).
+    misses: Mutex<std::collections::HashMap<Ino, u32>>,
     /// Nodes whose metadata a HEAD is fetching now, each with the wake-up of its waiters.
     meta_inflight: Mutex<std::collections::HashMap<Ino, Arc<tokio::sync::Notify>>>,
 }
@@ -116,6 +118,7 @@ impl Fs {
             staging_dir,
             started,
             journal,
+            misses: Default::default(),
             meta_inflight: Default::default(),
         }
     }

@@ -432,3 +432,63 @@ async fn a_file_stored_while_its_directory_was_being_listed_is_in_that_listing()
     assert!(listed.iter().any(|(n, _)| n == "new"), "{listed:?}");
     assert!(listed.iter().any(|(n, _)| n == "old"), "{listed:?}");
 }
+
+#[tokio::test]
+async fn after_two_missing_names_a_small_directory_is_listed_and_later_misses_are_free() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            dir_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+            metadata_ttl: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    put(&s.mem, "d/a", b"x").await;
+    let d = s.fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
+    for missing in ["x", "y"] {
+        assert!(matches!(
+            s.fs.lookup(d.ino, OsStr::new(missing)).await,
+            Err(FsError::NotFound)
+        ));
+    }
+    let before = s.mem.stats().total_requests();
+    for missing in ["z", "w", "v"] {
+        assert!(matches!(
+            s.fs.lookup(d.ino, OsStr::new(missing)).await,
+            Err(FsError::NotFound)
+        ));
+    }
+    assert!(s.fs.lookup(d.ino, OsStr::new("a")).await.is_ok());
+    assert_eq!(
+        s.mem.stats().total_requests(),
+        before,
+        "answered from the listing"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_larger_than_one_page_is_not_listed_for_misses() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            dir_ttl: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    let keys: Vec<String> = (0..1001).map(|i| format!("d/f{i:04}")).collect();
+    for k in &keys {
+        put(&s.mem, k, b"x").await;
+    }
+    let d = s.fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
+    for missing in ["x", "y"] {
+        let _ = s.fs.lookup(d.ino, OsStr::new(missing)).await;
+    }
+    let before = s.mem.stats().count("HeadObject");
+    let _ = s.fs.lookup(d.ino, OsStr::new("z")).await;
+    assert_eq!(
+        s.mem.stats().count("HeadObject"),
+        before + 1,
+        "still asked by name"
+    );
+}
