@@ -41,10 +41,17 @@ fn files_of_every_size_class_round_trip_through_mount_and_bucket() {
         );
         assert_eq!(fs::metadata(m.path(name)).unwrap().len(), len as u64);
 
-        // Put directly into the bucket: the mount reads the same bytes.
+        // Put directly into the bucket: the mount reads the same bytes (a new object of
+        // another client shows within the listing TTL, as the directory may just have been
+        // listed).
         let direct = random_bytes(len);
         server.put(&format!("{prefix}/direct-{name}"), &direct);
-        let read = fs::read(m.path(&format!("direct-{name}"))).unwrap();
+        let path = m.path(&format!("direct-{name}"));
+        assert!(
+            eventually(Duration::from_secs(5), || path.exists()),
+            "direct-{name} shows up"
+        );
+        let read = fs::read(&path).unwrap();
         assert_eq!(
             sha256(&read),
             sha256(&direct),

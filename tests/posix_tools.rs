@@ -569,6 +569,11 @@ fn rsync_of_new_small_files_costs_one_put_each() {
         "(PUT, copy, DELETE) for 50 new files written by rsync (temp file, chmod, utimes, \
          rename): one PUT each, under its final name: {counts:?}"
     );
+    assert!(
+        n("HeadObject") + n("ListObjectsV2") <= 10,
+        "the missing names rsync looks up are answered from one listing, not one HEAD and \
+         LIST each: {counts:?}"
+    );
     let keys = server.keys(&format!("{prefix}/"));
     let expected: Vec<String> = names.iter().map(|n| format!("{prefix}/{n}")).collect();
     assert_eq!(keys, expected);
