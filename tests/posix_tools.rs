@@ -917,3 +917,60 @@ fn names_with_spaces_and_non_ascii_round_trip() {
         "the exact bytes"
     );
 }
+
+// --- extended attributes ---------------------------------------------------------------------
+
+fn c_path(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).unwrap()
+}
+
+/// getxattr(2) of `name`, or the errno.
+fn get_xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    let (p, n) = (c_path(path), CString::new(name).unwrap());
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    buf.truncate(len as usize);
+    Ok(buf)
+}
+
+#[test]
+fn user_xattrs_are_user_metadata_and_s3_ones_describe_the_object() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("xattr");
+    let m = mount(&server, &prefix);
+    let f = m.path("doc.txt");
+    fs::write(&f, b"text").unwrap();
+    let (p, n, v) = (c_path(&f), CString::new("user.project").unwrap(), b"apollo");
+    // SAFETY: valid C strings and a value of the given length.
+    let rc = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+    assert_eq!(get_xattr(&f, "user.project").unwrap(), b"apollo");
+    assert_eq!(get_xattr(&f, "user.absent"), Err(libc::ENODATA));
+    assert_eq!(get_xattr(&f, "s3.content_type").unwrap(), b"text/plain");
+    m.unmount();
+
+    let head = server
+        .head_full(&format!("{prefix}/doc.txt"))
+        .expect("stored");
+    let meta = head.metadata.unwrap_or_default();
+    assert_eq!(
+        meta.get("project").map(String::as_str),
+        Some("apollo"),
+        "{meta:?}"
+    );
+    let etag = head.e_tag.unwrap_or_default();
+
+    let m = mount(&server, &prefix);
+    let f = m.path("doc.txt");
+    assert_eq!(
+        get_xattr(&f, "user.project").unwrap(),
+        b"apollo",
+        "after a remount"
+    );
+    let shown = String::from_utf8(get_xattr(&f, "s3.etag").unwrap()).unwrap();
+    assert_eq!(shown, etag.trim_matches('"'));
+}

@@ -7,7 +7,7 @@
 //! and values must be printable ASCII; all user metadata together must fit in S3's 2 KiB.
 
 use super::error::{FsError, FsResult};
-use super::inode::{Ino, Kind};
+use super::inode::{Ino, Kind, Node};
 use super::{metadata, Fs};
 
 /// S3's limit on the user metadata of one object (names and values together).
@@ -84,7 +84,7 @@ impl Fs {
         let value = match name {
             Name::User(n) => meta.user.get(&n).cloned(),
             Name::S3(n) => self
-                .s3_attributes(node.kind, node.etag.as_deref(), &meta)
+                .s3_attributes(t.path(ino), node)
                 .into_iter()
                 .find(|(k, _)| *k == n)
                 .map(|(_, v)| v),
@@ -104,7 +104,7 @@ impl Fs {
         for name in meta.user.keys() {
             out.extend_from_slice(format!("user.{name}\0").as_bytes());
         }
-        for (name, _) in self.s3_attributes(node.kind, node.etag.as_deref(), &meta) {
+        for (name, _) in self.s3_attributes(t.path(ino), node) {
             out.extend_from_slice(format!("s3.{name}\0").as_bytes());
         }
         Ok(out)
@@ -166,21 +166,23 @@ impl Fs {
     }
 
     /// The read-only `s3.*` attributes of an object (directories have none).
-    fn s3_attributes(
-        &self,
-        kind: Kind,
-        etag: Option<&str>,
-        meta: &super::inode::Meta,
-    ) -> Vec<(&'static str, String)> {
-        if kind == Kind::Dir {
+    /// (A file not uploaded yet shows the content type its upload will have.) `path` is the
+    /// node's path in the table (the caller holds the table).
+    fn s3_attributes(&self, path: Option<String>, node: &Node) -> Vec<(&'static str, String)> {
+        if node.kind == Kind::Dir {
             return Vec::new();
         }
+        let meta = node.meta.clone().unwrap_or_default();
         let mut out = Vec::new();
-        if let Some(e) = etag {
+        if let Some(e) = &node.etag {
             out.push(("etag", e.trim_matches('"').to_string()));
         }
-        if let Some(c) = &meta.content_type {
-            out.push(("content_type", c.clone()));
+        let content_type = meta.content_type.clone().or_else(|| {
+            let key = format!("{}{}", self.prefix, path?);
+            self.opts.objects.for_key(&key).content_type
+        });
+        if let Some(c) = content_type {
+            out.push(("content_type", c));
         }
         out.push((
             "storage_class",
