@@ -1,7 +1,8 @@
 //! Extended attributes: `user.NAME` is the object's user metadata `x-amz-meta-NAME`
 //! (stored like chmod's changes: with a pending upload, else by a copy onto itself), and
 //! read-only `s3.*` attributes show what S3 says about the object (ETag, content type,
-//! storage class, version id). Other namespaces (security, system, trusted) hold nothing.
+//! storage class, version id). Other namespaces (security, system, trusted) are not
+//! supported (ENOTSUP).
 //!
 //! S3 lowercases metadata names and only carries header-safe text, so names are lowercased
 //! and values must be printable ASCII; all user metadata together must fit in S3's 2 KiB.
@@ -34,10 +35,21 @@ fn parse(name: &str) -> Name<'_> {
     }
 }
 
-/// True when attribute `name` may exist here (`user.*`, `s3.*`). `ls -l` asks every file for
-/// `security.selinux` and the POSIX ACLs: the adapter answers those at once, without a task.
+/// Other namespaces (security, system, trusted) are not supported: ENOTSUP, which tools such
+/// as `ls` remember per filesystem (GNU ls stops asking every file for its SELinux label and
+/// ACLs after the first ENOTSUP; after ENODATA it would ask each file, 20,000 requests for
+/// `ls -l` of 10,000 files).
+const NO_NAMESPACE: &str = "only user.* and s3.* attributes exist here";
+
+/// True when attribute `name` may exist here (`user.*`, `s3.*`). The adapter answers the rest
+/// at once, without a task.
 pub fn may_exist(name: &str) -> bool {
     !matches!(parse(name), Name::Other)
+}
+
+/// The error for a name outside `user.*` and `s3.*`.
+pub fn unsupported() -> FsError {
+    FsError::Unsupported(NO_NAMESPACE)
 }
 
 /// A `user.*` name S3 can carry as `x-amz-meta-NAME` and that no POSIX convention uses.
@@ -74,7 +86,7 @@ impl Fs {
     pub async fn getxattr(&self, ino: Ino, name: &str) -> FsResult<Vec<u8>> {
         let name = parse(name);
         if matches!(name, Name::Other) {
-            return Err(FsError::NoAttribute);
+            return Err(FsError::Unsupported(NO_NAMESPACE));
         }
         self.getattr(ino).await?; // the ETag is current
         self.ensure_meta(ino).await?;
@@ -114,7 +126,7 @@ impl Fs {
         let user = match parse(name) {
             Name::User(n) => n,
             Name::S3(_) => return Err(FsError::NotPermitted("s3.* attributes are read-only")),
-            Name::Other => return Err(FsError::Unsupported("only user.* attributes are stored")),
+            Name::Other => return Err(FsError::Unsupported(NO_NAMESPACE)),
         };
         self.check_writable()?;
         check_user_name(&user)?;
@@ -149,7 +161,7 @@ impl Fs {
         let user = match parse(name) {
             Name::User(n) => n,
             Name::S3(_) => return Err(FsError::NotPermitted("s3.* attributes are read-only")),
-            Name::Other => return Err(FsError::NoAttribute),
+            Name::Other => return Err(FsError::Unsupported(NO_NAMESPACE)),
         };
         self.check_writable()?;
         self.ensure_meta(ino).await?;

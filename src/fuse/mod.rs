@@ -21,7 +21,6 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::error::FsError;
 use crate::fs::inode::Kind;
 use crate::fs::{xattr, Attr, Fs, Owner, SetAttr};
 use errno::errno;
@@ -473,8 +472,8 @@ impl Filesystem for FuseAdapter {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name.to_string_lossy().into_owned();
         if !xattr::may_exist(&name) {
-            // Asked for every file by `ls -l` (SELinux label, ACLs): answered right here.
-            return reply.error(errno("getxattr", &FsError::NoAttribute));
+            // SELinux label, ACLs, capabilities: answered right here, without a task.
+            return reply.error(errno("getxattr", &xattr::unsupported()));
         }
         self.run(|fs, _| async move {
             match fs.getxattr(ino.0, &name).await {
