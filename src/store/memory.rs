@@ -103,10 +103,6 @@ impl ObjectStore for MemoryStore {
         })
     }
 
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        self.get_range_if_match(key, range, None).await
-    }
-
     async fn get_range_if_match(
         &self,
         key: &str,

@@ -236,7 +236,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo>;
 
     /// GET of `range` (end exclusive). Returns fewer bytes only at the end of the object.
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes>;
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.get_range_if_match(key, range, None).await
+    }
 
     /// `get_range`, but only while the object's ETag is `etag` (`If-Match`): a changed object
     /// gives `PreconditionFailed`, never bytes of another version. `None` = no condition.

@@ -171,11 +171,6 @@ impl ObjectStore for LocalStore {
         self.run(move |s| s.head(&key)).await
     }
 
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        let key = key.to_string();
-        self.run(move |s| s.get_range(&key, range)).await
-    }
-
     async fn get_range_if_match(
         &self,
         key: &str,
