@@ -6,8 +6,6 @@ mod common;
 #[path = "common/stall.rs"]
 mod stall;
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -28,25 +26,12 @@ fn mtime_of(i: usize) -> i64 {
     1_600_000_000 + i as i64
 }
 
-fn set_mtime(path: &Path, secs: i64) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let t = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid C string and two timespecs.
-    match unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
-}
-
 /// Writes file `i` the way cp -p does: write, close, chmod, set the mtime.
 fn write_one(dir: &Path, i: usize) -> std::io::Result<()> {
     let path = dir.join(format!("f{i:03}"));
     std::fs::write(&path, content(i))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    set_mtime(&path, mtime_of(i))
+    set_times(&path, mtime_of(i), 0)
 }
 
 #[test]

@@ -84,27 +84,7 @@ fn is_root() -> bool {
 
 /// Sets atime and mtime of `path` (not following a symlink) to `secs`.`nanos`.
 fn set_mtime(path: &Path, secs: i64, nanos: i64) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let t = libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: nanos as _,
-    };
-    let times = [t, t];
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "utimensat {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
+    set_times(path, secs, nanos).unwrap_or_else(|e| panic!("utimensat {}: {e}", path.display()));
 }
 
 fn chmod(path: &Path, mode: u32) {

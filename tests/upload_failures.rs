@@ -9,7 +9,6 @@ mod proxy;
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -161,25 +160,6 @@ fn an_upload_that_keeps_failing_leaves_no_object_and_fsync_returns_eio() {
         log.contains("could not be uploaded"),
         "the daemon names the failure at exit:\n{log}"
     );
-}
-
-/// The pid of the daemon serving `mountpoint` (as in tests/lifecycle.rs).
-fn daemon_pid(mountpoint: &Path) -> Option<i32> {
-    let target = mountpoint.display().to_string();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let parts: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if parts.first().is_some_and(|p| p.ends_with(b"bucketfs"))
-            && parts.contains(&target.as_bytes())
-            && parts.iter().any(|p| *p == b"--foreground")
-        {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 /// A `/proc/<pid>/status` field in bytes (`VmHWM`, `VmRSS`).

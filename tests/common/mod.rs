@@ -401,3 +401,26 @@ pub fn request_counts(log: &str) -> std::collections::BTreeMap<String, u64> {
     }
     counts
 }
+
+/// Sets atime and mtime of `path` (not following a symlink) to `secs`.`nanos`.
+pub fn set_times(path: &Path, secs: i64, nanos: i64) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: nanos as _,
+    };
+    // SAFETY: a valid C string and two timespecs.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            [t, t].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
