@@ -24,6 +24,18 @@ pub enum Kind {
     Symlink,
 }
 
+impl Kind {
+    /// The st_mode of a node of this kind with permission bits `perm`.
+    pub fn st_mode(self, perm: u32) -> u32 {
+        let type_bits = match self {
+            Kind::File => libc::S_IFREG,
+            Kind::Dir => libc::S_IFDIR,
+            Kind::Symlink => libc::S_IFLNK,
+        };
+        type_bits | (perm & 0o7777)
+    }
+}
+
 /// What an object's HEAD says beyond its size: POSIX attributes from user metadata, the other
 /// user metadata (`user.*` extended attributes) and the headers shown as `s3.*` attributes.
 /// chmod, chown, utimens and setxattr change it here first (see `Node::meta_dirty`).

@@ -164,13 +164,8 @@ impl Fs {
 
     /// New POSIX metadata for a node created by `owner`.
     pub(super) fn new_meta(&self, kind: Kind, owner: Owner) -> Meta {
-        let type_bits = match kind {
-            Kind::File => libc::S_IFREG,
-            Kind::Dir => libc::S_IFDIR,
-            Kind::Symlink => libc::S_IFLNK,
-        };
         let mut meta = Meta::default();
-        meta.posix.mode = Some(type_bits | (owner.perm & 0o7777));
+        meta.posix.mode = Some(kind.st_mode(owner.perm));
         meta.posix.uid = Some(owner.uid);
         meta.posix.gid = Some(owner.gid);
         meta
@@ -180,16 +175,12 @@ impl Fs {
 /// Applies the changes of `set` to the node (its size aside); marks its metadata changed when
 /// a value really differs (a chmod to the same mode stores nothing).
 fn apply(node: &mut Node, set: &SetAttr) {
-    let type_bits = match node.kind {
-        Kind::File => libc::S_IFREG,
-        Kind::Dir => libc::S_IFDIR,
-        Kind::Symlink => libc::S_IFLNK,
-    };
+    let kind = node.kind;
     let mtime = node.mtime;
     let meta = node.meta.get_or_insert_with(Meta::default);
     let before = (meta.posix.clone(), mtime);
     if let Some(mode) = set.mode {
-        meta.posix.mode = Some(type_bits | (mode & 0o7777));
+        meta.posix.mode = Some(kind.st_mode(mode));
     }
     if let Some(uid) = set.uid {
         meta.posix.uid = Some(uid);

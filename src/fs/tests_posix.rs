@@ -45,17 +45,6 @@ fn journaled(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration) -> F
 /// The daemon that is killed in the recovery specs (no process has this id).
 const KILLED: &str = "999999901";
 
-async fn close_new_file(fs: &Fs, name: &str, data: &[u8]) -> u64 {
-    let (attr, fh) = fs
-        .create(ROOT_INO, OsStr::new(name), libc::O_WRONLY, OWNER)
-        .await
-        .unwrap();
-    fs.write(fh, 0, Bytes::copy_from_slice(data)).await.unwrap();
-    fs.flush(fh).await.unwrap();
-    fs.release(fh).await.unwrap();
-    attr.ino
-}
-
 #[tokio::test]
 async fn a_new_file_stores_its_creator_mode_and_mtime_s3fs_style() {
     let s = setup();
@@ -334,7 +323,7 @@ async fn write_close_chmod_utimens_rename_is_one_put_under_the_final_name() {
     let mem = Arc::new(MemoryStore::new());
     let dir = tempfile::tempdir().unwrap();
     let fs = journaled(mem.clone(), dir.path(), Duration::from_millis(50));
-    let ino = close_new_file(&fs, ".f.tmp", b"content").await;
+    let ino = write_file(&fs, ROOT_INO, ".f.tmp", b"content").await;
     assert!(mem.keys().is_empty(), "not uploaded at close");
     let set = SetAttr {
         mode: Some(0o600),
@@ -375,7 +364,7 @@ async fn a_closed_file_left_by_a_killed_daemon_is_uploaded_by_the_next_one() {
     put(&mem, "old", b"0123456789").await;
     {
         let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
-        let ino = close_new_file(&fs, "new", b"fresh bytes").await;
+        let ino = write_file(&fs, ROOT_INO, "new", b"fresh bytes").await;
         let set = SetAttr {
             mode: Some(0o700),
             ..SetAttr::default()
@@ -432,7 +421,7 @@ async fn an_unlinked_pending_file_is_neither_uploaded_nor_replayed() {
     let dir = tempfile::tempdir().unwrap();
     {
         let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
-        close_new_file(&fs, "gone", b"x").await;
+        write_file(&fs, ROOT_INO, "gone", b"x").await;
         fs.unlink(ROOT_INO, OsStr::new("gone")).await.unwrap();
     }
     let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
@@ -462,7 +451,7 @@ async fn a_pending_file_reads_back_and_drain_uploads_it() {
     let mem = Arc::new(MemoryStore::new());
     let dir = tempfile::tempdir().unwrap();
     let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
-    let ino = close_new_file(&fs, "f", b"abc").await;
+    let ino = write_file(&fs, ROOT_INO, "f", b"abc").await;
     assert_eq!(read_all(&fs, ino).await, b"abc");
     assert_eq!(fs.status().pending, 1);
     assert_eq!(fs.drain().await, 0);

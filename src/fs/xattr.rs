@@ -10,6 +10,7 @@
 use super::error::{FsError, FsResult};
 use super::inode::{Ino, Kind, Node};
 use super::{metadata, Fs};
+use crate::store::UserMetadata;
 
 /// S3's limit on the user metadata of one object (names and values together).
 const MAX_METADATA: usize = 2048;
@@ -50,6 +51,15 @@ pub fn may_exist(name: &str) -> bool {
 /// The error for a name outside `user.*` and `s3.*`.
 pub fn unsupported() -> FsError {
     FsError::Unsupported(NO_NAMESPACE)
+}
+
+/// The `user.*` name (without its prefix) a change of attribute `name` is for.
+fn writable_name(name: &str) -> FsResult<String> {
+    match parse(name) {
+        Name::User(n) => Ok(n),
+        Name::S3(_) => Err(FsError::NotPermitted("s3.* attributes are read-only")),
+        Name::Other => Err(FsError::Unsupported(NO_NAMESPACE)),
+    }
 }
 
 /// A `user.*` name S3 can carry as `x-amz-meta-NAME` and that no POSIX convention uses.
@@ -123,55 +133,54 @@ impl Fs {
     }
 
     pub async fn setxattr(&self, ino: Ino, name: &str, value: &[u8], flags: i32) -> FsResult<()> {
-        let user = match parse(name) {
-            Name::User(n) => n,
-            Name::S3(_) => return Err(FsError::NotPermitted("s3.* attributes are read-only")),
-            Name::Other => return Err(FsError::Unsupported(NO_NAMESPACE)),
-        };
+        let user = writable_name(name)?;
         self.check_writable()?;
         check_user_name(&user)?;
         let value = check_value(value)?;
-        self.ensure_meta(ino).await?;
-        {
-            let mut t = self.table();
-            let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
-            let meta = node.meta.get_or_insert_with(Default::default);
-            let exists = meta.user.contains_key(&user);
+        self.edit_user_metadata(ino, |attrs| {
+            let exists = attrs.contains_key(&user);
             if exists && flags & XATTR_CREATE != 0 {
                 return Err(FsError::Exists);
             }
             if !exists && flags & XATTR_REPLACE != 0 {
                 return Err(FsError::NoAttribute);
             }
-            let mut user_meta = meta.user.clone();
-            user_meta.insert(user, value);
-            let total: usize = user_meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+            let mut edited = attrs.clone();
+            edited.insert(user, value);
+            let total: usize = edited.iter().map(|(k, v)| k.len() + v.len()).sum();
             if total > MAX_METADATA {
                 return Err(FsError::TooLarge(
                     "S3 stores at most 2 KiB of user metadata per object",
                 ));
             }
-            meta.user = user_meta;
-            node.meta_dirty = true;
-        }
-        self.store_meta(ino).await
+            *attrs = edited;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn removexattr(&self, ino: Ino, name: &str) -> FsResult<()> {
-        let user = match parse(name) {
-            Name::User(n) => n,
-            Name::S3(_) => return Err(FsError::NotPermitted("s3.* attributes are read-only")),
-            Name::Other => return Err(FsError::Unsupported(NO_NAMESPACE)),
-        };
+        let user = writable_name(name)?;
         self.check_writable()?;
+        self.edit_user_metadata(ino, |attrs| match attrs.remove(&user) {
+            Some(_) => Ok(()),
+            None => Err(FsError::NoAttribute),
+        })
+        .await
+    }
+
+    /// Applies `edit` to the node's `user.*` attributes (known in full first) and stores
+    /// them like chmod's changes; an edit that fails changes nothing.
+    async fn edit_user_metadata(
+        &self,
+        ino: Ino,
+        edit: impl FnOnce(&mut UserMetadata) -> FsResult<()>,
+    ) -> FsResult<()> {
         self.ensure_meta(ino).await?;
         {
             let mut t = self.table();
             let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
-            let meta = node.meta.get_or_insert_with(Default::default);
-            if meta.user.remove(&user).is_none() {
-                return Err(FsError::NoAttribute);
-            }
+            edit(&mut node.meta.get_or_insert_with(Default::default).user)?;
             node.meta_dirty = true;
         }
         self.store_meta(ino).await
