@@ -6,6 +6,12 @@
 //! of up to `chunk` bytes, each chunk one ranged GET running in parallel with the others. A
 //! read elsewhere (a seek) resets the window, so random reads fetch only their own blocks.
 //!
+//! A fetched block stays with the handle until every byte of it has been read, or until it
+//! is a whole window behind the reading (abandoned). The kernel's read-ahead sends two
+//! streams of reads about its window apart, so a block may be read well after later ones:
+//! holding it here, rather than relying on the shared LRU (smaller than the window), is
+//! what keeps it from being fetched twice.
+//!
 //! Backpressure: chunks in flight take permits (KiB) from a semaphore shared by all handles,
 //! so the total prefetch memory of the daemon stays within its budget however many files are
 //! read at once. Fetched blocks go to the shared memory cache (and the disk cache if enabled).
@@ -68,8 +74,20 @@ pub struct Prefetcher {
     chunk: u64,
     window: u64,
     next: u64,
-    /// Block index → (first block of its chunk, the chunk's fetch).
-    inflight: BTreeMap<u64, (u64, Fetch)>,
+    /// First block read-ahead has not requested yet: blocks below it were requested once
+    /// already and, if they are not held, were read (or skipped), so are not fetched again.
+    ahead_from: u64,
+    /// Blocks fetched or on their way and not yet read.
+    inflight: BTreeMap<u64, Held>,
+}
+
+/// One block the handle holds: its chunk's fetch, and how much of it has been read.
+#[derive(Clone)]
+struct Held {
+    /// First block of the chunk `fetch` gets.
+    chunk_first: u64,
+    fetch: Fetch,
+    read: u64,
 }
 
 impl Prefetcher {
@@ -87,6 +105,7 @@ impl Prefetcher {
             chunk: (8 * block).min(max_window.max(block)),
             window: block,
             next: 0,
+            ahead_from: 0,
             inflight: BTreeMap::new(),
             caches,
         }
@@ -117,6 +136,7 @@ impl Prefetcher {
         } else {
             self.window = bs;
             self.next = end;
+            self.ahead_from = offset / bs;
         }
         let (first, last) = (offset / bs, (end - 1) / bs);
         let ahead_end = end.saturating_add(self.window).min(size);
@@ -127,17 +147,24 @@ impl Prefetcher {
             let per_chunk = self.chunk / bs;
             wanted = ((wanted / per_chunk + 1) * per_chunk - 1).min((size - 1) / bs);
         }
-        self.request(first, wanted);
-        // Blocks more than a chunk behind this read are done with: their data is in the block
-        // cache (holding them here too would keep memory the cache already gave back).
-        let keep_from = first.saturating_sub(self.chunk / bs);
-        self.inflight = self.inflight.split_off(&keep_from);
+        // This read's own blocks and the read-ahead beyond what was already requested.
+        if self.ahead_from <= last {
+            self.request(first, wanted);
+        } else {
+            self.request(first, last);
+            self.request(self.ahead_from, wanted);
+        }
+        self.ahead_from = self.ahead_from.max(wanted + 1);
+        // Blocks a whole window behind the reading were skipped: let them go.
+        let abandoned = self.next.saturating_sub(self.max_window) / bs;
+        self.inflight = self.inflight.split_off(&abandoned);
 
         if first == last {
             // Within one block (the usual 1 MiB aligned kernel read): no copy, just a slice.
             let block = self.block(first).await?;
             let from = (offset - first * bs) as usize;
             let to = ((end - first * bs) as usize).min(block.len()).max(from);
+            self.mark_read(first, (to - from) as u64, block.len() as u64);
             return Ok(block.slice(from..to));
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
@@ -147,30 +174,41 @@ impl Prefetcher {
             let from = offset.max(block_start) - block_start;
             let to = (end.min(block_start + block.len() as u64) - block_start).max(from);
             out.extend_from_slice(&block[from as usize..to as usize]);
+            self.mark_read(index, to - from, block.len() as u64);
         }
         Ok(out.freeze())
     }
 
     async fn block(&mut self, index: u64) -> Result<Bytes, StoreError> {
-        if let Some(data) = self.caches.memory.get(&self.block_id(index)) {
-            return Ok(data);
-        }
         if !self.inflight.contains_key(&index) {
+            if let Some(data) = self.caches.memory.get(&self.block_id(index)) {
+                return Ok(data);
+            }
             self.request(index, index);
         }
-        let (chunk_first, fetch) = self.inflight.get(&index).cloned().expect("requested");
-        let chunk = match fetch.await {
+        let held = self.inflight.get(&index).cloned().expect("requested");
+        let chunk = match held.fetch.await {
             Ok(c) => c,
             Err(e) => {
                 // Let a later read try again instead of repeating this error forever.
-                self.inflight.retain(|_, (f, _)| *f != chunk_first);
+                self.inflight.retain(|_, h| h.chunk_first != held.chunk_first);
                 return Err(e);
             }
         };
         let bs = self.caches.block_size as usize;
-        let from = ((index - chunk_first) as usize * bs).min(chunk.len());
+        let from = ((index - held.chunk_first) as usize * bs).min(chunk.len());
         let to = (from + bs).min(chunk.len());
         Ok(chunk.slice(from..to))
+    }
+
+    /// Counts `n` bytes of block `index` as read, and lets the block go once all `len` were.
+    fn mark_read(&mut self, index: u64, n: u64, len: u64) {
+        if let Some(held) = self.inflight.get_mut(&index) {
+            held.read += n;
+            if held.read >= len {
+                self.inflight.remove(&index);
+            }
+        }
     }
 
     /// Starts fetches for the blocks `first..=last` that are neither cached nor in flight.
@@ -195,7 +233,12 @@ impl Prefetcher {
             }
             let fetch = self.spawn_fetch(index, end);
             for b in index..end {
-                self.inflight.insert(b, (index, fetch.clone()));
+                let held = Held {
+                    chunk_first: index,
+                    fetch: fetch.clone(),
+                    read: 0,
+                };
+                self.inflight.insert(b, held);
             }
             index = end;
         }
@@ -300,6 +343,37 @@ mod tests {
         assert_eq!(p.window, 16 * 1024, "the window grew to its maximum");
         let gets = mem.stats().requests.get("get").copied().unwrap_or(0);
         assert!(gets < 20, "chunks, not one GET per read: {gets}");
+    }
+
+    #[tokio::test]
+    async fn reads_out_of_order_like_the_kernels_read_ahead_fetch_each_block_once() {
+        // A cache of two blocks, far smaller than the 16-block window, as with the defaults.
+        let (mem, _, version, data) = setup(64 * 1024).await;
+        let caches = Arc::new(Caches {
+            memory: BlockCache::new(2 * 1024),
+            disk: None,
+            budget: Arc::new(Semaphore::new(1 << 20)),
+            block_size: 1024,
+        });
+        let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
+        // Two streams of reads eight blocks apart, as the kernel's sync and async read-ahead
+        // send them: 8, 0, 9, 1, 10, 2, ...
+        let order = (0..64).map(|i| if i % 2 == 0 { i / 2 + 8 } else { i / 2 });
+        let mut got = vec![0u8; data.len()];
+        let mut seen = std::collections::BTreeSet::new();
+        let order: Vec<usize> = order.chain(0..64).filter(|b| seen.insert(*b)).collect();
+        assert_eq!(order.len(), 64);
+        for block in order {
+            let at = block * 1024;
+            let chunk = p.read(at as u64, 1024).await.unwrap();
+            got[at..at + chunk.len()].copy_from_slice(&chunk);
+        }
+        assert_eq!(got, data);
+        assert_eq!(
+            mem.stats().bytes_received,
+            data.len() as u64,
+            "no block was fetched twice"
+        );
     }
 
     #[tokio::test]
