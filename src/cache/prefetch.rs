@@ -191,7 +191,8 @@ impl Prefetcher {
             Ok(c) => c,
             Err(e) => {
                 // Let a later read try again instead of repeating this error forever.
-                self.inflight.retain(|_, h| h.chunk_first != held.chunk_first);
+                self.inflight
+                    .retain(|_, h| h.chunk_first != held.chunk_first);
                 return Err(e);
             }
         };

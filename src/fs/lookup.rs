@@ -55,8 +55,10 @@ pub async fn stat_name(
 /// fits in one page).
 const MISSES_BEFORE_LISTING: u32 = 2;
 
-/// HEADs in flight when the metadata of many listed entries is needed (readdir).
-const META_CONCURRENCY: usize = 32;
+/// Metadata HEADs in flight, however many readdir calls and run-ahead tasks ask at once
+/// (each readdir call starts the next entries' HEADs: unbounded, 10,000 entries opened
+/// hundreds of connections and took the server's CPU).
+pub(super) const META_CONCURRENCY: usize = 32;
 
 impl Fs {
     /// The inode for `parent/name`, from the table while fresh, else from the store.
@@ -177,7 +179,10 @@ impl Fs {
             self.meta_settled(&[ino]).await;
             return Ok(());
         };
-        let result = self.head_meta(ino, kind, parent, &name).await;
+        let result = {
+            let _permit = self.meta_permits.acquire().await;
+            self.head_meta(ino, kind, parent, &name).await
+        };
         self.meta_inflight.lock().unwrap().remove(&ino);
         done.notify_waiters();
         result

@@ -81,6 +81,8 @@ pub struct Fs {
     misses: Mutex<std::collections::HashMap<Ino, u32>>,
     /// Nodes whose metadata a HEAD is fetching now, each with the wake-up of its waiters.
     meta_inflight: Mutex<std::collections::HashMap<Ino, Arc<tokio::sync::Notify>>>,
+    /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
+    meta_permits: tokio::sync::Semaphore,
 }
 
 impl Fs {
@@ -120,6 +122,7 @@ impl Fs {
             journal,
             misses: Default::default(),
             meta_inflight: Default::default(),
+            meta_permits: tokio::sync::Semaphore::new(lookup::META_CONCURRENCY),
         }
     }
 

@@ -492,3 +492,29 @@ async fn a_directory_larger_than_one_page_is_not_listed_for_misses() {
         "still asked by name"
     );
 }
+
+#[tokio::test]
+async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahead() {
+    let s = setup();
+    for i in 0..400 {
+        put(&s.mem, &format!("f{i:03}"), b"x").await;
+    }
+    s.mem.set_head_latency(Duration::from_millis(5));
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    let mut offset = 0;
+    // Small batches, as the kernel asks: each call starts the HEADs of entries further on.
+    loop {
+        let batch = s.fs.readdir_attrs(fh, offset, 20).await.unwrap();
+        let Some((next, _, _)) = batch.last() else {
+            break;
+        };
+        offset = *next;
+    }
+    assert_eq!(s.mem.stats().count("HeadObject"), 400);
+    let max = s.mem.max_heads_in_flight();
+    assert!(max <= 32, "{max} HEADs were in flight at once");
+    assert!(
+        max >= 16,
+        "the HEADs ran in parallel: at most {max} at once"
+    );
+}

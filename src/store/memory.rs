@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -36,6 +37,16 @@ pub struct MemoryStore {
     uploads: Mutex<HashMap<String, Upload>>,
     next_id: Mutex<u64>,
     stats: StatsCounter,
+    heads: HeadTiming,
+}
+
+/// How long a HEAD takes (zero unless a test sets it), and how many overlapped at most: the
+/// concurrency a caller really has in flight only shows when requests take time.
+#[derive(Default)]
+struct HeadTiming {
+    latency: Mutex<std::time::Duration>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryStore {
@@ -70,6 +81,16 @@ impl MemoryStore {
             .map(|s| s.data.clone())
     }
 
+    /// Makes every HEAD take `latency` (test helper).
+    pub fn set_head_latency(&self, latency: std::time::Duration) {
+        *self.heads.latency.lock().unwrap() = latency;
+    }
+
+    /// The most HEADs that were in flight at once (test helper; see `set_head_latency`).
+    pub fn max_heads_in_flight(&self) -> usize {
+        self.heads.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Every key in the store (test helper).
     pub fn keys(&self) -> Vec<String> {
         self.objects.lock().unwrap().keys().cloned().collect()
@@ -90,6 +111,13 @@ impl MemoryStore {
 impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
         self.stats.request("HeadObject", 0);
+        let latency = *self.heads.latency.lock().unwrap();
+        if !latency.is_zero() {
+            let now = self.heads.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.heads.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(latency).await;
+            self.heads.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
         let objects = self.objects.lock().unwrap();
         let s = objects.get(key).ok_or(StoreError::NotFound)?;
         Ok(ObjectInfo {
