@@ -125,7 +125,7 @@ impl Fs {
 
     /// The whole listing of the directory open as `fh` (`.` and `..` first); readdir serves
     /// entries from an offset into it. Listed at offset 0, reused afterwards.
-    pub async fn readdir(&self, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
+    pub async fn readdir(self: &Arc<Self>, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
         let handle = self.handles.get(fh)?;
         let Handle::Dir { ino, entries, .. } = &*handle else {
             return Err(FsError::BadHandle);
@@ -140,17 +140,40 @@ impl Fs {
         Ok(listed)
     }
 
-    async fn list_dir(&self, ino: Ino) -> FsResult<Vec<DirEntry>> {
+    async fn list_dir(self: &Arc<Self>, ino: Ino) -> FsResult<Vec<DirEntry>> {
         if self.listed.contains(&ino) {
             return self.list_from_table(ino);
         }
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
+        let early_metadata = |files: &[(String, Stat)]| {
+            if self.opts.listing_metadata {
+                self.start_metadata(ino, files, started);
+            }
+        };
         let children = self
-            .list_children(&dir_prefix, None)
+            .list_children(&dir_prefix, None, early_metadata)
             .await?
             .expect("no page limit");
         self.apply_listing(ino, &children, started)
+    }
+
+    /// Starts the HEADs of files one page of a listing found, while the next pages are
+    /// listed (the listing alone takes a tenth of `ls -l` in a directory of 10,000). The
+    /// files are entered in the table now; `apply_listing` keeps what the HEADs learn.
+    fn start_metadata(self: &Arc<Self>, dir: Ino, files: &[(String, Stat)], started: Instant) {
+        let inos: Vec<Ino> = {
+            let mut t = self.table();
+            if t.get(dir).is_none() {
+                return;
+            }
+            files
+                .iter()
+                .map(|(name, stat)| t.upsert(dir, name, stat.clone(), started))
+                .collect()
+        };
+        let fs = self.clone();
+        tokio::spawn(async move { fs.ensure_meta_all(&inos).await });
     }
 
     /// Lists the directory whole if one page of the listing holds it (names looked up in it
@@ -158,7 +181,7 @@ impl Fs {
     pub(super) async fn list_if_small(&self, ino: Ino) -> FsResult<()> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
-        if let Some(children) = self.list_children(&dir_prefix, Some(1)).await? {
+        if let Some(children) = self.list_children(&dir_prefix, Some(1), |_| {}).await? {
             self.apply_listing(ino, &children, started)?;
         }
         Ok(())
@@ -227,11 +250,14 @@ impl Fs {
     }
 
     /// Every showable child of `dir_prefix` in the store, by name; directories shadow files.
-    /// With `max_pages`, `None` when the directory has more pages than that.
+    /// With `max_pages`, `None` when the directory has more pages than that. `on_page` sees
+    /// the files of each page as it arrives (a directory on a later page may still shadow
+    /// one of them).
     async fn list_children(
         &self,
         dir_prefix: &str,
         max_pages: Option<usize>,
+        mut on_page: impl FnMut(&[(String, Stat)]),
     ) -> FsResult<Option<BTreeMap<String, Stat>>> {
         let mut files = BTreeMap::new();
         let mut dirs = BTreeMap::new();
@@ -246,6 +272,7 @@ impl Fs {
                 .store
                 .list_page(dir_prefix, Some("/"), token, 1000)
                 .await?;
+            let mut page_files = Vec::with_capacity(page.objects.len());
             for obj in page.objects {
                 let name = &obj.key[dir_prefix.len()..];
                 if obj.key == dir_prefix {
@@ -255,7 +282,7 @@ impl Fs {
                     tracing::debug!(key = %obj.key, "skipping a key that cannot be shown as a name");
                     continue;
                 }
-                files.insert(
+                page_files.push((
                     name.to_string(),
                     Stat {
                         kind: Kind::File,
@@ -265,7 +292,7 @@ impl Fs {
                         remote: true,
                         meta: None,
                     },
-                );
+                ));
             }
             for prefix in page.prefixes {
                 let name = &prefix[dir_prefix.len()..prefix.len() - 1];
@@ -285,6 +312,9 @@ impl Fs {
                     },
                 );
             }
+            page_files.retain(|(name, _)| !dirs.contains_key(name));
+            on_page(&page_files);
+            files.extend(page_files);
             match page.next_token {
                 Some(t) => token = Some(t),
                 None => break,

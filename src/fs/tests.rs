@@ -92,7 +92,7 @@ pub(super) async fn put(mem: &MemoryStore, key: &str, data: &[u8]) {
         .unwrap();
 }
 
-pub(super) async fn names(fs: &Fs, dir: u64) -> Vec<(String, Kind)> {
+pub(super) async fn names(fs: &Arc<Fs>, dir: u64) -> Vec<(String, Kind)> {
     let fh = fs.opendir(dir).await.unwrap();
     let entries = fs.readdir(fh, 0).await.unwrap();
     fs.releasedir(fh).unwrap();
@@ -499,7 +499,7 @@ async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahea
     for i in 0..400 {
         put(&s.mem, &format!("f{i:03}"), b"x").await;
     }
-    s.mem.set_head_latency(Duration::from_millis(5));
+    s.mem.set_latency(Duration::from_millis(5));
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let mut offset = 0;
     // Small batches, as the kernel asks: each call starts the HEADs of entries further on.
@@ -516,5 +516,22 @@ async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahea
     assert!(
         max >= 16,
         "the HEADs ran in parallel: at most {max} at once"
+    );
+}
+
+#[tokio::test]
+async fn the_heads_of_a_listings_first_page_start_while_the_next_page_is_listed() {
+    let s = setup();
+    for i in 0..1500 {
+        put(&s.mem, &format!("f{i:04}"), b"x").await;
+    }
+    s.mem.set_latency(Duration::from_millis(5));
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    let listing = s.fs.readdir(fh, 0).await.unwrap();
+    assert_eq!(listing.len(), 1502);
+    assert_eq!(s.mem.stats().count("ListObjectsV2"), 2);
+    assert!(
+        s.mem.stats().count("HeadObject") > 0,
+        "no HEAD started before the listing ended"
     );
 }

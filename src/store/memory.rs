@@ -37,13 +37,13 @@ pub struct MemoryStore {
     uploads: Mutex<HashMap<String, Upload>>,
     next_id: Mutex<u64>,
     stats: StatsCounter,
-    heads: HeadTiming,
+    timing: Timing,
 }
 
-/// How long a HEAD takes (zero unless a test sets it), and how many overlapped at most: the
-/// concurrency a caller really has in flight only shows when requests take time.
+/// How long a HEAD or LIST takes (zero unless a test sets it), and how many HEADs overlapped
+/// at most: the concurrency a caller really has in flight only shows when requests take time.
 #[derive(Default)]
-struct HeadTiming {
+struct Timing {
     latency: Mutex<std::time::Duration>,
     in_flight: std::sync::atomic::AtomicUsize,
     max_in_flight: std::sync::atomic::AtomicUsize,
@@ -81,14 +81,14 @@ impl MemoryStore {
             .map(|s| s.data.clone())
     }
 
-    /// Makes every HEAD take `latency` (test helper).
-    pub fn set_head_latency(&self, latency: std::time::Duration) {
-        *self.heads.latency.lock().unwrap() = latency;
+    /// Makes every HEAD and LIST take `latency` (test helper).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        *self.timing.latency.lock().unwrap() = latency;
     }
 
-    /// The most HEADs that were in flight at once (test helper; see `set_head_latency`).
+    /// The most HEADs that were in flight at once (test helper; see `set_latency`).
     pub fn max_heads_in_flight(&self) -> usize {
-        self.heads.max_in_flight.load(Ordering::SeqCst)
+        self.timing.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Every key in the store (test helper).
@@ -111,12 +111,12 @@ impl MemoryStore {
 impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
         self.stats.request("HeadObject", 0);
-        let latency = *self.heads.latency.lock().unwrap();
+        let latency = *self.timing.latency.lock().unwrap();
         if !latency.is_zero() {
-            let now = self.heads.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.heads.max_in_flight.fetch_max(now, Ordering::SeqCst);
+            let now = self.timing.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.timing.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(latency).await;
-            self.heads.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.timing.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
         let objects = self.objects.lock().unwrap();
         let s = objects.get(key).ok_or(StoreError::NotFound)?;
@@ -161,6 +161,10 @@ impl ObjectStore for MemoryStore {
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         self.stats.request("ListObjectsV2", 0);
+        let latency = *self.timing.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let objects = self.objects.lock().unwrap();
         let entries = objects
             .range(prefix.to_string()..)
