@@ -137,6 +137,10 @@ impl Prefetcher {
             self.window = bs;
             self.next = end;
             self.ahead_from = offset / bs;
+            // A seek: what was read ahead for the old position will not be read now (a
+            // random reader would otherwise keep every block it touched).
+            let here = offset / bs..=(end - 1) / bs;
+            self.inflight.retain(|index, _| here.contains(index));
         }
         let (first, last) = (offset / bs, (end - 1) / bs);
         let ahead_end = end.saturating_add(self.window).min(size);
@@ -375,6 +379,17 @@ mod tests {
             data.len() as u64,
             "no block was fetched twice"
         );
+    }
+
+    #[tokio::test]
+    async fn random_reads_hold_only_the_blocks_of_the_last_read() {
+        let (mem, caches, version, data) = setup(100_000).await;
+        let mut p = Prefetcher::new(mem, caches, version, 16 * 1024);
+        for at in [90_000, 10_000, 70_000, 30_000, 50_000, 5_000, 80_000] {
+            let got = p.read(at, 100).await.unwrap();
+            assert_eq!(&got[..], &data[at as usize..at as usize + 100]);
+        }
+        assert!(p.inflight.len() <= 2, "{} blocks held", p.inflight.len());
     }
 
     #[tokio::test]
