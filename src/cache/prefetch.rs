@@ -12,9 +12,11 @@
 //! holding it here, rather than relying on the shared LRU (smaller than the window), is
 //! what keeps it from being fetched twice.
 //!
-//! Backpressure: chunks in flight take permits (KiB) from a semaphore shared by all handles,
-//! so the total prefetch memory of the daemon stays within its budget however many files are
-//! read at once. Fetched blocks go to the shared memory cache (and the disk cache if enabled).
+//! Backpressure: a chunk read ahead takes permits (KiB) from a semaphore shared by all
+//! handles, from before its GET until no handle holds it any more, so the prefetch memory of
+//! the daemon (in flight and fetched but not yet read) stays within its budget however many
+//! files are read at once. The blocks a read itself needs take permits if there are any but
+//! never wait for them: a reader always makes progress. Fetched blocks go to the shared memory cache (and the disk cache if enabled).
 //! Every GET of one handle is pinned to the ETag seen at open, so a concurrent overwrite
 //! fails the read (ESTALE) instead of mixing two versions.
 
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::blocks::{BlockCache, BlockId};
 use super::disk::DiskCache;
@@ -64,7 +66,15 @@ pub struct Version {
     pub size: u64,
 }
 
-type Fetch = Shared<BoxFuture<'static, Result<Bytes, StoreError>>>;
+/// A chunk's bytes and its share of the prefetch budget, given back when the last handle
+/// holding the chunk lets it go.
+#[derive(Clone)]
+struct Chunk {
+    data: Bytes,
+    _budget: Option<Arc<OwnedSemaphorePermit>>,
+}
+
+type Fetch = Shared<BoxFuture<'static, Result<Chunk, StoreError>>>;
 
 pub struct Prefetcher {
     store: Arc<dyn ObjectStore>,
@@ -153,10 +163,10 @@ impl Prefetcher {
         }
         // This read's own blocks and the read-ahead beyond what was already requested.
         if self.ahead_from <= last {
-            self.request(first, wanted);
+            self.request(first, wanted, last);
         } else {
-            self.request(first, last);
-            self.request(self.ahead_from, wanted);
+            self.request(first, last, last);
+            self.request(self.ahead_from, wanted, last);
         }
         self.ahead_from = self.ahead_from.max(wanted + 1);
         // Blocks a whole window behind the reading were skipped: let them go.
@@ -188,11 +198,11 @@ impl Prefetcher {
             if let Some(data) = self.caches.memory.get(&self.block_id(index)) {
                 return Ok(data);
             }
-            self.request(index, index);
+            self.request(index, index, index);
         }
         let held = self.inflight.get(&index).cloned().expect("requested");
         let chunk = match held.fetch.await {
-            Ok(c) => c,
+            Ok(c) => c.data,
             Err(e) => {
                 // Let a later read try again instead of repeating this error forever.
                 self.inflight
@@ -216,8 +226,9 @@ impl Prefetcher {
         }
     }
 
-    /// Starts fetches for the blocks `first..=last` that are neither cached nor in flight.
-    fn request(&mut self, first: u64, last: u64) {
+    /// Starts fetches for the blocks `first..=last` that are neither cached nor in flight;
+    /// blocks up to `needed` are needed by the read now, the others are read-ahead.
+    fn request(&mut self, first: u64, last: u64, needed: u64) {
         let per_chunk = (self.chunk / self.caches.block_size).max(1);
         let mut index = first;
         while index <= last {
@@ -236,7 +247,7 @@ impl Prefetcher {
             {
                 end += 1;
             }
-            let fetch = self.spawn_fetch(index, end);
+            let fetch = self.spawn_fetch(index, end, index <= needed);
             for b in index..end {
                 let held = Held {
                     chunk_first: index,
@@ -249,8 +260,9 @@ impl Prefetcher {
         }
     }
 
-    /// Fetches blocks `first..end` (from the disk cache if it has them all, else one GET).
-    fn spawn_fetch(&self, first: u64, end: u64) -> Fetch {
+    /// Fetches blocks `first..end` (from the disk cache if it has them all, else one GET),
+    /// `needed` now or as read-ahead (which waits for its share of the budget).
+    fn spawn_fetch(&self, first: u64, end: u64, needed: bool) -> Fetch {
         let bs = self.caches.block_size;
         let start = first * bs;
         let stop = (end * bs).min(self.version.size);
@@ -261,16 +273,24 @@ impl Prefetcher {
             self.version.clone(),
         );
         let task = tokio::spawn(async move {
+            let kib = ((stop - start).div_ceil(1024)).min(u32::MAX as u64) as u32;
+            let budget = if needed {
+                caches.budget.clone().try_acquire_many_owned(kib).ok()
+            } else {
+                caches.budget.clone().acquire_many_owned(kib).await.ok()
+            };
+            let chunk = |data| Chunk {
+                data,
+                _budget: budget.map(Arc::new),
+            };
             if let Some(disk) = &caches.disk {
                 if let Some(data) = from_disk(disk, &ids).await {
                     for (id, block) in ids.iter().zip(split(&data, bs)) {
                         caches.memory.insert(id.clone(), block);
                     }
-                    return Ok(data);
+                    return Ok(chunk(data));
                 }
             }
-            let kib = ((stop - start).div_ceil(1024)).min(u32::MAX as u64) as u32;
-            let _permit = caches.budget.acquire_many(kib).await;
             let data = store
                 .get_range_if_match(&version.key, start..stop, version.pin.as_deref())
                 .await?;
@@ -280,7 +300,7 @@ impl Prefetcher {
                     disk.put(id, block).await;
                 }
             }
-            Ok(data)
+            Ok(chunk(data))
         });
         async move {
             task.await
@@ -379,6 +399,38 @@ mod tests {
             data.len() as u64,
             "no block was fetched twice"
         );
+    }
+
+    #[tokio::test]
+    async fn read_ahead_waits_for_the_budget_that_unread_blocks_hold() {
+        let (mem, _, version, data) = setup(64 * 1024).await;
+        let budget = Arc::new(Semaphore::new(12)); // KiB: one chunk of 8 blocks and a half
+        let caches = Arc::new(Caches {
+            memory: BlockCache::new(0),
+            disk: None,
+            budget: budget.clone(),
+            block_size: 1024,
+        });
+        let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
+        for block in 0..4 {
+            p.read(block * 1024, 1024).await.unwrap(); // the window grows to 16 blocks
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            mem.stats().bytes_received,
+            8 * 1024,
+            "the next chunk waits while the first is held unread"
+        );
+        let mut got = data[..4096].to_vec();
+        while got.len() < data.len() {
+            got.extend_from_slice(&p.read(got.len() as u64, 1024).await.unwrap());
+        }
+        assert_eq!(
+            got, data,
+            "reading gives the budget back, so the reading goes on"
+        );
+        drop(p);
+        assert_eq!(budget.available_permits(), 12);
     }
 
     #[tokio::test]
