@@ -332,6 +332,16 @@ mod tests {
     use crate::store::memory::MemoryStore;
     use crate::store::PutOptions;
 
+    /// Caches of 1 KiB blocks: `memory` bytes of them, and a prefetch budget in KiB.
+    fn caches(memory: usize, budget: Arc<Semaphore>) -> Arc<Caches> {
+        Arc::new(Caches {
+            memory: BlockCache::new(memory),
+            disk: None,
+            budget,
+            block_size: 1024,
+        })
+    }
+
     async fn setup(len: usize) -> (Arc<MemoryStore>, Arc<Caches>, Version, Vec<u8>) {
         let mem = Arc::new(MemoryStore::new());
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
@@ -339,12 +349,7 @@ mod tests {
             .await
             .unwrap();
         let etag = mem.head("obj").await.unwrap().etag.unwrap();
-        let caches = Arc::new(Caches {
-            memory: BlockCache::new(64 << 10),
-            disk: None,
-            budget: Arc::new(Semaphore::new(1 << 20)),
-            block_size: 1024,
-        });
+        let caches = caches(64 << 10, Arc::new(Semaphore::new(1 << 20)));
         let version = Version {
             key: "obj".into(),
             etag: etag.clone().into(),
@@ -374,12 +379,7 @@ mod tests {
     async fn reads_out_of_order_like_the_kernels_read_ahead_fetch_each_block_once() {
         // A cache of two blocks, far smaller than the 16-block window, as with the defaults.
         let (mem, _, version, data) = setup(64 * 1024).await;
-        let caches = Arc::new(Caches {
-            memory: BlockCache::new(2 * 1024),
-            disk: None,
-            budget: Arc::new(Semaphore::new(1 << 20)),
-            block_size: 1024,
-        });
+        let caches = caches(2 * 1024, Arc::new(Semaphore::new(1 << 20)));
         let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
         // Two streams of reads eight blocks apart, as the kernel's sync and async read-ahead
         // send them: 8, 0, 9, 1, 10, 2, ...
@@ -405,12 +405,7 @@ mod tests {
     async fn read_ahead_waits_for_the_budget_that_unread_blocks_hold() {
         let (mem, _, version, data) = setup(64 * 1024).await;
         let budget = Arc::new(Semaphore::new(12)); // KiB: one chunk of 8 blocks and a half
-        let caches = Arc::new(Caches {
-            memory: BlockCache::new(0),
-            disk: None,
-            budget: budget.clone(),
-            block_size: 1024,
-        });
+        let caches = caches(0, budget.clone());
         let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
         for block in 0..4 {
             p.read(block * 1024, 1024).await.unwrap(); // the window grows to 16 blocks
