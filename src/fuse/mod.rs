@@ -21,8 +21,9 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::fs::error::FsError;
 use crate::fs::inode::Kind;
-use crate::fs::{xattr, Attr, Fs, Owner, SetAttr};
+use crate::fs::{xattr, Attr, DirEntry, Fs, Owner, SetAttr};
 use errno::errno;
 
 /// Directory entries prepared at a time for one readdir reply (their metadata is fetched
@@ -51,6 +52,28 @@ impl FuseAdapter {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.rt.spawn(op(self.fs.clone(), self.ttl));
+    }
+}
+
+/// Hands `add` the entries of the directory open as `fh` from `offset` on, a batch at a
+/// time, until `add` says the reply is full or the entries end (readdir and readdirplus).
+async fn fill_dir(
+    fs: &Arc<Fs>,
+    fh: u64,
+    mut offset: u64,
+    mut add: impl FnMut(u64, &DirEntry, &Attr) -> bool,
+) -> Result<(), FsError> {
+    loop {
+        let batch = fs.readdir_attrs(fh, offset, READDIR_BATCH).await?;
+        let Some((last, _, _)) = batch.last() else {
+            return Ok(());
+        };
+        offset = *last;
+        for (next, e, attr) in &batch {
+            if add(*next, e, attr) {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -388,21 +411,13 @@ impl Filesystem for FuseAdapter {
         mut reply: ReplyDirectory,
     ) {
         self.run(|fs, _| async move {
-            let mut offset = offset;
-            loop {
-                let batch = match fs.readdir_attrs(fh.0, offset, READDIR_BATCH).await {
-                    Ok(b) => b,
-                    Err(e) => return reply.error(errno("readdir", &e)),
-                };
-                let Some((last, _, _)) = batch.last() else {
-                    return reply.ok();
-                };
-                offset = *last;
-                for (next, e, _) in &batch {
-                    if reply.add(INodeNo(e.ino), *next, file_type(e.kind), &e.name) {
-                        return reply.ok();
-                    }
-                }
+            let filled = fill_dir(&fs, fh.0, offset, |next, e, _| {
+                reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name)
+            })
+            .await;
+            match filled {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("readdir", &e)),
             }
         });
     }
@@ -416,33 +431,25 @@ impl Filesystem for FuseAdapter {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.run(|fs, ttl| async move {
-            let mut offset = offset;
-            loop {
-                let batch = match fs.readdir_attrs(fh.0, offset, READDIR_BATCH).await {
-                    Ok(b) => b,
-                    Err(e) => return reply.error(errno("readdirplus", &e)),
-                };
-                let Some((last, _, _)) = batch.last() else {
-                    return reply.ok();
-                };
-                offset = *last;
-                for (next, e, attr) in &batch {
-                    let full = reply.add(
-                        INodeNo(e.ino),
-                        *next,
-                        &e.name,
-                        &ttl,
-                        &file_attr(attr),
-                        Generation(0),
-                    );
-                    if full {
-                        return reply.ok();
-                    }
-                    // The kernel now holds a reference, except for `.` and `..`.
-                    if e.name != "." && e.name != ".." {
-                        let _ = fs.referenced(e.ino);
-                    }
+            let filled = fill_dir(&fs, fh.0, offset, |next, e, attr| {
+                let full = reply.add(
+                    INodeNo(e.ino),
+                    next,
+                    &e.name,
+                    &ttl,
+                    &file_attr(attr),
+                    Generation(0),
+                );
+                // The kernel now holds a reference, except for `.` and `..`.
+                if !full && e.name != "." && e.name != ".." {
+                    let _ = fs.referenced(e.ino);
                 }
+                full
+            })
+            .await;
+            match filled {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("readdirplus", &e)),
             }
         });
     }
