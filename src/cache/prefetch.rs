@@ -21,7 +21,7 @@
 //! fails the read (ESTALE) instead of mixing two versions.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -82,6 +82,14 @@ pub struct Prefetcher {
     version: Version,
     max_window: u64,
     chunk: u64,
+    /// Locked only for bookkeeping, never across a fetch: the kernel sends reads of one
+    /// handle in parallel, and a read of a block already here must not wait behind a read
+    /// whose GET is still on its way.
+    state: Mutex<Window>,
+}
+
+/// Where a handle's reading is and what it has requested.
+struct Window {
     window: u64,
     next: u64,
     /// First block read-ahead has not requested yet: blocks below it were requested once
@@ -100,6 +108,12 @@ struct Held {
     read: u64,
 }
 
+/// Where a read finds one of its blocks.
+enum Source {
+    Cached(Bytes),
+    Fetching(Held),
+}
+
 impl Prefetcher {
     pub fn new(
         store: Arc<dyn ObjectStore>,
@@ -113,10 +127,12 @@ impl Prefetcher {
             version,
             max_window: max_window.max(block),
             chunk: (8 * block).min(max_window.max(block)),
-            window: block,
-            next: 0,
-            ahead_from: 0,
-            inflight: BTreeMap::new(),
+            state: Mutex::new(Window {
+                window: block,
+                next: 0,
+                ahead_from: 0,
+                inflight: BTreeMap::new(),
+            }),
             caches,
         }
     }
@@ -130,83 +146,106 @@ impl Prefetcher {
     }
 
     /// Reads `len` bytes at `offset` (fewer at the end of the object).
-    pub async fn read(&mut self, offset: u64, len: u64) -> Result<Bytes, StoreError> {
-        let size = self.version.size;
-        let end = offset.saturating_add(len).min(size);
+    pub async fn read(&self, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        let end = offset.saturating_add(len).min(self.version.size);
         if offset >= end {
             return Ok(Bytes::new());
         }
         let bs = self.caches.block_size;
+        let (first, last) = (offset / bs, (end - 1) / bs);
+        let sources: Vec<Source> = {
+            let mut w = self.state.lock().unwrap();
+            self.advance(&mut w, offset, end);
+            (first..=last).map(|i| self.source(&mut w, i)).collect()
+        };
+        let mut blocks = Vec::with_capacity(sources.len());
+        for (index, source) in (first..).zip(sources) {
+            blocks.push(match source {
+                Source::Cached(data) => data,
+                Source::Fetching(held) => self.wait(index, held).await?,
+            });
+        }
+        let mut w = self.state.lock().unwrap();
+        if let [block] = &blocks[..] {
+            // Within one block (the usual 1 MiB aligned kernel read): no copy, just a slice.
+            let from = (offset - first * bs) as usize;
+            let to = ((end - first * bs) as usize).min(block.len()).max(from);
+            mark_read(&mut w, first, (to - from) as u64, block.len() as u64);
+            return Ok(block.slice(from..to));
+        }
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for (index, block) in (first..).zip(&blocks) {
+            let block_start = index * bs;
+            let from = offset.max(block_start) - block_start;
+            let to = (end.min(block_start + block.len() as u64) - block_start).max(from);
+            out.extend_from_slice(&block[from as usize..to as usize]);
+            mark_read(&mut w, index, to - from, block.len() as u64);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Moves the window for a read of `offset..end` and requests what it needs and the
+    /// read-ahead beyond it.
+    fn advance(&self, w: &mut Window, offset: u64, end: u64) {
+        let size = self.version.size;
+        let bs = self.caches.block_size;
         // The kernel sends read-ahead requests in parallel and they may reach us out of order,
         // so "sequential" means near where the reading is, not exactly at its end.
-        let near = offset.abs_diff(self.next) <= self.max_window;
+        let near = offset.abs_diff(w.next) <= self.max_window;
         if near {
-            self.window = (self.window * 2).min(self.max_window);
-            self.next = self.next.max(end);
+            w.window = (w.window * 2).min(self.max_window);
+            w.next = w.next.max(end);
         } else {
-            self.window = bs;
-            self.next = end;
-            self.ahead_from = offset / bs;
+            w.window = bs;
+            w.next = end;
+            w.ahead_from = offset / bs;
             // A seek: what was read ahead for the old position will not be read now (a
             // random reader would otherwise keep every block it touched).
             let here = offset / bs..=(end - 1) / bs;
-            self.inflight.retain(|index, _| here.contains(index));
+            w.inflight.retain(|index, _| here.contains(index));
         }
         let (first, last) = (offset / bs, (end - 1) / bs);
-        let ahead_end = end.saturating_add(self.window).min(size);
+        let ahead_end = end.saturating_add(w.window).min(size);
         let mut wanted = (ahead_end - 1) / bs;
-        if self.window > bs {
+        if w.window > bs {
             // Sequential: extend to the end of a whole chunk, so the window advances in
             // chunk-sized GETs rather than one block per read.
             let per_chunk = self.chunk / bs;
             wanted = ((wanted / per_chunk + 1) * per_chunk - 1).min((size - 1) / bs);
         }
         // This read's own blocks and the read-ahead beyond what was already requested.
-        if self.ahead_from <= last {
-            self.request(first, wanted, last);
+        if w.ahead_from <= last {
+            self.request(w, first, wanted, last);
         } else {
-            self.request(first, last, last);
-            self.request(self.ahead_from, wanted, last);
+            self.request(w, first, last, last);
+            let ahead_from = w.ahead_from;
+            self.request(w, ahead_from, wanted, last);
         }
-        self.ahead_from = self.ahead_from.max(wanted + 1);
+        w.ahead_from = w.ahead_from.max(wanted + 1);
         // Blocks a whole window behind the reading were skipped: let them go.
-        let abandoned = self.next.saturating_sub(self.max_window) / bs;
-        self.inflight = self.inflight.split_off(&abandoned);
-
-        if first == last {
-            // Within one block (the usual 1 MiB aligned kernel read): no copy, just a slice.
-            let block = self.block(first).await?;
-            let from = (offset - first * bs) as usize;
-            let to = ((end - first * bs) as usize).min(block.len()).max(from);
-            self.mark_read(first, (to - from) as u64, block.len() as u64);
-            return Ok(block.slice(from..to));
-        }
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
-        for index in first..=last {
-            let block = self.block(index).await?;
-            let block_start = index * bs;
-            let from = offset.max(block_start) - block_start;
-            let to = (end.min(block_start + block.len() as u64) - block_start).max(from);
-            out.extend_from_slice(&block[from as usize..to as usize]);
-            self.mark_read(index, to - from, block.len() as u64);
-        }
-        Ok(out.freeze())
+        let abandoned = w.next.saturating_sub(self.max_window) / bs;
+        w.inflight = w.inflight.split_off(&abandoned);
     }
 
-    async fn block(&mut self, index: u64) -> Result<Bytes, StoreError> {
-        if !self.inflight.contains_key(&index) {
+    /// Where block `index` comes from: the handle's fetches, the memory cache, or a new GET.
+    fn source(&self, w: &mut Window, index: u64) -> Source {
+        if !w.inflight.contains_key(&index) {
             if let Some(data) = self.caches.memory.get(&self.block_id(index)) {
-                return Ok(data);
+                return Source::Cached(data);
             }
-            self.request(index, index, index);
+            self.request(w, index, index, index);
         }
-        let held = self.inflight.get(&index).cloned().expect("requested");
-        let chunk = match held.fetch.await {
+        Source::Fetching(w.inflight[&index].clone())
+    }
+
+    /// Block `index` of the chunk `held` fetches, once it is here.
+    async fn wait(&self, index: u64, held: Held) -> Result<Bytes, StoreError> {
+        let chunk = match held.fetch.clone().await {
             Ok(c) => c.data,
             Err(e) => {
                 // Let a later read try again instead of repeating this error forever.
-                self.inflight
-                    .retain(|_, h| h.chunk_first != held.chunk_first);
+                let mut w = self.state.lock().unwrap();
+                w.inflight.retain(|_, h| !h.fetch.ptr_eq(&held.fetch));
                 return Err(e);
             }
         };
@@ -216,23 +255,13 @@ impl Prefetcher {
         Ok(chunk.slice(from..to))
     }
 
-    /// Counts `n` bytes of block `index` as read, and lets the block go once all `len` were.
-    fn mark_read(&mut self, index: u64, n: u64, len: u64) {
-        if let Some(held) = self.inflight.get_mut(&index) {
-            held.read += n;
-            if held.read >= len {
-                self.inflight.remove(&index);
-            }
-        }
-    }
-
     /// Starts fetches for the blocks `first..=last` that are neither cached nor in flight;
     /// blocks up to `needed` are needed by the read now, the others are read-ahead.
-    fn request(&mut self, first: u64, last: u64, needed: u64) {
+    fn request(&self, w: &mut Window, first: u64, last: u64, needed: u64) {
         let per_chunk = (self.chunk / self.caches.block_size).max(1);
         let mut index = first;
         while index <= last {
-            let missing = !self.inflight.contains_key(&index)
+            let missing = !w.inflight.contains_key(&index)
                 && self.caches.memory.get(&self.block_id(index)).is_none();
             if !missing {
                 index += 1;
@@ -242,7 +271,7 @@ impl Prefetcher {
             let mut end = index + 1;
             while end <= last
                 && !end.is_multiple_of(per_chunk)
-                && !self.inflight.contains_key(&end)
+                && !w.inflight.contains_key(&end)
                 && self.caches.memory.get(&self.block_id(end)).is_none()
             {
                 end += 1;
@@ -254,7 +283,7 @@ impl Prefetcher {
                     fetch: fetch.clone(),
                     read: 0,
                 };
-                self.inflight.insert(b, held);
+                w.inflight.insert(b, held);
             }
             index = end;
         }
@@ -311,6 +340,16 @@ impl Prefetcher {
     }
 }
 
+/// Counts `n` bytes of block `index` as read, and lets the block go once all `len` were.
+fn mark_read(w: &mut Window, index: u64, n: u64, len: u64) {
+    if let Some(held) = w.inflight.get_mut(&index) {
+        held.read += n;
+        if held.read >= len {
+            w.inflight.remove(&index);
+        }
+    }
+}
+
 fn split(data: &Bytes, block: u64) -> Vec<Bytes> {
     (0..data.len())
         .step_by(block as usize)
@@ -342,6 +381,15 @@ mod tests {
         })
     }
 
+    fn window(p: &Prefetcher) -> u64 {
+        p.state.lock().unwrap().window
+    }
+
+    /// How many blocks the handle holds.
+    fn held(p: &Prefetcher) -> usize {
+        p.state.lock().unwrap().inflight.len()
+    }
+
     async fn setup(len: usize) -> (Arc<MemoryStore>, Arc<Caches>, Version, Vec<u8>) {
         let mem = Arc::new(MemoryStore::new());
         let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
@@ -362,7 +410,7 @@ mod tests {
     #[tokio::test]
     async fn sequential_reads_return_the_bytes_and_grow_the_window() {
         let (mem, caches, version, data) = setup(100_000).await;
-        let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
+        let p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
         let mut got = Vec::new();
         while got.len() < data.len() {
             let chunk = p.read(got.len() as u64, 4000).await.unwrap();
@@ -370,7 +418,7 @@ mod tests {
             got.extend_from_slice(&chunk);
         }
         assert_eq!(got, data);
-        assert_eq!(p.window, 16 * 1024, "the window grew to its maximum");
+        assert_eq!(window(&p), 16 * 1024, "the window grew to its maximum");
         let gets = mem.stats().requests.get("get").copied().unwrap_or(0);
         assert!(gets < 20, "chunks, not one GET per read: {gets}");
     }
@@ -380,7 +428,7 @@ mod tests {
         // A cache of two blocks, far smaller than the 16-block window, as with the defaults.
         let (mem, _, version, data) = setup(64 * 1024).await;
         let caches = caches(2 * 1024, Arc::new(Semaphore::new(1 << 20)));
-        let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
+        let p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
         // Two streams of reads eight blocks apart, as the kernel's sync and async read-ahead
         // send them: 8, 0, 9, 1, 10, 2, ...
         let order = (0..64).map(|i| if i % 2 == 0 { i / 2 + 8 } else { i / 2 });
@@ -406,7 +454,7 @@ mod tests {
         let (mem, _, version, data) = setup(64 * 1024).await;
         let budget = Arc::new(Semaphore::new(12)); // KiB: one chunk of 8 blocks and a half
         let caches = caches(0, budget.clone());
-        let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
+        let p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
         for block in 0..4 {
             p.read(block * 1024, 1024).await.unwrap(); // the window grows to 16 blocks
         }
@@ -431,26 +479,22 @@ mod tests {
     #[tokio::test]
     async fn random_reads_hold_only_the_blocks_of_the_last_read() {
         let (mem, caches, version, data) = setup(100_000).await;
-        let mut p = Prefetcher::new(mem, caches, version, 16 * 1024);
+        let p = Prefetcher::new(mem, caches, version, 16 * 1024);
         for at in [90_000, 10_000, 70_000, 30_000, 50_000, 5_000, 80_000] {
             let got = p.read(at, 100).await.unwrap();
             assert_eq!(&got[..], &data[at as usize..at as usize + 100]);
         }
-        assert!(p.inflight.len() <= 2, "{} blocks held", p.inflight.len());
+        assert!(held(&p) <= 2, "{} blocks held", held(&p));
     }
 
     #[tokio::test]
     async fn a_seek_fetches_only_the_blocks_it_needs() {
         let (mem, caches, version, data) = setup(100_000).await;
-        let mut p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
+        let p = Prefetcher::new(mem.clone(), caches, version, 16 * 1024);
         let got = p.read(50_000, 10).await.unwrap();
         assert_eq!(&got[..], &data[50_000..50_010]);
-        assert_eq!(p.window, 1024);
-        assert!(
-            p.inflight.len() <= 2,
-            "{} blocks requested",
-            p.inflight.len()
-        );
+        assert_eq!(window(&p), 1024);
+        assert!(held(&p) <= 2, "{} blocks requested", held(&p));
     }
 
     #[tokio::test]
@@ -463,7 +507,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let mut p = Prefetcher::new(mem, caches, version, 4096);
+        let p = Prefetcher::new(mem, caches, version, 4096);
         assert!(matches!(
             p.read(0, 100).await,
             Err(StoreError::PreconditionFailed)

@@ -27,7 +27,7 @@ impl Fs {
         self.handles.insert(Handle::File {
             ino,
             writable,
-            reader: tokio::sync::Mutex::new(None),
+            reader: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -130,17 +130,15 @@ impl Fs {
         if let Some(content) = content {
             return Ok(content.read(offset, len as usize).await?);
         }
-        let mut reader = reader.lock().await;
-        if reader.is_none() {
-            *reader = Some(Prefetcher::new(
+        let prefetcher = reader.get_or_try_init(|| async {
+            Ok::<_, FsError>(Prefetcher::new(
                 self.store.clone(),
                 self.caches.clone(),
                 self.version(*ino)?,
                 self.opts.read_ahead,
-            ));
-        }
-        let prefetcher = reader.as_mut().expect("just set");
-        Ok(prefetcher.read(offset, u64::from(len)).await?)
+            ))
+        });
+        Ok(prefetcher.await?.read(offset, u64::from(len)).await?)
     }
 
     /// The object version a new reader of `ino` reads.

@@ -14,7 +14,7 @@ pub enum Handle {
         ino: Ino,
         writable: bool,
         /// Reads of the object (not of staged content), created at the first read.
-        reader: tokio::sync::Mutex<Option<Prefetcher>>,
+        reader: tokio::sync::OnceCell<Prefetcher>,
     },
     Dir {
         ino: Ino,

@@ -146,6 +146,41 @@ async fn a_large_file_is_uploaded_in_parts_and_reads_back() {
 }
 
 #[tokio::test]
+async fn a_read_of_fetched_bytes_does_not_wait_behind_a_read_whose_get_is_slow() {
+    // The kernel sends the reads of one file in parallel: its read-ahead runs ahead of the
+    // reads the reader is blocked on.
+    let mut opts = options();
+    opts.read_ahead = 16 << 20; // chunks of 8 blocks of 1 MiB
+    opts.prefetch_budget = 64 << 20;
+    let s = setup_with("", opts);
+    let data: Vec<u8> = (0..(16u32 << 20)).map(|i| (i % 253) as u8).collect();
+    put(&s.mem, "big", &data).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(1)); // the first GET only
+    s.mem.gate_gets(gate.clone());
+    let ino = s.fs.lookup(ROOT_INO, OsStr::new("big")).await.unwrap().ino;
+    let (fh, _) = s.fs.open(ino, libc::O_RDONLY).await.unwrap();
+    let mib = 1u64 << 20;
+    for at in 0..3 {
+        // Fetches blocks 0-7; the third read's read-ahead asks for 8-15, held at the gate.
+        s.fs.read(fh, at * mib, mib as u32).await.unwrap();
+    }
+    let fs = s.fs.clone();
+    let ahead = tokio::spawn(async move { fs.read(fh, 8 * mib, mib as u32).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!ahead.is_finished(), "block 8 waits for its GET");
+
+    let behind = tokio::time::timeout(Duration::from_secs(2), s.fs.read(fh, 3 * mib, mib as u32))
+        .await
+        .expect("block 3 was fetched already: its read must not wait for block 8's GET")
+        .unwrap();
+    assert!(behind[..] == data[3 << 20..4 << 20]);
+
+    gate.add_permits(100);
+    let ahead = ahead.await.unwrap().unwrap();
+    assert!(ahead[..] == data[8 << 20..9 << 20]);
+}
+
+#[tokio::test]
 async fn listing_shows_objects_prefixes_and_hides_unshowable_keys() {
     let s = setup();
     for key in ["a", "d/x", "d2/", "bad//x", "./y", "e", "e/inner"] {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -42,9 +42,11 @@ pub struct MemoryStore {
 
 /// How long a HEAD or LIST takes (zero unless a test sets it), and how many HEADs overlapped
 /// at most: the concurrency a caller really has in flight only shows when requests take time.
+/// A gate, when a test sets one, holds each GET until the test lets it through.
 #[derive(Default)]
 struct Timing {
     latency: Mutex<std::time::Duration>,
+    get_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     in_flight: std::sync::atomic::AtomicUsize,
     max_in_flight: std::sync::atomic::AtomicUsize,
 }
@@ -84,6 +86,12 @@ impl MemoryStore {
     /// Makes every HEAD and LIST take `latency` (test helper).
     pub fn set_latency(&self, latency: std::time::Duration) {
         *self.timing.latency.lock().unwrap() = latency;
+    }
+
+    /// Makes every GET first take one permit of `gate` for good (test helper: the test lets
+    /// GETs through one at a time with `add_permits`).
+    pub fn gate_gets(&self, gate: Arc<tokio::sync::Semaphore>) {
+        *self.timing.get_gate.lock().unwrap() = Some(gate);
     }
 
     /// The most HEADs that were in flight at once (test helper; see `set_latency`).
@@ -138,6 +146,13 @@ impl ObjectStore for MemoryStore {
         etag: Option<&str>,
     ) -> StoreResult<Bytes> {
         self.stats.request("GetObject", 0);
+        let gate = self.timing.get_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire()
+                .await
+                .expect("the gate is never closed")
+                .forget();
+        }
         let objects = self.objects.lock().unwrap();
         let s = objects.get(key).ok_or(StoreError::NotFound)?;
         if etag.is_some_and(|e| e != s.etag) {
