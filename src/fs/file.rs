@@ -131,12 +131,12 @@ impl Fs {
             return Ok(content.read(offset, len as usize).await?);
         }
         let prefetcher = reader.get_or_try_init(|| async {
-            Ok::<_, FsError>(Prefetcher::new(
+            Ok::<_, FsError>(Box::new(Prefetcher::new(
                 self.store.clone(),
                 self.caches.clone(),
                 self.version(*ino)?,
                 self.opts.read_ahead,
-            ))
+            )))
         });
         Ok(prefetcher.await?.read(offset, u64::from(len)).await?)
     }

@@ -14,7 +14,7 @@ pub enum Handle {
         ino: Ino,
         writable: bool,
         /// Reads of the object (not of staged content), created at the first read.
-        reader: tokio::sync::OnceCell<Prefetcher>,
+        reader: tokio::sync::OnceCell<Box<Prefetcher>>,
     },
     Dir {
         ino: Ino,
