@@ -163,3 +163,33 @@ fn the_disk_cache_survives_a_remount_and_serves_reads_without_gets() {
     let m = Mount::new(&server, &source, &flags);
     assert_eq!(sha256(&fs::read(m.path("f")).unwrap()), sha256(&changed));
 }
+
+#[test]
+fn a_file_held_open_with_its_read_ahead_unread_does_not_stall_reading_another() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("budget");
+    let (paused, read) = (random_bytes(40 << 20), random_bytes(40 << 20));
+    server.put(&format!("{prefix}/paused"), &paused);
+    server.put(&format!("{prefix}/read"), &read);
+    // A prefetch budget of 12 MiB: the paused file's read-ahead holds most of it.
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &["--memory-budget", "16MiB", "--memory-cache", "4MiB"],
+    );
+    let mut held = fs::File::open(m.path("paused")).unwrap();
+    let mut start = vec![0u8; 2 << 20];
+    std::io::Read::read_exact(&mut held, &mut start).unwrap();
+    assert!(start[..] == paused[..2 << 20]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let path = m.path("read");
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(fs::read(path).map(|d| sha256(&d))));
+    let got = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the second file was read while the first stayed open, its read-ahead unread")
+        .unwrap();
+    assert_eq!(got, sha256(&read));
+    drop(held);
+}

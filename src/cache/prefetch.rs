@@ -16,7 +16,9 @@
 //! handles, from before its GET until no handle holds it any more, so the prefetch memory of
 //! the daemon (in flight and fetched but not yet read) stays within its budget however many
 //! files are read at once. The blocks a read itself needs take permits if there are any but
-//! never wait for them: a reader always makes progress. Fetched blocks go to the shared memory cache (and the disk cache if enabled).
+//! never wait for them, nor does read-ahead once a read waits for it: a reader always makes
+//! progress, even while another handle holds the budget unread. Fetched blocks go to the
+//! shared memory cache (and the disk cache if enabled).
 //! Every GET of one handle is pinned to the ETag seen at open, so a concurrent overwrite
 //! fails the read (ESTALE) instead of mixing two versions.
 
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::blocks::{BlockCache, BlockId};
 use super::disk::DiskCache;
@@ -136,6 +138,9 @@ struct Held {
     /// First block of the chunk `fetch` gets.
     chunk_first: u64,
     fetch: Fetch,
+    /// Set when a read waits for the chunk: a read-ahead GET waiting for the budget then
+    /// starts at once, without it.
+    hurry: Arc<watch::Sender<bool>>,
     read: u64,
 }
 
@@ -272,6 +277,7 @@ impl Prefetcher {
 
     /// Block `index` of the chunk `held` fetches, once it is here.
     async fn wait(&self, index: u64, held: Held) -> Result<Bytes, StoreError> {
+        held.hurry.send_replace(true);
         let chunk = match held.fetch.clone().await {
             Ok(c) => c.data,
             Err(e) => {
@@ -313,12 +319,15 @@ impl Prefetcher {
                 true => None,
                 false => w.start_after((self.max_window / self.chunk).max(1) as usize),
             };
-            let (fetch, done) = self.spawn_fetch(index, end, needed, after);
+            let (hurry, hurried) = watch::channel(needed);
+            let (fetch, done) = self.spawn_fetch(index, end, hurried, after);
             w.started.push_back(done);
+            let hurry = Arc::new(hurry);
             for b in index..end {
                 let held = Held {
                     chunk_first: index,
                     fetch: fetch.clone(),
+                    hurry: hurry.clone(),
                     read: 0,
                 };
                 w.inflight.insert(b, held);
@@ -328,13 +337,13 @@ impl Prefetcher {
     }
 
     /// Fetches blocks `first..end` (from the disk cache if it has them all, else one GET),
-    /// `needed` now or as read-ahead (which starts once `after` is done, and waits for its
-    /// share of the budget).
+    /// as read-ahead: it starts once `after` is done, and waits for its share of the budget
+    /// until `needed` turns true (a read waits for it).
     fn spawn_fetch(
         &self,
         first: u64,
         end: u64,
-        needed: bool,
+        needed: watch::Receiver<bool>,
         after: Option<Done>,
     ) -> (Fetch, Done) {
         let bs = self.caches.block_size;
@@ -348,14 +357,27 @@ impl Prefetcher {
         );
         let (ended, done) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            let mut ended = Some(ended);
             if let Some(previous) = after {
                 previous.await;
             }
             let kib = ((stop - start).div_ceil(1024)).min(u32::MAX as u64) as u32;
-            let budget = if needed {
-                caches.budget.clone().try_acquire_many_owned(kib).ok()
-            } else {
-                caches.budget.clone().acquire_many_owned(kib).await.ok()
+            let budget = match caches.budget.clone().try_acquire_many_owned(kib) {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    // Waiting for the budget takes no bandwidth: the next GET need not wait
+                    // for this one to end (nor can it wait forever, if this one never starts).
+                    ended.take();
+                    let budget = caches.budget.clone();
+                    tokio::select! {
+                        biased;
+                        wanted = needed_now(needed) => match wanted {
+                            true => budget.try_acquire_many_owned(kib).ok(),
+                            false => return Err(StoreError::Other("read-ahead dropped".into())),
+                        },
+                        permit = budget.clone().acquire_many_owned(kib) => permit.ok(),
+                    }
+                }
             };
             let chunk = |data| Chunk {
                 data,
@@ -391,6 +413,11 @@ impl Prefetcher {
         };
         (fetch.boxed().shared(), done.boxed().shared())
     }
+}
+
+/// True once a read needs the chunk; false when nobody holds it any more (a seek).
+async fn needed_now(mut needed: watch::Receiver<bool>) -> bool {
+    needed.wait_for(|now| *now).await.is_ok()
 }
 
 /// Counts `n` bytes of block `index` as read, and lets the block go once all `len` were.
@@ -500,6 +527,37 @@ mod tests {
             data.len() as u64,
             "no block was fetched twice"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reader_is_not_stalled_by_another_file_that_holds_the_budget_unread() {
+        let (mem, _, version, data) = setup(64 * 1024).await;
+        let budget = Arc::new(Semaphore::new(24)); // KiB: three chunks of 8 blocks
+        let caches = caches(0, budget.clone());
+        // One reader reads a little and pauses, its read-ahead fetched and held unread.
+        let paused = Prefetcher::new(mem.clone(), caches.clone(), version.clone(), 32 * 1024);
+        for block in 0..4 {
+            paused.read(block * 1024, 1024).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            budget.available_permits() < 16,
+            "the paused reader holds the budget"
+        );
+
+        // Another reads the whole file: its read-ahead waits, but what it reads may not.
+        let reader = Prefetcher::new(mem.clone(), caches, version, 32 * 1024);
+        let whole = async {
+            let mut got = Vec::new();
+            while got.len() < data.len() {
+                got.extend_from_slice(&reader.read(got.len() as u64, 1024).await.unwrap());
+            }
+            got
+        };
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), whole)
+            .await
+            .expect("the second reader finished while the first stayed paused");
+        assert_eq!(got, data);
     }
 
     #[tokio::test]
