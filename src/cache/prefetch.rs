@@ -361,6 +361,10 @@ impl Prefetcher {
             if let Some(previous) = after {
                 previous.await;
             }
+            if needed.has_changed().is_err() {
+                // Nobody holds the chunk any more (a seek while it waited its turn).
+                return Err(StoreError::Other("read-ahead dropped".into()));
+            }
             let kib = ((stop - start).div_ceil(1024)).min(u32::MAX as u64) as u32;
             let budget = match caches.budget.clone().try_acquire_many_owned(kib) {
                 Ok(permit) => Some(permit),
@@ -626,6 +630,38 @@ mod tests {
             let got = read.await.unwrap().unwrap();
             assert_eq!(&got[..], &data[block * 1024..(block + 1) * 1024]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_seek_drops_the_read_ahead_that_had_not_started() {
+        let (mem, caches, version, data) = setup(256 * 1024).await;
+        let gate = Arc::new(Semaphore::new(0));
+        mem.gate_gets(gate.clone());
+        let p = Arc::new(Prefetcher::new(mem.clone(), caches, version, 64 * 1024));
+        let read = |block: u64| {
+            let p = p.clone();
+            tokio::spawn(async move { p.read(block * 1024, 1024).await })
+        };
+        let reading: Vec<_> = (0..6).map(read).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(mem.stats().count("GetObject"), 2, "the rest waits its turn");
+
+        let seek = read(200);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        gate.add_permits(1000);
+        assert_eq!(
+            &seek.await.unwrap().unwrap()[..],
+            &data[200 * 1024..201 * 1024]
+        );
+        for r in reading {
+            r.await.unwrap().unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            mem.stats().count("GetObject"),
+            4,
+            "the first two GETs, and the seek's block and one ahead: what waited its turn was dropped"
+        );
     }
 
     #[tokio::test]
