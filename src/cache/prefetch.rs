@@ -3,8 +3,10 @@
 //! The object is read in fixed-size blocks. A read near where the previous ones ended is
 //! sequential: the read-ahead window doubles, from one block up to `max_window`, and every
 //! block inside the window that is not cached or already on its way is requested, in chunks
-//! of up to `chunk` bytes, each chunk one ranged GET running in parallel with the others. A
-//! read elsewhere (a seek) resets the window, so random reads fetch only their own blocks.
+//! of up to `chunk` bytes, each chunk one ranged GET running in parallel with the others
+//! (started a few at a time, nearest first: `Window::start_after`). The blocks a read needs
+//! get a GET of their own. A read elsewhere (a seek) resets the window, so random reads
+//! fetch only their own blocks.
 //!
 //! A fetched block stays with the handle until every byte of it has been read, or until it
 //! is a whole window behind the reading (abandoned). The kernel's read-ahead sends two
@@ -115,9 +117,9 @@ impl Window {
     /// needs their chunks in order. Started all at once, as a growing window would ask for
     /// them, they would all end together, and the nearest chunk, which the reader waits
     /// for, would come no sooner than the farthest (measured: 10 GETs started within 8 ms
-    /// ended 95–120 ms later, the nearest among the last). So each GET that ends lets two
-    /// more start, until `most` are in flight: GET `j` waits for GET `j/2 - 1` (or `j -
-    /// most`, later). Ends come in order, as do the chunks.
+    /// ended 90–120 ms later, the nearest among the last). So each GET that ends lets two
+    /// more start, until `most` are in flight: GET `j` waits for GET `j/2 - 1` (or for `j -
+    /// most`, whichever is later). Ends come in order, as do the chunks.
     fn start_after(&mut self, most: usize) -> Option<Done> {
         let j = self.run_first + self.started.len();
         if j < 2 {
