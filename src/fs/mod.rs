@@ -83,6 +83,9 @@ pub struct Fs {
     meta_inflight: Mutex<std::collections::HashMap<Ino, Arc<tokio::sync::Notify>>>,
     /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
     meta_permits: tokio::sync::Semaphore,
+    /// The earliest time a closed file's upload is due, if any: the write-back loop scans
+    /// the inode table only once it has passed (see `writeback::schedule`).
+    next_due: Mutex<Option<std::time::Instant>>,
 }
 
 impl Fs {
@@ -123,6 +126,7 @@ impl Fs {
             misses: Default::default(),
             meta_inflight: Default::default(),
             meta_permits: tokio::sync::Semaphore::new(lookup::META_CONCURRENCY),
+            next_due: Mutex::new(None),
         }
     }
 

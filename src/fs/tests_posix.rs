@@ -319,6 +319,37 @@ async fn user_xattrs_are_user_metadata_and_s3_ones_are_read_only() {
 }
 
 #[tokio::test]
+async fn files_closed_at_different_times_are_each_uploaded_when_their_delay_is_over() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_millis(80));
+    write_file(&fs, ROOT_INO, "first", b"1").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    write_file(&fs, ROOT_INO, "second", b"2").await;
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(fs.upload_due().await, 0);
+    assert_eq!(mem.keys(), ["first"], "the second file's delay is not over");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(fs.upload_due().await, 0);
+    assert_eq!(mem.keys(), ["first", "second"]);
+}
+
+#[tokio::test]
+async fn a_due_file_held_open_is_uploaded_once_it_is_closed() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_millis(20));
+    let ino = write_file(&fs, ROOT_INO, "f", b"data").await;
+    let (fh, _) = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert_eq!(fs.upload_due().await, 0);
+    assert!(mem.keys().is_empty(), "not uploaded while open");
+    fs.release(fh).await.unwrap();
+    assert_eq!(fs.upload_due().await, 0);
+    assert_eq!(mem.keys(), ["f"]);
+}
+
+#[tokio::test]
 async fn write_close_chmod_utimens_rename_is_one_put_under_the_final_name() {
     let mem = Arc::new(MemoryStore::new());
     let dir = tempfile::tempdir().unwrap();

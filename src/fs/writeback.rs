@@ -46,8 +46,25 @@ impl Fs {
             return result;
         }
         self.journal(ino, &content, true).await?;
-        content.pending.lock().unwrap().due = Some(Instant::now() + self.opts.write_back_delay);
+        self.schedule(&content, Instant::now() + self.opts.write_back_delay);
         Ok(())
+    }
+
+    /// Makes `content`'s upload due at `at`. Every due time is set here, so that the
+    /// write-back loop, which scans the inode table only when the earliest one has passed,
+    /// never misses one.
+    fn schedule(&self, content: &Content, at: Instant) {
+        content.pending.lock().unwrap().due = Some(at);
+        self.due_by(Some(at));
+    }
+
+    /// Lowers the write-back loop's next scan to `at`.
+    fn due_by(&self, at: Option<Instant>) {
+        let mut next = self.next_due.lock().unwrap();
+        *next = match (*next, at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     fn dirty_content(&self, ino: Ino) -> Option<Arc<Content>> {
@@ -121,31 +138,45 @@ impl Fs {
 
     /// An upload failed: try again after a backoff that doubles with each failure.
     pub(super) fn upload_failed(&self, content: &Content) {
-        let mut pending = content.pending.lock().unwrap();
-        pending.failures += 1;
-        let backoff = self
-            .opts
-            .retry_interval
-            .saturating_mul(1 << (pending.failures - 1).min(16))
-            .min(MAX_BACKOFF);
-        pending.due = Some(Instant::now() + backoff);
+        let backoff = {
+            let mut pending = content.pending.lock().unwrap();
+            pending.failures += 1;
+            self.opts
+                .retry_interval
+                .saturating_mul(1 << (pending.failures - 1).min(16))
+                .min(MAX_BACKOFF)
+        };
+        self.schedule(content, Instant::now() + backoff);
     }
 
     /// Uploads the closed files whose time has come. Returns how many of them failed.
     pub async fn upload_due(&self) -> usize {
         let now = Instant::now();
-        let due: Vec<Ino> = self
-            .table()
-            .all()
-            .filter(|(_, n)| {
-                n.linked
-                    && n.open == 0
-                    && n.content.as_ref().is_some_and(|c| {
-                        c.is_dirty() && c.pending.lock().unwrap().due.is_some_and(|d| d <= now)
-                    })
-            })
-            .map(|(i, _)| i)
-            .collect();
+        {
+            let mut next = self.next_due.lock().unwrap();
+            match *next {
+                Some(at) if at <= now => *next = None,
+                _ => return 0, // nothing due yet: no scan of what may be a million nodes
+            }
+        }
+        let mut due = Vec::new();
+        let mut later = None;
+        for (ino, node) in self.table().all() {
+            let Some(content) = node
+                .content
+                .as_ref()
+                .filter(|c| node.linked && c.is_dirty())
+            else {
+                continue;
+            };
+            match content.pending.lock().unwrap().due {
+                Some(at) if at <= now && node.open == 0 => due.push(ino),
+                // Not yet, or held open: look again then (or at the next tick).
+                Some(at) => later = Some(later.map_or(at, |l: Instant| l.min(at))),
+                None => {}
+            }
+        }
+        self.due_by(later);
         self.upload_all(due).await
     }
 
