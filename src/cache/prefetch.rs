@@ -3,10 +3,10 @@
 //! The object is read in fixed-size blocks. A read near where the previous ones ended is
 //! sequential: the read-ahead window doubles, from one block up to `max_window`, and every
 //! block inside the window that is not cached or already on its way is requested, in chunks
-//! of up to `chunk` bytes, each chunk one ranged GET running in parallel with the others
-//! (started a few at a time, nearest first: `Window::start_after`). The blocks a read needs
-//! get a GET of their own. A read elsewhere (a seek) resets the window, so random reads
-//! fetch only their own blocks.
+//! of up to `chunk` bytes, each chunk one ranged GET running in parallel with the others.
+//! The blocks a read needs get a GET of their own, so the first bytes of a file do not wait
+//! for a whole chunk. A read elsewhere (a seek) resets the window, so random reads fetch
+//! only their own blocks.
 //!
 //! A fetched block stays with the handle until every byte of it has been read, or until it
 //! is a whole window behind the reading (abandoned). The kernel's read-ahead sends two
@@ -24,7 +24,7 @@
 //! Every GET of one handle is pinned to the ETag seen at open, so a concurrent overwrite
 //! fails the read (ESTALE) instead of mixing two versions.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -80,9 +80,6 @@ struct Chunk {
 
 type Fetch = Shared<BoxFuture<'static, Result<Chunk, StoreError>>>;
 
-/// Resolves when a fetch's GET has ended, however it ended.
-type Done = Shared<BoxFuture<'static, ()>>;
-
 pub struct Prefetcher {
     store: Arc<dyn ObjectStore>,
     caches: Arc<Caches>,
@@ -104,34 +101,6 @@ struct Window {
     ahead_from: u64,
     /// Blocks fetched or on their way and not yet read.
     inflight: BTreeMap<u64, Held>,
-    /// The ends of this sequential run's GETs, in the order they started (see
-    /// `Window::start_after`); the first one kept is GET number `run_first` of the run.
-    started: VecDeque<Done>,
-    run_first: usize,
-}
-
-impl Window {
-    /// What the run's next read-ahead GET waits for before it starts: slow start.
-    ///
-    /// Every GET of a handle shares the server's bandwidth with the others, and the reader
-    /// needs their chunks in order. Started all at once, as a growing window would ask for
-    /// them, they would all end together, and the nearest chunk, which the reader waits
-    /// for, would come no sooner than the farthest (measured: 10 GETs started within 8 ms
-    /// ended 90–120 ms later, the nearest among the last). So each GET that ends lets two
-    /// more start, until `most` are in flight: GET `j` waits for GET `j/2 - 1` (or for `j -
-    /// most`, whichever is later). Ends come in order, as do the chunks.
-    fn start_after(&mut self, most: usize) -> Option<Done> {
-        let j = self.run_first + self.started.len();
-        if j < 2 {
-            return None;
-        }
-        let wait_for = (j / 2 - 1).max(j.saturating_sub(most));
-        while self.run_first < wait_for {
-            self.started.pop_front();
-            self.run_first += 1;
-        }
-        self.started.front().cloned()
-    }
 }
 
 /// One block the handle holds: its chunk's fetch, and how much of it has been read.
@@ -170,8 +139,6 @@ impl Prefetcher {
                 next: 0,
                 ahead_from: 0,
                 inflight: BTreeMap::new(),
-                started: VecDeque::new(),
-                run_first: 0,
             }),
             caches,
         }
@@ -243,8 +210,6 @@ impl Prefetcher {
             // random reader would otherwise keep every block it touched).
             let here = offset / bs..=(end - 1) / bs;
             w.inflight.retain(|index, _| here.contains(index));
-            w.started.clear();
-            w.run_first = 0;
         }
         let (first, last) = (offset / bs, (end - 1) / bs);
         let ahead_end = end.saturating_add(w.window).min(size);
@@ -316,14 +281,8 @@ impl Prefetcher {
             {
                 end += 1;
             }
-            let needed = index <= needed;
-            let after = match needed {
-                true => None,
-                false => w.start_after((self.max_window / self.chunk).max(1) as usize),
-            };
-            let (hurry, hurried) = watch::channel(needed);
-            let (fetch, done) = self.spawn_fetch(index, end, hurried, after);
-            w.started.push_back(done);
+            let (hurry, hurried) = watch::channel(index <= needed);
+            let fetch = self.spawn_fetch(index, end, hurried);
             let hurry = Arc::new(hurry);
             for b in index..end {
                 let held = Held {
@@ -339,15 +298,9 @@ impl Prefetcher {
     }
 
     /// Fetches blocks `first..end` (from the disk cache if it has them all, else one GET),
-    /// as read-ahead: it starts once `after` is done, and waits for its share of the budget
-    /// until `needed` turns true (a read waits for it).
-    fn spawn_fetch(
-        &self,
-        first: u64,
-        end: u64,
-        needed: watch::Receiver<bool>,
-        after: Option<Done>,
-    ) -> (Fetch, Done) {
+    /// as read-ahead: it waits for its share of the budget until `needed` turns true (a read
+    /// waits for it), and gives up if nobody holds the chunk any more (a seek).
+    fn spawn_fetch(&self, first: u64, end: u64, needed: watch::Receiver<bool>) -> Fetch {
         let bs = self.caches.block_size;
         let start = first * bs;
         let stop = (end * bs).min(self.version.size);
@@ -357,33 +310,16 @@ impl Prefetcher {
             self.caches.clone(),
             self.version.clone(),
         );
-        let (ended, done) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let mut ended = Some(ended);
-            if let Some(previous) = after {
-                previous.await;
-            }
-            if needed.has_changed().is_err() {
-                // Nobody holds the chunk any more (a seek while it waited its turn).
-                return Err(StoreError::Other("read-ahead dropped".into()));
-            }
             let kib = ((stop - start).div_ceil(1024)).min(u32::MAX as u64) as u32;
-            let budget = match caches.budget.clone().try_acquire_many_owned(kib) {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    // Waiting for the budget takes no bandwidth: the next GET need not wait
-                    // for this one to end (nor can it wait forever, if this one never starts).
-                    ended.take();
-                    let budget = caches.budget.clone();
-                    tokio::select! {
-                        biased;
-                        wanted = needed_now(needed) => match wanted {
-                            true => budget.try_acquire_many_owned(kib).ok(),
-                            false => return Err(StoreError::Other("read-ahead dropped".into())),
-                        },
-                        permit = budget.clone().acquire_many_owned(kib) => permit.ok(),
-                    }
-                }
+            let budget = caches.budget.clone();
+            let budget = tokio::select! {
+                biased;
+                wanted = needed_now(needed) => match wanted {
+                    true => budget.try_acquire_many_owned(kib).ok(),
+                    false => return Err(StoreError::Other("read-ahead dropped".into())),
+                },
+                permit = budget.clone().acquire_many_owned(kib) => permit.ok(),
             };
             let chunk = |data| Chunk {
                 data,
@@ -399,9 +335,7 @@ impl Prefetcher {
             }
             let data = store
                 .get_range_if_match(&version.key, start..stop, version.pin.as_deref())
-                .await;
-            drop(ended);
-            let data = data?;
+                .await?;
             for (id, block) in ids.iter().zip(split(&data, bs)) {
                 caches.memory.insert(id.clone(), block.clone());
                 if let Some(disk) = &caches.disk {
@@ -414,10 +348,7 @@ impl Prefetcher {
             task.await
                 .map_err(|e| StoreError::Other(format!("fetch task failed: {e}")))?
         };
-        let done = async move {
-            let _ = done.await;
-        };
-        (fetch.boxed().shared(), done.boxed().shared())
+        fetch.boxed().shared()
     }
 }
 
@@ -594,75 +525,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn read_ahead_starts_slowly_so_that_the_nearest_chunks_come_first() {
-        // Blocks of 1 KiB, chunks of 8, a window of 64 blocks: up to 8 GETs in flight.
+    async fn the_first_read_of_a_file_gets_its_block_in_a_get_of_its_own() {
         let (mem, caches, version, data) = setup(256 * 1024).await;
         let gate = Arc::new(Semaphore::new(0)); // no GET ends until the test says so
         mem.gate_gets(gate.clone());
         let p = Arc::new(Prefetcher::new(mem.clone(), caches, version, 64 * 1024));
-        let gets = || mem.stats().count("GetObject");
-        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
-        // The kernel sends the first reads of a file at once, before any data is back.
-        let reads: Vec<_> = (0..32u64)
-            .map(|block| {
-                let p = p.clone();
-                tokio::spawn(async move { p.read(block * 1024, 1024).await })
-            })
-            .collect();
-        settle().await;
-        assert_eq!(
-            gets(),
-            2,
-            "the first read's own block, then the rest of its chunk"
-        );
-        gate.add_permits(1);
-        settle().await;
-        assert_eq!(gets(), 4, "each GET that ends lets two more start");
-        assert_eq!(
-            mem.stats().bytes_received,
-            1024,
-            "the GET that ended first had the first read's block alone"
-        );
-        gate.add_permits(1);
-        settle().await;
-        assert_eq!(gets(), 6);
-
+        let first = tokio::spawn({
+            let p = p.clone();
+            async move { p.read(0, 1024).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        gate.add_permits(1); // the GET asked first
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), first)
+            .await
+            .expect("the first read did not wait for the rest of its chunk")
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got[..], &data[..1024]);
+        assert_eq!(mem.stats().bytes_received, 1024);
         gate.add_permits(1000);
-        for (block, read) in reads.into_iter().enumerate() {
-            let got = read.await.unwrap().unwrap();
-            assert_eq!(&got[..], &data[block * 1024..(block + 1) * 1024]);
-        }
     }
 
     #[tokio::test]
-    async fn a_seek_drops_the_read_ahead_that_had_not_started() {
-        let (mem, caches, version, data) = setup(256 * 1024).await;
-        let gate = Arc::new(Semaphore::new(0));
-        mem.gate_gets(gate.clone());
-        let p = Arc::new(Prefetcher::new(mem.clone(), caches, version, 64 * 1024));
-        let read = |block: u64| {
-            let p = p.clone();
-            tokio::spawn(async move { p.read(block * 1024, 1024).await })
-        };
-        let reading: Vec<_> = (0..6).map(read).collect();
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert_eq!(mem.stats().count("GetObject"), 2, "the rest waits its turn");
-
-        let seek = read(200);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        gate.add_permits(1000);
-        assert_eq!(
-            &seek.await.unwrap().unwrap()[..],
-            &data[200 * 1024..201 * 1024]
-        );
-        for r in reading {
-            r.await.unwrap().unwrap();
+    async fn a_seek_drops_the_read_ahead_still_waiting_for_the_budget() {
+        let (mem, _, version, data) = setup(256 * 1024).await;
+        let budget = Arc::new(Semaphore::new(8)); // KiB: the first chunk takes it all
+        let p = Prefetcher::new(mem.clone(), caches(0, budget), version, 64 * 1024);
+        for block in 0..4 {
+            p.read(block * 1024, 1024).await.unwrap(); // the window grows to 64 blocks
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(
             mem.stats().count("GetObject"),
+            2,
+            "the rest waits for the budget"
+        );
+
+        let got = p.read(200 * 1024, 1024).await.unwrap();
+        assert_eq!(&got[..], &data[200 * 1024..201 * 1024]);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            mem.stats().count("GetObject"),
             4,
-            "the first two GETs, and the seek's block and one ahead: what waited its turn was dropped"
+            "after the seek, block 200 and one ahead only: what waited for the budget was dropped"
         );
     }
 
