@@ -2,7 +2,7 @@
 # Benchmark of bucketfs against the raw S3 API and two peers (s3fs and rclone mount), all on
 # the local Garage server (scripts/s3-server.sh), in one run. By hand only, never in CI.
 #
-#   scripts/bench.sh [--quick] [--only WORKLOAD,...] [--tools TOOL,...] [--no-build] [--keep]
+#   scripts/bench.sh [--quick] [--remote] [--only WORKLOAD,...] [--tools TOOL,...] [--no-build] [--keep]
 #
 #   --quick     sizes divided (128 MiB instead of 1 GiB, 1,000 entries instead of 10,000,
 #               200 files instead of 2,000, 100 small files instead of 1,000): a few minutes
@@ -10,6 +10,9 @@
 #   --tools     among: raw bucketfs s3fs rclone (default: all)
 #   --no-build  use the release binaries already built
 #   --keep      leave the run's objects in the bucket (default: deleted at the end)
+#   --remote    every tool reaches the server through examples/latency_proxy.rs, which delays
+#               answers by BENCH_REMOTE_DELAY_MS (30) and caps each connection at
+#               BENCH_REMOTE_MIBPS (60) MiB/s: a server in another data centre
 #
 # Workloads (raw = examples/raw_s3.rs, rust-s3 with bucketfs's default part size and
 # concurrency: the floor the server allows):
@@ -64,13 +67,14 @@ usage() {
 }
 
 parse_args() {
-    QUICK=0 BUILD=1 KEEP=0
+    QUICK=0 BUILD=1 KEEP=0 REMOTE=0
     WORKLOADS=("${ALL_WORKLOADS[@]}") TOOLS=("${ALL_TOOLS[@]}")
     while (($#)); do
         case $1 in
         --quick) QUICK=1 ;;
         --no-build) BUILD=0 ;;
         --keep) KEEP=1 ;;
+        --remote) REMOTE=1 ;;
         --only) IFS=, read -ra WORKLOADS <<<"${2:?--only needs a list}" && shift ;;
         --tools) IFS=, read -ra TOOLS <<<"${2:?--tools needs a list}" && shift ;;
         -h | --help) usage ;;
@@ -139,10 +143,28 @@ build() {
     BFS="$REPO/target/release/bucketfs" RAW="$REPO/target/release/examples/raw_s3"
     if ((BUILD)); then
         log "building (release)"
-        (cd "$REPO" && cargo build --release --quiet --bin bucketfs --example raw_s3) ||
+        (cd "$REPO" && cargo build --release --quiet --bin bucketfs --example raw_s3 --example latency_proxy) ||
             { log "the build failed (--no-build reuses the last release binaries)" && return 1; }
     fi
     [[ -x "$BFS" && -x "$RAW" ]] || { log "missing $BFS or $RAW (build without --no-build)" && return 1; }
+}
+
+# With --remote: starts the latency proxy and points every tool at it (AWS_ENDPOINT_URL).
+start_proxy() {
+    ((REMOTE)) || return 0
+    local proxy="$REPO/target/release/examples/latency_proxy" port=3911 i
+    [[ -x "$proxy" ]] || { log "missing $proxy (build without --no-build)" && return 1; }
+    REMOTE_NOTE="behind a proxy adding ${BENCH_REMOTE_DELAY_MS:-30} ms, ${BENCH_REMOTE_MIBPS:-60} MiB/s per connection"
+    "$proxy" "127.0.0.1:$port" "${AWS_ENDPOINT_URL#http://}" --delay-ms "${BENCH_REMOTE_DELAY_MS:-30}" \
+        --mib-per-s "${BENCH_REMOTE_MIBPS:-60}" >&2 &
+    PROXY_PID=$!
+    for i in $(seq 50); do
+        (: </dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+        sleep 0.1
+    done
+    kill -0 "$PROXY_PID" 2>/dev/null || { log "the latency proxy did not start (port $port taken?)" && return 1; }
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+    log "tools go through the latency proxy: $REMOTE_NOTE"
 }
 
 server_version() {
@@ -159,7 +181,7 @@ write_meta() {
     cat >"$LOGS/meta.json" <<EOF
 {"timestamp": "$TS", "date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "quick": $([[ $QUICK == 1 ]] && echo true || echo false),
  "nproc": $(nproc), "mem_gib": $(awk -v k="$mem_kib" 'BEGIN { printf "%.1f", k / 1048576 }'),
- "kernel": "Linux $(uname -r)", "server": "$(server_version || echo Garage)",
+ "kernel": "Linux $(uname -r)", "server": "$(server_version || echo Garage)", "network": "${REMOTE_NOTE:-}",
  "bucketfs_version": "$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)",
  "s3fs_version": "$(s3fs --version 2>/dev/null | head -n 1 | grep -o 'V[0-9.]*')",
  "rclone_version": "$(rclone version 2>/dev/null | head -n 1 | awk '{ print $2 }')",
@@ -187,6 +209,7 @@ cleanup() {
         timeout 300 "$RAW" delete-prefix "$PFX/" >/dev/null 2>&1 || log "could not delete $PFX/"
     fi
     [[ -n "${RUN:-}" ]] && rm -rf "$RUN"
+    [[ -n "${PROXY_PID:-}" ]] && kill "$PROXY_PID" 2>/dev/null
 }
 
 run_all() {
@@ -212,6 +235,7 @@ main() {
     setup_venv
     start_server || { log "the S3 server did not start" && exit 1; }
     build || exit 1
+    start_proxy || exit 1
 
     TS=$(date +%Y%m%d-%H%M%S)
     PFX="bench-$TS" RUN="/tmp/bucketfs-bench-$TS" LOGS="$REPO/results/bench-$TS.logs"

@@ -167,7 +167,8 @@ def markdown(meta, header, table, note_lines):
         "",
         f"- date: {meta['date']}",
         f"- machine: {meta['nproc']} cores, {meta['mem_gib']} GiB memory, {meta['kernel']}",
-        f"- server: {meta['server']} on 127.0.0.1 (single node, TCP_NODELAY shim)",
+        f"- server: {meta['server']} on 127.0.0.1 (single node, TCP_NODELAY shim)"
+        + (f", {meta['network']}" if meta.get("network") else ""),
         f"- bucketfs: {meta['bucketfs_version']}; s3fs {meta['s3fs_version']}; "
         f"rclone {meta['rclone_version']}",
         f"- raw: examples/raw_s3.rs (rust-s3), part size {size_text(s['part_size'])}, "
