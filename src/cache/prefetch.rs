@@ -297,9 +297,10 @@ impl Prefetcher {
         }
     }
 
-    /// Fetches blocks `first..end` (from the disk cache if it has them all, else one GET),
-    /// as read-ahead: it waits for its share of the budget until `needed` turns true (a read
-    /// waits for it), and gives up if nobody holds the chunk any more (a seek).
+    /// Fetches blocks `first..end` (from the disk cache if it has them all, else one GET).
+    /// Until `needed` is true (a read waits for the blocks), the fetch is read-ahead: it
+    /// waits for its share of the budget, and gives up if nobody holds the chunk any more
+    /// (a seek).
     fn spawn_fetch(&self, first: u64, end: u64, needed: watch::Receiver<bool>) -> Fetch {
         let bs = self.caches.block_size;
         let start = first * bs;
@@ -344,11 +345,12 @@ impl Prefetcher {
             }
             Ok(chunk(data))
         });
-        let fetch = async move {
+        async move {
             task.await
                 .map_err(|e| StoreError::Other(format!("fetch task failed: {e}")))?
-        };
-        fetch.boxed().shared()
+        }
+        .boxed()
+        .shared()
     }
 }
 

@@ -322,14 +322,14 @@ async fn user_xattrs_are_user_metadata_and_s3_ones_are_read_only() {
 async fn files_closed_at_different_times_are_each_uploaded_when_their_delay_is_over() {
     let mem = Arc::new(MemoryStore::new());
     let dir = tempfile::tempdir().unwrap();
-    let fs = journaled(mem.clone(), dir.path(), Duration::from_millis(80));
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_millis(200));
     write_file(&fs, ROOT_INO, "first", b"1").await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(120)).await;
     write_file(&fs, ROOT_INO, "second", b"2").await;
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(fs.upload_due().await, 0);
     assert_eq!(mem.keys(), ["first"], "the second file's delay is not over");
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(fs.upload_due().await, 0);
     assert_eq!(mem.keys(), ["first", "second"]);
 }
