@@ -160,8 +160,8 @@ wl_small() {
 
 raw_ls() {
     # A listing has no user metadata: `ls -l` needs a HEAD per entry for stored modes and
-    # mtimes, so the floor is LIST + those HEADs (32 in flight, as bucketfs does).
-    raw_timed ls "$RUN/raw.json" list "$PFX/fixtures/list/" --heads 32
+    # mtimes, so the floor is LIST + those HEADs (64 in flight, as bucketfs does).
+    raw_timed ls "$RUN/raw.json" list "$PFX/fixtures/list/" --heads 64
 }
 
 # listing WORKLOAD TOOL EXPECTED CMD...: CMD's stdout lines are counted against EXPECTED
