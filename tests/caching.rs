@@ -1,7 +1,8 @@
 //! Metadata and data caches on a real mount: `ls -l` of a large directory costs one listing
 //! pass and no HEAD per entry when listing metadata is off, and at most one HEAD per entry
 //! (for stored modes and mtimes) when it is on; changed objects are never served from stale caches; the disk
-//! cache survives a remount and serves reads without GETs.
+//! cache survives a remount and serves reads without GETs; a file held open with its
+//! read-ahead unread does not stall the reading of another (the prefetch budget).
 
 mod common;
 
