@@ -58,7 +58,7 @@ fn writable_name(name: &str) -> FsResult<String> {
     match parse(name) {
         Name::User(n) => Ok(n),
         Name::S3(_) => Err(FsError::NotPermitted("s3.* attributes are read-only")),
-        Name::Other => Err(FsError::Unsupported(NO_NAMESPACE)),
+        Name::Other => Err(unsupported()),
     }
 }
 
@@ -96,7 +96,7 @@ impl Fs {
     pub async fn getxattr(&self, ino: Ino, name: &str) -> FsResult<Vec<u8>> {
         let name = parse(name);
         if matches!(name, Name::Other) {
-            return Err(FsError::Unsupported(NO_NAMESPACE));
+            return Err(unsupported());
         }
         self.getattr(ino).await?; // the ETag is current
         self.ensure_meta(ino).await?;

@@ -13,7 +13,7 @@ use crate::store::PutOptions;
 
 /// Largest object one CopyObject copies. (Small in unit tests, so that the multipart path
 /// runs on the in-memory store.)
-pub const MAX_SINGLE_COPY: u64 = if cfg!(test) { 6 << 20 } else { 5 << 30 };
+const MAX_SINGLE_COPY: u64 = if cfg!(test) { 6 << 20 } else { 5 << 30 };
 
 impl Uploader {
     /// Copies `from` (`size` bytes) to `to` with `opts`. `keep_metadata`: the copy keeps the

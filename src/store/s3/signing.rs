@@ -178,7 +178,6 @@ async fn send_signed(
     Ok(ResponseData::new(body, status, response_headers))
 }
 
-/// The SigV4 signature (hex) of a canonical request.
 /// True when one header name is another followed by `-` and more, the case rust-s3 signs
 /// wrongly. A request without such a pair and with no body of ours (GET, HEAD: no header
 /// values that need whitespace collapsed) keeps rust-s3's signature.
@@ -191,6 +190,7 @@ fn has_prefixed_name<'a>(names: impl Iterator<Item = &'a str>) -> bool {
     })
 }
 
+/// The SigV4 signature (hex) of a canonical request.
 fn signature(
     datetime: &OffsetDateTime,
     region: &Region,
