@@ -57,9 +57,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 ALL_WORKLOADS=(read write small ls find du rsync)
 ALL_TOOLS=(raw bucketfs s3fs rclone)
-# Raw tool parameters: bucketfs's defaults (8 MiB parts, 4 uploads in flight).
+# Raw tool parameters: bucketfs's defaults. Writes: 8 MiB parts, 4 uploads in flight.
+# Reads: 8 MiB GETs, 8 in flight (the 64 MiB read-ahead window).
 PART=$((8 << 20))
 PAR=4
+READ_PAR=8
 
 usage() {
     sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'

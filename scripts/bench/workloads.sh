@@ -66,8 +66,8 @@ raw_read() {
     local cache
     cache=$(drop_caches)
     EXTRA=(cache_drop="$cache")
-    raw_timed read-cold "$RUN/raw.json" get "$PFX/fixtures/big.bin" --parallel "$PAR" --part-size "$PART"
-    raw_timed read-warm "$RUN/raw.json" get "$PFX/fixtures/big.bin" --parallel "$PAR" --part-size "$PART"
+    raw_timed read-cold "$RUN/raw.json" get "$PFX/fixtures/big.bin" --parallel "$READ_PAR" --part-size "$PART"
+    raw_timed read-warm "$RUN/raw.json" get "$PFX/fixtures/big.bin" --parallel "$READ_PAR" --part-size "$PART"
 }
 
 # read_once WORKLOAD TOOL [KEY=VALUE...]: dd of the whole file, checked against its size.

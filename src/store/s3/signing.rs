@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use s3::command::{Command, HttpMethod};
 use s3::error::S3Error;
 use s3::request::tokio_backend::ReqwestRequest;
@@ -173,9 +173,40 @@ async fn send_signed(
     let body = if etag {
         Bytes::from(response_headers.get("etag").cloned().unwrap_or_default())
     } else {
-        response.bytes().await?
+        collect_body(response).await?
     };
     Ok(ResponseData::new(body, status, response_headers))
+}
+
+/// The largest buffer reserved up front from a Content-Length (a bigger body grows it).
+const MAX_RESERVE: u64 = 64 << 20;
+
+/// The body of `response`, copied into one buffer as its pieces arrive. reqwest's `bytes()`
+/// keeps every piece received until the end and then copies them: twice the body's memory
+/// per request, and the connection's receive buffers can never be reused, so each GET
+/// touches fresh pages (half the page faults of a cold read).
+async fn collect_body(mut response: reqwest::Response) -> Result<Bytes, S3Error> {
+    let expected = response.content_length().unwrap_or(0);
+    let mut out: Option<BytesMut> = None;
+    let mut first: Option<Bytes> = None;
+    while let Some(piece) = response.chunk().await? {
+        match (&mut out, first.take()) {
+            (Some(out), _) => out.extend_from_slice(&piece),
+            (None, None) => first = Some(piece),
+            (None, Some(head)) => {
+                let reserve = expected.clamp((head.len() + piece.len()) as u64, MAX_RESERVE);
+                let mut buf = BytesMut::with_capacity(reserve as usize);
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&piece);
+                out = Some(buf);
+            }
+        }
+    }
+    // A body in one piece (small answers) is returned without a copy.
+    Ok(match out {
+        Some(out) => out.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 /// True when one header name is another followed by `-` and more, the case rust-s3 signs

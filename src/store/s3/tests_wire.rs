@@ -162,6 +162,34 @@ async fn empty_object_range_is_empty() {
 }
 
 #[tokio::test]
+async fn a_body_that_arrives_in_pieces_is_read_whole() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let sent = body.clone();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        read_request(&mut stream);
+        let head = format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            sent.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        for piece in sent.chunks(70_000) {
+            stream.write_all(piece).unwrap();
+            stream.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let data = store(endpoint, 0, T)
+        .get_range("big", 0..body.len() as u64)
+        .await
+        .unwrap();
+    assert_eq!(data.len(), body.len());
+    assert!(data[..] == body[..], "the pieces were not joined in order");
+}
+
+#[tokio::test]
 async fn range_past_the_end_is_invalid() {
     let (endpoint, _) = serve(vec![response(
         "416 Requested Range Not Satisfiable",
