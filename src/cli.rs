@@ -145,6 +145,10 @@ pub struct MountArgs {
     /// error from close).
     #[arg(long, value_name = "SECONDS")]
     pub write_back_delay: Option<f64>,
+    /// Directories listed ahead while a tool walks a tree (find, du, rsync, ls -R): the
+    /// next N subdirectories, with their entries' metadata (default 4; 0 = off).
+    #[arg(long, value_name = "N")]
+    pub dir_read_ahead: Option<usize>,
     /// chmod succeeds without changing or storing the mode.
     #[arg(long)]
     pub ignore_chmod: bool,
@@ -251,6 +255,7 @@ impl MountArgs {
             stale_upload_age: self.stale_upload_age,
             retry_interval: self.retry_interval,
             write_back_delay: self.write_back_delay,
+            dir_read_ahead: self.dir_read_ahead,
             ignore_chmod: flag(self.ignore_chmod),
             ignore_chown: flag(self.ignore_chown),
             ignore_utimens: flag(self.ignore_utimens),

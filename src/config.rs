@@ -66,6 +66,7 @@ pub struct Layer {
     pub negative_cache_entries: Option<usize>,
     pub dir_ttl: Option<f64>,
     pub dir_cache_entries: Option<usize>,
+    pub dir_read_ahead: Option<usize>,
     pub memory_cache: Option<Size>,
     pub memory_budget: Option<Size>,
     pub disk_cache: Option<Size>,
@@ -134,6 +135,7 @@ layer_fields!(
     negative_cache_entries,
     dir_ttl,
     dir_cache_entries,
+    dir_read_ahead,
     memory_cache,
     memory_budget,
     disk_cache,
@@ -249,6 +251,7 @@ impl Layer {
             "negative_cache_entries",
             "dir_ttl",
             "dir_cache_entries",
+            "dir_read_ahead",
             "memory_cache",
             "memory_budget",
             "disk_cache",
@@ -487,6 +490,8 @@ pub struct FsOptions {
     pub negative_cache_entries: usize,
     pub dir_ttl: Duration,
     pub dir_cache_entries: usize,
+    /// Sibling directories listed ahead of a tree walk (0 = off); see `fs::walk`.
+    pub dir_read_ahead: usize,
     /// Memory block cache, bytes (0 = off).
     pub memory_cache: u64,
     /// Memory for prefetched data in flight, all handles together, bytes.
@@ -650,6 +655,7 @@ impl Config {
                 negative_cache_entries: layer.negative_cache_entries.unwrap_or(10_000),
                 dir_ttl,
                 dir_cache_entries: layer.dir_cache_entries.unwrap_or(1_000),
+                dir_read_ahead: layer.dir_read_ahead.unwrap_or(4),
                 memory_cache,
                 prefetch_budget: memory_budget - memory_cache,
                 disk_cache: layer.disk_cache.map(|s| s.0).unwrap_or(0),

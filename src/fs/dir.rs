@@ -135,12 +135,15 @@ impl Fs {
                 return Ok(e);
             }
         }
+        self.walk_ahead(*ino);
         let listed = Arc::new(self.list_dir(*ino).await?);
         *entries.lock().unwrap() = Some(listed.clone());
         Ok(listed)
     }
 
     async fn list_dir(self: &Arc<Self>, ino: Ino) -> FsResult<Vec<DirEntry>> {
+        // A read-ahead listing of this directory under way (see `walk`): its result is ours.
+        self.listings.settled(&ino).await;
         if self.listed.contains(&ino) {
             return self.list_from_table(ino);
         }
@@ -188,7 +191,7 @@ impl Fs {
     }
 
     /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
-    fn apply_listing(
+    pub(super) fn apply_listing(
         &self,
         ino: Ino,
         children: &BTreeMap<String, Stat>,
@@ -253,7 +256,7 @@ impl Fs {
     /// With `max_pages`, `None` when the directory has more pages than that. `on_page` sees
     /// the files of each page as it arrives (a directory on a later page may still shadow
     /// one of them).
-    async fn list_children(
+    pub(super) async fn list_children(
         &self,
         dir_prefix: &str,
         max_pages: Option<usize>,

@@ -7,8 +7,6 @@
 //! when first needed: `ensure_meta` for one node, `ensure_meta_all` for the entries readdir
 //! is about to return, in bounded parallel.
 
-use std::collections::hash_map::Entry;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use futures_util::stream::{self, StreamExt};
@@ -142,22 +140,10 @@ impl Fs {
         }
     }
 
-    /// Waits until no HEAD for these nodes' metadata is in flight (another task's). Each
-    /// waiter is woken by its own node's answer only.
+    /// Waits until no HEAD for these nodes' metadata is in flight (another task's).
     pub(super) async fn meta_settled(&self, inos: &[Ino]) {
         for ino in inos {
-            loop {
-                let Some(done) = self.meta_inflight.lock().unwrap().get(ino).cloned() else {
-                    break;
-                };
-                let wait = done.notified();
-                tokio::pin!(wait);
-                wait.as_mut().enable();
-                if !self.meta_inflight.lock().unwrap().contains_key(ino) {
-                    break;
-                }
-                wait.await;
-            }
+            self.meta_inflight.settled(ino).await;
         }
     }
 
@@ -173,22 +159,13 @@ impl Fs {
             }
             (node.kind, node.parent, node.name.clone())
         };
-        let done = match self.meta_inflight.lock().unwrap().entry(ino) {
-            Entry::Occupied(_) => None,
-            Entry::Vacant(v) => Some(v.insert(Arc::default()).clone()),
-        };
-        let Some(done) = done else {
+        let Some(_claim) = self.meta_inflight.claim(ino) else {
             // Another task is asking: its answer is ours.
-            self.meta_settled(&[ino]).await;
+            self.meta_inflight.settled(&ino).await;
             return Ok(());
         };
-        let result = {
-            let _permit = self.meta_permits.acquire().await;
-            self.head_meta(ino, kind, parent, &name).await
-        };
-        self.meta_inflight.lock().unwrap().remove(&ino);
-        done.notify_waiters();
-        result
+        let _permit = self.meta_permits.acquire().await;
+        self.head_meta(ino, kind, parent, &name).await
     }
 
     async fn head_meta(&self, ino: Ino, kind: Kind, parent: Ino, name: &str) -> FsResult<()> {

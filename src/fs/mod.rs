@@ -4,13 +4,15 @@
 //! and the uploader. Each operation is an `async fn` returning `FsResult`; the FUSE adapter
 //! runs them on tokio tasks, so a slow store request only delays the operation that needs it.
 //! The operations are split by concern: `lookup` (finding names in the store), `dir` (listing,
-//! mkdir, rmdir), `file` (open, read, write, flush, truncate, unlink), `rename`.
+//! mkdir, rmdir), `walk` (directory read-ahead), `file` (open, read, write, flush, truncate,
+//! unlink), `rename`.
 
 pub mod content;
 mod dir;
 pub mod error;
 mod file;
 pub mod handle;
+mod inflight;
 pub mod inode;
 mod lookup;
 pub mod metadata;
@@ -20,6 +22,7 @@ mod rename;
 mod setattr;
 pub mod status;
 mod symlink;
+mod walk;
 mod writeback;
 pub mod xattr;
 
@@ -38,6 +41,7 @@ use crate::upload::Uploader;
 pub use dir::DirEntry;
 use error::{FsError, FsResult};
 use handle::HandleTable;
+use inflight::InFlight;
 pub use inode::{Ino, ROOT_INO};
 use inode::{InodeTable, Kind, Node};
 pub use setattr::{Owner, SetAttr};
@@ -74,13 +78,17 @@ pub struct Fs {
     negative: TtlSet<(Ino, String)>,
     /// Directories whose children the table knows completely (a recent listing).
     listed: TtlSet<Ino>,
+    /// Directories a read-ahead is listing now (see `walk`).
+    listings: InFlight<Ino>,
+    /// The subdirectory listed last in each directory being walked (see `walk`).
+    walks: Mutex<lru::LruCache<Ino, Ino>>,
     /// Closed files not yet uploaded, so a killed daemon loses none (`None` in unit tests
     /// that do not need one).
     journal: Option<Arc<Journal>>,
     /// Names found missing per directory since its last listing (see `lookup`).
     misses: Mutex<std::collections::HashMap<Ino, u32>>,
     /// Nodes whose metadata a HEAD is fetching now, each with the wake-up of its waiters.
-    meta_inflight: Mutex<std::collections::HashMap<Ino, Arc<tokio::sync::Notify>>>,
+    meta_inflight: InFlight<Ino>,
     /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
     meta_permits: tokio::sync::Semaphore,
     /// The earliest time a closed file's upload is due, if any: the write-back loop scans
@@ -109,6 +117,10 @@ impl Fs {
             failures: status::FailureLog::default(),
             negative: TtlSet::new(opts.negative_cache_entries, opts.negative_ttl),
             listed: TtlSet::new(opts.dir_cache_entries, opts.dir_ttl),
+            listings: InFlight::default(),
+            walks: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(walk::WALKS_REMEMBERED).unwrap(),
+            )),
             uploader: Uploader::new(
                 store.clone(),
                 opts.part_size,
@@ -248,3 +260,5 @@ impl Fs {
 mod tests;
 #[cfg(test)]
 mod tests_posix;
+#[cfg(test)]
+mod tests_walk;

@@ -32,6 +32,7 @@ pub(super) fn options() -> FsOptions {
         negative_cache_entries: 100,
         dir_ttl: Duration::from_secs(0),
         dir_cache_entries: 100,
+        dir_read_ahead: 0,
         memory_cache: 1 << 20,
         prefetch_budget: 8 << 20,
         disk_cache: 0,
