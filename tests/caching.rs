@@ -2,7 +2,8 @@
 //! pass and no HEAD per entry when listing metadata is off, and at most one HEAD per entry
 //! (for stored modes and mtimes) when it is on; changed objects are never served from stale caches; the disk
 //! cache survives a remount and serves reads without GETs; a file held open with its
-//! read-ahead unread does not stall the reading of another (the prefetch budget).
+//! read-ahead unread does not stall the reading of another (the prefetch budget); a tree walk
+//! (with directory read-ahead) sees stored modes and symlinks and lists each directory once.
 
 mod common;
 
@@ -193,4 +194,52 @@ fn a_file_held_open_with_its_read_ahead_unread_does_not_stall_reading_another() 
         .unwrap();
     assert_eq!(got, sha256(&read));
     drop(held);
+}
+
+#[test]
+fn a_tree_walk_sees_stored_modes_and_symlinks_and_lists_each_directory_once() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("walk");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let m = Mount::new(&server, &source, &[]);
+    fs::create_dir(m.path("t")).unwrap();
+    for d in 0..6 {
+        let dir = m.path(&format!("t/d{d}"));
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("f"), b"x").unwrap();
+        let chmod = Command::new("chmod")
+            .arg("700")
+            .arg(dir.join("f"))
+            .status()
+            .unwrap();
+        assert!(chmod.success());
+        std::os::unix::fs::symlink("f", dir.join("l")).unwrap();
+    }
+    m.unmount();
+
+    // A fresh mount: the walk reads directories ahead, and what it prints must come from
+    // each entry's stored metadata (a symlink is only known as one from its HEAD).
+    let m = Mount::new(&server, &source, &["--metadata-ttl", "30"]);
+    let out = Command::new("find")
+        .arg(m.path("t"))
+        .args(["-mindepth", "2", "-printf", "%y %m %P\n"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    let mut want: Vec<String> = (0..6)
+        .flat_map(|d| [format!("f 700 d{d}/f"), format!("l 777 d{d}/l")])
+        .collect();
+    want.sort();
+    assert_eq!(lines, want);
+    let counts = request_counts(&m.log_after_unmount());
+    let lists = counts.get("ListObjectsV2").copied().unwrap_or(0);
+    assert!(
+        lists <= 6 + 4,
+        "each directory listed once, plus the lookups of t: {counts:?}"
+    );
 }
