@@ -189,9 +189,9 @@ write_meta() {
  "rclone_version": "$(rclone version 2>/dev/null | head -n 1 | awk '{ print $2 }')",
  "sizes": {"big_bytes": $BIG, "small_files": $SMALL_N, "list_entries": $LIST_N,
            "tree_files": $TREE_N, "tree_dirs": $TREE_D, "rsync_files": $RSYNC_N,
-           "rsync_dirs": $RSYNC_D, "part_size": $PART, "parallel": $PAR},
+           "rsync_dirs": $RSYNC_D, "part_size": $PART, "parallel": $PAR, "read_parallel": $READ_PAR},
  "logs": "results/bench-$TS.logs", "runtime_s": $runtime,
- "notes": ["raw rows: read = parallel ranged GETs, write = multipart PUT (both $((PART >> 20)) MiB parts, $PAR in flight), small = sequential PUTs (one at a time, as cp creates them), ls = LIST + a HEAD per key (64 in flight: the user metadata ls -l shows), find/du = LIST of the keys; times are the raw tool's own (no process start).", "s3fs: -o use_path_request_style,endpoint=$AWS_REGION,sigv4 (defaults otherwise: 10 MiB parts, 5 in flight). rclone: --vfs-cache-mode writes, provider Other, defaults otherwise (5 MiB parts, 4 in flight, 5 s write-back). bucketfs: defaults."]}
+ "notes": ["raw rows: read = parallel ranged GETs ($READ_PAR in flight), write = multipart PUT ($PAR in flight), both $((PART >> 20)) MiB parts, small = sequential PUTs (one at a time, as cp creates them), ls = LIST + a HEAD per key (64 in flight: the user metadata ls -l shows), find/du = LIST of the keys; times are the raw tool's own (no process start).", "s3fs: -o use_path_request_style,endpoint=$AWS_REGION,sigv4 (defaults otherwise: 10 MiB parts, 5 in flight). rclone: --vfs-cache-mode writes, provider Other, defaults otherwise (5 MiB parts, 4 in flight, 5 s write-back). bucketfs: defaults."]}
 EOF
 }
 

@@ -172,7 +172,7 @@ def markdown(meta, header, table, note_lines):
         f"- bucketfs: {meta['bucketfs_version']}; s3fs {meta['s3fs_version']}; "
         f"rclone {meta['rclone_version']}",
         f"- raw: examples/raw_s3.rs (rust-s3), part size {size_text(s['part_size'])}, "
-        f"{s['parallel']} requests in flight",
+        f"{s.get('read_parallel', s['parallel'])} GETs / {s['parallel']} uploads in flight",
         f"- total runtime: {meta.get('runtime_s', 0):.0f} s",
         "",
         md_table(header, table),
