@@ -264,21 +264,19 @@ impl Prefetcher {
     /// blocks up to `needed` are needed by the read now, the others are read-ahead.
     fn request(&self, w: &mut Window, first: u64, last: u64, needed: u64) {
         let per_chunk = (self.chunk / self.caches.block_size).max(1);
+        let missing = |w: &Window, index: u64| {
+            !w.inflight.contains_key(&index)
+                && self.caches.memory.get(&self.block_id(index)).is_none()
+        };
         let mut index = first;
         while index <= last {
-            let missing = !w.inflight.contains_key(&index)
-                && self.caches.memory.get(&self.block_id(index)).is_none();
-            if !missing {
+            if !missing(w, index) {
                 index += 1;
                 continue;
             }
             // Chunks are aligned, so they line up with the ones the window will ask for next.
             let mut end = index + 1;
-            while end <= last
-                && !end.is_multiple_of(per_chunk)
-                && !w.inflight.contains_key(&end)
-                && self.caches.memory.get(&self.block_id(end)).is_none()
-            {
+            while end <= last && !end.is_multiple_of(per_chunk) && missing(w, end) {
                 end += 1;
             }
             let (hurry, hurried) = watch::channel(index <= needed);

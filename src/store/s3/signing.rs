@@ -187,26 +187,22 @@ const MAX_RESERVE: u64 = 64 << 20;
 /// touches fresh pages (half the page faults of a cold read).
 async fn collect_body(mut response: reqwest::Response) -> Result<Bytes, S3Error> {
     let expected = response.content_length().unwrap_or(0);
-    let mut out: Option<BytesMut> = None;
-    let mut first: Option<Bytes> = None;
+    let Some(first) = response.chunk().await? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = response.chunk().await? else {
+        return Ok(first); // a body in one piece (small answers): no copy
+    };
+    let reserve = expected
+        .min(MAX_RESERVE)
+        .max((first.len() + second.len()) as u64);
+    let mut out = BytesMut::with_capacity(reserve as usize);
+    out.extend_from_slice(&first);
+    out.extend_from_slice(&second);
     while let Some(piece) = response.chunk().await? {
-        match (&mut out, first.take()) {
-            (Some(out), _) => out.extend_from_slice(&piece),
-            (None, None) => first = Some(piece),
-            (None, Some(head)) => {
-                let reserve = expected.clamp((head.len() + piece.len()) as u64, MAX_RESERVE);
-                let mut buf = BytesMut::with_capacity(reserve as usize);
-                buf.extend_from_slice(&head);
-                buf.extend_from_slice(&piece);
-                out = Some(buf);
-            }
-        }
+        out.extend_from_slice(&piece);
     }
-    // A body in one piece (small answers) is returned without a copy.
-    Ok(match out {
-        Some(out) => out.freeze(),
-        None => first.unwrap_or_default(),
-    })
+    Ok(out.freeze())
 }
 
 /// True when one header name is another followed by `-` and more, the case rust-s3 signs
