@@ -33,6 +33,15 @@ pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 /// How many entries past the ones being returned readdir starts fetching metadata for.
 const META_RUN_AHEAD: usize = 512;
 
+/// The inodes of `entries` other than `.` and `..`.
+pub(super) fn inos(entries: &[DirEntry]) -> Vec<Ino> {
+    entries
+        .iter()
+        .filter(|e| e.name != "." && e.name != "..")
+        .map(|e| e.ino)
+        .collect()
+}
+
 /// The `.` and `..` entries every listing starts with.
 fn dots(ino: Ino, parent: Ino) -> Vec<DirEntry> {
     let dir = |ino, name: &str| DirEntry {
@@ -85,13 +94,6 @@ impl Fs {
         let dir = *dir;
         let batch = &all[start..end];
         if self.opts.listing_metadata {
-            let inos = |entries: &[DirEntry]| -> Vec<Ino> {
-                entries
-                    .iter()
-                    .filter(|e| e.name != "." && e.name != "..")
-                    .map(|e| e.ino)
-                    .collect()
-            };
             // Run ahead: the next entries' HEADs start now, so the next readdir call finds
             // them done.
             let ahead = (end + META_RUN_AHEAD).min(all.len());
@@ -179,15 +181,16 @@ impl Fs {
         tokio::spawn(async move { fs.ensure_meta_all(&inos).await });
     }
 
-    /// Lists the directory whole if one page of the listing holds it (names looked up in it
-    /// that are missing then cost no request); a larger one is left to lookups by name.
-    pub(super) async fn list_if_small(&self, ino: Ino) -> FsResult<()> {
+    /// Lists the directory whole if one page of the listing holds it, and returns its
+    /// entries (names looked up in it that are missing then cost no request); `None` for a
+    /// larger one, left to lookups by name.
+    pub(super) async fn list_if_small(&self, ino: Ino) -> FsResult<Option<Vec<DirEntry>>> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
-        if let Some(children) = self.list_children(&dir_prefix, Some(1), |_| {}).await? {
-            self.apply_listing(ino, &children, started)?;
+        match self.list_children(&dir_prefix, Some(1), |_| {}).await? {
+            Some(children) => self.apply_listing(ino, &children, started).map(Some),
+            None => Ok(None),
         }
-        Ok(())
     }
 
     /// Records a complete listing of `ino` taken from `started` on, and returns its entries.

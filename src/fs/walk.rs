@@ -10,8 +10,8 @@
 
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
-use std::time::Instant;
 
+use super::dir::inos;
 use super::inode::{Ino, Kind};
 use super::Fs;
 
@@ -64,16 +64,8 @@ impl Fs {
             if self.listed.contains(&dir) {
                 return;
             }
-            let started = Instant::now();
-            let listed = match self.dir_prefix(dir) {
-                Ok(prefix) => self.list_children(&prefix, Some(1), |_| {}).await,
-                Err(e) => Err(e),
-            };
-            match listed {
-                Ok(Some(children)) => match self.apply_listing(dir, &children, started) {
-                    Ok(entries) => entries,
-                    Err(_) => return, // removed meanwhile
-                },
+            match self.list_if_small(dir).await {
+                Ok(Some(entries)) => entries,
                 Ok(None) => return, // more than a page: the walk lists it itself
                 Err(e) => {
                     tracing::debug!(dir, error = %e, "directory read-ahead failed");
@@ -82,12 +74,7 @@ impl Fs {
             }
         };
         if self.opts.listing_metadata {
-            let inos: Vec<Ino> = entries
-                .iter()
-                .filter(|e| e.name != "." && e.name != "..")
-                .map(|e| e.ino)
-                .collect();
-            self.ensure_meta_all(&inos).await;
+            self.ensure_meta_all(&inos(&entries)).await;
         }
     }
 }
