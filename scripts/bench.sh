@@ -64,7 +64,8 @@ PAR=4
 READ_PAR=8
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    # The header up to the workloads, however many options it lists.
+    sed -n '2,/^# Workloads/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
     exit 2
 }
 
