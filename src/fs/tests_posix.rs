@@ -91,6 +91,49 @@ async fn chmod_chown_and_utimens_of_a_stored_file_persist_by_a_copy_onto_itself(
 }
 
 #[tokio::test]
+async fn a_chmod_whose_copy_the_server_did_not_keep_is_copied_again() {
+    let s = setup();
+    put(&s.mem, "f", b"data").await;
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    // Garage keeps the previous version when the copy lands in the same millisecond as the
+    // write before it: the copy "succeeds" and changes nothing.
+    s.mem.lose_copies(1);
+    let attr =
+        s.fs.setattr(
+            f.ino,
+            SetAttr {
+                mode: Some(0o100600),
+                ..SetAttr::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(attr.perm, 0o600);
+    assert_eq!(meta(&s.mem, "f", "mode").as_deref(), Some("33152"));
+    assert_eq!(s.mem.stats().count("CopyObject"), 2);
+}
+
+#[tokio::test]
+async fn a_chmod_the_server_never_keeps_fails_rather_than_pretending() {
+    let s = setup();
+    put(&s.mem, "f", b"data").await;
+    let f = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap();
+    s.mem.lose_copies(100);
+    assert!(s
+        .fs
+        .setattr(
+            f.ino,
+            SetAttr {
+                mode: Some(0o100600),
+                ..SetAttr::default()
+            }
+        )
+        .await
+        .is_err());
+    assert_eq!(meta(&s.mem, "f", "mode"), None);
+}
+
+#[tokio::test]
 async fn a_chmod_of_an_object_too_large_for_one_copy_is_a_multipart_copy() {
     let s = setup();
     let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 251) as u8).collect();

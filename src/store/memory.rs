@@ -49,6 +49,8 @@ struct Timing {
     get_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     in_flight: std::sync::atomic::AtomicUsize,
     max_in_flight: std::sync::atomic::AtomicUsize,
+    /// Copies still to be lost (see `lose_copies`).
+    lost_copies: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryStore {
@@ -92,6 +94,12 @@ impl MemoryStore {
     /// GETs through one at a time with `add_permits`).
     pub fn gate_gets(&self, gate: Arc<tokio::sync::Semaphore>) {
         *self.timing.get_gate.lock().unwrap() = Some(gate);
+    }
+
+    /// Makes the next `n` copies succeed without changing anything, as Garage does with a
+    /// copy that lands in the same millisecond as the write before it (test helper).
+    pub fn lose_copies(&self, n: usize) {
+        self.timing.lost_copies.store(n, Ordering::SeqCst);
     }
 
     /// The most HEADs that were in flight at once (test helper; see `set_latency`).
@@ -212,6 +220,13 @@ impl ObjectStore for MemoryStore {
         keep_metadata: bool,
     ) -> StoreResult<()> {
         self.stats.request("CopyObject", 0);
+        let lose = self
+            .timing
+            .lost_copies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if lose.is_ok() {
+            return Ok(());
+        }
         let src = self
             .objects
             .lock()
