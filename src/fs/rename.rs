@@ -213,7 +213,10 @@ async fn move_prefix(
         let uploader = uploader.clone();
         let target = format!("{to}{}", &key[from.len()..]);
         let opts = objects.for_key(&target);
-        async move { Ok(uploader.copy(&key, &target, size, &opts, true).await?) }
+        async move {
+            uploader.copy(&key, &target, size, &opts, true).await?;
+            Ok(())
+        }
     })
     .await?;
     for_each_concurrent(&objs, |(key, _)| {

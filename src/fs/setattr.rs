@@ -12,7 +12,7 @@
 //! The `ignore_chmod` / `ignore_chown` / `ignore_utimens` switches make those calls succeed
 //! without changing or storing anything.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -20,7 +20,7 @@ use super::dir::DIRECTORY_CONTENT_TYPE;
 use super::error::{FsError, FsResult};
 use super::inode::{Ino, Kind, Meta, Node};
 use super::{metadata, Attr, Fs};
-use crate::store::{PutOptions, StoreError, UserMetadata};
+use crate::store::PutOptions;
 
 /// What one setattr call changes (`None` = unchanged).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,7 +122,7 @@ impl Fs {
                     content_type: meta.content_type.clone().or(opts.content_type),
                     ..opts
                 };
-                copied_etag = Some(self.copy_onto_itself(&key, size, &opts).await?);
+                copied_etag = Some(self.uploader.copy(&key, &key, size, &opts, false).await?);
             }
         }
         let mut t = self.table();
@@ -141,35 +141,6 @@ impl Fs {
             }
         }
         Ok(())
-    }
-
-    /// Replaces the metadata of the object at `key` by a server-side copy onto itself, and
-    /// reads it back: a server that orders versions by a millisecond clock (Garage) keeps
-    /// the previous version when the copy lands in the same millisecond as the write before
-    /// it (an upload at close, then chmod), silently undoing the change. Copied again then.
-    /// Returns the object's ETag after the copy.
-    async fn copy_onto_itself(
-        &self,
-        key: &str,
-        size: u64,
-        opts: &PutOptions,
-    ) -> FsResult<Option<String>> {
-        for attempt in 1..=META_COPY_TRIES {
-            self.uploader.copy(key, key, size, opts, false).await?;
-            let info = self.store.head(key).await?;
-            if same_metadata(&info.metadata, &opts.metadata) {
-                return Ok(info.etag);
-            }
-            tracing::debug!(
-                key,
-                attempt,
-                "the server kept the old metadata; copying again"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        Err(FsError::Store(StoreError::Other(format!(
-            "{key}: the server kept the old metadata after {META_COPY_TRIES} copies"
-        ))))
     }
 
     /// The options of a new object at `key` (from the configuration) with `ino`'s metadata.
@@ -229,15 +200,4 @@ fn apply(node: &mut Node, set: &SetAttr) {
     if (meta.posix.clone(), node.mtime) != before {
         node.meta_dirty = true;
     }
-}
-
-/// How many times a metadata copy the server did not keep is tried.
-const META_COPY_TRIES: u32 = 3;
-
-/// True when `stored` (a HEAD's user metadata, names lowercased by S3) is `sent`.
-fn same_metadata(stored: &UserMetadata, sent: &UserMetadata) -> bool {
-    stored.len() == sent.len()
-        && sent
-            .iter()
-            .all(|(k, v)| stored.get(&k.to_ascii_lowercase()) == Some(v))
 }

@@ -281,6 +281,53 @@ async fn renaming_a_file_replaces_the_target() {
 }
 
 #[tokio::test]
+async fn a_rename_whose_copy_the_server_dropped_is_copied_again_before_the_source_goes() {
+    let s = setup();
+    put(&s.mem, "a", b"new").await;
+    put(&s.mem, "b", b"old").await;
+    // Garage drops a copy that lands in the same millisecond as the write before it.
+    s.mem.lose_copies(1);
+    s.fs.rename(ROOT_INO, OsStr::new("a"), ROOT_INO, OsStr::new("b"), 0)
+        .await
+        .unwrap();
+    assert_eq!(s.mem.keys(), vec!["b".to_string()]);
+    assert_eq!(&s.mem.bytes("b").unwrap()[..], b"new");
+    assert_eq!(s.mem.stats().count("CopyObject"), 2);
+}
+
+#[tokio::test]
+async fn a_rename_the_server_never_keeps_fails_and_keeps_the_source() {
+    let s = setup();
+    put(&s.mem, "a", b"new").await;
+    put(&s.mem, "b", b"old").await;
+    s.mem.lose_copies(100);
+    assert!(s
+        .fs
+        .rename(ROOT_INO, OsStr::new("a"), ROOT_INO, OsStr::new("b"), 0)
+        .await
+        .is_err());
+    assert_eq!(&s.mem.bytes("a").unwrap()[..], b"new");
+    assert_eq!(&s.mem.bytes("b").unwrap()[..], b"old");
+}
+
+#[tokio::test]
+async fn a_directory_rename_deletes_no_source_whose_copy_the_server_dropped() {
+    let s = setup();
+    for i in 0..3 {
+        put(&s.mem, &format!("src/f{i}"), b"data").await;
+    }
+    s.mem.lose_copies(100);
+    assert!(s
+        .fs
+        .rename(ROOT_INO, OsStr::new("src"), ROOT_INO, OsStr::new("dst"), 0)
+        .await
+        .is_err());
+    for i in 0..3 {
+        assert_eq!(&s.mem.bytes(&format!("src/f{i}")).unwrap()[..], b"data");
+    }
+}
+
+#[tokio::test]
 async fn a_file_renamed_before_close_is_uploaded_once_under_the_new_name() {
     let s = setup();
     let (_, fh) =

@@ -218,14 +218,15 @@ impl ObjectStore for MemoryStore {
         to: &str,
         opts: &PutOptions,
         keep_metadata: bool,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         self.stats.request("CopyObject", 0);
         let lose = self
             .timing
             .lost_copies
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if lose.is_ok() {
-            return Ok(());
+            // As Garage does: the answer names the version the server then drops.
+            return Ok(Some(format!("\"m{}\"", self.fresh_id())));
         }
         let src = self
             .objects
@@ -246,8 +247,7 @@ impl ObjectStore for MemoryStore {
         } else {
             opts.clone()
         };
-        self.insert(to, src.data, opts);
-        Ok(())
+        Ok(Some(self.insert(to, src.data, opts)))
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

@@ -264,13 +264,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Server-side copy. `replace` = new metadata (REPLACE); `None` keeps the source's (COPY),
     /// with no object options (the copy gets the bucket's defaults, as on S3).
     async fn copy(&self, from: &str, to: &str, replace: Option<&PutOptions>) -> StoreResult<()> {
-        match replace {
+        let copied = match replace {
             Some(opts) => self.copy_with_options(from, to, opts, false).await,
             None => {
                 self.copy_with_options(from, to, &PutOptions::default(), true)
                     .await
             }
-        }
+        };
+        copied.map(drop)
     }
 
     /// DELETE; deleting a missing key succeeds, as on S3.
@@ -304,13 +305,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// `opts.acl` and `opts.storage_class` apply; otherwise REPLACE with everything in `opts`.
     /// S3 does not carry SSE or ACL over on a copy: pass the mount's options here rather than
     /// calling `copy(from, to, None)`, or the copy gets the bucket's defaults.
+    /// Returns the new object's ETag when the store gives one.
     async fn copy_with_options(
         &self,
         from: &str,
         to: &str,
         opts: &PutOptions,
         keep_metadata: bool,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<String>>;
 
     /// UploadPartCopy: part `number` of the upload is `range` (end exclusive) of the object
     /// `source_key`, copied server-side. Returns the part's ETag. The range must not be empty

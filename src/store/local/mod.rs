@@ -217,10 +217,10 @@ impl ObjectStore for LocalStore {
         to: &str,
         opts: &PutOptions,
         keep_metadata: bool,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         let (from, to) = (from.to_string(), to.to_string());
         let replace = (!keep_metadata).then(|| opts.clone());
-        self.run(move |s| s.copy(&from, &to, replace.as_ref()))
+        self.run(move |s| s.copy(&from, &to, replace.as_ref()).map(Some))
             .await
     }
 

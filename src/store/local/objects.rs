@@ -144,7 +144,7 @@ impl Inner {
         from: &str,
         to: &str,
         replace: Option<&PutOptions>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<String> {
         let src = Key::parse(from)?;
         let dst = Key::parse(to)?;
         let (path, md) = self.lookup(&src)?.ok_or(StoreError::NotFound)?;
@@ -167,7 +167,7 @@ impl Inner {
                 Some(temp)
             }
         };
-        self.commit(&dst, data, &opts).map(drop)
+        self.commit(&dst, data, &opts)
     }
 
     pub(super) fn delete(&self, key: &str) -> StoreResult<()> {

@@ -570,7 +570,7 @@ impl ObjectStore for S3Store {
         to: &str,
         opts: &PutOptions,
         keep_metadata: bool,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<String>> {
         let source = &self.copy_source(from);
         let path = &object_path(to);
         let sse_c = self.sse_c.as_ref();
@@ -590,12 +590,17 @@ impl ObjectStore for S3Store {
                         Ok(data) => data,
                         Err(failure) => return Ok(Err(failure)),
                     };
-                    check_ok_body(&data).map(Ok)
+                    check_ok_body(&data)?;
+                    Ok(Ok(xml_tag(
+                        &String::from_utf8_lossy(data.as_slice()),
+                        "ETag",
+                    )))
                 },
             )
             .await?;
-            let Err((status, body)) = result else {
-                return Ok(());
+            let (status, body) = match result {
+                Ok(etag) => return Ok(etag),
+                Err(failure) => failure,
             };
             match read_failure(status, &body, from, source_key.is_some()) {
                 // Only when the key was sent: the next round goes without it.

@@ -62,8 +62,14 @@ async fn s3_live_roundtrip() {
 
     // Copy, keeping and replacing metadata.
     let copy1 = unique("copy one ü+");
-    store.copy(&key, &copy1, None).await.unwrap();
+    let copied = store
+        .copy_with_options(&key, &copy1, &PutOptions::default(), true)
+        .await
+        .unwrap();
     let info1 = store.head(&copy1).await.unwrap();
+    // The ETag the copy answers with is the one a HEAD then shows (how a copy is checked).
+    assert!(copied.is_some());
+    assert_eq!(copied, info1.etag);
     assert_eq!(info1.metadata.get("mode").map(String::as_str), Some("0644"));
     assert_eq!(info1.content_type.as_deref(), Some("text/plain"));
     let mut replace = PutOptions {
