@@ -68,7 +68,7 @@ use s3::command::{Command, Multipart};
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::ResponseData;
-use s3::serde_types::{HeadObjectResult, Part};
+use s3::serde_types::{CompleteMultipartUploadData, HeadObjectResult};
 use s3::{Bucket, Region};
 
 use super::retry::{with_retries, with_retries_if, RetryPolicy};
@@ -82,12 +82,13 @@ use headers::{
     check_header, copy_headers, sse_c_headers, upload_part_copy_headers, write_headers,
     SSE_C_PREFIX,
 };
-use signing::{object_path, send_command, send_command_with_body};
+use signing::{object_path, send_command, send_command_with_body, Integrity};
 use sse_c_errors::{
     map_sse_c_write_error, map_sse_c_write_http, read_failure, split_client_error, ClientError,
     ReadFailure,
 };
 
+mod checksums;
 mod convert;
 mod errors;
 mod headers;
@@ -154,14 +155,15 @@ impl fmt::Debug for S3Settings {
 
 /// An `ObjectStore` backed by an S3 (or S3-compatible) bucket.
 pub struct S3Store {
-    /// For requests that carry no object data: LIST, DELETE, Complete/Abort, ListUploads.
+    /// For requests that carry no object data: LIST, DELETE, Abort, ListUploads.
     bucket: Bucket,
     /// `bucket` plus the SSE-C headers when a key is set (else the same): GET, HEAD,
-    /// UploadPart.
+    /// UploadPart, CompleteMultipartUpload.
     data_bucket: Bucket,
     sse_c: Option<SseCKey>,
     retry: RetryPolicy,
     stats: StatsCounter,
+    part_checksums: checksums::PartChecksums,
 }
 
 impl fmt::Debug for S3Store {
@@ -219,6 +221,7 @@ impl S3Store {
             sse_c: settings.sse_c_key.clone(),
             retry: settings.retry,
             stats: StatsCounter::default(),
+            part_checksums: Default::default(),
         })
     }
 
@@ -555,7 +558,8 @@ impl ObjectStore for S3Store {
                     custom_headers: None,
                     multipart: None,
                 };
-                send_command_with_body(bucket, path, command, true, body.clone())
+                let crc = Integrity::Crc32(checksums::crc32(&body));
+                send_command_with_body(bucket, path, command, true, body.clone(), crc)
                     .await
                     .map_err(|e| map_sse_c_write_error(e, sse_c))
             }
@@ -635,7 +639,10 @@ impl ObjectStore for S3Store {
         let path = &object_path(key);
         let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
         check_header("content-type", content_type)?;
-        let bucket = &self.bucket_with_headers(&write_headers(opts, self.sse_c.as_ref())?)?;
+        let mut headers = write_headers(opts, self.sse_c.as_ref())?;
+        let (name, algorithm) = checksums::ALGORITHM_HEADER;
+        headers.push((name.to_string(), algorithm.to_string()));
+        let bucket = &self.bucket_with_headers(&headers)?;
         let sse_c = self.sse_c.is_some();
         // Not idempotent (each call creates an upload): retry only when the request never
         // left (connect failed); a timeout or a dropped connection may have created one.
@@ -682,7 +689,8 @@ impl ObjectStore for S3Store {
         // With SSE-C, every part carries the key too.
         let bucket = &self.data_bucket;
         let sse_c = self.sse_c.is_some();
-        with_retries(
+        let crc = &checksums::crc32(&body);
+        let etag = with_retries(
             &self.retry,
             &format!("UploadPart {key} #{number}"),
             move || {
@@ -695,16 +703,27 @@ impl ObjectStore for S3Store {
                         custom_headers: None,
                         multipart: Some(Multipart::new(number, upload_id)),
                     };
-                    let data = send_command_with_body(bucket, path, command, true, body.clone())
-                        .await
-                        .map_err(|e| map_sse_c_write_error(e, sse_c))?;
+                    let integrity = Integrity::Crc32(crc.clone());
+                    let data = send_command_with_body(
+                        bucket,
+                        path,
+                        command,
+                        true,
+                        body.clone(),
+                        integrity,
+                    )
+                    .await
+                    .map_err(|e| map_sse_c_write_error(e, sse_c))?;
                     etag_of(&data).ok_or_else(|| {
                         StoreError::Other(format!("UploadPart {number} answered without an ETag"))
                     })
                 }
             },
         )
-        .await
+        .await?;
+        self.part_checksums
+            .record(upload_id, number, Some(crc.clone()));
+        Ok(etag)
     }
 
     async fn upload_part_copy(
@@ -744,17 +763,21 @@ impl ObjectStore for S3Store {
                     };
                     check_ok_body(&data)?;
                     let body = String::from_utf8_lossy(data.as_slice());
-                    xml_tag(&body, "ETag").map(Ok).ok_or_else(|| {
+                    let etag = xml_tag(&body, "ETag").ok_or_else(|| {
                         StoreError::Other(format!(
                             "UploadPartCopy {number} answered without an ETag: {}",
                             shorten(&body)
                         ))
-                    })
+                    })?;
+                    Ok(Ok((etag, xml_tag(&body, checksums::CHECKSUM_ELEMENT))))
                 },
             )
             .await?;
             let (status, body) = match result {
-                Ok(etag) => return Ok(etag),
+                Ok((etag, checksum)) => {
+                    self.part_checksums.record(upload_id, number, checksum);
+                    return Ok(etag);
+                }
                 Err(failure) => failure,
             };
             // S3 reports a range past the end of the source as 400 InvalidArgument / InvalidRange.
@@ -785,26 +808,36 @@ impl ObjectStore for S3Store {
         parts: Vec<CompletedPart>,
     ) -> StoreResult<Option<String>> {
         let path = &object_path(key);
+        let body = Bytes::from(checksums::complete_body(
+            &parts,
+            &self.part_checksums.take(upload_id),
+        ));
         let upload_id = &s3::signing::uri_encode(upload_id, true);
-        let parts: &Vec<Part> = &parts
-            .into_iter()
-            .map(|p| Part {
-                part_number: p.number,
-                etag: p.etag,
-            })
-            .collect();
         let data = with_retries(
             &self.retry,
             &format!("CompleteMultipartUpload {key}"),
-            move || async move {
-                self.stats.request("CompleteMultipartUpload", 0);
-                let data = self
-                    .bucket
-                    .complete_multipart_upload(path, upload_id, parts.clone())
+            move || {
+                let body = body.clone();
+                async move {
+                    self.stats.request("CompleteMultipartUpload", 0);
+                    // The document goes separately (it carries the part checksums). With
+                    // SSE-C the key goes too: S3 wants it to complete an upload created with
+                    // a checksum algorithm.
+                    let data = CompleteMultipartUploadData { parts: Vec::new() };
+                    let command = Command::CompleteMultipartUpload { upload_id, data };
+                    let data = send_command_with_body(
+                        &self.data_bucket,
+                        path,
+                        command,
+                        false,
+                        body,
+                        Integrity::Signed,
+                    )
                     .await
                     .map_err(map_s3_error)?;
-                check_ok_body(&data)?;
-                Ok(data)
+                    check_ok_body(&data)?;
+                    Ok(data)
+                }
             },
         )
         .await?;

@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Requests seen by the fake server: request line and headers, lowercased.
+/// Requests seen by the fake server: request line and headers, lowercased, then the body.
 type Seen = Arc<Mutex<Vec<String>>>;
 
 fn read_request(stream: &mut TcpStream) -> Option<String> {
@@ -27,7 +27,7 @@ fn read_request(stream: &mut TcpStream) -> Option<String> {
         .unwrap_or(0);
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).ok()?;
-    Some(head)
+    Some(format!("{head}{}", String::from_utf8_lossy(&body)))
 }
 
 /// Answers each connection's request with the next of `responses` (raw HTTP, the server
@@ -346,6 +346,70 @@ async fn complete_reads_the_etag_and_checks_the_body() {
 }
 
 #[tokio::test]
+async fn object_data_carries_a_crc32_for_the_server_to_check_instead_of_a_signed_sha256() {
+    let (endpoint, seen) = serve(vec![
+        response("200 OK", &["ETag: \"p\""], ""),
+        response(
+            "200 OK",
+            &[],
+            "<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+        ),
+        response("200 OK", &["ETag: \"e1\""], ""),
+        response(
+            "200 OK",
+            &[],
+            "<CopyPartResult><ETag>&quot;e2&quot;</ETag><ChecksumCRC32>Y29weQ==</ChecksumCRC32></CopyPartResult>",
+        ),
+        response(
+            "200 OK",
+            &[],
+            "<CompleteMultipartUploadResult><ETag>&quot;m-2&quot;</ETag></CompleteMultipartUploadResult>",
+        ),
+    ]);
+    let s = store(endpoint, 0, T);
+    let data = Bytes::from_static(b"123456789"); // CRC32 0xCBF43926
+    let plain = PutOptions::default();
+    s.put("k", data.clone(), &plain).await.unwrap();
+    let id = s.create_multipart("m", &plain).await.unwrap();
+    let e1 = s.upload_part("m", &id, 1, data).await.unwrap();
+    let e2 = s.upload_part_copy("m", &id, 2, "k", 0..9).await.unwrap();
+    let parts = vec![
+        CompletedPart {
+            number: 1,
+            etag: e1,
+        },
+        CompletedPart {
+            number: 2,
+            etag: e2,
+        },
+    ];
+    s.complete_multipart("m", &id, parts).await.unwrap();
+    let seen = seen.lock().unwrap();
+    for data in [&seen[0], &seen[2]] {
+        assert!(
+            data.contains("x-amz-content-sha256: unsigned-payload"),
+            "{data}"
+        );
+        assert!(data.contains("x-amz-checksum-crc32: y/q5jg=="), "{data}");
+    }
+    // Part checksums need the algorithm named at creation, and are repeated at completion
+    // (a copied part's as the server gave it); the small document itself is signed.
+    assert!(
+        seen[1].contains("x-amz-checksum-algorithm: crc32"),
+        "{}",
+        seen[1]
+    );
+    let complete = &seen[4];
+    assert!(complete.ends_with(
+        "<CompleteMultipartUpload>\
+         <Part><PartNumber>1</PartNumber><ETag>&quot;e1&quot;</ETag><ChecksumCRC32>y/Q5Jg==</ChecksumCRC32></Part>\
+         <Part><PartNumber>2</PartNumber><ETag>&quot;e2&quot;</ETag><ChecksumCRC32>Y29weQ==</ChecksumCRC32></Part>\
+         </CompleteMultipartUpload>"
+    ), "{complete}");
+    assert!(!complete.contains("unsigned-payload"), "{complete}");
+}
+
+#[tokio::test]
 async fn delete_and_abort_of_missing_things_succeed() {
     let (endpoint, _) = serve(vec![
         response("404 Not Found", &[], &error_body("NoSuchKey")),
@@ -654,9 +718,8 @@ async fn sse_c_key_goes_on_data_requests_only() {
         .collect();
     source.sort();
     // PUT, Create, UploadPart, UploadPartCopy, Complete, Copy, GET, HEAD, DELETE, LIST.
-    let with_target = [
-        true, true, true, true, false, true, true, true, false, false,
-    ];
+    // Complete carries the key: S3 wants it for an upload created with a checksum algorithm.
+    let with_target = [true, true, true, true, true, true, true, true, false, false];
     let with_source = [
         false, false, false, true, false, true, false, false, false, false,
     ];
