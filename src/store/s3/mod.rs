@@ -7,11 +7,12 @@
 //! - errors are typed: rust-s3 (with `fail-on-err`) reports every non-2xx as
 //!   `HttpFailWithBody(status, xml)`, which `map_s3_error` turns into `StoreError` using the
 //!   status and the S3 error `<Code>`;
-//! - HEAD, GET, PUT, CreateMultipartUpload, UploadPart, copies and UploadPartCopy are built
+//! - HEAD, GET, PUT, CreateMultipartUpload, UploadPart, copies, UploadPartCopy and
+//!   CompleteMultipartUpload (its document carries part checksums: `checksums`) are built
 //!   one level lower, with `ReqwestRequest` + `Command`, and signed again by `send_signed`:
 //!   rust-s3 0.38 orders the canonical headers wrongly when one header name is a prefix of
 //!   another (`x-amz-copy-source` / `-range`, the SSE-C `-key` / `-key-md5`, SSE-KMS), and
-//!   S3 servers then refuse the signature. LIST, DELETE, Complete/Abort and
+//!   S3 servers then refuse the signature. LIST, DELETE, Abort and
 //!   ListMultipartUploads carry no such headers and use rust-s3's methods as they are;
 //! - the few places where rust-s3's convenience methods are wrong for us:
 //!   - copy: rust-s3 does not URL-encode the copy source and cannot send metadata; we send

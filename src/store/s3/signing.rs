@@ -1,10 +1,11 @@
 //! Sending the requests this layer builds itself, signed again, correctly (SigV4).
 //!
-//! HEAD, GET, PUT, CreateMultipartUpload, UploadPart, copies and UploadPartCopy are built one
+//! HEAD, GET, PUT, CreateMultipartUpload, UploadPart, copies, UploadPartCopy and
+//! CompleteMultipartUpload (whose document carries part checksums, see `checksums`) are built one
 //! level below rust-s3's convenience methods, with `ReqwestRequest` + `Command`, and sent by
 //! `send_signed`: rust-s3 0.38 orders the canonical headers wrongly when one header name is a
 //! prefix of another (`x-amz-copy-source` / `-range`, the SSE-C `-key` / `-key-md5`, SSE-KMS),
-//! and S3 servers then refuse the signature. LIST, DELETE, Complete/Abort and
+//! and S3 servers then refuse the signature. LIST, DELETE, Abort and
 //! ListMultipartUploads carry no such headers and use rust-s3's methods as they are.
 //!
 //! Keys are passed to rust-s3 as `/` + key (`object_path`): rust-s3 strips one leading `/`, so
