@@ -846,6 +846,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        self.part_checksums.take(upload_id); // the upload ends: its checksums are moot
         let path = &object_path(key);
         let upload_id = &s3::signing::uri_encode(upload_id, true);
         let result = with_retries(
