@@ -194,7 +194,7 @@ impl Fs {
     }
 
     /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
-    pub(super) fn apply_listing(
+    fn apply_listing(
         &self,
         ino: Ino,
         children: &BTreeMap<String, Stat>,
@@ -259,7 +259,7 @@ impl Fs {
     /// With `max_pages`, `None` when the directory has more pages than that. `on_page` sees
     /// the files of each page as it arrives (a directory on a later page may still shadow
     /// one of them).
-    pub(super) async fn list_children(
+    async fn list_children(
         &self,
         dir_prefix: &str,
         max_pages: Option<usize>,

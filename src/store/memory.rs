@@ -64,8 +64,13 @@ impl MemoryStore {
         *n
     }
 
+    /// An ETag no object has had before.
+    fn fresh_etag(&self) -> String {
+        format!("\"m{}\"", self.fresh_id())
+    }
+
     fn insert(&self, key: &str, data: Bytes, opts: PutOptions) -> String {
-        let etag = format!("\"m{}\"", self.fresh_id());
+        let etag = self.fresh_etag();
         let stored = Stored {
             data,
             opts,
@@ -226,7 +231,7 @@ impl ObjectStore for MemoryStore {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if lose.is_ok() {
             // As Garage does: the answer names the version the server then drops.
-            return Ok(Some(format!("\"m{}\"", self.fresh_id())));
+            return Ok(Some(self.fresh_etag()));
         }
         let src = self
             .objects

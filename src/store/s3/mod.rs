@@ -549,6 +549,7 @@ impl ObjectStore for S3Store {
         check_header("content-type", content_type)?;
         let bucket = &self.bucket_with_headers(&write_headers(opts, self.sse_c.as_ref())?)?;
         let sse_c = self.sse_c.is_some();
+        let crc = &checksums::crc32(&body);
         let data = with_retries(&self.retry, &format!("PutObject {key}"), move || {
             let body = body.clone();
             async move {
@@ -559,8 +560,8 @@ impl ObjectStore for S3Store {
                     custom_headers: None,
                     multipart: None,
                 };
-                let crc = Integrity::Crc32(checksums::crc32(&body));
-                send_command_with_body(bucket, path, command, true, body.clone(), crc)
+                let integrity = Integrity::Crc32(crc.clone());
+                send_command_with_body(bucket, path, command, true, body.clone(), integrity)
                     .await
                     .map_err(|e| map_sse_c_write_error(e, sse_c))
             }
