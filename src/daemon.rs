@@ -299,6 +299,7 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     };
     let mut unmounter = session.unmount_callable();
     let pid_file = pid_file_for(&mountpoint);
+    let _ = std::fs::remove_file(not_stored_file_for(&mountpoint)); // an earlier daemon's
     if let Err(e) = write_pid_file(&pid_file, &mountpoint) {
         warn!(path = %pid_file.display(), error = %e, "cannot write the pid file; `bucketfs unmount` will not wait for uploads");
     }
@@ -357,15 +358,23 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
         stats.bytes_sent,
         stats.bytes_received
     );
+    if !failed.is_empty() {
+        // For `bucketfs unmount`, which waits for this process and then names them.
+        let report = not_stored_file_for(&mountpoint);
+        if let Err(e) = std::fs::write(&report, failed.join("\n") + "\n") {
+            warn!(path = %report.display(), error = %e, "cannot write the list of files not stored");
+        }
+    }
     let _ = std::fs::remove_file(&pid_file);
     let _ = std::fs::remove_file(&socket);
     drop(fs);
     let _ = std::fs::remove_dir(&staging);
-    if failed > 0 {
+    if !failed.is_empty() {
         error!(
-            failed,
+            failed = failed.len(),
+            keys = failed.join(" "),
             journal = %config.mount_dir().join("journal").display(),
-            "some files could not be uploaded; they stay in the write-back journal and the next mount with the same cache directory uploads them"
+            "some files could not be stored: those still pending stay in the write-back journal and the next mount with the same cache directory uploads them; `bucketfs status` lists those kept in journal/unsaved/"
         );
         return Ok(ExitCode::from(1));
     }
@@ -404,7 +413,7 @@ fn abort_connection(dev: u64) {
 
 /// Drains pending uploads, logging progress every few seconds for long drains (on stderr
 /// in the foreground; `bucketfs unmount` shows it too).
-async fn drain_with_progress(fs: &Fs) -> usize {
+async fn drain_with_progress(fs: &Fs) -> Vec<String> {
     let started = Instant::now();
     let drain = fs.drain();
     tokio::pin!(drain);
@@ -476,6 +485,11 @@ fn runtime_dir() -> PathBuf {
     } else {
         std::env::temp_dir().join(format!("bucketfs-{uid}"))
     }
+}
+
+/// Where an exiting daemon lists the keys it could not store, one per line.
+fn not_stored_file_for(mountpoint: &Path) -> PathBuf {
+    pid_file_for(mountpoint).with_extension("not-stored")
 }
 
 fn pid_file_for(mountpoint: &Path) -> PathBuf {
@@ -653,6 +667,21 @@ pub fn unmount(mountpoint: &Path) -> ExitCode {
                 next_report = Instant::now() + Duration::from_secs(2);
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // The daemon names what it could not store (and exits 1) when anything is left.
+    let report = not_stored_file_for(&abs);
+    if let Ok(text) = std::fs::read_to_string(&report) {
+        let _ = std::fs::remove_file(&report);
+        let keys: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        if !keys.is_empty() {
+            eprintln!(
+                "bucketfs: unmounted {}, but {} files are not stored: {} (see `bucketfs status` on the next mount and the daemon's log)",
+                abs.display(),
+                keys.len(),
+                keys.join(", ")
+            );
+            return ExitCode::from(1);
         }
     }
     ExitCode::SUCCESS

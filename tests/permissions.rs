@@ -84,3 +84,73 @@ fn other_users_get_exactly_what_the_modes_allow() {
     );
     assert_eq!(fs::read(&shared).unwrap(), b"hellomore\n");
 }
+
+/// Mounts `prefix` afresh with `extra` flags plus `--allow-other` and the default TTLs.
+fn fresh_mount(server: &Server, prefix: &str, extra: &[&str]) -> Mount {
+    let mut args = vec!["--allow-other", "--metadata-ttl", "1"];
+    args.extend_from_slice(extra);
+    Mount::new(
+        server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &args,
+    )
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn stored_modes_survive_a_listing_made_for_missing_names_on_a_fresh_mount() {
+    // Two missing names make bucketfs list the directory; a listing carries no metadata, and
+    // the files it names must still show their stored modes — not the default 0644, which
+    // would let another user read a 0600 file and stop a 0755 script from running.
+    let server = Server::running();
+    let prefix = server.unique_prefix("listed-modes");
+    let m = fresh_mount(&server, &prefix, &[]);
+    fs::create_dir(m.path("nl")).unwrap();
+    fs::write(m.path("nl/run.sh"), b"#!/bin/sh\necho ok\n").unwrap();
+    fs::set_permissions(m.path("nl/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(m.path("nl/private"), b"secret").unwrap();
+    fs::set_permissions(m.path("nl/private"), fs::Permissions::from_mode(0o600)).unwrap();
+    m.unmount();
+
+    let m = fresh_mount(&server, &prefix, &[]);
+    for missing in ["x1", "x2"] {
+        assert!(fs::symlink_metadata(m.path("nl").join(missing)).is_err());
+    }
+    assert_eq!(mode_of(&m.path("nl/run.sh")), 0o755);
+    assert_eq!(mode_of(&m.path("nl/private")), 0o600);
+    let ran = Command::new(m.path("nl/run.sh")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "ok\n");
+    assert!(
+        !as_user("cat \"$1\" >/dev/null", &m.path("nl/private")),
+        "0600: others do not read, even on a fresh mount"
+    );
+}
+
+#[test]
+fn without_listing_metadata_ls_l_still_shows_the_stored_modes() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("no-listing-meta");
+    let m = fresh_mount(&server, &prefix, &[]);
+    fs::write(m.path("private"), b"secret").unwrap();
+    fs::set_permissions(m.path("private"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::set_permissions(m.path("d"), fs::Permissions::from_mode(0o700)).unwrap();
+    m.unmount();
+
+    let m = fresh_mount(&server, &prefix, &["--no-listing-metadata"]);
+    let out = Command::new("ls").arg("-ln").arg(&m.dir).output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("{name} in {listing}"))
+            .to_string()
+    };
+    assert!(line("private").starts_with("-rw------- "), "{listing}");
+    assert!(line("d").starts_with("drwx------ "), "{listing}");
+    assert!(!as_user("cat \"$1\" >/dev/null", &m.path("private")));
+}

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::ranges::Ranges;
-use crate::store::ObjectStore;
+use crate::store::{ObjectStore, StoreError};
 use crate::upload::journal::BaseRef;
 use crate::upload::multipart::Upload;
 use crate::upload::staging::StagingFile;
@@ -45,6 +45,10 @@ struct State {
     base_valid: u64,
     /// Since when the content differs from the bucket (for `bucketfs status`).
     dirty_since: Option<SystemTime>,
+    /// The errno of a write or truncate of the staging file that failed (a full cache
+    /// filesystem): the staged content is not what the writer wrote, so it is never
+    /// uploaded, and every later change and flush of it fails with this error.
+    failed: Option<i32>,
 }
 
 impl State {
@@ -135,6 +139,7 @@ impl Content {
                 written: Ranges::default(),
                 base_valid: base.as_ref().map_or(0, |b| b.size),
                 dirty_since: (version > 0).then(SystemTime::now),
+                failed: None,
             }),
             base: Mutex::new(base.map(Arc::new)),
             upload_lock: tokio::sync::Mutex::new(()),
@@ -212,6 +217,35 @@ impl Content {
         }
     }
 
+    /// Why the object unwritten bytes come from can no longer give them, if it cannot: it
+    /// was deleted or replaced (its ETag changed) since the file was opened. One HEAD.
+    pub async fn base_changed(&self) -> Option<String> {
+        let base = self.base()?;
+        match base.store.head(&base.key).await {
+            Err(StoreError::NotFound) => Some(format!(
+                "the object it was modified from ({}) was deleted by another client",
+                base.key
+            )),
+            Ok(info) if base.etag.is_some() && info.etag != base.etag => Some(format!(
+                "the object it was modified from ({}) was replaced by another client",
+                base.key
+            )),
+            _ => None,
+        }
+    }
+
+    /// The key of the object unwritten bytes come from, if any.
+    pub fn base_key(&self) -> Option<String> {
+        self.base().map(|b| b.key.clone())
+    }
+
+    /// The base object was moved (copied, then deleted) to `key`, now with ETag `etag`.
+    pub fn base_moved(&self, key: &str, etag: Option<String>) {
+        if let Some(size) = self.base().map(|b| b.size) {
+            self.rebase(key, etag, size);
+        }
+    }
+
     /// Since when the content has not been in the bucket, if it is dirty.
     pub fn dirty_since(&self) -> Option<SystemTime> {
         self.state.lock().unwrap().dirty_since
@@ -223,8 +257,11 @@ impl Content {
     }
 
     pub async fn write(&self, offset: u64, data: Bytes) -> io::Result<()> {
+        self.check_failed()?;
         let end = offset + data.len() as u64;
-        self.staging.write_at(offset, data).await?;
+        if let Err(e) = self.staging.write_at(offset, data).await {
+            return Err(self.fail(e));
+        }
         let mut s = self.state.lock().unwrap();
         s.written.insert(offset..end);
         s.size = s.size.max(end);
@@ -286,7 +323,10 @@ impl Content {
     }
 
     pub async fn truncate(&self, size: u64) -> io::Result<()> {
-        self.staging.set_len(size).await?;
+        self.check_failed()?;
+        if let Err(e) = self.staging.set_len(size).await {
+            return Err(self.fail(e));
+        }
         let mut s = self.state.lock().unwrap();
         s.size = size;
         s.written.truncate(size);
@@ -306,6 +346,24 @@ impl Content {
         s.uploaded = s.uploaded.max(version);
         if s.uploaded == s.version {
             s.dirty_since = None;
+        }
+    }
+
+    /// A change of the staging file failed: nothing of this content is uploaded any more
+    /// (see `State::failed`). Returns the error.
+    fn fail(&self, e: io::Error) -> io::Error {
+        let mut s = self.state.lock().unwrap();
+        s.failed = Some(e.raw_os_error().unwrap_or(libc::EIO));
+        s.uploaded = s.version;
+        s.dirty_since = None;
+        e
+    }
+
+    /// The error of a failed change of this content, if one failed (see `State::failed`).
+    pub fn check_failed(&self) -> io::Result<()> {
+        match self.state.lock().unwrap().failed {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
         }
     }
 

@@ -28,6 +28,17 @@ pub struct DirEntry {
     pub name: String,
 }
 
+/// One entry of a readdirplus answer (see `Fs::readdir_attrs`).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The offset of the entry after it.
+    pub next: u64,
+    pub entry: DirEntry,
+    pub attr: Attr,
+    /// The attributes are the stored ones; if not, the kernel must not keep them.
+    pub known: bool,
+}
+
 pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 
 /// How many entries past the ones being returned readdir starts fetching metadata for.
@@ -72,13 +83,15 @@ impl Fs {
 
     /// Up to `count` entries from `offset` of the directory open as `fh`, each with its
     /// attributes, the metadata of listed entries fetched first (unless switched off by
-    /// `listing_metadata`). Each comes with the offset of the entry after it.
+    /// `listing_metadata`). Each comes with the offset of the entry after it, and with
+    /// whether its attributes are known (see `Fs::attrs_known`): an entry whose metadata
+    /// was not read (switched off, or its HEAD failed) must not be cached by the kernel.
     pub async fn readdir_attrs(
         self: &Arc<Self>,
         fh: u64,
         offset: u64,
         count: usize,
-    ) -> FsResult<Vec<(u64, DirEntry, Attr)>> {
+    ) -> FsResult<Vec<Listed>> {
         let all = self.readdir(fh, offset).await?;
         let start = (offset as usize).min(all.len());
         let end = (start + count).min(all.len());
@@ -115,12 +128,16 @@ impl Fs {
                 name => t.child(dir, name).unwrap_or(e.ino),
             };
             let Some(node) = t.get(ino) else { continue };
-            let entry = DirEntry {
-                ino,
-                kind: node.kind,
-                name: e.name.clone(),
-            };
-            out.push(((start + i + 1) as u64, entry, self.attr_of(ino, node)));
+            out.push(Listed {
+                next: (start + i + 1) as u64,
+                entry: DirEntry {
+                    ino,
+                    kind: node.kind,
+                    name: e.name.clone(),
+                },
+                attr: self.attr_of(ino, node),
+                known: Self::attrs_known(ino, node),
+            });
         }
         Ok(out)
     }

@@ -38,6 +38,9 @@ pub enum FsError {
     Upload(#[from] UploadError),
     #[error("local staging I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// An upload that can never succeed; its bytes were kept locally (the message says where).
+    #[error("{0}")]
+    NotStored(String),
 }
 
 pub type FsResult<T> = Result<T, FsError>;

@@ -102,7 +102,9 @@ impl Fs {
             }
             node.open += 1;
             let keep = node.content.is_none() && node.etag.is_some() && node.kept_etag == node.etag;
-            node.kept_etag = node.etag.clone();
+            // What is written through a writable handle lands in the page cache too: those
+            // pages are the object's only once an upload gives it a new ETag.
+            node.kept_etag = if writable { None } else { node.etag.clone() };
             keep
         };
         if writable && flags & libc::O_TRUNC != 0 {
@@ -174,7 +176,9 @@ impl Fs {
         }
         let len = data.len() as u32;
         let content = self.content_for_write(*ino).await?;
-        content.write(offset, data).await?;
+        if let Err(e) = content.write(offset, data).await {
+            return Err(self.staging_failed(&content, e).await);
+        }
         self.stream_written(*ino, &content, offset).await;
         self.touched_by_write(*ino);
         Ok(len)
@@ -256,9 +260,23 @@ impl Fs {
             None => self.content_for_write(ino).await?,
         };
         content.stream.lock().await.break_off();
-        content.truncate(size).await?;
+        if let Err(e) = content.truncate(size).await {
+            return Err(self.staging_failed(&content, e).await);
+        }
         self.touched_by_write(ino);
         Ok(())
+    }
+
+    /// A write or truncate of the staging file failed (the cache filesystem is full, say):
+    /// what is staged is not what the writer wrote, so none of it may be stored — no
+    /// streamed prefix is completed, no journal entry is replayed. The file keeps the object
+    /// it had in the bucket; flush and fsync return the error (see `Content::check_failed`).
+    async fn staging_failed(&self, content: &Content, e: std::io::Error) -> FsError {
+        tracing::error!(staging = %content.staging().path().display(), error = %e,
+            "cannot stage written data (is the cache directory's filesystem full?); the file's changes are dropped");
+        content.stream.lock().await.break_off();
+        self.journal_done(content);
+        FsError::Io(e)
     }
 
     /// A write or truncate sets the mtime to now, and a stored mtime no longer holds: the
@@ -296,9 +314,16 @@ impl Fs {
 
     /// Uploads the file's content if it changed since the last upload.
     pub(super) async fn upload_if_dirty(&self, ino: Ino) -> FsResult<()> {
+        let _keys_stay = self.keys.read().await;
+        self.upload_holding_keys(ino).await
+    }
+
+    /// `upload_if_dirty` for a caller that holds `keys` (shared or exclusive).
+    pub(super) async fn upload_holding_keys(&self, ino: Ino) -> FsResult<()> {
         let Some(content) = self.table().get(ino).and_then(|n| n.content.clone()) else {
             return Ok(());
         };
+        content.check_failed()?;
         let _one_upload = content.upload_lock.lock().await;
         if !content.is_dirty() {
             return Ok(());
@@ -339,14 +364,16 @@ impl Fs {
                 self.uploader.upload(&key, source, size, &opts).await
             }
         };
-        let etag = result.inspect_err(|e| {
-            tracing::error!(key, error = %e, "upload failed");
-            self.failures.record(&key, &e.to_string());
-            self.upload_failed(&content);
-            if let Some(node) = self.table().get_mut(ino) {
-                node.meta_dirty = true;
+        let etag = match result {
+            Ok(etag) => etag,
+            Err(e) => {
+                let err = self.upload_error(ino, &key, &content, e).await;
+                if matches!(err, FsError::NotStored(_)) {
+                    self.drop_clean_content(ino);
+                }
+                return Err(err);
             }
-        })?;
+        };
         content.mark_uploaded(version);
         content.rebase(&key, etag.clone(), size);
         if !content.is_dirty() {
@@ -380,13 +407,24 @@ impl Fs {
         self.journal_done(content);
     }
 
-    /// Frees the staging file of a closed file once everything is in the bucket.
+    /// Frees the staging file of a closed file once everything is in the bucket (or its
+    /// changes were dropped: a new file whose staging failed then has no name left).
     pub(super) fn drop_clean_content(&self, ino: Ino) {
         let mut t = self.table();
+        let mut nameless = None;
         if let Some(node) = t.get_mut(ino) {
             if node.open == 0 && node.content.as_ref().is_some_and(|c| !c.is_dirty()) {
-                node.content = None;
+                let failed = node
+                    .content
+                    .take()
+                    .is_some_and(|c| c.check_failed().is_err());
+                if failed && !node.remote && node.linked {
+                    nameless = Some((node.parent, node.name.clone()));
+                }
             }
+        }
+        if let Some((parent, name)) = nameless {
+            t.unlink(parent, &name);
         }
         t.reclaim(ino);
     }
@@ -429,23 +467,35 @@ impl Fs {
         self.check_writable()?;
         let name = check_name(name)?;
         let ino = self.resolve(parent, name).await?;
-        let (kind, remote, content) = {
+        let (kind, content) = {
             let t = self.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            (node.kind, node.remote, node.content.clone())
+            (node.kind, node.content.clone())
         };
         if kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        if let Some(c) = &content {
-            self.discard_content(c).await;
-        }
-        if remote {
+        let _no_upload = self.settle_for_removal(content.as_deref()).await;
+        if self.table().get(ino).is_some_and(|n| n.remote) {
             let key = self.file_key(ino)?;
             self.store.delete(&key).await?;
         }
         self.table().unlink(parent, name);
         Ok(())
+    }
+
+    /// A file is about to lose its name (unlink, or replaced by a rename): its pending
+    /// changes are dropped and an upload of it in flight is waited for. While the returned
+    /// guard lives no upload of it starts, so `Node::remote` — is an object stored under its
+    /// key? — stays true until the caller has deleted or replaced that key. (Without the
+    /// wait, an upload finishing after the DELETE brought the file back.)
+    pub(super) async fn settle_for_removal<'a>(
+        &self,
+        content: Option<&'a Content>,
+    ) -> Option<tokio::sync::MutexGuard<'a, ()>> {
+        let content = content?;
+        self.discard_content(content).await;
+        Some(content.upload_lock.lock().await)
     }
 
     pub fn statfs(&self) -> Statfs {

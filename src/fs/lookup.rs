@@ -147,7 +147,8 @@ impl Fs {
         }
     }
 
-    async fn fetch_meta(&self, ino: Ino) -> FsResult<()> {
+    /// Reads the stored metadata of `ino` unless it is known (see `Fs::attrs_known`).
+    pub(super) async fn fetch_meta(&self, ino: Ino) -> FsResult<()> {
         let (kind, parent, name) = {
             let t = self.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;

@@ -38,7 +38,7 @@ use crate::store::ObjectStore;
 use crate::upload::journal::Journal;
 use crate::upload::registry::UploadRegistry;
 use crate::upload::Uploader;
-pub use dir::DirEntry;
+pub use dir::{DirEntry, Listed};
 use error::{FsError, FsResult};
 use handle::HandleTable;
 use inflight::InFlight;
@@ -94,6 +94,17 @@ pub struct Fs {
     /// The earliest time a closed file's upload is due, if any: the write-back loop scans
     /// the inode table only once it has passed (see `writeback::schedule`).
     next_due: Mutex<Option<std::time::Instant>>,
+    /// Keys stay put while held shared: every upload holds it from choosing its key until
+    /// the node knows the result; a directory rename holds it exclusively, so no upload is
+    /// in flight under the old prefix while its keys are listed, copied and deleted, and
+    /// none starts before the nodes below it have their new keys.
+    /// Lock order: `keys` before a node's `Content::upload_lock`, before the table.
+    keys: tokio::sync::RwLock<()>,
+    /// Journal entries of earlier daemons not uploaded yet (see `writeback::Orphan`).
+    orphans: Mutex<Vec<Arc<writeback::Orphan>>>,
+    /// Keys of files parked during this daemon's life (see `Journal::park`), reported when
+    /// it exits.
+    unsaved: Mutex<Vec<String>>,
 }
 
 impl Fs {
@@ -139,6 +150,9 @@ impl Fs {
             meta_inflight: Default::default(),
             meta_permits: tokio::sync::Semaphore::new(lookup::META_CONCURRENCY),
             next_due: Mutex::new(None),
+            keys: tokio::sync::RwLock::new(()),
+            orphans: Mutex::default(),
+            unsaved: Mutex::default(),
         }
     }
 
@@ -201,6 +215,25 @@ impl Fs {
         }
     }
 
+    /// True when the node's attributes are the stored ones: its metadata was read (a listing
+    /// does not carry it), or there is none to read (the mount root, a file only written
+    /// here). Attributes that are not known never reach the kernel as valid: a stored 0600
+    /// shown as the default 0644 would let other users read the file.
+    fn attrs_known(ino: Ino, node: &Node) -> bool {
+        ino == ROOT_INO || node.meta.is_some() || (node.kind != Kind::Dir && !node.remote)
+    }
+
+    /// The attributes of `ino` once they are known (see `attrs_known`); `NotFound` if the
+    /// node lost its name meanwhile.
+    fn known_attr(&self, ino: Ino) -> FsResult<Attr> {
+        let t = self.table();
+        let node = t.get(ino).ok_or(FsError::NotFound)?;
+        if !Self::attrs_known(ino, node) {
+            return Err(FsError::NotFound);
+        }
+        Ok(self.attr_of(ino, node))
+    }
+
     fn is_fresh(&self, node: &Node, now: Instant) -> bool {
         node.content.is_some()
             || node
@@ -210,29 +243,34 @@ impl Fs {
 
     /// Attributes of `ino`, refreshed from the store when older than the metadata TTL.
     pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
-        let (parent, name) = {
+        let stale = {
             let t = self.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            let stale = ino != ROOT_INO && node.linked && !self.is_fresh(node, Instant::now());
-            if !stale {
-                return Ok(self.attr_of(ino, node));
+            if !node.linked {
+                return Ok(self.attr_of(ino, node)); // open, with no name left to refresh it by
             }
-            (node.parent, node.name.clone())
+            let stale = ino != ROOT_INO && !self.is_fresh(node, Instant::now());
+            stale.then(|| (node.parent, node.name.clone()))
         };
-        let found = self.resolve(parent, &name).await?;
-        let t = self.table();
-        let node = t.get(found).ok_or(FsError::NotFound)?;
-        if found != ino {
-            // The name now stands for something else (replaced by another client).
-            return Err(FsError::NotFound);
+        if let Some((parent, name)) = stale {
+            if self.resolve(parent, &name).await? != ino {
+                // The name now stands for something else (replaced by another client).
+                return Err(FsError::NotFound);
+            }
         }
-        Ok(self.attr_of(ino, node))
+        self.fetch_meta(ino).await?;
+        self.known_attr(ino)
     }
 
-    /// Looks `name` up in `parent` and takes a kernel reference on the result.
+    /// Looks `name` up in `parent` and takes a kernel reference on the result, its stored
+    /// metadata read first when only a listing named it.
     pub async fn lookup(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<Attr> {
         let name = names::check_name(name)?;
         let ino = self.resolve(parent, name).await?;
+        self.fetch_meta(ino).await?;
+        // (the HEAD may have found a listed "file" to be a symlink: a new inode)
+        let ino = self.table().child(parent, name).unwrap_or(ino);
+        self.known_attr(ino)?;
         self.referenced(ino)
     }
 
@@ -258,6 +296,8 @@ impl Fs {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_pending;
 #[cfg(test)]
 mod tests_posix;
 #[cfg(test)]

@@ -3,12 +3,14 @@
 //! A file not yet uploaded is only re-homed in the inode table; its upload goes to the new
 //! key.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::content::Content;
 use super::error::{FsError, FsResult};
 use super::inode::{Ino, Kind};
 use super::names::check_name;
@@ -68,24 +70,28 @@ impl Fs {
             (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(FsError::NotDir),
             _ => {}
         }
-        if let Some(replaced) = dst {
-            // Whatever the replaced file had pending is moot now.
-            let content = self.table().get(replaced).and_then(|n| n.content.clone());
-            if let Some(c) = content {
-                self.discard_content(&c).await;
-            }
-        }
         match src_kind {
             Kind::File | Kind::Symlink => {
+                // Whatever the replaced file had pending is moot now; what its key holds
+                // (once an upload of it in flight is done) is what the moved file replaces.
+                let replaced =
+                    dst.and_then(|d| self.table().get(d).and_then(|n| n.content.clone()));
+                let _no_upload = self.settle_for_removal(replaced.as_deref()).await;
+                let replaced_remote =
+                    dst.is_some_and(|d| self.table().get(d).is_some_and(|n| n.remote));
                 let from = self.file_key(src)?;
                 let to = format!("{}{}", self.dir_prefix(new_parent)?, new_name);
-                self.rename_file(src, &from, &to, new_parent, new_name)
+                self.rename_file(src, &from, &to, new_parent, new_name, replaced_remote)
                     .await
             }
             Kind::Dir => {
                 if self.is_within(new_parent, src) {
                     return Err(FsError::Invalid("cannot move a directory into itself"));
                 }
+                // Uploads under way finish first and none starts until every node below has
+                // its new key: an upload landing under the old prefix after the listing
+                // would be left behind.
+                let _keys = self.keys.write().await;
                 if let Some(d) = dst {
                     let d_prefix = self.dir_prefix(d)?;
                     self.ensure_empty(d, &d_prefix).await?;
@@ -93,26 +99,36 @@ impl Fs {
                 }
                 let from = self.dir_prefix(src)?;
                 let to = format!("{}{}/", self.dir_prefix(new_parent)?, new_name);
-                move_prefix(&self.store, &self.uploader, &self.opts.objects, &from, &to).await?;
+                let copies =
+                    move_prefix(&self.store, &self.uploader, &self.opts.objects, &from, &to)
+                        .await?;
                 self.table().rename(src, new_parent, new_name);
-                // Files below it whose upload is pending go to their new keys: say so in
-                // the journal.
-                let pending: Vec<Ino> = self
+                // Files below it with local content: their unchanged bytes are now read from
+                // the copies, and those still to upload go to their new keys (the journal
+                // says so).
+                let local: Vec<(Ino, Arc<Content>)> = self
                     .table()
                     .all()
-                    .filter(|(_, n)| n.content.as_ref().is_some_and(|c| c.is_dirty()))
-                    .map(|(i, _)| i)
+                    .filter_map(|(i, n)| n.content.clone().map(|c| (i, c)))
                     .collect();
-                for ino in pending {
-                    if self.is_within(ino, src) {
-                        self.journal_update(ino).await?;
+                for (ino, content) in local {
+                    if !self.is_within(ino, src) {
+                        continue;
                     }
+                    if let Some(old) = content.base_key() {
+                        if let Some(etag) = copies.get(&old) {
+                            let moved = format!("{to}{}", &old[from.len()..]);
+                            content.base_moved(&moved, etag.clone());
+                        }
+                    }
+                    self.journal_update(ino).await?;
                 }
                 Ok(())
             }
         }
     }
 
+    /// `replaced_remote`: an object is stored under `to` (the replaced file's).
     async fn rename_file(
         &self,
         ino: Ino,
@@ -120,6 +136,7 @@ impl Fs {
         to: &str,
         new_parent: Ino,
         new_name: &str,
+        replaced_remote: bool,
     ) -> FsResult<()> {
         let (content, remote, size) = {
             let t = self.table();
@@ -159,6 +176,12 @@ impl Fs {
         };
         if let Some(node) = self.table().get_mut(ino) {
             node.validated = None; // the copy has a new ETag and Last-Modified
+            if pending_upload {
+                // Not stored yet: the new key holds the replaced file's object (if any)
+                // until the upload lands, and an unlink before then must delete it.
+                node.remote = replaced_remote;
+                node.etag = None;
+            }
         }
         if pending_upload {
             // Still to be uploaded: it goes to the new name when due; the journal says so now.
@@ -195,26 +218,29 @@ impl Fs {
 
 /// Copies every key under `from` to the same relative key under `to` (of any size), then
 /// deletes the originals. Sources are deleted only once every copy succeeded, so a failure
-/// loses nothing.
+/// loses nothing. Returns the ETag of each copy by its source key.
 async fn move_prefix(
     store: &Arc<dyn ObjectStore>,
     uploader: &Uploader,
     objects: &OptionsResolver,
     from: &str,
     to: &str,
-) -> FsResult<()> {
+) -> FsResult<HashMap<String, Option<String>>> {
     let objs: Vec<(String, u64)> = list_all(&**store, from)
         .await?
         .into_iter()
         .map(|o| (o.key, o.size))
         .collect();
     let (from, to) = (from.to_string(), to.to_string());
+    let copies = Arc::new(Mutex::new(HashMap::new()));
     for_each_concurrent(&objs, |(key, size)| {
         let uploader = uploader.clone();
         let target = format!("{to}{}", &key[from.len()..]);
         let opts = objects.for_key(&target);
+        let copies = copies.clone();
         async move {
-            uploader.copy(&key, &target, size, &opts, true).await?;
+            let etag = uploader.copy(&key, &target, size, &opts, true).await?;
+            copies.lock().unwrap().insert(key, etag);
             Ok(())
         }
     })
@@ -224,7 +250,8 @@ async fn move_prefix(
         async move { Ok(store.delete(&key).await?) }
     })
     .await?;
-    Ok(())
+    let copies = std::mem::take(&mut *copies.lock().unwrap());
+    Ok(copies)
 }
 
 /// Runs `f` on every item with at most `RENAME_CONCURRENCY` in flight; the first error wins.

@@ -1,6 +1,8 @@
 //! What `bucketfs status` reports: the files whose content is not in the bucket yet (count,
-//! bytes, how long the oldest has waited) and the most recent upload failures, so an upload
-//! error after `close` is never only in the log.
+//! bytes, how long the oldest has waited — files closed here and entries an earlier daemon
+//! left in the journal alike), the files that can never be stored and were kept in the cache
+//! directory (see `Journal::park`), and the most recent upload failures, so an upload error
+//! after `close` is never only in the log.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -8,6 +10,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::Fs;
+use crate::upload::journal::Parked;
 
 /// How many failures are remembered.
 const KEEP: usize = 20;
@@ -27,6 +30,8 @@ pub struct Status {
     pub oldest: Option<SystemTime>,
     /// Most recent first.
     pub failures: Vec<Failure>,
+    /// Files that could not be stored, kept in the cache directory (oldest first).
+    pub unsaved: Vec<Parked>,
 }
 
 #[derive(Default)]
@@ -56,14 +61,25 @@ impl Fs {
             failures: self.failures.recent(),
             ..Status::default()
         };
-        for (_, node) in self.table().all() {
-            let Some(content) = node.content.as_ref().filter(|_| node.linked) else {
-                continue;
-            };
+        let mut count = |content: &super::content::Content| {
             if let Some(since) = content.dirty_since() {
                 status.pending += 1;
                 status.pending_bytes += content.size();
                 status.oldest = Some(status.oldest.map_or(since, |o| o.min(since)));
+            }
+        };
+        for (_, node) in self.table().all() {
+            if let Some(content) = node.content.as_ref().filter(|_| node.linked) {
+                count(content);
+            }
+        }
+        for orphan in self.orphans.lock().unwrap().iter() {
+            count(&orphan.content);
+        }
+        if let Some(journal) = &self.journal {
+            match journal.parked() {
+                Ok(parked) => status.unsaved = parked,
+                Err(e) => tracing::warn!(error = %e, "cannot list the unsaved files"),
             }
         }
         status
@@ -80,6 +96,24 @@ impl Status {
         );
         if let Some(oldest) = self.oldest {
             let _ = write!(out, ", oldest waiting {} s", age(oldest));
+        }
+        if !self.unsaved.is_empty() {
+            let _ = write!(
+                out,
+                "\nNOT STORED, kept in the cache directory: {} files (copy what you need, then delete both files)",
+                self.unsaved.len()
+            );
+            for p in &self.unsaved {
+                let _ = write!(
+                    out,
+                    "\n  {}  {} bytes written here at {:?} in {}  ({})",
+                    p.entry.key,
+                    p.entry.written.iter().map(|(s, e)| e - s).sum::<u64>(),
+                    p.entry.written,
+                    p.data.display(),
+                    p.reason
+                );
+            }
         }
         let _ = write!(out, "\nrecent upload failures: {}", self.failures.len());
         for f in &self.failures {

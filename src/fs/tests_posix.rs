@@ -26,7 +26,12 @@ fn at(secs: u64, nanos: u32) -> SystemTime {
 
 /// A mount with a write-back delay and a journal in `dir` (the cache directory), as the
 /// daemon with process id `pid` (a number that is no running process stands for a killed one).
-fn journaled_as(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration, pid: &str) -> Fs {
+pub(super) fn journaled_as(
+    mem: Arc<MemoryStore>,
+    dir: &std::path::Path,
+    delay: Duration,
+    pid: &str,
+) -> Fs {
     let opts = FsOptions {
         write_back_delay: delay,
         ..options()
@@ -38,12 +43,12 @@ fn journaled_as(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration, p
 }
 
 /// `journaled_as` this test process.
-fn journaled(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration) -> Fs {
+pub(super) fn journaled(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration) -> Fs {
     journaled_as(mem, dir, delay, &std::process::id().to_string())
 }
 
 /// The daemon that is killed in the recovery specs (no process has this id).
-const KILLED: &str = "999999901";
+pub(super) const KILLED: &str = "999999901";
 
 #[tokio::test]
 async fn a_new_file_stores_its_creator_mode_and_mtime_s3fs_style() {
@@ -230,8 +235,75 @@ async fn a_listing_fetches_the_metadata_of_the_entries_it_returns() {
         .unwrap();
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let entries = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
-    let (_, _, attr) = entries.iter().find(|(_, e, _)| e.name == "x").unwrap();
-    assert_eq!(attr.perm, 0o755);
+    let x = entries.iter().find(|l| l.entry.name == "x").unwrap();
+    assert_eq!(x.attr.perm, 0o755);
+}
+
+/// Puts `key` with a stored mode of 0600 and owner 42 (a private file).
+async fn put_private(mem: &MemoryStore, key: &str) {
+    let mut opts = PutOptions::default();
+    opts.metadata.insert("mode".into(), "33152".into()); // 0o100600
+    opts.metadata.insert("uid".into(), "42".into());
+    mem.put(key, Bytes::from_static(b"secret"), &opts)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_file_named_by_a_listing_for_missing_names_shows_its_stored_mode() {
+    // Two missing names make the directory listed; the listing carries no metadata, and the
+    // next lookup of a listed file must not hand the kernel the default 0644.
+    let s = super::tests::setup_with(
+        "",
+        FsOptions {
+            dir_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+            metadata_ttl: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    put_private(&s.mem, "nl/secret").await;
+    let nl = s.fs.lookup(ROOT_INO, OsStr::new("nl")).await.unwrap().ino;
+    for missing in ["x1", "x2"] {
+        assert!(s.fs.lookup(nl, OsStr::new(missing)).await.is_err());
+    }
+    let f = s.fs.lookup(nl, OsStr::new("secret")).await.unwrap();
+    assert_eq!((f.perm, f.uid), (0o600, 42));
+    assert_eq!(s.fs.getattr(f.ino).await.unwrap().perm, 0o600);
+}
+
+#[tokio::test]
+async fn listed_entries_whose_metadata_was_not_read_are_not_given_as_known() {
+    let s = super::tests::setup_with(
+        "",
+        FsOptions {
+            listing_metadata: false,
+            ..options()
+        },
+    );
+    put_private(&s.mem, "secret").await;
+    s.mem
+        .put("d/", Bytes::new(), &PutOptions::default())
+        .await
+        .unwrap();
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    let entries = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
+    for name in ["secret", "d"] {
+        let e = entries.iter().find(|l| l.entry.name == name).unwrap();
+        assert!(
+            !e.known,
+            "{name}: only listed, its attributes are not the stored ones"
+        );
+    }
+    let dot = entries.iter().find(|l| l.entry.name == ".").unwrap();
+    assert!(dot.known, "the mount root has nothing stored");
+    let ino = entries
+        .iter()
+        .find(|l| l.entry.name == "secret")
+        .unwrap()
+        .entry
+        .ino;
+    assert_eq!(s.fs.getattr(ino).await.unwrap().perm, 0o600);
 }
 
 #[tokio::test]
@@ -322,7 +394,7 @@ async fn a_symlink_is_an_object_holding_its_target() {
         .unwrap();
     let fh = other.fs.opendir(ROOT_INO).await.unwrap();
     let entries = other.fs.readdir_attrs(fh, 0, 64).await.unwrap();
-    let (_, entry, _) = entries.iter().find(|(_, e, _)| e.name == "l").unwrap();
+    let entry = &entries.iter().find(|l| l.entry.name == "l").unwrap().entry;
     assert_eq!(entry.kind, Kind::Symlink);
     let target = other.fs.readlink(entry.ino).await.unwrap();
     assert_eq!(&target[..], b"../target dir/f");
@@ -528,7 +600,7 @@ async fn a_pending_file_reads_back_and_drain_uploads_it() {
     let ino = write_file(&fs, ROOT_INO, "f", b"abc").await;
     assert_eq!(read_all(&fs, ino).await, b"abc");
     assert_eq!(fs.status().pending, 1);
-    assert_eq!(fs.drain().await, 0);
+    assert!(fs.drain().await.is_empty());
     assert_eq!(&mem.bytes("f").unwrap()[..], b"abc");
     assert_eq!(fs.status().pending, 0);
 }

@@ -20,9 +20,10 @@ use super::content::{Base, Content, Stream};
 use super::error::{FsError, FsResult};
 use super::inode::Ino;
 use super::Fs;
+use crate::store::StoreError;
 use crate::upload::journal::Entry;
 use crate::upload::staging::StagingFile;
-use crate::upload::PartSource;
+use crate::upload::{PartSource, UploadError};
 
 /// Closed files uploaded at once by the write-back loop, the drain and the recovery.
 const CONCURRENCY: usize = 16;
@@ -34,6 +35,9 @@ impl Fs {
     /// `close` of a writable handle: uploads now (delay 0, or a file already streaming) and
     /// returns the error, or journals the file and leaves the upload to `upload_due`.
     pub(super) async fn close_written(&self, ino: Ino) -> FsResult<()> {
+        if let Some(c) = self.table().get(ino).and_then(|n| n.content.clone()) {
+            c.check_failed()?; // its changes were dropped: the writer must know
+        }
         let Some(content) = self.dirty_content(ino) else {
             return Ok(());
         };
@@ -80,25 +84,16 @@ impl Fs {
         let Some(journal) = self.journal.clone() else {
             return Ok(());
         };
-        let (entry, id) = {
-            let t = self.table();
-            let node = t.get(ino).ok_or(FsError::NotFound)?;
-            let Some(path) = t.path(ino) else {
-                return Ok(()); // unlinked: nothing to keep
-            };
-            let (size, written, base) = content.journal_parts();
-            let entry = Entry {
-                key: format!("{}{}", self.prefix, path),
-                staging: content.staging().path().to_path_buf(),
-                size,
-                written,
-                base,
-                metadata: self.stored_metadata(node.meta.as_ref()),
-            };
-            let mut pending = content.pending.lock().unwrap();
-            let id = pending.journal.get_or_insert_with(|| journal.new_id());
-            (entry, id.clone())
+        let Some(entry) = self.entry_of(ino, content) else {
+            return Ok(()); // unlinked: nothing to keep
         };
+        let id = content
+            .pending
+            .lock()
+            .unwrap()
+            .journal
+            .get_or_insert_with(|| journal.new_id())
+            .clone();
         content.staging().keep(true);
         if durable {
             content.staging().sync().await?;
@@ -107,6 +102,97 @@ impl Fs {
             .await
             .map_err(std::io::Error::other)??;
         Ok(())
+    }
+
+    /// What a journal entry says of `ino`'s content now; `None` once it has no name.
+    fn entry_of(&self, ino: Ino, content: &Content) -> Option<Entry> {
+        let t = self.table();
+        let node = t.get(ino)?;
+        let path = t.path(ino)?;
+        let (size, written, base) = content.journal_parts();
+        Some(Entry {
+            key: format!("{}{}", self.prefix, path),
+            staging: content.staging().path().to_path_buf(),
+            size,
+            written,
+            base,
+            metadata: self.stored_metadata(node.meta.as_ref()),
+        })
+    }
+
+    /// An upload of `ino` (to `key`) failed with `e`. It is tried again later — unless it
+    /// never can succeed: the object its unchanged bytes come from was deleted or replaced
+    /// by another client. Then its staged bytes are parked (`Journal::park`), never
+    /// dropped, the failure is reported, and the name shows what the bucket holds.
+    pub(super) async fn upload_error(
+        &self,
+        ino: Ino,
+        key: &str,
+        content: &Content,
+        e: UploadError,
+    ) -> FsError {
+        if let Some(reason) = base_lost(content, &e).await {
+            if let Some(entry) = self.entry_of(ino, content) {
+                if let Some(err) = self.park(&entry, content, &reason).await {
+                    if let Some(node) = self.table().get_mut(ino) {
+                        node.etag = None;
+                        node.validated = None; // ask the store what the name is now
+                    }
+                    return err;
+                }
+            }
+        }
+        tracing::error!(key, error = %e, "upload failed");
+        self.failures.record(key, &e.to_string());
+        self.upload_failed(content);
+        if let Some(node) = self.table().get_mut(ino) {
+            node.meta_dirty = true;
+        }
+        FsError::Upload(e)
+    }
+
+    /// Parks `entry` (its content can never be uploaded: `reason`), reports it, and returns
+    /// the error for whoever waits on the upload; `None` when it cannot be parked (no
+    /// journal, or the move failed: it then stays pending, logged).
+    async fn park(&self, entry: &Entry, content: &Content, reason: &str) -> Option<FsError> {
+        let journal = self.journal.clone()?;
+        let id = content
+            .pending
+            .lock()
+            .unwrap()
+            .journal
+            .clone()
+            .unwrap_or_else(|| journal.new_id());
+        content.staging().keep(true);
+        let (e2, id2) = (entry.clone(), id.clone());
+        let why = reason.to_string();
+        let parked = tokio::task::spawn_blocking(move || journal.park(&id2, &e2, &why)).await;
+        match parked {
+            Ok(Ok(parked)) => {
+                content.discard();
+                {
+                    let mut pending = content.pending.lock().unwrap();
+                    pending.journal = None;
+                    pending.due = None;
+                }
+                let message = format!(
+                    "not stored: {reason}; the bytes written here are kept in {}",
+                    parked.data.display()
+                );
+                tracing::error!(key = entry.key, "{message}");
+                self.failures.record(&entry.key, &message);
+                self.unsaved.lock().unwrap().push(entry.key.clone());
+                Some(FsError::NotStored(message))
+            }
+            Ok(Err(e)) => {
+                tracing::error!(key = entry.key, id, error = %e, "cannot keep the bytes of a file that cannot be stored; it stays pending");
+                None
+            }
+            Err(e) => {
+                tracing::error!(key = entry.key, id, error = %e, "cannot keep the bytes of a file that cannot be stored; it stays pending");
+                None
+            }
+        }
     }
 
     /// The file's key or metadata changed while its upload is pending: rewrite its entry.
@@ -149,7 +235,8 @@ impl Fs {
         self.schedule(content, Instant::now() + backoff);
     }
 
-    /// Uploads the closed files whose time has come. Returns how many of them failed.
+    /// Uploads the closed files (and earlier daemons' entries, see `Orphan`) whose time has
+    /// come. Returns how many of them failed.
     pub async fn upload_due(&self) -> usize {
         let now = Instant::now();
         {
@@ -176,40 +263,68 @@ impl Fs {
                 None => {}
             }
         }
+        let orphans: Vec<Arc<Orphan>> = self
+            .orphans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|o| {
+                let due = o.content.pending.lock().unwrap().due;
+                if due.is_some_and(|at| at > now) {
+                    later = due.map(|at| later.map_or(at, |l: Instant| l.min(at)));
+                }
+                due.is_none_or(|at| at <= now)
+            })
+            .cloned()
+            .collect();
         self.due_by(later);
-        self.upload_all(due).await
+        self.upload_all(due).await.len() + self.upload_orphans(orphans).await.len()
     }
 
     /// Uploads every file whose content is not yet in the bucket, open or not, due or not
-    /// (at unmount). Returns how many could not be uploaded.
-    pub async fn drain(&self) -> usize {
+    /// (at unmount). Returns the keys of what could not be stored: failed uploads, and the
+    /// files parked during this daemon's life (see `Journal::park`).
+    pub async fn drain(&self) -> Vec<String> {
         let pending: Vec<Ino> = self
             .table()
             .all()
             .filter(|(_, n)| n.linked && n.content.as_ref().is_some_and(|c| c.is_dirty()))
             .map(|(i, _)| i)
             .collect();
-        if !pending.is_empty() {
-            tracing::info!(files = pending.len(), "uploading pending files before exit");
+        let orphans = self.orphans.lock().unwrap().clone();
+        if !pending.is_empty() || !orphans.is_empty() {
+            tracing::info!(
+                files = pending.len() + orphans.len(),
+                "uploading pending files before exit"
+            );
         }
-        self.upload_all(pending).await
+        let mut failed = self.upload_all(pending).await;
+        failed.extend(self.upload_orphans(orphans).await);
+        failed.extend(self.unsaved.lock().unwrap().iter().cloned());
+        failed.sort();
+        failed.dedup();
+        failed
     }
 
-    async fn upload_all(&self, inos: Vec<Ino>) -> usize {
+    /// Uploads these files; returns the keys of those that failed.
+    async fn upload_all(&self, inos: Vec<Ino>) -> Vec<String> {
         stream::iter(inos)
             .map(|ino| async move {
+                let key = self.file_key(ino).ok();
                 let result = self.upload_if_dirty(ino).await;
                 self.drop_clean_content(ino);
-                result.is_err() // logged and recorded for `status` by the upload
+                // (logged and recorded for `status` by the upload)
+                result.err().and(key)
             })
             .buffer_unordered(CONCURRENCY)
-            .filter(|failed| std::future::ready(*failed))
-            .count()
+            .filter_map(std::future::ready)
+            .collect()
             .await
     }
 
-    /// Uploads what an earlier daemon journaled and did not upload (it was killed). Entries
-    /// that fail stay in the journal for the next mount. Returns (uploaded, failed).
+    /// Uploads what an earlier daemon journaled and did not upload (it was killed), before
+    /// the mount is ready. Entries that fail stay pending (see `Orphan`). Returns
+    /// (uploaded, failed).
     pub async fn recover(&self) -> (usize, usize) {
         let Some(journal) = self.journal.clone() else {
             return (0, 0);
@@ -231,30 +346,37 @@ impl Fs {
                 "uploading files an earlier bucketfs left pending"
             );
         }
-        let results: Vec<bool> = stream::iter(entries)
-            .map(|(id, entry)| self.recover_one(id, entry))
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        let failed = results.iter().filter(|ok| !**ok).count();
+        let orphans: Vec<Arc<Orphan>> = entries
+            .into_iter()
+            .filter_map(|(id, entry)| self.orphan(id, entry))
+            .collect();
+        let total = orphans.len();
+        let failed = self.upload_orphans(orphans).await.len();
         if let Some(journal) = self.journal.clone() {
             // Deletes the logs whose entries are now all done.
             let _ = tokio::task::spawn_blocking(move || journal.orphaned()).await;
         }
-        (results.len() - failed, failed)
+        (total - failed, failed)
     }
 
-    async fn recover_one(&self, id: String, entry: Entry) -> bool {
-        let journal = self.journal.as_ref().expect("recover checked");
+    /// The content a journal entry of an earlier daemon describes; `None` (logged, entry
+    /// dropped) when its staged bytes are gone.
+    fn orphan(&self, id: String, entry: Entry) -> Option<Arc<Orphan>> {
+        let journal = self.journal.as_ref()?;
         let staging = match StagingFile::reopen(&entry.staging) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(key = entry.key, staging = %entry.staging.display(), error = %e,
                     "the staged data of a pending file is gone; it cannot be uploaded");
+                self.failures.record(
+                    &entry.key,
+                    "its staged data is gone from the cache directory",
+                );
                 let _ = journal.remove(&id);
-                return false;
+                return None;
             }
         };
+        staging.keep(true);
         let base = entry.base.as_ref().map(|b| Base {
             store: self.store.clone(),
             key: b.key.clone(),
@@ -269,30 +391,84 @@ impl Fs {
             &entry.written,
             valid,
         ));
+        content.pending.lock().unwrap().journal = Some(id);
+        Some(Arc::new(Orphan { entry, content }))
+    }
+
+    /// Uploads these entries of earlier daemons; those that fail and can be retried stay in
+    /// `orphans` with a backoff. Returns the keys of the ones that failed (parked included).
+    async fn upload_orphans(&self, orphans: Vec<Arc<Orphan>>) -> Vec<String> {
+        stream::iter(orphans)
+            .map(|o| async move {
+                let result = self.upload_orphan(&o).await;
+                let mut list = self.orphans.lock().unwrap();
+                list.retain(|x| !Arc::ptr_eq(x, &o));
+                match result {
+                    Ok(()) => None,
+                    Err(FsError::NotStored(_)) => Some(o.entry.key.clone()),
+                    Err(_) => {
+                        list.push(o.clone());
+                        Some(o.entry.key.clone())
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
+    }
+
+    async fn upload_orphan(&self, o: &Orphan) -> FsResult<()> {
+        let entry = &o.entry;
         let mut opts = self.opts.objects.for_key(&entry.key);
         opts.metadata = entry.metadata.clone();
-        let source: Arc<dyn PartSource> = content.clone();
-        match self
-            .uploader
-            .upload(&entry.key, source, entry.size, &opts)
-            .await
-        {
+        let source: Arc<dyn PartSource> = o.content.clone();
+        let result = {
+            let _keys_stay = self.keys.read().await;
+            self.uploader
+                .upload(&entry.key, source, entry.size, &opts)
+                .await
+        };
+        match result {
             Ok(_) => {
                 tracing::info!(
                     key = entry.key,
                     size = entry.size,
                     "uploaded a recovered file"
                 );
-                let _ = journal.remove(&id);
-                content.staging().keep(false);
-                true
+                self.journal_done(&o.content);
+                Ok(())
             }
             Err(e) => {
+                if let Some(reason) = base_lost(&o.content, &e).await {
+                    if let Some(err) = self.park(entry, &o.content, &reason).await {
+                        return Err(err);
+                    }
+                }
                 tracing::error!(key = entry.key, error = %e,
-                    "a recovered file could not be uploaded; it stays in the journal for the next mount");
+                    "a recovered file could not be uploaded; it stays pending and is tried again");
                 self.failures.record(&entry.key, &e.to_string());
-                false
+                self.upload_failed(&o.content);
+                Err(FsError::Upload(e))
             }
         }
     }
+}
+
+/// A journal entry an earlier daemon left (it was killed) that is not uploaded yet: retried
+/// like a closed file (with a backoff, and at unmount), and counted by `bucketfs status`.
+/// Its key is fixed: no inode stands for it.
+pub(super) struct Orphan {
+    pub(super) entry: Entry,
+    pub(super) content: Arc<Content>,
+}
+
+/// Why `content` can never be uploaded after failing with `e`, if it cannot: the object its
+/// unchanged bytes come from is gone or was replaced (asked with one HEAD). A failure of
+/// any other kind is worth another try.
+async fn base_lost(content: &Content, e: &UploadError) -> Option<String> {
+    let UploadError::Store(StoreError::NotFound | StoreError::PreconditionFailed) = e else {
+        return None;
+    };
+    content.base_changed().await
 }

@@ -23,11 +23,11 @@ pub fn errno(op: &str, err: &FsError) -> Errno {
         FsError::TooLarge(_) => Errno::E2BIG,
         FsError::BadHandle => Errno::EBADF,
         FsError::Store(s) | FsError::Upload(UploadError::Store(s)) => store_errno(s),
-        FsError::Upload(UploadError::Staging(_)) => Errno::EIO,
+        FsError::Upload(UploadError::Staging(_)) | FsError::NotStored(_) => Errno::EIO,
         FsError::Io(io) => io.raw_os_error().map(Errno::from_i32).unwrap_or(Errno::EIO),
     };
     match err {
-        FsError::Store(_) | FsError::Upload(_) | FsError::Io(_) => {
+        FsError::Store(_) | FsError::Upload(_) | FsError::Io(_) | FsError::NotStored(_) => {
             tracing::warn!(op, error = %err, "operation failed");
         }
         _ => tracing::debug!(op, error = %err, "operation refused"),

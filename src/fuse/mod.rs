@@ -23,7 +23,7 @@ use fuser::{
 
 use crate::fs::error::FsError;
 use crate::fs::inode::Kind;
-use crate::fs::{xattr, Attr, DirEntry, Fs, Owner, SetAttr};
+use crate::fs::{xattr, Attr, Fs, Listed, Owner, SetAttr};
 use errno::errno;
 
 /// Directory entries prepared at a time for one readdir reply (their metadata is fetched
@@ -61,16 +61,16 @@ async fn fill_dir(
     fs: &Arc<Fs>,
     fh: u64,
     mut offset: u64,
-    mut add: impl FnMut(u64, &DirEntry, &Attr) -> bool,
+    mut add: impl FnMut(&Listed) -> bool,
 ) -> Result<(), FsError> {
     loop {
         let batch = fs.readdir_attrs(fh, offset, READDIR_BATCH).await?;
-        let Some((last, _, _)) = batch.last() else {
+        let Some(last) = batch.last() else {
             return Ok(());
         };
-        offset = *last;
-        for (next, e, attr) in &batch {
-            if add(*next, e, attr) {
+        offset = last.next;
+        for listed in &batch {
+            if add(listed) {
                 return Ok(());
             }
         }
@@ -411,8 +411,9 @@ impl Filesystem for FuseAdapter {
         mut reply: ReplyDirectory,
     ) {
         self.run(|fs, _| async move {
-            let filled = fill_dir(&fs, fh.0, offset, |next, e, _| {
-                reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name)
+            let filled = fill_dir(&fs, fh.0, offset, |l| {
+                let e = &l.entry;
+                reply.add(INodeNo(e.ino), l.next, file_type(e.kind), &e.name)
             })
             .await;
             match filled {
@@ -431,13 +432,17 @@ impl Filesystem for FuseAdapter {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.run(|fs, ttl| async move {
-            let filled = fill_dir(&fs, fh.0, offset, |next, e, attr| {
+            let filled = fill_dir(&fs, fh.0, offset, |l| {
+                let e = &l.entry;
+                // Attributes that are not the stored ones yet are valid for no time: the
+                // kernel looks the name up (and we read its metadata) before using them.
+                let ttl = if l.known { ttl } else { Duration::ZERO };
                 let full = reply.add(
                     INodeNo(e.ino),
-                    next,
+                    l.next,
                     &e.name,
                     &ttl,
-                    &file_attr(attr),
+                    &file_attr(&l.attr),
                     Generation(0),
                 );
                 // The kernel now holds a reference, except for `.` and `..`.

@@ -42,11 +42,12 @@ pub struct MemoryStore {
 
 /// How long a HEAD or LIST takes (zero unless a test sets it), and how many HEADs overlapped
 /// at most: the concurrency a caller really has in flight only shows when requests take time.
-/// A gate, when a test sets one, holds each GET until the test lets it through.
+/// A gate, when a test sets one, holds each GET (or PUT) until the test lets it through.
 #[derive(Default)]
 struct Timing {
     latency: Mutex<std::time::Duration>,
     get_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    put_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     in_flight: std::sync::atomic::AtomicUsize,
     max_in_flight: std::sync::atomic::AtomicUsize,
     /// Copies still to be lost (see `lose_copies`).
@@ -99,6 +100,12 @@ impl MemoryStore {
     /// GETs through one at a time with `add_permits`).
     pub fn gate_gets(&self, gate: Arc<tokio::sync::Semaphore>) {
         *self.timing.get_gate.lock().unwrap() = Some(gate);
+    }
+
+    /// Makes every PutObject first take one permit of `gate` for good (test helper: an
+    /// upload the test holds in flight until it calls `add_permits`).
+    pub fn gate_puts(&self, gate: Arc<tokio::sync::Semaphore>) {
+        *self.timing.put_gate.lock().unwrap() = Some(gate);
     }
 
     /// Makes the next `n` copies succeed without changing anything, as Garage does with a
@@ -214,6 +221,10 @@ impl ObjectStore for MemoryStore {
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
         self.stats.request("PutObject", body.len() as u64);
+        let gate = self.timing.put_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
         Ok(Some(self.insert(key, body, opts.clone())))
     }
 

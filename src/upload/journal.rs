@@ -13,6 +13,12 @@
 //! made ext4 (its search for a free inode that was not recently deleted) the bottleneck of
 //! `rsync`. The log is emptied whenever nothing is pending, and rewritten when it grows large.
 //! Records carry a length and a CRC, so a record torn by a crash ends the log cleanly.
+//!
+//! An entry that can never be uploaded — the object its unchanged bytes were to come from
+//! was deleted or replaced by another client — is *parked*: its staging file and a
+//! description (`Parked`) move to `unsaved/` in the journal directory, where they stay until
+//! someone removes them, and `bucketfs status` lists them. Nothing written is dropped, and
+//! nothing is retried forever.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -47,6 +53,20 @@ pub struct BaseRef {
     pub size: u64,
     /// Unwritten bytes below this offset are the object's; above it, zeros (a truncate).
     pub valid: u64,
+}
+
+/// A file that could not be stored and was kept in `unsaved/` (see the module doc): the bytes
+/// written on this host are in `data` at their offsets (`entry.written`), the rest of the
+/// file was the object `entry.base` names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    pub entry: Entry,
+    /// Why it cannot be uploaded.
+    pub reason: String,
+    /// When it was parked (seconds since the epoch).
+    pub at: u64,
+    /// The file holding the written bytes.
+    pub data: PathBuf,
 }
 
 /// Pending entries by id.
@@ -138,6 +158,65 @@ impl Journal {
             return Ok(());
         }
         self.append(&mut own, format!("D {id}\n").as_bytes())
+    }
+
+    /// Parks entry `id` (see the module doc): moves its staging file to `unsaved/ID.data`,
+    /// writes `unsaved/ID.toml`, then marks the entry done. Returns the description.
+    pub fn park(&self, id: &str, entry: &Entry, reason: &str) -> io::Result<Parked> {
+        let dir = self.unsaved_dir();
+        fs::create_dir_all(&dir)?;
+        let data = dir.join(format!("{id}.data"));
+        fs::rename(&entry.staging, &data)?;
+        let parked = Parked {
+            entry: entry.clone(),
+            reason: reason.to_string(),
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            data,
+        };
+        let text = toml::to_string(&parked).map_err(io::Error::other)?;
+        let path = dir.join(format!("{id}.toml"));
+        let tmp = path.with_extension("tmp");
+        let mut file = File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_data()?;
+        fs::rename(&tmp, &path)?;
+        File::open(&dir)?.sync_all()?;
+        self.remove(id)?;
+        Ok(parked)
+    }
+
+    /// Every parked file, oldest first (unreadable descriptions are skipped, logged).
+    pub fn parked(&self) -> io::Result<Vec<Parked>> {
+        let mut out = Vec::new();
+        let dirents = match fs::read_dir(self.unsaved_dir()) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for dirent in dirents {
+            let path = dirent?.path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            match fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<Parked>(&t).map_err(|e| e.to_string()))
+            {
+                Ok(p) => out.push(p),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable description of an unsaved file")
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.at, &a.entry.key).cmp(&(b.at, &b.entry.key)));
+        Ok(out)
+    }
+
+    /// Where parked files are kept.
+    pub fn unsaved_dir(&self) -> PathBuf {
+        self.dir.join("unsaved")
     }
 
     /// At exit: removes the own log when nothing is pending (else the next mount replays it).
