@@ -125,7 +125,7 @@ fn closed_files_wait_for_the_delay_status_lists_them_and_unmount_shows_its_progr
         server.keys(&format!("{prefix}/")).is_empty(),
         "not before the delay"
     );
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["status", &m.dir.display().to_string()])
         .output()
         .unwrap();
@@ -135,7 +135,7 @@ fn closed_files_wait_for_the_delay_status_lists_them_and_unmount_shows_its_progr
         "{report}"
     );
 
-    let unmount = Command::new(BIN)
+    let unmount = Command::new(&*BIN)
         .args(["unmount", &m.dir.display().to_string()])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -17,7 +17,7 @@ fn args(list: &[&str]) -> Vec<String> {
 /// Runs a mount that must fail: exit 2, one stderr line containing `expect`, nothing mounted.
 fn refused(server: &Server, mount_args: &[String], env: &[(&str, &str)], expect: &str) {
     let mountpoint = mount_args.last().unwrap().clone();
-    let out: Output = Command::new(BIN)
+    let out: Output = Command::new(&*BIN)
         .args(mount_args)
         .envs(&server.env)
         .envs(env.iter().copied())
@@ -143,7 +143,7 @@ fn check_reports_every_step_and_fails_with_a_hint() {
         "the temporary key is removed"
     );
 
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["check", &source])
         .envs(&server.env)
         .env("AWS_ACCESS_KEY_ID", "GK000000000000000000000000")
@@ -174,7 +174,7 @@ fn credentials_come_from_the_profile_in_the_shared_credentials_file() {
         server.unique_prefix("profile")
     );
     let run = |profile: &str| {
-        Command::new(BIN)
+        Command::new(&*BIN)
             .args(["check", &source])
             .envs(&server.env)
             .env_remove("AWS_ACCESS_KEY_ID")
@@ -247,7 +247,7 @@ fn every_way_of_unmounting_ends_the_daemon_after_uploading() {
         fs::write(m.path("f"), how).unwrap();
         let dir = m.dir.display().to_string();
         match how {
-            "bucketfs-unmount" => succeeds(Command::new(BIN).args(["unmount", &dir])),
+            "bucketfs-unmount" => succeeds(Command::new(&*BIN).args(["unmount", &dir])),
             // The kernel keeps the mount busy until the daemon answered the RELEASE of the file
             // just closed, so the system tools may need a second try, as a user would.
             "umount" => eventually_succeeds(|| Command::new("umount").arg(&dir).output().unwrap()),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 
 fn status(m: &Mount) -> String {
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["status", &m.dir.display().to_string()])
         .output()
         .unwrap();
@@ -69,7 +69,7 @@ fn bytes_appended_to_an_object_another_host_deleted_are_kept_reported_and_not_re
     );
     assert_eq!(server.get(&key), None, "no partial object");
 
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["unmount", &b.dir.display().to_string()])
         .output()
         .unwrap();

@@ -108,7 +108,7 @@ fn an_upload_that_keeps_failing_leaves_no_object_and_fsync_returns_eio() {
     drop(f); // close uploads again and fails again: its error is not ours to check here
 
     // `bucketfs status` shows the file as pending and the failure with its key.
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(&*BIN)
         .args(["status", &m.dir.display().to_string()])
         .output()
         .unwrap();
@@ -280,7 +280,7 @@ fn a_failed_upload_after_close_is_retried_in_the_background_until_stored() {
         }),
         "the closed file is stored once the server is back, without any new close"
     );
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(&*BIN)
         .args(["status", &m.dir.display().to_string()])
         .output()
         .unwrap();

@@ -153,7 +153,7 @@ fn git_history_with_renames_branch_deletes_and_gc_survives_a_remount() {
     );
     let branches = sh(
         &m.path("repo"),
-        &format!("{git} branch --format=%(refname)"),
+        &format!("{git} branch '--format=%(refname)'"),
     );
     assert_eq!(
         branches.trim(),

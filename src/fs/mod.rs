@@ -274,12 +274,6 @@ impl Fs {
         self.referenced(ino)
     }
 
-    /// Attributes of `ino` as the table has them (no request), for readdirplus.
-    pub fn cached_attr(&self, ino: Ino) -> Option<Attr> {
-        let t = self.table();
-        t.get(ino).map(|n| self.attr_of(ino, n))
-    }
-
     /// Takes one kernel reference on `ino` and returns its attributes.
     pub fn referenced(&self, ino: Ino) -> FsResult<Attr> {
         let mut t = self.table();

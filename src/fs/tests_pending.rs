@@ -162,12 +162,36 @@ async fn a_file_modified_in_a_directory_then_renamed_keeps_its_unchanged_bytes()
 /// Opens the stored `f` ("0123456789"), appends "abc" and closes it; then another host
 /// deletes the object, so the unchanged bytes the upload needs are gone.
 async fn append_then_lose_the_object(fs: &super::Fs, mem: &MemoryStore) {
+    append(fs).await;
+    mem.delete("f").await.unwrap();
+}
+
+async fn append(fs: &super::Fs) {
     let f = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap().ino;
     let (fh, _) = fs.open(f, libc::O_WRONLY | libc::O_APPEND).await.unwrap();
     fs.write(fh, 10, Bytes::from_static(b"abc")).await.unwrap();
     fs.flush(fh).await.unwrap();
     fs.release(fh).await.unwrap();
-    mem.delete("f").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_whose_base_another_host_replaced_is_kept_locally_and_the_other_version_stays() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    put(&mem, "f", b"0123456789").await;
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    append(&fs).await;
+    put(&mem, "f", b"their version").await;
+    assert_eq!(fs.drain().await, ["f"]);
+    assert_eq!(&mem.bytes("f").unwrap()[..], b"their version");
+    let (key, data) = parked_bytes(&fs.status());
+    assert_eq!((key.as_str(), &data[10..13]), ("f", &b"abc"[..]));
+    let f = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap().ino;
+    assert_eq!(
+        read_all(&fs, f).await,
+        b"their version",
+        "the name shows the bucket"
+    );
 }
 
 /// The parked file's written bytes, as `bucketfs status` points to them.
@@ -231,4 +255,30 @@ async fn a_killed_daemons_entry_whose_base_is_gone_is_kept_locally_not_replayed_
     let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
     assert_eq!(fs.recover().await, (0, 0), "not replayed again");
     assert!(mem.keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_killed_daemons_entry_that_fails_at_mount_stays_pending_counted_and_is_retried() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
+        write_file(&fs, ROOT_INO, "f", b"closed").await;
+    }
+    mem.fail_puts(1); // the server is in trouble when the next daemon starts
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    assert_eq!(fs.recover().await, (0, 1));
+    let status = fs.status();
+    assert_eq!(
+        (status.pending, status.pending_bytes),
+        (1, 6),
+        "counted as pending"
+    );
+    assert_eq!(status.failures[0].key, "f");
+    assert!(fs.drain().await.is_empty(), "retried by this daemon");
+    assert_eq!(&mem.bytes("f").unwrap()[..], b"closed");
+    assert_eq!(fs.status().pending, 0);
+    drop(fs);
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    assert_eq!(fs.recover().await, (0, 0), "done with");
 }

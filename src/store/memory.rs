@@ -52,6 +52,8 @@ struct Timing {
     max_in_flight: std::sync::atomic::AtomicUsize,
     /// Copies still to be lost (see `lose_copies`).
     lost_copies: std::sync::atomic::AtomicUsize,
+    /// PutObjects still to fail (see `fail_puts`).
+    failing_puts: std::sync::atomic::AtomicUsize,
 }
 
 impl MemoryStore {
@@ -106,6 +108,12 @@ impl MemoryStore {
     /// upload the test holds in flight until it calls `add_permits`).
     pub fn gate_puts(&self, gate: Arc<tokio::sync::Semaphore>) {
         *self.timing.put_gate.lock().unwrap() = Some(gate);
+    }
+
+    /// Makes the next `n` PutObjects fail with a 503, as a server in trouble does (test
+    /// helper).
+    pub fn fail_puts(&self, n: usize) {
+        self.timing.failing_puts.store(n, Ordering::SeqCst);
     }
 
     /// Makes the next `n` copies succeed without changing anything, as Garage does with a
@@ -224,6 +232,16 @@ impl ObjectStore for MemoryStore {
         let gate = self.timing.put_gate.lock().unwrap().clone();
         if let Some(gate) = gate {
             gate.acquire().await.expect("gate open").forget();
+        }
+        let fail = self
+            .timing
+            .failing_puts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if fail.is_ok() {
+            return Err(StoreError::Server {
+                status: 503,
+                message: "SlowDown".into(),
+            });
         }
         Ok(Some(self.insert(key, body, opts.clone())))
     }

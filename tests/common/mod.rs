@@ -13,7 +13,11 @@ use s3::creds::Credentials;
 use s3::{Bucket, Region};
 use sha2::{Digest, Sha256};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_bucketfs");
+/// The binary under test: this build's, or `BUCKETFS_TEST_BIN` (to check that a test fails
+/// on an older build).
+pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("BUCKETFS_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bucketfs").into())
+});
 
 /// The running S3 server, read from the env file `scripts/s3-server.sh start` writes.
 pub struct Server {
@@ -267,7 +271,7 @@ impl Mount {
             if !is_mounted(&self.dir) {
                 return; // the test unmounted it another way
             }
-            let out = Command::new(BIN)
+            let out = Command::new(&*BIN)
                 .args(["unmount", &self.dir.display().to_string()])
                 .output()
                 .unwrap();
@@ -325,7 +329,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// Runs the bucketfs binary with the server's environment.
 pub fn bucketfs(server: &Server, args: &[String]) -> Output {
     let log_level = std::env::var("RUST_LOG").unwrap_or_else(|_| "bucketfs=debug".into());
-    Command::new(BIN)
+    Command::new(&*BIN)
         .args(args)
         .envs(&server.env)
         .env("RUST_LOG", log_level)
