@@ -1,6 +1,7 @@
 //! Everyday POSIX tools on a real mount, as specifications: `rsync -a` carries a tree over with
 //! its modes, owners, mtimes (to the nanosecond) and symlinks, so that later runs — on the same
-//! mount or a fresh one — transfer nothing; `rsync --inplace`, `cp -a`, `tar -x`, `>>`,
+//! mount or a fresh one — transfer nothing; `rsync -aX` carries `user.*` attributes in and
+//! out and a second run changes nothing; `rsync --inplace`, `cp -a`, `tar -x`, `>>`,
 //! save-by-rename, `mkdir -p` / `rm -rf` and non-ASCII names do what they do on a local disk;
 //! a new file written by rsync costs one PUT; attributes are stored s3fs-style
 //! (`x-amz-meta-mode`, `-uid`, `-gid`, `-mtime`) and a symlink is an object holding its target.
@@ -915,6 +916,143 @@ fn get_xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
     }
     buf.truncate(len as usize);
     Ok(buf)
+}
+
+/// setxattr(2) of `name` to `value`; panics on failure.
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let (p, n) = (c_path(path), CString::new(name).unwrap());
+    // SAFETY: valid C strings and a value of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// listxattr(2): the attribute names of `path`, sorted.
+fn list_xattrs(path: &Path) -> Vec<String> {
+    let p = c_path(path);
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: a valid C string and a buffer of the given length.
+    let len = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(
+        len >= 0,
+        "listxattr {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    buf.truncate(len as usize);
+    let mut names: Vec<String> = buf
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The `user.*` attributes set on the files of the tree of
+/// `rsync_ax_carries_user_xattrs_both_ways_and_a_second_run_changes_nothing`.
+const TREE_XATTRS: [(&str, &str, &str); 3] = [
+    ("a.txt", "user.color", "blue"),
+    ("sub/b.dat", "user.project", "apollo"),
+    ("sub/b.dat", "user.team-name", "ops 2"),
+];
+
+#[test]
+fn rsync_ax_carries_user_xattrs_both_ways_and_a_second_run_changes_nothing() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("rsync-xattr");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tree");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    for f in ["a.txt", "sub/b.dat", "sub/plain.dat"] {
+        write_random(&src.join(f), &mut rng, 100, 4096);
+        set_mtime(&src.join(f), 1_600_000_000, 0);
+    }
+    for (f, name, value) in TREE_XATTRS {
+        set_xattr(&src.join(f), name, value.as_bytes());
+    }
+    set_mtime(&src.join("sub"), 1_600_000_000, 0);
+    let itemized = |from: &Path, to: &Path| {
+        run_ok(tool("rsync").args([
+            "-aX",
+            "--itemize-changes",
+            &format!("{}/", from.display()),
+            &format!("{}/", to.display()),
+        ]))
+    };
+
+    let m = mount(&server, &prefix);
+    let on_mount = m.path("tree");
+    let changes = itemized(&src, &on_mount);
+    assert!(!changes.is_empty(), "run 1 copies the tree");
+    for (f, name, value) in TREE_XATTRS {
+        assert_eq!(
+            get_xattr(&on_mount.join(f), name).as_deref(),
+            Ok(value.as_bytes()),
+            "{f} {name} on the mount"
+        );
+    }
+    assert_eq!(
+        itemized(&src, &on_mount),
+        "",
+        "run 2 into the mount changes nothing"
+    );
+
+    let back = tmp.path().join("back");
+    itemized(&on_mount, &back);
+    for f in ["a.txt", "sub/b.dat", "sub/plain.dat"] {
+        assert_eq!(
+            list_xattrs(&back.join(f)),
+            list_xattrs(&src.join(f)),
+            "{f} out of the mount has the attributes it went in with, and no others"
+        );
+    }
+    for (f, name, value) in TREE_XATTRS {
+        assert_eq!(
+            get_xattr(&back.join(f), name).as_deref(),
+            Ok(value.as_bytes()),
+            "{f} {name} out of the mount"
+        );
+    }
+    assert_eq!(
+        itemized(&on_mount, &back),
+        "",
+        "run 2 out of the mount changes nothing"
+    );
+    m.unmount();
+
+    let etag = server
+        .head_full(&format!("{prefix}/tree/a.txt"))
+        .and_then(|h| h.e_tag)
+        .expect("a.txt is stored");
+    let m = mount(&server, &prefix);
+    let a = m.path("tree/a.txt");
+    assert!(
+        !list_xattrs(&a).iter().any(|n| n.starts_with("s3.")),
+        "{:?}",
+        list_xattrs(&a)
+    );
+    let shown = String::from_utf8(get_xattr(&a, "s3.etag").unwrap()).unwrap();
+    assert_eq!(shown, etag.trim_matches('"'), "s3.etag is read by name");
+    assert_eq!(
+        itemized(&src, &m.path("tree")),
+        "",
+        "a run into a fresh mount changes nothing"
+    );
 }
 
 #[test]
