@@ -3,6 +3,7 @@
 //! mount or a fresh one — transfer nothing; `rsync -aX` carries `user.*` attributes in and
 //! out and a second run changes nothing; `rsync --inplace`, `cp -a`, `tar -x`, `>>`,
 //! save-by-rename, `mkdir -p` / `rm -rf` and non-ASCII names do what they do on a local disk;
+//! keys holding CR, LF, `%`, `+` list, open and read under their exact names;
 //! a new file written by rsync costs one PUT; attributes are stored s3fs-style
 //! (`x-amz-meta-mode`, `-uid`, `-gid`, `-mtime`) and a symlink is an object holding its target.
 //!
@@ -897,6 +898,62 @@ fn names_with_spaces_and_non_ascii_round_trip() {
         vec![OsStr::new("résumé ü.txt").to_os_string()],
         "the exact bytes"
     );
+}
+
+/// Names S3 can hold that XML text or URL encodings mangle: CR (XML turns it into LF), LF,
+/// tab, `%`, `+`, space, `&`, `<`, non-ASCII.
+const AWKWARD_NAMES: [&str; 6] = [
+    "carriage\rreturn.txt",
+    "line\nfeed\ttab.txt",
+    "100% +plus & <space>.txt",
+    "a+b",
+    "a b",
+    "ünï 日本.txt",
+];
+
+#[test]
+fn keys_with_cr_lf_percent_plus_and_non_ascii_list_open_and_read_with_their_exact_names() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("awkward");
+    let dir = "dir\rwith cr+%";
+    for name in AWKWARD_NAMES {
+        server.put(
+            &format!("{prefix}/{name}"),
+            format!("contents of {name:?}").as_bytes(),
+        );
+        server.put(
+            &format!("{prefix}/{dir}/{name}"),
+            format!("inner {name:?}").as_bytes(),
+        );
+    }
+
+    let m = mount(&server, &prefix);
+    let listed = |path: &Path| -> BTreeSet<String> {
+        fs::read_dir(path)
+            .unwrap_or_else(|e| panic!("readdir {}: {e}", path.display()))
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    let mut want: BTreeSet<String> = AWKWARD_NAMES.iter().map(|n| n.to_string()).collect();
+    want.insert(dir.to_string());
+    assert_eq!(listed(&m.dir), want, "the root, byte for byte");
+    let inner: BTreeSet<String> = AWKWARD_NAMES.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        listed(&m.path(dir)),
+        inner,
+        "a directory whose name has a CR"
+    );
+    for name in AWKWARD_NAMES {
+        assert_eq!(
+            fs::read_to_string(m.path(name)).unwrap_or_else(|e| panic!("open {name:?}: {e}")),
+            format!("contents of {name:?}")
+        );
+        let nested = format!("{dir}/{name}");
+        assert_eq!(
+            fs::read_to_string(m.path(&nested)).unwrap_or_else(|e| panic!("open {nested:?}: {e}")),
+            format!("inner {name:?}")
+        );
+    }
 }
 
 // --- extended attributes ---------------------------------------------------------------------
