@@ -1,7 +1,9 @@
 //! Everyday POSIX tools on a real mount, as specifications: `rsync -a` carries a tree over with
 //! its modes, owners, mtimes (to the nanosecond) and symlinks, so that later runs — on the same
-//! mount or a fresh one — transfer nothing; `rsync --inplace`, `cp -a`, `tar -x`, `>>`,
+//! mount or a fresh one — transfer nothing; `rsync -aX` carries `user.*` attributes in and
+//! out and a second run changes nothing; `rsync --inplace`, `cp -a`, `tar -x`, `>>`,
 //! save-by-rename, `mkdir -p` / `rm -rf` and non-ASCII names do what they do on a local disk;
+//! keys holding CR, LF, `%`, `+` list, open and read under their exact names;
 //! a new file written by rsync costs one PUT; attributes are stored s3fs-style
 //! (`x-amz-meta-mode`, `-uid`, `-gid`, `-mtime`) and a symlink is an object holding its target.
 //!
@@ -898,6 +900,62 @@ fn names_with_spaces_and_non_ascii_round_trip() {
     );
 }
 
+/// Names S3 can hold that XML text or URL encodings mangle: CR (XML turns it into LF), LF,
+/// tab, `%`, `+`, space, `&`, `<`, non-ASCII.
+const AWKWARD_NAMES: [&str; 6] = [
+    "carriage\rreturn.txt",
+    "line\nfeed\ttab.txt",
+    "100% +plus & <space>.txt",
+    "a+b",
+    "a b",
+    "ünï 日本.txt",
+];
+
+#[test]
+fn keys_with_cr_lf_percent_plus_and_non_ascii_list_open_and_read_with_their_exact_names() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("awkward");
+    let dir = "dir\rwith cr+%";
+    for name in AWKWARD_NAMES {
+        server.put(
+            &format!("{prefix}/{name}"),
+            format!("contents of {name:?}").as_bytes(),
+        );
+        server.put(
+            &format!("{prefix}/{dir}/{name}"),
+            format!("inner {name:?}").as_bytes(),
+        );
+    }
+
+    let m = mount(&server, &prefix);
+    let listed = |path: &Path| -> BTreeSet<String> {
+        fs::read_dir(path)
+            .unwrap_or_else(|e| panic!("readdir {}: {e}", path.display()))
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    let mut want: BTreeSet<String> = AWKWARD_NAMES.iter().map(|n| n.to_string()).collect();
+    want.insert(dir.to_string());
+    assert_eq!(listed(&m.dir), want, "the root, byte for byte");
+    let inner: BTreeSet<String> = AWKWARD_NAMES.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        listed(&m.path(dir)),
+        inner,
+        "a directory whose name has a CR"
+    );
+    for name in AWKWARD_NAMES {
+        assert_eq!(
+            fs::read_to_string(m.path(name)).unwrap_or_else(|e| panic!("open {name:?}: {e}")),
+            format!("contents of {name:?}")
+        );
+        let nested = format!("{dir}/{name}");
+        assert_eq!(
+            fs::read_to_string(m.path(&nested)).unwrap_or_else(|e| panic!("open {nested:?}: {e}")),
+            format!("inner {name:?}")
+        );
+    }
+}
+
 // --- extended attributes ---------------------------------------------------------------------
 
 fn c_path(path: &Path) -> CString {
@@ -915,6 +973,143 @@ fn get_xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
     }
     buf.truncate(len as usize);
     Ok(buf)
+}
+
+/// setxattr(2) of `name` to `value`; panics on failure.
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let (p, n) = (c_path(path), CString::new(name).unwrap());
+    // SAFETY: valid C strings and a value of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// listxattr(2): the attribute names of `path`, sorted.
+fn list_xattrs(path: &Path) -> Vec<String> {
+    let p = c_path(path);
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: a valid C string and a buffer of the given length.
+    let len = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(
+        len >= 0,
+        "listxattr {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    buf.truncate(len as usize);
+    let mut names: Vec<String> = buf
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The `user.*` attributes set on the files of the tree of
+/// `rsync_ax_carries_user_xattrs_both_ways_and_a_second_run_changes_nothing`.
+const TREE_XATTRS: [(&str, &str, &str); 3] = [
+    ("a.txt", "user.color", "blue"),
+    ("sub/b.dat", "user.project", "apollo"),
+    ("sub/b.dat", "user.team-name", "ops 2"),
+];
+
+#[test]
+fn rsync_ax_carries_user_xattrs_both_ways_and_a_second_run_changes_nothing() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("rsync-xattr");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tree");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    for f in ["a.txt", "sub/b.dat", "sub/plain.dat"] {
+        write_random(&src.join(f), &mut rng, 100, 4096);
+        set_mtime(&src.join(f), 1_600_000_000, 0);
+    }
+    for (f, name, value) in TREE_XATTRS {
+        set_xattr(&src.join(f), name, value.as_bytes());
+    }
+    set_mtime(&src.join("sub"), 1_600_000_000, 0);
+    let itemized = |from: &Path, to: &Path| {
+        run_ok(tool("rsync").args([
+            "-aX",
+            "--itemize-changes",
+            &format!("{}/", from.display()),
+            &format!("{}/", to.display()),
+        ]))
+    };
+
+    let m = mount(&server, &prefix);
+    let on_mount = m.path("tree");
+    let changes = itemized(&src, &on_mount);
+    assert!(!changes.is_empty(), "run 1 copies the tree");
+    for (f, name, value) in TREE_XATTRS {
+        assert_eq!(
+            get_xattr(&on_mount.join(f), name).as_deref(),
+            Ok(value.as_bytes()),
+            "{f} {name} on the mount"
+        );
+    }
+    assert_eq!(
+        itemized(&src, &on_mount),
+        "",
+        "run 2 into the mount changes nothing"
+    );
+
+    let back = tmp.path().join("back");
+    itemized(&on_mount, &back);
+    for f in ["a.txt", "sub/b.dat", "sub/plain.dat"] {
+        assert_eq!(
+            list_xattrs(&back.join(f)),
+            list_xattrs(&src.join(f)),
+            "{f} out of the mount has the attributes it went in with, and no others"
+        );
+    }
+    for (f, name, value) in TREE_XATTRS {
+        assert_eq!(
+            get_xattr(&back.join(f), name).as_deref(),
+            Ok(value.as_bytes()),
+            "{f} {name} out of the mount"
+        );
+    }
+    assert_eq!(
+        itemized(&on_mount, &back),
+        "",
+        "run 2 out of the mount changes nothing"
+    );
+    m.unmount();
+
+    let etag = server
+        .head_full(&format!("{prefix}/tree/a.txt"))
+        .and_then(|h| h.e_tag)
+        .expect("a.txt is stored");
+    let m = mount(&server, &prefix);
+    let a = m.path("tree/a.txt");
+    assert!(
+        !list_xattrs(&a).iter().any(|n| n.starts_with("s3.")),
+        "{:?}",
+        list_xattrs(&a)
+    );
+    let shown = String::from_utf8(get_xattr(&a, "s3.etag").unwrap()).unwrap();
+    assert_eq!(shown, etag.trim_matches('"'), "s3.etag is read by name");
+    assert_eq!(
+        itemized(&src, &m.path("tree")),
+        "",
+        "a run into a fresh mount changes nothing"
+    );
 }
 
 #[test]

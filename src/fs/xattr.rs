@@ -4,6 +4,11 @@
 //! storage class, version id). Other namespaces (security, system, trusted) are not
 //! supported (ENOTSUP).
 //!
+//! `listxattr` names only the `user.*` attributes: `s3.*` ones are read by name. Tools that
+//! copy every listed attribute (`rsync -X`, `cp --preserve=xattr`, `tar --xattrs`) would
+//! otherwise try to remove `s3.*` on the mount (EPERM) and to set them on a local disk (an
+//! unknown namespace there), and fail.
+//!
 //! S3 lowercases metadata names and only carries header-safe text, so names are lowercased
 //! and values must be printable ASCII; all user metadata together must fit in S3's 2 KiB.
 
@@ -115,19 +120,16 @@ impl Fs {
         value.map(String::into_bytes).ok_or(FsError::NoAttribute)
     }
 
-    /// Every attribute name, each followed by a NUL (listxattr's format).
+    /// The `user.*` attribute names, each followed by a NUL (listxattr's format). The `s3.*`
+    /// attributes are not listed (see the module comment) but `getxattr` answers them.
     pub async fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
         self.getattr(ino).await?; // the ETag is current
         self.ensure_meta(ino).await?;
         let t = self.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
-        let meta = node.meta.clone().unwrap_or_default();
         let mut out = Vec::new();
-        for name in meta.user.keys() {
+        for name in node.meta.iter().flat_map(|m| m.user.keys()) {
             out.extend_from_slice(format!("user.{name}\0").as_bytes());
-        }
-        for (name, _) in self.s3_attributes(t.path(ino), node) {
-            out.extend_from_slice(format!("s3.{name}\0").as_bytes());
         }
         Ok(out)
     }

@@ -13,7 +13,9 @@
 //!   rust-s3 0.38 orders the canonical headers wrongly when one header name is a prefix of
 //!   another (`x-amz-copy-source` / `-range`, the SSE-C `-key` / `-key-md5`, SSE-KMS), and
 //!   S3 servers then refuse the signature. LIST, DELETE, Abort and
-//!   ListMultipartUploads carry no such headers and use rust-s3's methods as they are;
+//!   ListMultipartUploads carry no such headers and use rust-s3's methods as they are (the
+//!   two listings from a `Bucket` clone whose extra query asks for URL-encoded keys:
+//!   `listing_encoding`);
 //! - the few places where rust-s3's convenience methods are wrong for us:
 //!   - copy: rust-s3 does not URL-encode the copy source and cannot send metadata; we send
 //!     `Command::CopyObject` with an encoded source from a `Bucket` clone whose extra headers
@@ -54,7 +56,9 @@
 //! - `headers`: the extra headers of writes and copies (metadata, object options, SSE-C);
 //! - `errors`: S3 errors to `StoreError` (`map_s3_error`, `map_http_error`);
 //! - `sse_c_errors`: telling SSE-C problems apart in 400/403 answers;
-//! - `convert`: S3 answers to the store's types (times, `ObjectInfo`, ranged bodies).
+//! - `convert`: S3 answers to the store's types (times, `ObjectInfo`, ranged bodies);
+//! - `listing_encoding`: listings with URL-encoded keys, decoded (XML text cannot carry
+//!   every key: a `\r` would come back as `\n`).
 //!
 //! `tests_wire` runs the store against a canned-response HTTP server; `tests_live` against a
 //! real S3 server (ignored by default).
@@ -83,6 +87,7 @@ use headers::{
     check_header, copy_headers, sse_c_headers, upload_part_copy_headers, write_headers,
     SSE_C_PREFIX,
 };
+use listing_encoding::{Names, ENCODING_TYPE};
 use signing::{object_path, send_command, send_command_with_body, Integrity};
 use sse_c_errors::{
     map_sse_c_write_error, map_sse_c_write_http, read_failure, split_client_error, ClientError,
@@ -93,6 +98,7 @@ mod checksums;
 mod convert;
 mod errors;
 mod headers;
+mod listing_encoding;
 mod signing;
 mod sse_c_errors;
 #[cfg(test)]
@@ -156,8 +162,10 @@ impl fmt::Debug for S3Settings {
 
 /// An `ObjectStore` backed by an S3 (or S3-compatible) bucket.
 pub struct S3Store {
-    /// For requests that carry no object data: LIST, DELETE, Abort, ListUploads.
+    /// For requests that carry no object data: DELETE, Abort.
     bucket: Bucket,
+    /// `bucket` asking for URL-encoded keys: ListObjectsV2, ListMultipartUploads.
+    list_bucket: Bucket,
     /// `bucket` plus the SSE-C headers when a key is set (else the same): GET, HEAD,
     /// UploadPart, CompleteMultipartUpload.
     data_bucket: Bucket,
@@ -216,8 +224,18 @@ impl S3Store {
                 data_bucket.add_header(&name, &value);
             }
         }
+        let encoded = [ENCODING_TYPE].map(|(k, v)| (k.to_string(), v.to_string()));
+        let list_bucket = bucket
+            .with_extra_query(encoded.into_iter().collect())
+            .map_err(|e| {
+                StoreError::Other(format!(
+                    "cannot set up the S3 client: {}",
+                    describe_s3_error(&e)
+                ))
+            })?;
         Ok(S3Store {
             bucket,
+            list_bucket,
             data_bucket,
             sse_c: settings.sse_c_key.clone(),
             retry: settings.retry,
@@ -497,7 +515,7 @@ impl ObjectStore for S3Store {
             &format!("ListObjectsV2 {prefix}"),
             move || async move {
                 self.stats.request("ListObjectsV2", 0);
-                self.bucket
+                self.list_bucket
                     .list_page(
                         prefix.to_string(),
                         delimiter.map(str::to_string),
@@ -522,23 +540,26 @@ impl ObjectStore for S3Store {
         } else {
             None
         };
+        let names = Names::of_answer(result.encoding_type.as_deref());
         Ok(ListPage {
             objects: result
                 .contents
                 .into_iter()
-                .map(|o| ListedObject {
-                    last_modified: parse_iso_time(&o.last_modified),
-                    key: o.key,
-                    size: o.size,
-                    etag: o.e_tag.filter(|e| !e.is_empty()),
+                .map(|o| {
+                    Ok(ListedObject {
+                        last_modified: parse_iso_time(&o.last_modified),
+                        key: names.decode(o.key)?,
+                        size: o.size,
+                        etag: o.e_tag.filter(|e| !e.is_empty()),
+                    })
                 })
-                .collect(),
+                .collect::<StoreResult<_>>()?,
             prefixes: result
                 .common_prefixes
                 .unwrap_or_default()
                 .into_iter()
-                .map(|p| p.prefix)
-                .collect(),
+                .map(|p| names.decode(p.prefix))
+                .collect::<Result<_, _>>()?,
             next_token,
         })
     }
@@ -886,7 +907,7 @@ impl ObjectStore for S3Store {
                 &format!("ListMultipartUploads {}", prefix.unwrap_or("")),
                 move || async move {
                     self.stats.request("ListMultipartUploads", 0);
-                    self.bucket
+                    self.list_bucket
                         .list_multiparts_uploads_page(
                             prefix,
                             None,
@@ -899,18 +920,21 @@ impl ObjectStore for S3Store {
                 },
             )
             .await?;
-            out.extend(page.uploads.into_iter().map(|u| MultipartUploadInfo {
-                initiated: parse_iso_time(&u.initiated),
-                key: u.key,
-                upload_id: u.id,
-            }));
+            let names = Names::of_answer(page.encoding_type.as_deref());
+            for u in page.uploads {
+                out.push(MultipartUploadInfo {
+                    initiated: parse_iso_time(&u.initiated),
+                    key: names.decode(u.key)?,
+                    upload_id: u.id,
+                });
+            }
             if !page.is_truncated {
                 return Ok(out);
             }
             match page.next_marker.filter(|m| !m.is_empty()) {
                 Some(key_marker) => {
                     cursor = (
-                        Some(key_marker),
+                        Some(names.decode(key_marker)?),
                         page.next_upload_id_marker.filter(|m| !m.is_empty()),
                     )
                 }

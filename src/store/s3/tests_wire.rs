@@ -447,6 +447,90 @@ async fn list_page_reads_objects_prefixes_and_token() {
     assert!(req.contains("max-keys=2"), "{req}");
 }
 
+/// A key with every kind of byte XML text cannot carry as it is or that URL encodings spell
+/// differently: CR, LF, tab, `%`, `+`, space, `&`, `<`, non-ASCII.
+const AWKWARD: &str = "d/a\rb\nc\td%e+f g&h<ü日";
+
+#[tokio::test]
+async fn listings_ask_for_url_encoded_keys_and_decode_them_exactly() {
+    // As Garage encodes (space as %20, '/' as %2F) and as AWS does (space as '+', '/' kept).
+    let garage = "d%2Fa%0Db%0Ac%09d%25e%2Bf%20g%26h%3C%C3%BC%E6%97%A5";
+    let aws = "d/a%0Db%0Ac%09d%25e%2Bf+g%26h%3C%C3%BC%E6%97%A5";
+    let item = |key: &str| {
+        format!("<Contents><Key>{key}</Key><LastModified>2015-10-21T07:28:00.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>3</Size></Contents>")
+    };
+    let body = format!(
+        "<ListBucketResult><Name>bkt</Name><Prefix>d%2F</Prefix><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>{}{}<CommonPrefixes><Prefix>{garage}%2F</Prefix></CommonPrefixes><CommonPrefixes><Prefix>{aws}/x/</Prefix></CommonPrefixes></ListBucketResult>",
+        item(garage),
+        item(aws),
+    );
+    let (endpoint, seen) = serve(vec![response("200 OK", &[], &body)]);
+    let page = store(endpoint, 0, T)
+        .list_page("d/", Some("/"), None, 1000)
+        .await
+        .unwrap();
+    let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, [AWKWARD, AWKWARD]);
+    assert_eq!(
+        page.prefixes,
+        [format!("{AWKWARD}/"), format!("{AWKWARD}/x/")]
+    );
+    let req = &seen.lock().unwrap()[0];
+    assert!(
+        req.lines().next().unwrap().contains("encoding-type=url"),
+        "{req}"
+    );
+}
+
+#[tokio::test]
+async fn a_listing_with_a_malformed_escape_is_an_error_not_a_guessed_key() {
+    let body = "<ListBucketResult><Name>bkt</Name><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated><Contents><Key>50%</Key><LastModified>2015-10-21T07:28:00.000Z</LastModified><Size>3</Size></Contents></ListBucketResult>";
+    let (endpoint, _) = serve(vec![response("200 OK", &[], body)]);
+    let e = store(endpoint, 0, T)
+        .list_page("", None, None, 1000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Other(m) if m.contains("50%")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn multipart_upload_listings_decode_keys_and_send_the_key_marker_back_decoded() {
+    let encoded = "d/a%0Db%0Ac%09d%25e%2Bf+g%26h%3C%C3%BC%E6%97%A5";
+    let page1 = format!("<ListMultipartUploadsResult><Bucket>bkt</Bucket><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><NextKeyMarker>{encoded}</NextKeyMarker><NextUploadIdMarker>u1</NextUploadIdMarker>\
+        <Upload><Key>{encoded}</Key><UploadId>u1</UploadId><Initiated>2015-10-21T07:28:00.000Z</Initiated><StorageClass>STANDARD</StorageClass></Upload>\
+        </ListMultipartUploadsResult>");
+    let page2 = "<ListMultipartUploadsResult><Bucket>bkt</Bucket><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>";
+    let (endpoint, seen) = serve(vec![
+        response("200 OK", &[], &page1),
+        response("200 OK", &[], page2),
+    ]);
+    let uploads = store(endpoint, 0, T)
+        .list_multipart_uploads("d/")
+        .await
+        .unwrap();
+    let listed: Vec<_> = uploads.iter().map(|u| u.key.as_str()).collect();
+    assert_eq!(listed, [AWKWARD]);
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen[0]
+            .lines()
+            .next()
+            .unwrap()
+            .contains("encoding-type=url"),
+        "{}",
+        seen[0]
+    );
+    let marker: String = url::form_urlencoded::byte_serialize(AWKWARD.as_bytes()).collect();
+    assert!(
+        seen[1].contains(&format!("key-marker={}", marker.to_lowercase())),
+        "the decoded key, encoded once for the query: {}",
+        seen[1]
+    );
+}
+
 #[tokio::test]
 async fn hung_server_times_out() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
