@@ -167,9 +167,11 @@ impl Ready {
         }
     }
 
+    /// Reports a failed start once: in the background to the log and the parent (which
+    /// prints it); in the foreground as one line on stderr, which is also where the log goes.
     fn fail(&self, msg: &str) -> ExitCode {
-        error!("{msg}");
         if self.pipe {
+            error!("{msg}");
             let mut out = std::io::stdout();
             let _ = writeln!(out, "error: {msg}");
             let _ = out.flush();

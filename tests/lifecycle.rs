@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -14,23 +14,58 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-/// Runs a mount that must fail: exit 2, one stderr line containing `expect`, nothing mounted.
+/// Runs a mount that must fail: exit 2 within a minute, one stderr line containing `expect`,
+/// and no mount added at the mountpoint (the last argument). `RUST_LOG` is left unset, so a
+/// `--foreground` run logs at the default level.
 fn refused(server: &Server, mount_args: &[String], env: &[(&str, &str)], expect: &str) {
-    let mountpoint = mount_args.last().unwrap().clone();
-    let out: Output = Command::new(BIN)
+    let mountpoint = Path::new(mount_args.last().unwrap());
+    let mounts_before = mount_count(mountpoint);
+    let mut child = Command::new(BIN)
         .args(mount_args)
         .envs(&server.env)
+        .env_remove("RUST_LOG")
+        .env_remove("BUCKETFS_CONFIG")
         .envs(env.iter().copied())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let exited = eventually(Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        // A foreground mount that was not refused serves until it is stopped.
+        let _ = child.kill();
+        let _ = Command::new("umount").arg("-l").arg(mountpoint).status();
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        exited,
+        "{mount_args:?} was not refused: it mounted and served"
+    );
     assert_eq!(out.status.code(), Some(2), "{mount_args:?}: {stderr}");
     assert!(
         stderr.contains(expect),
         "{mount_args:?}: expected `{expect}` in: {stderr}"
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(!is_mounted(Path::new(&mountpoint)), "nothing mounted");
+    assert_eq!(
+        mount_count(mountpoint),
+        mounts_before,
+        "{mount_args:?}: nothing mounted"
+    );
+}
+
+/// How many mounts are stacked at `path`.
+fn mount_count(path: &Path) -> usize {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let p = path.display().to_string();
+    mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some(p.as_str()))
+        .count()
 }
 
 #[test]
@@ -303,4 +338,39 @@ fn the_local_backend_passes_the_file_tests() {
     fs::remove_file(m.path("e/x")).unwrap();
     fs::remove_dir(m.path("e")).unwrap();
     assert!(!root.path().join("e").exists());
+}
+
+#[test]
+fn start_up_errors_in_the_foreground_print_one_line() {
+    let server = Server::running();
+    let mp = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let (mp, cache) = (
+        mp.path().display().to_string(),
+        cache.path().display().to_string(),
+    );
+    let bucket = format!("s3://{}", server.bucket_name());
+    let missing = format!("{bucket}-does-not-exist");
+    refused(
+        &server,
+        &args(&[
+            "mount",
+            "--foreground",
+            "--cache-dir",
+            &cache,
+            &missing,
+            &mp,
+        ]),
+        &[],
+        "does not exist",
+    );
+    refused(
+        &server,
+        &args(&["mount", "--foreground", "--cache-dir", &cache, &bucket, &mp]),
+        &[(
+            "AWS_SECRET_ACCESS_KEY",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        )],
+        "credentials were rejected",
+    );
 }
