@@ -1,4 +1,5 @@
-//! The mount's life: start-up checks, going to the background, serving, and a clean exit.
+//! The mount's life: start-up checks (`preflight`), going to the background, serving, and a
+//! clean exit.
 //!
 //! `bucketfs mount` re-runs itself as a detached child (`--foreground`, with a pipe on its
 //! stdout) and waits until the child reports "ready" — the mount is live — or an error, which
@@ -28,41 +29,27 @@ use crate::fuse::FuseAdapter;
 use crate::upload::journal::Journal;
 use crate::upload::registry::{abort_stale, UploadRegistry};
 
+mod preflight;
+
 /// Set in the environment of the background child; its stdout is then the ready pipe.
 const READY_ENV: &str = "BUCKETFS_READY_PIPE";
 
 pub fn mount(config: Config, mountpoint: PathBuf, foreground: bool) -> ExitCode {
-    let mountpoint = match check_mountpoint(&mountpoint) {
-        Ok(p) => p,
-        Err(msg) => return usage_error(msg),
-    };
     let child = std::env::var_os(READY_ENV).is_some();
+    if foreground || child {
+        init_logging();
+    }
+    let ready = Ready { pipe: child };
+    let mountpoint = match preflight::mountpoint(&mountpoint, config.allow_non_empty) {
+        Ok(p) => p,
+        Err(refusal) => return ready.fail(&refusal.to_string()),
+    };
     if !foreground && !child {
         return spawn_background(&config);
     }
-    init_logging();
-    let ready = Ready { pipe: child };
     match serve(config, mountpoint, ready) {
         Ok(code) => code,
         Err((ready, msg)) => ready.fail(&msg),
-    }
-}
-
-fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "mountpoint {} does not exist: create it with mkdir -p {}",
-            path.display(),
-            path.display()
-        )),
-        Err(e) => Err(format!("cannot use mountpoint {}: {e}", path.display())),
-        Ok(m) if !m.is_dir() => Err(format!(
-            "mountpoint {} is not a directory: mount on an empty directory",
-            path.display()
-        )),
-        Ok(_) => path
-            .canonicalize()
-            .map_err(|e| format!("cannot resolve mountpoint {}: {e}", path.display())),
     }
 }
 

@@ -68,6 +68,24 @@ fn mount_count(path: &Path) -> usize {
         .count()
 }
 
+/// Lazily unmounts whatever a test left mounted at a directory when dropped.
+struct DetachOnDrop<'a>(&'a Path);
+
+impl Drop for DetachOnDrop<'_> {
+    fn drop(&mut self) {
+        while is_mounted(self.0) {
+            if !Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                break;
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_input_exits_2_with_a_message_and_mounts_nothing() {
     let server = Server::running();
@@ -373,4 +391,96 @@ fn start_up_errors_in_the_foreground_print_one_line() {
         )],
         "credentials were rejected",
     );
+}
+
+#[test]
+fn mounting_over_a_live_mount_is_refused_and_the_mount_keeps_serving() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("stacked");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let other = format!(
+        "s3://{}/{}",
+        server.bucket_name(),
+        server.unique_prefix("other")
+    );
+    let m = Mount::new(&server, &source, &[]);
+    let pid = daemon_pid(&m.dir).expect("daemon running");
+    let dir = m.dir.display().to_string();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().display().to_string();
+    // The mount is empty (a fresh prefix): only its being mounted can refuse these.
+    for attempt in [
+        args(&["mount", &source, "--cache-dir", &cache, &dir]),
+        args(&[
+            "mount",
+            &other,
+            "--allow-non-empty",
+            "--cache-dir",
+            &cache,
+            &dir,
+        ]),
+        args(&["mount", "--foreground", &other, "--cache-dir", &cache, &dir]),
+    ] {
+        refused(&server, &attempt, &[], "already mounted");
+    }
+    fs::write(m.path("f"), b"still served").unwrap();
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"still served");
+    assert_eq!(server.get(&format!("{prefix}/f")).unwrap(), b"still served");
+    let status = bucketfs(&server, &args(&["status", &dir]));
+    let report = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        report.contains(&format!("(pid {pid})")),
+        "status answers for the first daemon: {report}"
+    );
+    let dir = m.dir.clone();
+    m.unmount();
+    assert!(gone(pid), "the daemon exits");
+    assert!(!is_mounted(&dir), "one unmount leaves nothing mounted");
+}
+
+#[test]
+fn a_non_empty_mountpoint_is_refused_unless_allow_non_empty_is_given() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("nonempty");
+    server.put(&format!("{prefix}/remote"), b"remote");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let mp = tempfile::tempdir().unwrap();
+    let _cleanup = DetachOnDrop(mp.path());
+    fs::write(mp.path().join("local"), b"local").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().display().to_string();
+    let mp_s = mp.path().display().to_string();
+    refused(
+        &server,
+        &args(&["mount", &source, "--cache-dir", &cache, &mp_s]),
+        &[],
+        "--allow-non-empty",
+    );
+    let names = || -> Vec<String> {
+        fs::read_dir(mp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // The flag, then its environment name.
+    for via_env in [false, true] {
+        let mut mount = Command::new(BIN);
+        mount
+            .args(["mount", "--cache-dir", &cache, &source])
+            .envs(&server.env)
+            .env_remove("BUCKETFS_CONFIG");
+        if via_env {
+            mount.env("BUCKETFS_ALLOW_NON_EMPTY", "1");
+        } else {
+            mount.arg("--allow-non-empty");
+        }
+        succeeds(mount.arg(&mp_s));
+        assert_eq!(
+            names(),
+            ["remote"],
+            "env {via_env}: the mount hides the files"
+        );
+        succeeds(Command::new(BIN).args(["unmount", &mp_s]));
+        assert_eq!(names(), ["local"], "env {via_env}: and they are back after");
+    }
 }
