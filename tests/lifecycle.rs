@@ -68,6 +68,48 @@ fn mount_count(path: &Path) -> usize {
         .count()
 }
 
+/// A tmpfs mounted on a temporary directory for one test, lazily unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(options: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs -o {options}");
+        Tmpfs { dir }
+    }
+
+    /// A 1 MiB tmpfs filled up: directories and empty files can be made, data cannot.
+    fn full() -> Tmpfs {
+        let t = Tmpfs::mount("size=1M");
+        assert!(fs::write(t.path().join("filler"), vec![0u8; 2 << 20]).is_err());
+        assert!(
+            fs::write(t.path().join("probe"), [0u8; 4096]).is_err(),
+            "full"
+        );
+        t
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
 /// Lazily unmounts whatever a test left mounted at a directory when dropped.
 struct DetachOnDrop<'a>(&'a Path);
 
@@ -391,6 +433,130 @@ fn start_up_errors_in_the_foreground_print_one_line() {
         )],
         "credentials were rejected",
     );
+}
+
+#[test]
+fn a_cache_dir_that_cannot_be_written_is_refused_before_mounting() {
+    let server = Server::running();
+    let mp = tempfile::tempdir().unwrap();
+    let _cleanup = DetachOnDrop(mp.path());
+    let mp = mp.path().display().to_string();
+    let source = format!(
+        "s3://{}/{}",
+        server.bucket_name(),
+        server.unique_prefix("cachedir")
+    );
+    let full = Tmpfs::full();
+    let read_only = Tmpfs::mount("ro,size=1M");
+    let plain = tempfile::tempdir().unwrap();
+    let file = plain.path().join("file");
+    fs::write(&file, "").unwrap();
+    for cache in [full.path(), read_only.path(), &file.join("cache")] {
+        let cache = cache.display().to_string();
+        for mode in [None, Some("--foreground")] {
+            let mut mount = args(&["mount", &source, "--cache-dir", &cache]);
+            mount.extend(mode.map(String::from));
+            mount.push(mp.clone());
+            refused(&server, &mount, &[], "cache directory");
+        }
+    }
+}
+
+/// Writes a file through the mount at `mp`, reads it back, finds it in the bucket and
+/// unmounts with `bucketfs unmount`.
+fn serves_then_unmounts(server: &Server, mp: &Path, prefix: &str, name: &str) {
+    fs::write(mp.join(name), name).unwrap_or_else(|e| panic!("{name}: write: {e}"));
+    assert_eq!(fs::read(mp.join(name)).unwrap(), name.as_bytes());
+    assert_eq!(
+        server.get(&format!("{prefix}/{name}")).unwrap(),
+        name.as_bytes()
+    );
+    succeeds(Command::new(BIN).arg("unmount").arg(mp));
+    assert!(!is_mounted(mp), "{name}: unmounted");
+}
+
+fn dev_full() -> fs::File {
+    fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+#[test]
+fn a_log_or_stderr_that_cannot_be_written_does_not_stop_the_daemon() {
+    let server = Server::running();
+    let full = Tmpfs::full();
+    let prefix = server.unique_prefix("fulllog");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().display().to_string();
+
+    // In the background, logging to a file on a full filesystem.
+    let mp = tempfile::tempdir().unwrap();
+    let _cleanup = DetachOnDrop(mp.path());
+    let log = full.path().join("bucketfs.log").display().to_string();
+    let out = bucketfs(
+        &server,
+        &args(&[
+            "mount",
+            &source,
+            &mp.path().display().to_string(),
+            "--cache-dir",
+            &cache,
+            "--log-file",
+            &log,
+            "--write-back-delay",
+            "0",
+        ]),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serves_then_unmounts(&server, mp.path(), &prefix, "background");
+
+    // In the foreground, with stderr on /dev/full.
+    let mp = tempfile::tempdir().unwrap();
+    let _cleanup = DetachOnDrop(mp.path());
+    let mut daemon = Command::new(BIN)
+        .args(["mount", "--foreground", &source])
+        .arg(mp.path())
+        .args(["--cache-dir", &cache, "--write-back-delay", "0"])
+        .envs(&server.env)
+        .env("RUST_LOG", "bucketfs=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(dev_full())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || is_mounted(mp.path())),
+        "the foreground daemon mounts"
+    );
+    serves_then_unmounts(&server, mp.path(), &prefix, "foreground");
+    assert!(
+        eventually(Duration::from_secs(30), || daemon
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the daemon exits after unmounting"
+    );
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+
+    // A start that fails still exits 2, not in a panic.
+    let status = Command::new(BIN)
+        .args(["mount", "--foreground", "--cache-dir", &cache])
+        .arg(format!("s3://{}-does-not-exist", server.bucket_name()))
+        .arg(mp.path())
+        .envs(&server.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(dev_full())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(!is_mounted(mp.path()));
 }
 
 #[test]

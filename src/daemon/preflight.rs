@@ -1,9 +1,11 @@
 //! Checks made before anything is mounted, so a start that cannot work is refused with one
 //! line and leaves the system as it was: the mountpoint is a directory, is not already served
 //! by a FUSE daemon (a second mount would stack on top of it), and is empty unless the user
-//! accepts hiding its files.
+//! accepts hiding its files; the cache directory can really be written (a full or read-only
+//! filesystem lets directories and empty files be created, then fails the first write).
 
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Why a mount is refused before it starts.
@@ -17,6 +19,8 @@ pub enum Refusal {
     /// A FUSE filesystem is already mounted there: (mountpoint, fstype, source).
     AlreadyMounted(PathBuf, String, String),
     NotEmpty(PathBuf),
+    /// The cache directory cannot be written: (cache dir, the error of the write).
+    CacheDirNotWritable(PathBuf, std::io::Error),
 }
 
 impl fmt::Display for Refusal {
@@ -51,6 +55,11 @@ impl fmt::Display for Refusal {
             Refusal::NotEmpty(p) => write!(
                 f,
                 "mountpoint {} is not empty and the mount would hide its files: use an empty directory, or pass --allow-non-empty",
+                p.display()
+            ),
+            Refusal::CacheDirNotWritable(p, e) => write!(
+                f,
+                "cache directory {} cannot be written ({e}): free space there or choose another with --cache-dir",
                 p.display()
             ),
         }
@@ -95,6 +104,24 @@ pub fn mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, Refusal
         }
     }
     Ok(abs)
+}
+
+/// Creates `mount_dir` (the mount's folder in `cache_dir`) and writes, syncs and removes a
+/// probe file in it: a full filesystem accepts the directory and an empty file and only
+/// refuses data.
+pub fn cache_dir_writable(cache_dir: &Path, mount_dir: &Path) -> Result<(), Refusal> {
+    let probe = mount_dir.join(format!(".write-probe-{}", std::process::id()));
+    let written = std::fs::create_dir_all(mount_dir).and_then(|_| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)?;
+        let result = f.write_all(&[0u8; 4096]).and_then(|_| f.sync_all());
+        let _ = std::fs::remove_file(&probe);
+        result
+    });
+    written.map_err(|e| Refusal::CacheDirNotWritable(cache_dir.to_path_buf(), e))
 }
 
 /// One line of /proc/self/mountinfo.
@@ -202,6 +229,23 @@ mod tests {
         assert_eq!(
             mountpoint(dir.path(), true).unwrap(),
             dir.path().canonicalize().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_cache_dir_under_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let refused = cache_dir_writable(&file, &file.join("slug")).unwrap_err();
+        assert!(matches!(refused, Refusal::CacheDirNotWritable(..)));
+        assert!(refused.to_string().contains("--cache-dir"));
+        let ok = dir.path().join("cache");
+        cache_dir_writable(&ok, &ok.join("slug")).unwrap();
+        assert_eq!(
+            std::fs::read_dir(ok.join("slug")).unwrap().count(),
+            0,
+            "the probe is removed"
         );
     }
 }
