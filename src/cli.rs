@@ -78,6 +78,9 @@ pub struct MountArgs {
     /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root).
     #[arg(long)]
     pub allow_other: bool,
+    /// Mount even if MOUNTPOINT has files; they are hidden while the bucket is mounted.
+    #[arg(long)]
+    pub allow_non_empty: bool,
     /// Owner shown for every file (default: the user who mounts).
     #[arg(long)]
     pub uid: Option<u32>,
@@ -234,6 +237,7 @@ impl MountArgs {
         let flags = Layer {
             read_only: flag(self.read_only),
             allow_other: flag(self.allow_other),
+            allow_non_empty: flag(self.allow_non_empty),
             uid: self.uid,
             gid: self.gid,
             file_mode: self.file_mode,
@@ -269,8 +273,15 @@ impl MountArgs {
 
 /// Prints a one-line error and returns exit status 2 (bad input; nothing was changed).
 pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("bucketfs: error: {msg}");
+    stderr_line(format_args!("bucketfs: error: {msg}"));
     ExitCode::from(2)
+}
+
+/// Writes one line to stderr. Unlike `eprintln!`, a stderr that cannot be written (a full
+/// disk, `2>/dev/full`, a closed pipe) loses the line instead of panicking.
+pub fn stderr_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 pub fn main() -> ExitCode {

@@ -50,6 +50,7 @@ pub struct Layer {
     pub profile: Option<String>,
     pub read_only: Option<bool>,
     pub allow_other: Option<bool>,
+    pub allow_non_empty: Option<bool>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub file_mode: Option<Mode>,
@@ -119,6 +120,7 @@ layer_fields!(
     profile,
     read_only,
     allow_other,
+    allow_non_empty,
     uid,
     gid,
     file_mode,
@@ -237,6 +239,7 @@ impl Layer {
         for key in [
             "read_only",
             "allow_other",
+            "allow_non_empty",
             "uid",
             "gid",
             "file_mode",
@@ -291,6 +294,7 @@ impl Layer {
 const BOOL_KEYS: &[&str] = &[
     "read_only",
     "allow_other",
+    "allow_non_empty",
     "ignore_chmod",
     "ignore_chown",
     "ignore_utimens",
@@ -525,6 +529,8 @@ pub struct Config {
     pub s3: Option<S3Settings>,
     pub fs: FsOptions,
     pub allow_other: bool,
+    /// Mount over a directory that has files (they are hidden while mounted).
+    pub allow_non_empty: bool,
     pub cache_dir: PathBuf,
     pub log_file: Option<PathBuf>,
 }
@@ -678,6 +684,7 @@ impl Config {
                 listing_metadata: layer.listing_metadata.unwrap_or(true),
             },
             allow_other: layer.allow_other.unwrap_or(false),
+            allow_non_empty: layer.allow_non_empty.unwrap_or(false),
             cache_dir,
             log_file: layer.log_file.clone(),
         })

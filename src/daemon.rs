@@ -1,4 +1,5 @@
-//! The mount's life: start-up checks, going to the background, serving, and a clean exit.
+//! The mount's life: start-up checks (`preflight`), going to the background, serving, and a
+//! clean exit.
 //!
 //! `bucketfs mount` re-runs itself as a detached child (`--foreground`, with a pipe on its
 //! stdout) and waits until the child reports "ready" — the mount is live — or an error, which
@@ -21,58 +22,51 @@ use tracing::{error, info, warn};
 
 use crate::cache::disk::DiskCache;
 use crate::check;
-use crate::cli::usage_error;
+use crate::cli::{stderr_line, usage_error};
 use crate::config::Config;
 use crate::fs::Fs;
 use crate::fuse::FuseAdapter;
 use crate::upload::journal::Journal;
 use crate::upload::registry::{abort_stale, UploadRegistry};
 
+mod preflight;
+
 /// Set in the environment of the background child; its stdout is then the ready pipe.
 const READY_ENV: &str = "BUCKETFS_READY_PIPE";
 
 pub fn mount(config: Config, mountpoint: PathBuf, foreground: bool) -> ExitCode {
-    let mountpoint = match check_mountpoint(&mountpoint) {
-        Ok(p) => p,
-        Err(msg) => return usage_error(msg),
-    };
     let child = std::env::var_os(READY_ENV).is_some();
-    if !foreground && !child {
-        return spawn_background(&config);
+    if foreground || child {
+        init_logging();
     }
-    init_logging();
     let ready = Ready { pipe: child };
+    let mountpoint = match preflight::mountpoint(&mountpoint, config.allow_non_empty) {
+        Ok(p) => p,
+        Err(refusal) => return ready.fail(&refusal.to_string()),
+    };
+    if let Err(refusal) = preflight::cache_dir_writable(&config.cache_dir, &config.mount_dir()) {
+        return ready.fail(&refusal.to_string());
+    }
+    if !foreground && !child {
+        return spawn_background(&config, &mountpoint);
+    }
     match serve(config, mountpoint, ready) {
         Ok(code) => code,
         Err((ready, msg)) => ready.fail(&msg),
     }
 }
 
-fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "mountpoint {} does not exist: create it with mkdir -p {}",
-            path.display(),
-            path.display()
-        )),
-        Err(e) => Err(format!("cannot use mountpoint {}: {e}", path.display())),
-        Ok(m) if !m.is_dir() => Err(format!(
-            "mountpoint {} is not a directory: mount on an empty directory",
-            path.display()
-        )),
-        Ok(_) => path
-            .canonicalize()
-            .map_err(|e| format!("cannot resolve mountpoint {}: {e}", path.display())),
-    }
-}
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("bucketfs=info,fuser=error"));
+    // A log write that fails (a full disk, `2>/dev/full`) loses that line. tracing-subscriber
+    // would otherwise report it with `eprintln!`, which panics when stderr cannot be written:
+    // the daemon died and left its mount dead.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -84,7 +78,7 @@ fn log_path(config: &Config) -> PathBuf {
 }
 
 /// Starts the daemon in the background and waits for it to report the mount live.
-fn spawn_background(config: &Config) -> ExitCode {
+fn spawn_background(config: &Config, mountpoint: &Path) -> ExitCode {
     let log = log_path(config);
     let log_file = log
         .parent()
@@ -137,12 +131,44 @@ fn spawn_background(config: &Config) -> ExitCode {
             usage_error(msg)
         }
         _ => {
-            let _ = child.wait();
+            let status = child
+                .wait()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            // It may have died after mounting: a dead mount would answer ENOTCONN to
+            // everyone. preflight found no FUSE mount there, so one there now is its.
+            let detached = detach_fuse_mount(mountpoint);
             usage_error(format!(
-                "the daemon stopped during start-up: see {}",
+                "the daemon stopped during start-up ({status}{}): see {}",
+                if detached { ", its mount removed" } else { "" },
                 log.display()
             ))
         }
+    }
+}
+
+/// Lazily unmounts the FUSE mount on top of `mountpoint`, if there is one; true if it did.
+fn detach_fuse_mount(mountpoint: &Path) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let fuse_on_top = preflight::mounts_at(&mountinfo, mountpoint)
+        .last()
+        .is_some_and(preflight::MountEntry::is_fuse);
+    if !fuse_on_top {
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let Ok(c) = CString::new(mountpoint.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: c is a valid NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) == 0 }
+    } else {
+        Command::new("fusermount3")
+            .arg("-uz")
+            .arg(mountpoint)
+            .status()
+            .is_ok_and(|s| s.success())
     }
 }
 
@@ -167,9 +193,11 @@ impl Ready {
         }
     }
 
+    /// Reports a failed start once: in the background to the log and the parent (which
+    /// prints it); in the foreground as one line on stderr, which is also where the log goes.
     fn fail(&self, msg: &str) -> ExitCode {
-        error!("{msg}");
         if self.pipe {
+            error!("{msg}");
             let mut out = std::io::stdout();
             let _ = writeln!(out, "error: {msg}");
             let _ = out.flush();
@@ -298,6 +326,7 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
         }
     };
     let mut unmounter = session.unmount_callable();
+    let start_guard = UnmountUnlessStarted(Some(session.unmount_callable()));
     let pid_file = pid_file_for(&mountpoint);
     let _ = std::fs::remove_file(not_stored_file_for(&mountpoint)); // an earlier daemon's
     if let Err(e) = write_pid_file(&pid_file, &mountpoint) {
@@ -320,6 +349,7 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     rt.spawn(serve_status(socket.clone(), fs.clone(), mountpoint.clone()));
     info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
     ready.ok();
+    start_guard.started();
 
     rt.block_on(async {
         tokio::select! {
@@ -380,6 +410,24 @@ fn serve(config: Config, mountpoint: PathBuf, ready: Ready) -> Result<ExitCode, 
     }
     info!("all uploads finished; exiting");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unmounts on drop unless `started` was called: a start that fails after mounting, by a
+/// panic included, leaves nothing mounted.
+struct UnmountUnlessStarted(Option<fuser::SessionUnmounter>);
+
+impl UnmountUnlessStarted {
+    fn started(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for UnmountUnlessStarted {
+    fn drop(&mut self) {
+        if let Some(mut unmounter) = self.0.take() {
+            let _ = unmounter.unmount();
+        }
+    }
 }
 
 /// The device number of the mount at `mountpoint` (stat needs the session loop running).
@@ -596,14 +644,14 @@ pub fn status(mountpoint: &Path) -> ExitCode {
     };
     match query_status(&abs) {
         Ok(report) => {
-            print!("{report}");
+            let _ = std::io::stdout().lock().write_all(report.as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!(
+            stderr_line(format_args!(
                 "bucketfs: error: no bucketfs daemon answers for {} ({e}): is it mounted?",
                 abs.display()
-            );
+            ));
             ExitCode::from(1)
         }
     }
@@ -663,7 +711,10 @@ pub fn unmount(mountpoint: &Path) -> ExitCode {
                             .map(str::to_string)
                     })
                     .unwrap_or_else(|| "pending uploads: finishing".into());
-                eprintln!("bucketfs: unmounting {}: {pending}", abs.display());
+                stderr_line(format_args!(
+                    "bucketfs: unmounting {}: {pending}",
+                    abs.display()
+                ));
                 next_report = Instant::now() + Duration::from_secs(2);
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -14,23 +14,118 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-/// Runs a mount that must fail: exit 2, one stderr line containing `expect`, nothing mounted.
+/// Runs a mount that must fail: exit 2 within a minute, one stderr line containing `expect`,
+/// and no mount added at the mountpoint (the last argument). `RUST_LOG` is left unset, so a
+/// `--foreground` run logs at the default level.
 fn refused(server: &Server, mount_args: &[String], env: &[(&str, &str)], expect: &str) {
-    let mountpoint = mount_args.last().unwrap().clone();
-    let out: Output = Command::new(&*BIN)
+    let mountpoint = Path::new(mount_args.last().unwrap());
+    let mounts_before = mount_count(mountpoint);
+    let mut child = Command::new(&*BIN)
         .args(mount_args)
         .envs(&server.env)
+        .env_remove("RUST_LOG")
+        .env_remove("BUCKETFS_CONFIG")
         .envs(env.iter().copied())
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let exited = eventually(Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        // A foreground mount that was not refused serves until it is stopped.
+        let _ = child.kill();
+        let _ = Command::new("umount").arg("-l").arg(mountpoint).status();
+    }
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        exited,
+        "{mount_args:?} was not refused: it mounted and served"
+    );
     assert_eq!(out.status.code(), Some(2), "{mount_args:?}: {stderr}");
     assert!(
         stderr.contains(expect),
         "{mount_args:?}: expected `{expect}` in: {stderr}"
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    assert!(!is_mounted(Path::new(&mountpoint)), "nothing mounted");
+    assert_eq!(
+        mount_count(mountpoint),
+        mounts_before,
+        "{mount_args:?}: nothing mounted"
+    );
+}
+
+/// How many mounts are stacked at `path`.
+fn mount_count(path: &Path) -> usize {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let p = path.display().to_string();
+    mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some(p.as_str()))
+        .count()
+}
+
+/// A tmpfs mounted on a temporary directory for one test, lazily unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(options: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs -o {options}");
+        Tmpfs { dir }
+    }
+
+    /// A 1 MiB tmpfs filled up: directories and empty files can be made, data cannot.
+    fn full() -> Tmpfs {
+        let t = Tmpfs::mount("size=1M");
+        assert!(fs::write(t.path().join("filler"), vec![0u8; 2 << 20]).is_err());
+        assert!(
+            fs::write(t.path().join("probe"), [0u8; 4096]).is_err(),
+            "full"
+        );
+        t
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Lazily unmounts whatever a test left mounted at a directory when dropped.
+struct DetachOnDrop<'a>(&'a Path);
+
+impl Drop for DetachOnDrop<'_> {
+    fn drop(&mut self) {
+        while is_mounted(self.0) {
+            if !Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                break;
+            }
+        }
+    }
 }
 
 #[test]
@@ -303,4 +398,255 @@ fn the_local_backend_passes_the_file_tests() {
     fs::remove_file(m.path("e/x")).unwrap();
     fs::remove_dir(m.path("e")).unwrap();
     assert!(!root.path().join("e").exists());
+}
+
+#[test]
+fn start_up_errors_in_the_foreground_print_one_line() {
+    let server = Server::running();
+    let mp = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let (mp, cache) = (
+        mp.path().display().to_string(),
+        cache.path().display().to_string(),
+    );
+    let bucket = format!("s3://{}", server.bucket_name());
+    let missing = format!("{bucket}-does-not-exist");
+    refused(
+        &server,
+        &args(&[
+            "mount",
+            "--foreground",
+            "--cache-dir",
+            &cache,
+            &missing,
+            &mp,
+        ]),
+        &[],
+        "does not exist",
+    );
+    refused(
+        &server,
+        &args(&["mount", "--foreground", "--cache-dir", &cache, &bucket, &mp]),
+        &[(
+            "AWS_SECRET_ACCESS_KEY",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        )],
+        "credentials were rejected",
+    );
+}
+
+#[test]
+fn a_cache_dir_that_cannot_be_written_is_refused_before_mounting() {
+    let server = Server::running();
+    let mp = tempfile::tempdir().unwrap();
+    let _cleanup = DetachOnDrop(mp.path());
+    let mp = mp.path().display().to_string();
+    let source = format!(
+        "s3://{}/{}",
+        server.bucket_name(),
+        server.unique_prefix("cachedir")
+    );
+    let full = Tmpfs::full();
+    let read_only = Tmpfs::mount("ro,size=1M");
+    let plain = tempfile::tempdir().unwrap();
+    let file = plain.path().join("file");
+    fs::write(&file, "").unwrap();
+    for cache in [full.path(), read_only.path(), &file.join("cache")] {
+        let cache = cache.display().to_string();
+        for mode in [None, Some("--foreground")] {
+            let mut mount = args(&["mount", &source, "--cache-dir", &cache]);
+            mount.extend(mode.map(String::from));
+            mount.push(mp.clone());
+            refused(&server, &mount, &[], "cache directory");
+        }
+    }
+}
+
+/// Writes a file through the mount at `mp`, reads it back, finds it in the bucket and
+/// unmounts with `bucketfs unmount`.
+fn serves_then_unmounts(server: &Server, mp: &Path, prefix: &str, name: &str) {
+    fs::write(mp.join(name), name).unwrap_or_else(|e| panic!("{name}: write: {e}"));
+    assert_eq!(fs::read(mp.join(name)).unwrap(), name.as_bytes());
+    assert_eq!(
+        server.get(&format!("{prefix}/{name}")).unwrap(),
+        name.as_bytes()
+    );
+    succeeds(Command::new(&*BIN).arg("unmount").arg(mp));
+    assert!(!is_mounted(mp), "{name}: unmounted");
+}
+
+fn dev_full() -> fs::File {
+    fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+#[test]
+fn a_log_or_stderr_that_cannot_be_written_does_not_stop_the_daemon() {
+    let server = Server::running();
+    let full = Tmpfs::full();
+    let prefix = server.unique_prefix("fulllog");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().display().to_string();
+
+    // In the background, logging to a file on a full filesystem.
+    let mp = tempfile::tempdir().unwrap();
+    let _cleanup = DetachOnDrop(mp.path());
+    let log = full.path().join("bucketfs.log").display().to_string();
+    let out = bucketfs(
+        &server,
+        &args(&[
+            "mount",
+            &source,
+            &mp.path().display().to_string(),
+            "--cache-dir",
+            &cache,
+            "--log-file",
+            &log,
+            "--write-back-delay",
+            "0",
+        ]),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serves_then_unmounts(&server, mp.path(), &prefix, "background");
+
+    // In the foreground, with stderr on /dev/full.
+    let mp = tempfile::tempdir().unwrap();
+    let _cleanup = DetachOnDrop(mp.path());
+    let mut daemon = Command::new(&*BIN)
+        .args(["mount", "--foreground", &source])
+        .arg(mp.path())
+        .args(["--cache-dir", &cache, "--write-back-delay", "0"])
+        .envs(&server.env)
+        .env("RUST_LOG", "bucketfs=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(dev_full())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || is_mounted(mp.path())),
+        "the foreground daemon mounts"
+    );
+    serves_then_unmounts(&server, mp.path(), &prefix, "foreground");
+    assert!(
+        eventually(Duration::from_secs(30), || daemon
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the daemon exits after unmounting"
+    );
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+
+    // A start that fails still exits 2, not in a panic.
+    let status = Command::new(&*BIN)
+        .args(["mount", "--foreground", "--cache-dir", &cache])
+        .arg(format!("s3://{}-does-not-exist", server.bucket_name()))
+        .arg(mp.path())
+        .envs(&server.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(dev_full())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert!(!is_mounted(mp.path()));
+}
+
+#[test]
+fn mounting_over_a_live_mount_is_refused_and_the_mount_keeps_serving() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("stacked");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let other = format!(
+        "s3://{}/{}",
+        server.bucket_name(),
+        server.unique_prefix("other")
+    );
+    let m = Mount::new(&server, &source, &[]);
+    let pid = daemon_pid(&m.dir).expect("daemon running");
+    let dir = m.dir.display().to_string();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().display().to_string();
+    // The mount is empty (a fresh prefix): only its being mounted can refuse these.
+    for attempt in [
+        args(&["mount", &source, "--cache-dir", &cache, &dir]),
+        args(&[
+            "mount",
+            &other,
+            "--allow-non-empty",
+            "--cache-dir",
+            &cache,
+            &dir,
+        ]),
+        args(&["mount", "--foreground", &other, "--cache-dir", &cache, &dir]),
+    ] {
+        refused(&server, &attempt, &[], "already mounted");
+    }
+    fs::write(m.path("f"), b"still served").unwrap();
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"still served");
+    assert_eq!(server.get(&format!("{prefix}/f")).unwrap(), b"still served");
+    let status = bucketfs(&server, &args(&["status", &dir]));
+    let report = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        report.contains(&format!("(pid {pid})")),
+        "status answers for the first daemon: {report}"
+    );
+    let dir = m.dir.clone();
+    m.unmount();
+    assert!(gone(pid), "the daemon exits");
+    assert!(!is_mounted(&dir), "one unmount leaves nothing mounted");
+}
+
+#[test]
+fn a_non_empty_mountpoint_is_refused_unless_allow_non_empty_is_given() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("nonempty");
+    server.put(&format!("{prefix}/remote"), b"remote");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let mp = tempfile::tempdir().unwrap();
+    let _cleanup = DetachOnDrop(mp.path());
+    fs::write(mp.path().join("local"), b"local").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path().display().to_string();
+    let mp_s = mp.path().display().to_string();
+    refused(
+        &server,
+        &args(&["mount", &source, "--cache-dir", &cache, &mp_s]),
+        &[],
+        "--allow-non-empty",
+    );
+    let names = || -> Vec<String> {
+        fs::read_dir(mp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // The flag, then its environment name.
+    for via_env in [false, true] {
+        let mut mount = Command::new(&*BIN);
+        mount
+            .args(["mount", "--cache-dir", &cache, &source])
+            .envs(&server.env)
+            .env_remove("BUCKETFS_CONFIG");
+        if via_env {
+            mount.env("BUCKETFS_ALLOW_NON_EMPTY", "1");
+        } else {
+            mount.arg("--allow-non-empty");
+        }
+        succeeds(mount.arg(&mp_s));
+        assert_eq!(
+            names(),
+            ["remote"],
+            "env {via_env}: the mount hides the files"
+        );
+        succeeds(Command::new(&*BIN).args(["unmount", &mp_s]));
+        assert_eq!(names(), ["local"], "env {via_env}: and they are back after");
+    }
 }
