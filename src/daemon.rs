@@ -726,12 +726,12 @@ pub fn unmount(mountpoint: &Path) -> ExitCode {
         let _ = std::fs::remove_file(&report);
         let keys: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
         if !keys.is_empty() {
-            eprintln!(
+            stderr_line(format_args!(
                 "bucketfs: unmounted {}, but {} files are not stored: {} (see `bucketfs status` on the next mount and the daemon's log)",
                 abs.display(),
                 keys.len(),
                 keys.join(", ")
-            );
+            ));
             return ExitCode::from(1);
         }
     }
