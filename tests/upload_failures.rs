@@ -157,7 +157,7 @@ fn an_upload_that_keeps_failing_leaves_no_object_and_fsync_returns_eio() {
         "every part was rejected"
     );
     assert!(
-        log.contains("could not be uploaded"),
+        log.contains("could not be stored") && log.contains(&format!("{prefix}/big")),
         "the daemon names the failure at exit:\n{log}"
     );
 }
