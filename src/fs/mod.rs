@@ -94,10 +94,11 @@ pub struct Fs {
     /// The earliest time a closed file's upload is due, if any: the write-back loop scans
     /// the inode table only once it has passed (see `writeback::schedule`).
     next_due: Mutex<Option<std::time::Instant>>,
-    /// Keys stay put while held shared: every upload holds it from choosing its key until
-    /// the node knows the result; a directory rename holds it exclusively, so no upload is
-    /// in flight under the old prefix while its keys are listed, copied and deleted, and
-    /// none starts before the nodes below it have their new keys.
+    /// Keys stay put while held shared: every upload (and every file rename) holds it from
+    /// choosing its key until the node knows the result; a directory rename holds it
+    /// exclusively, so no upload is in flight under the old prefix while its keys are
+    /// listed, copied and deleted, and none starts before the nodes below it have their new
+    /// keys.
     /// Lock order: `keys` before a node's `Content::upload_lock`, before the table.
     keys: tokio::sync::RwLock<()>,
     /// Journal entries of earlier daemons not uploaded yet (see `writeback::Orphan`).

@@ -72,6 +72,8 @@ impl Fs {
         }
         match src_kind {
             Kind::File | Kind::Symlink => {
+                // Keys stay put meanwhile (lock order: `keys` before any `upload_lock`).
+                let _keys_stay = self.keys.read().await;
                 // Whatever the replaced file had pending is moot now; what its key holds
                 // (once an upload of it in flight is done) is what the moved file replaces.
                 let replaced =
@@ -149,7 +151,7 @@ impl Fs {
                 if c.is_dirty() && c.has_base() {
                     // Unchanged ranges are still read from the object under the old name:
                     // store the file there first, then move it like any stored file.
-                    self.upload_if_dirty(ino).await?;
+                    self.upload_holding_keys(ino).await?;
                 }
                 let _no_upload = c.upload_lock.lock().await;
                 c.stream.lock().await.break_off(); // it streams under the old name
