@@ -357,11 +357,17 @@ impl Content {
     /// A change of the staging file failed: nothing of this content is uploaded any more
     /// (see `State::failed`). Returns the error.
     fn fail(&self, e: io::Error) -> io::Error {
+        self.poison(e.raw_os_error().unwrap_or(libc::EIO));
+        e
+    }
+
+    /// Makes this content unusable: nothing of it is uploaded any more, and every later
+    /// change or flush fails with `errno` (see `State::failed`).
+    pub fn poison(&self, errno: i32) {
         let mut s = self.state.lock().unwrap();
-        s.failed = Some(e.raw_os_error().unwrap_or(libc::EIO));
+        s.failed = Some(errno);
         s.uploaded = s.version;
         s.dirty_since = None;
-        e
     }
 
     /// The error of a failed change of this content, if one failed (see `State::failed`).

@@ -166,10 +166,15 @@ impl Fs {
         content.staging().keep(true);
         let (e2, id2) = (entry.clone(), id.clone());
         let why = reason.to_string();
-        let parked = tokio::task::spawn_blocking(move || journal.park(&id2, &e2, &why)).await;
+        let parked = tokio::task::spawn_blocking(move || journal.park(&id2, &e2, &why))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
         match parked {
-            Ok(Ok(parked)) => {
-                content.discard();
+            Ok(parked) => {
+                // Its staging file is the parked copy now: a handle still open on it gets
+                // ESTALE from here on instead of writing into it.
+                content.poison(libc::ESTALE);
                 {
                     let mut pending = content.pending.lock().unwrap();
                     pending.journal = None;
@@ -183,10 +188,6 @@ impl Fs {
                 self.failures.record(&entry.key, &message);
                 self.unsaved.lock().unwrap().push(entry.key.clone());
                 Some(FsError::NotStored(message))
-            }
-            Ok(Err(e)) => {
-                tracing::error!(key = entry.key, id, error = %e, "cannot keep the bytes of a file that cannot be stored; it stays pending");
-                None
             }
             Err(e) => {
                 tracing::error!(key = entry.key, id, error = %e, "cannot keep the bytes of a file that cannot be stored; it stays pending");
@@ -376,7 +377,6 @@ impl Fs {
                 return None;
             }
         };
-        staging.keep(true);
         let base = entry.base.as_ref().map(|b| Base {
             store: self.store.clone(),
             key: b.key.clone(),
