@@ -384,13 +384,7 @@ impl Fs {
             let Some(node) = t.get_mut(ino) else {
                 return Ok(());
             };
-            node.remote = true;
-            node.etag = etag;
-            node.size = size;
-            node.validated = Some(Instant::now());
-            if let Some(meta) = node.meta.as_mut() {
-                meta.content_type = opts.content_type.clone();
-            }
+            node.stored(etag, size, opts.content_type.clone());
             node.meta_dirty
         };
         tracing::debug!(key, size, "uploaded");

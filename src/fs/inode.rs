@@ -112,6 +112,66 @@ pub struct Node {
     pub kept_etag: Option<String>,
 }
 
+/// How a node learns what its object now is: one method per way (a listing goes through
+/// `InodeTable::upsert`, which may also replace the node).
+impl Node {
+    /// This mount just stored the object (an upload): its ETag, size and content type.
+    pub fn stored(&mut self, etag: Option<String>, size: u64, content_type: Option<String>) {
+        self.remote = true;
+        self.etag = etag;
+        self.size = size;
+        self.validated = Some(Instant::now());
+        if let Some(meta) = self.meta.as_mut() {
+            meta.content_type = content_type;
+        }
+    }
+
+    /// This mount just stored the node's metadata: by a copy of the object onto itself
+    /// (`Some(etag)`, the ETag its read-back saw), or by writing it anew (`None`: a
+    /// directory's marker keeps no ETag; a symlink's new one is read again when needed).
+    pub fn meta_stored(&mut self, copied: Option<Option<String>>) {
+        self.meta_dirty = false;
+        self.remote = true;
+        self.validated = Some(Instant::now());
+        match copied {
+            Some(etag) => self.etag = etag,
+            None if self.kind != Kind::Dir => self.unknown(),
+            None => {}
+        }
+    }
+
+    /// A HEAD told the stored metadata (of the same kind of node).
+    pub fn headed(&mut self, stat: Stat) {
+        if self.content.is_none() {
+            self.mtime = stat.mtime;
+        }
+        if self.kind == Kind::Dir {
+            self.remote = stat.remote;
+        } else if stat.etag.is_some() {
+            self.etag = stat.etag;
+        }
+        self.meta = stat.meta;
+    }
+
+    /// The node was renamed. Stored, it was copied (a new ETag and Last-Modified, to be
+    /// asked for); still pending (`replaced_remote: Some`), the new key holds the replaced
+    /// file's object, if any, until its upload lands — and an unlink meanwhile must delete
+    /// that object.
+    pub fn moved(&mut self, replaced_remote: Option<bool>) {
+        self.validated = None;
+        if let Some(remote) = replaced_remote {
+            self.remote = remote;
+            self.etag = None;
+        }
+    }
+
+    /// What the node's key holds is no longer known: the store is asked at the next use.
+    pub fn unknown(&mut self) {
+        self.etag = None;
+        self.validated = None;
+    }
+}
+
 /// What the store says about one name.
 #[derive(Debug, Clone)]
 pub struct Stat {

@@ -187,15 +187,7 @@ impl Fs {
             t.upsert(parent, name, stat, Instant::now());
             return Ok(());
         }
-        if node.content.is_none() {
-            node.mtime = stat.mtime;
-        }
-        if kind == Kind::Dir {
-            node.remote = stat.remote;
-        } else if stat.etag.is_some() {
-            node.etag = stat.etag;
-        }
-        node.meta = stat.meta;
+        node.headed(stat);
         Ok(())
     }
 

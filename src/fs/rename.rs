@@ -177,13 +177,7 @@ impl Fs {
             }
         };
         if let Some(node) = self.table().get_mut(ino) {
-            node.validated = None; // the copy has a new ETag and Last-Modified
-            if pending_upload {
-                // Not stored yet: the new key holds the replaced file's object (if any)
-                // until the upload lands, and an unlink before then must delete it.
-                node.remote = replaced_remote;
-                node.etag = None;
-            }
+            node.moved(pending_upload.then_some(replaced_remote));
         }
         if pending_upload {
             // Still to be uploaded: it goes to the new name when due; the journal says so now.

@@ -12,7 +12,7 @@
 //! The `ignore_chmod` / `ignore_chown` / `ignore_utimens` switches make those calls succeed
 //! without changing or storing anything.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -127,18 +127,8 @@ impl Fs {
         }
         let mut t = self.table();
         if let Some(node) = t.get_mut(ino) {
-            node.meta_dirty = false;
-            node.remote = true;
-            node.validated = Some(Instant::now());
-            match copied_etag {
-                // A copy may have a new ETag (multipart): the one its read-back saw.
-                Some(etag) => node.etag = etag,
-                None if kind != Kind::Dir => {
-                    node.etag = None; // rewritten: HEAD again when reading
-                    node.validated = None;
-                }
-                None => {}
-            }
+            // A copy may have a new ETag (multipart): the one its read-back saw.
+            node.meta_stored(copied_etag);
         }
         Ok(())
     }

@@ -135,8 +135,7 @@ impl Fs {
             if let Some(entry) = self.entry_of(ino, content) {
                 if let Some(err) = self.park(&entry, content, &reason).await {
                     if let Some(node) = self.table().get_mut(ino) {
-                        node.etag = None;
-                        node.validated = None; // ask the store what the name is now
+                        node.unknown(); // someone else's object, or none
                     }
                     return err;
                 }
