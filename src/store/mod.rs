@@ -7,6 +7,8 @@
 //! mount is rooted at is applied by the filesystem layer, not here.
 
 #[cfg(test)]
+mod contract;
+#[cfg(test)]
 pub mod failing;
 pub mod listing;
 pub mod local;
