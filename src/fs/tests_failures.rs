@@ -287,6 +287,27 @@ async fn a_multipart_upload_whose_part_keeps_failing_is_aborted_and_leaves_nothi
 }
 
 #[tokio::test]
+async fn a_completion_whose_reply_is_lost_is_uploaded_again_and_leaves_no_upload() {
+    // Above the retry layer: the server completed the upload, the answer never came back.
+    let (mem, failing) = failing();
+    failing.fail(
+        Failure::on(Op::CompleteMultipartUpload)
+            .once()
+            .after_forwarding()
+            .with(unreachable()),
+    );
+    let (fs, _staging) = mount(failing.clone(), options());
+    let data = pattern(11 * MIB);
+    assert!(create_and_close(&fs, "big", data.clone()).await.is_err());
+    assert_eq!(fs.status().pending, 1, "not known to be stored: kept");
+    assert!(fs.drain().await.is_empty());
+    assert!(mem.bytes("big").unwrap() == data);
+    assert_eq!(mem.stats().count("CompleteMultipartUpload"), 2);
+    assert!(uploads_left(&mem).await.is_empty());
+    assert_eq!(fs.status().pending, 0);
+}
+
+#[tokio::test]
 async fn a_failed_upload_after_close_stays_pending_until_its_backoff_and_drain_stores_it() {
     let (mem, failing) = failing();
     let dir = tempfile::tempdir().unwrap();
