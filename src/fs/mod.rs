@@ -292,6 +292,8 @@ impl Fs {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_failures;
+#[cfg(test)]
 mod tests_pending;
 #[cfg(test)]
 mod tests_posix;

@@ -27,7 +27,7 @@ fn at(secs: u64, nanos: u32) -> SystemTime {
 /// A mount with a write-back delay and a journal in `dir` (the cache directory), as the
 /// daemon with process id `pid` (a number that is no running process stands for a killed one).
 pub(super) fn journaled_as(
-    mem: Arc<MemoryStore>,
+    store: Arc<dyn ObjectStore>,
     dir: &std::path::Path,
     delay: Duration,
     pid: &str,
@@ -39,12 +39,20 @@ pub(super) fn journaled_as(
     let staging = dir.join("staging");
     std::fs::create_dir_all(&staging).unwrap();
     let journal = Arc::new(Journal::open_as(&dir.join("journal"), pid).unwrap());
-    Fs::new(mem, String::new(), opts, staging, None, None, Some(journal))
+    Fs::new(
+        store,
+        String::new(),
+        opts,
+        staging,
+        None,
+        None,
+        Some(journal),
+    )
 }
 
 /// `journaled_as` this test process.
-pub(super) fn journaled(mem: Arc<MemoryStore>, dir: &std::path::Path, delay: Duration) -> Fs {
-    journaled_as(mem, dir, delay, &std::process::id().to_string())
+pub(super) fn journaled(store: Arc<dyn ObjectStore>, dir: &std::path::Path, delay: Duration) -> Fs {
+    journaled_as(store, dir, delay, &std::process::id().to_string())
 }
 
 /// The daemon that is killed in the recovery specs (no process has this id).

@@ -6,6 +6,10 @@
 //! for development and demos) and `memory` (unit tests). Keys are full bucket keys: the prefix a
 //! mount is rooted at is applied by the filesystem layer, not here.
 
+#[cfg(test)]
+mod contract;
+#[cfg(test)]
+pub mod failing;
 pub mod listing;
 pub mod local;
 pub mod memory;
