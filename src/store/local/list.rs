@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::keys::{is_absent, Key};
 use super::objects::{etag_of, modified, size_of};
 use super::{Inner, IoContext, INTERNAL};
-use crate::store::listing::page_from_sorted;
+use crate::store::listing::{page_from_sorted, token_key};
 use crate::store::{ListPage, ListedObject, StoreError, StoreResult};
 
 /// One directory entry met while listing.
@@ -120,10 +120,11 @@ impl Inner {
                 entries, prefix, delimiter, token, max_keys,
             ));
         }
+        let start_after = token.map(token_key);
         let mut walk = Walk {
             inner: self,
             stack: vec![children.into_iter()],
-            token,
+            token: start_after.as_deref(),
             error: None,
         };
         let page = page_from_sorted(
