@@ -291,6 +291,8 @@ impl Fs {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_model;
+#[cfg(test)]
 mod tests_pending;
 #[cfg(test)]
 mod tests_posix;
