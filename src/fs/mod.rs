@@ -294,6 +294,8 @@ mod tests;
 #[cfg(test)]
 mod tests_failures;
 #[cfg(test)]
+mod tests_model;
+#[cfg(test)]
 mod tests_pending;
 #[cfg(test)]
 mod tests_posix;
