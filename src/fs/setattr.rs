@@ -127,6 +127,13 @@ impl Fs {
         }
         let mut t = self.table();
         if let Some(node) = t.get_mut(ino) {
+            if let (Some(c), Some(etag)) = (&node.content, &copied_etag) {
+                // An open file still reads its unchanged bytes from the object: from the
+                // copy now, whose ETag is new (reads pinned to the old one would fail).
+                if c.base_key().as_deref() == Some(key.as_str()) {
+                    c.base_moved(&key, etag.clone());
+                }
+            }
             // A copy may have a new ETag (multipart): the one its read-back saw.
             node.meta_stored(copied_etag);
         }
