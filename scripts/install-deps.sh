@@ -3,6 +3,7 @@
 #
 #   fuse3      fusermount3 and /etc/fuse.conf for mounting
 #   rsync      used by tests
+#   git        tests/write_back_races.rs runs a git history on a mount
 #   curl       health checks / signed requests in scripts/s3-server.sh
 #   gcc, libc6-dev   build the TCP_NODELAY shim (scripts/nodelay.c)
 #   make, pkg-config build of the Garage S3 server (`cargo install garage`, done by
@@ -15,7 +16,7 @@
 # Also checks that /dev/fuse exists.
 set -euo pipefail
 
-PACKAGES=(fuse3 rsync curl gcc libc6-dev make pkg-config)
+PACKAGES=(fuse3 rsync git curl gcc libc6-dev make pkg-config)
 
 log() { echo "install-deps: $*" >&2; }
 
