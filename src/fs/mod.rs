@@ -235,6 +235,22 @@ impl Fs {
         Ok(self.attr_of(ino, node))
     }
 
+    /// Reads the stored metadata of `ino` unless it is known. When another task's HEAD was
+    /// in flight and failed, it is made again here, so the caller gets its error rather
+    /// than a made-up `NotFound`.
+    async fn ensure_known(&self, ino: Ino) -> FsResult<()> {
+        for _ in 0..2 {
+            self.fetch_meta(ino).await?;
+            let t = self.table();
+            if t.get(ino)
+                .is_none_or(|n| !n.linked || Self::attrs_known(ino, n))
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn is_fresh(&self, node: &Node, now: Instant) -> bool {
         node.content.is_some()
             || node
@@ -259,7 +275,7 @@ impl Fs {
                 return Err(FsError::NotFound);
             }
         }
-        self.fetch_meta(ino).await?;
+        self.ensure_known(ino).await?;
         self.known_attr(ino)
     }
 
@@ -268,7 +284,7 @@ impl Fs {
     pub async fn lookup(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<Attr> {
         let name = names::check_name(name)?;
         let ino = self.resolve(parent, name).await?;
-        self.fetch_meta(ino).await?;
+        self.ensure_known(ino).await?;
         // (the HEAD may have found a listed "file" to be a symlink: a new inode)
         let ino = self.table().child(parent, name).unwrap_or(ino);
         self.known_attr(ino)?;

@@ -559,3 +559,35 @@ async fn a_rename_whose_delete_fails_reports_it_and_shows_both_names_as_the_buck
         .unwrap();
     assert_eq!(mem.keys(), ["new"], "done once the store works");
 }
+
+#[tokio::test]
+async fn a_lookup_that_waited_on_another_tasks_failed_head_asks_again() {
+    // Two lookups of a name only a listing knows: the first HEAD fails; the lookup that
+    // waited for it must not answer ENOENT for a file that exists.
+    let (mem, failing) = failing();
+    put(&mem, "f", b"x").await;
+    let opts = FsOptions {
+        listing_metadata: false,
+        metadata_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        ..options()
+    };
+    let (fs, _cache) = mount(failing.clone(), opts);
+    let fh = fs.opendir(ROOT_INO).await.unwrap();
+    fs.readdir(fh, 0).await.unwrap(); // the node, without its metadata
+    mem.set_latency(Duration::from_millis(50));
+    failing.fail(Failure::on(Op::HeadObject).once().after_forwarding()); // fails late
+    let (first, second) = tokio::join!(
+        fs.lookup(ROOT_INO, OsStr::new("f")),
+        fs.lookup(ROOT_INO, OsStr::new("f"))
+    );
+    let errors: Vec<_> = [&first, &second]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert!(
+        errors.iter().all(|e| !matches!(e, FsError::NotFound)),
+        "no made-up ENOENT: {first:?} {second:?}"
+    );
+    assert!(first.is_ok() || second.is_ok(), "{first:?} {second:?}");
+}
