@@ -120,10 +120,8 @@ impl Fs {
         })
     }
 
-    /// An upload of `ino` (to `key`) failed with `e`. It is tried again later — unless it
-    /// never can succeed: the object its unchanged bytes come from was deleted or replaced
-    /// by another client. Then its staged bytes are parked (`Journal::park`), never
-    /// dropped, the failure is reported, and the name shows what the bucket holds.
+    /// An upload of `ino` (to `key`) failed with `e` (see `settle_failure`); the node then
+    /// shows what the bucket holds (parked), or keeps its metadata for the next try.
     pub(super) async fn upload_error(
         &self,
         ino: Ino,
@@ -131,22 +129,40 @@ impl Fs {
         content: &Content,
         e: UploadError,
     ) -> FsError {
+        let err = self
+            .settle_failure(key, content, || self.entry_of(ino, content), e)
+            .await;
+        if let Some(node) = self.table().get_mut(ino) {
+            match err {
+                FsError::NotStored(_) => node.unknown(), // someone else's object, or none
+                _ => node.meta_dirty = true,
+            }
+        }
+        err
+    }
+
+    /// A failed upload of `content` to `key`, closed here or left by an earlier daemon. It
+    /// is tried again later — unless it never can succeed: the object its unchanged bytes
+    /// come from was deleted or replaced by another client. Then its staged bytes are
+    /// parked (`Journal::park`, with the entry `entry` gives), never dropped, and the
+    /// failure is reported. Returns the error for whoever waits on the upload.
+    async fn settle_failure(
+        &self,
+        key: &str,
+        content: &Content,
+        entry: impl FnOnce() -> Option<Entry>,
+        e: UploadError,
+    ) -> FsError {
         if let Some(reason) = base_lost(content, &e).await {
-            if let Some(entry) = self.entry_of(ino, content) {
+            if let Some(entry) = entry() {
                 if let Some(err) = self.park(&entry, content, &reason).await {
-                    if let Some(node) = self.table().get_mut(ino) {
-                        node.unknown(); // someone else's object, or none
-                    }
                     return err;
                 }
             }
         }
-        tracing::error!(key, error = %e, "upload failed");
+        tracing::error!(key, error = %e, "upload failed; it stays pending and is tried again");
         self.failures.record(key, &e.to_string());
         self.upload_failed(content);
-        if let Some(node) = self.table().get_mut(ino) {
-            node.meta_dirty = true;
-        }
         FsError::Upload(e)
     }
 
@@ -438,18 +454,9 @@ impl Fs {
                 self.journal_done(&o.content);
                 Ok(())
             }
-            Err(e) => {
-                if let Some(reason) = base_lost(&o.content, &e).await {
-                    if let Some(err) = self.park(entry, &o.content, &reason).await {
-                        return Err(err);
-                    }
-                }
-                tracing::error!(key = entry.key, error = %e,
-                    "a recovered file could not be uploaded; it stays pending and is tried again");
-                self.failures.record(&entry.key, &e.to_string());
-                self.upload_failed(&o.content);
-                Err(FsError::Upload(e))
-            }
+            Err(e) => Err(self
+                .settle_failure(&entry.key, &o.content, || Some(entry.clone()), e)
+                .await),
         }
     }
 }
