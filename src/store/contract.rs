@@ -31,7 +31,6 @@ use bytes::Bytes;
 
 use super::local::LocalStore;
 use super::memory::MemoryStore;
-use super::retry::RetryPolicy;
 use super::s3::{S3Settings, S3Store};
 use super::*;
 
@@ -132,31 +131,14 @@ fn live_settings() -> S3Settings {
     let path = std::env::var("BUCKETFS_TEST_ENV").unwrap_or_else(|_| "/tmp/bucketfs-s3/env".into());
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("no S3 test server ({path}: {e}): scripts/s3-server.sh start"));
-    let var = |name: &str| {
+    super::s3::tests_live::settings_from(|name| {
         text.lines()
             .filter_map(|l| l.strip_prefix("export "))
             .filter_map(|l| l.split_once('='))
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.trim_matches('"').to_string())
             .unwrap_or_else(|| panic!("{name} is not in {path}"))
-    };
-    S3Settings {
-        bucket: var("S3_BUCKET"),
-        region: var("AWS_REGION"),
-        endpoint: Some(var("AWS_ENDPOINT_URL")),
-        path_style: true,
-        access_key: Some(var("AWS_ACCESS_KEY_ID")),
-        secret_key: Some(var("AWS_SECRET_ACCESS_KEY")),
-        session_token: None,
-        profile: None,
-        retry: RetryPolicy {
-            max_retries: 2,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(20),
-        },
-        sse_c_key: None,
-    }
+    })
 }
 
 #[async_trait]

@@ -102,7 +102,7 @@ mod listing_encoding;
 mod signing;
 mod sse_c_errors;
 #[cfg(test)]
-mod tests_live;
+pub(in crate::store) mod tests_live;
 #[cfg(test)]
 mod tests_wire;
 

@@ -714,10 +714,19 @@ async fn s3_live_upload_part_copy() {
 }
 
 fn live_settings() -> S3Settings {
-    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"));
+    settings_from(|name| match std::env::var(name) {
+        Ok(v) => v,
+        Err(_) if name == "AWS_REGION" => "us-east-1".into(),
+        Err(_) => panic!("{name} not set"),
+    })
+}
+
+/// Settings of a test server whose bucket, endpoint and keys `var` gives by their usual
+/// environment names, with short retries for tests.
+pub(in crate::store) fn settings_from(var: impl Fn(&str) -> String) -> S3Settings {
     S3Settings {
         bucket: var("S3_BUCKET"),
-        region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        region: var("AWS_REGION"),
         endpoint: Some(var("AWS_ENDPOINT_URL")),
         path_style: true,
         access_key: Some(var("AWS_ACCESS_KEY_ID")),
