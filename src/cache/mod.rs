@@ -5,8 +5,11 @@
 //! - `blocks`: the memory block cache (LRU, bounded in bytes).
 //! - `disk`: the optional on-disk block cache (bounded, checksummed, survives restarts).
 //! - `prefetch`: per-handle adaptive read-ahead with parallel ranged GETs.
+//! - `reader`: the one reader every object byte goes through (caches, read-ahead budget,
+//!   the cache identity of a version).
 
 pub mod blocks;
 pub mod disk;
 pub mod prefetch;
+pub mod reader;
 pub mod ttl;

@@ -21,18 +21,33 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::ranges::Ranges;
-use crate::store::{ObjectStore, StoreError};
+use crate::cache::reader::{ObjectReader, Reader};
+use crate::store::StoreError;
 use crate::upload::journal::BaseRef;
 use crate::upload::multipart::Upload;
 use crate::upload::staging::StagingFile;
 use crate::upload::{PartSource, UploadError};
 
-/// The object a file was opened from.
+/// The object a file was opened from, read through the mount's one reader (its block
+/// caches and read-ahead), every GET pinned to `etag`.
 pub struct Base {
-    pub store: Arc<dyn ObjectStore>,
+    reader: Arc<Reader>,
+    object: ObjectReader,
     pub key: String,
     pub etag: Option<String>,
     pub size: u64,
+}
+
+impl Base {
+    pub fn new(reader: Arc<Reader>, key: String, etag: Option<String>, size: u64) -> Base {
+        Base {
+            object: reader.object(&key, etag.as_deref(), size, None),
+            reader,
+            key,
+            etag,
+            size,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -213,12 +228,12 @@ impl Content {
     pub fn rebase(&self, key: &str, etag: Option<String>, size: u64) {
         let mut base = self.base.lock().unwrap();
         if let Some(old) = base.as_ref() {
-            *base = Some(Arc::new(Base {
-                store: old.store.clone(),
-                key: key.to_string(),
+            *base = Some(Arc::new(Base::new(
+                old.reader.clone(),
+                key.to_string(),
                 etag,
                 size,
-            }));
+            )));
         }
     }
 
@@ -226,7 +241,7 @@ impl Content {
     /// was deleted or replaced (its ETag changed) since the file was opened. One HEAD.
     pub async fn base_changed(&self) -> Option<String> {
         let base = self.base()?;
-        match base.store.head(&base.key).await {
+        match base.reader.head(&base.key).await {
             Err(StoreError::NotFound) => Some(format!(
                 "the object it was modified from ({}) was deleted by another client",
                 base.key
@@ -312,8 +327,8 @@ impl Content {
             let from_base = piece.start..piece.end.min(base_valid).max(piece.start);
             if !from_base.is_empty() {
                 let data = base
-                    .store
-                    .get_range_if_match(&base.key, from_base.clone(), base.etag.as_deref())
+                    .object
+                    .read(from_base.start, from_base.end - from_base.start)
                     .await?;
                 out.extend_from_slice(&data);
                 let short = (from_base.end - from_base.start) as usize - data.len();
@@ -403,7 +418,7 @@ impl PartSource for Content {
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
-    use crate::store::PutOptions;
+    use crate::store::{ObjectStore, PutOptions};
 
     async fn over(data: &[u8]) -> (Content, tempfile::TempDir) {
         let mem = Arc::new(MemoryStore::new());
@@ -413,12 +428,8 @@ mod tests {
         let etag = mem.head("k").await.unwrap().etag;
         let dir = tempfile::tempdir().unwrap();
         let staging = StagingFile::create(dir.path()).unwrap();
-        let base = Base {
-            store: mem,
-            key: "k".into(),
-            etag,
-            size: data.len() as u64,
-        };
+        let reader = Arc::new(Reader::new(mem, &Default::default(), None));
+        let base = Base::new(reader, "k".into(), etag, data.len() as u64);
         (Content::over(staging, base), dir)
     }
 

@@ -18,7 +18,6 @@ use super::inode::{Ino, Kind, Stat};
 use super::names::check_name;
 use super::setattr::Owner;
 use super::{Attr, Fs};
-use crate::cache::prefetch::{Prefetcher, Version};
 use crate::upload::staging::StagingFile;
 use crate::upload::PartSource;
 
@@ -132,38 +131,15 @@ impl Fs {
         if let Some(content) = content {
             return Ok(content.read(offset, len as usize).await?);
         }
-        let prefetcher = reader.get_or_try_init(|| async {
-            Ok::<_, FsError>(Box::new(Prefetcher::new(
-                self.store.clone(),
-                self.caches.clone(),
-                self.version(*ino)?,
-                self.opts.read_ahead,
-            )))
+        let object = reader.get_or_try_init(|| async {
+            let key = self.file_key(*ino)?;
+            let t = self.table();
+            let node = t.get(*ino).ok_or(FsError::NotFound)?;
+            let object =
+                (self.reader).object(&key, node.etag.as_deref(), node.size, Some(node.mtime));
+            Ok::<_, FsError>(Box::new(object))
         });
-        Ok(prefetcher.await?.read(offset, u64::from(len)).await?)
-    }
-
-    /// The object version a new reader of `ino` reads.
-    fn version(&self, ino: Ino) -> FsResult<Version> {
-        let key = self.file_key(ino)?;
-        let t = self.table();
-        let node = t.get(ino).ok_or(FsError::NotFound)?;
-        let tag = match &node.etag {
-            Some(e) => e.clone(),
-            None => {
-                let mtime = node
-                    .mtime
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default();
-                format!("size{}-mtime{}", node.size, mtime.as_nanos())
-            }
-        };
-        Ok(Version {
-            key: key.into(),
-            etag: tag.into(),
-            pin: node.etag.as_deref().map(Into::into),
-            size: node.size,
-        })
+        Ok(object.await?.read(offset, u64::from(len)).await?)
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: Bytes) -> FsResult<u32> {
@@ -234,12 +210,7 @@ impl Fs {
         let content = if node.remote {
             Content::over(
                 staging,
-                Base {
-                    store: self.store.clone(),
-                    key,
-                    etag: node.etag.clone(),
-                    size: node.size,
-                },
+                Base::new(self.reader.clone(), key, node.etag.clone(), node.size),
             )
         } else {
             Content::empty(staging)

@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use super::dir::DirEntry;
 use super::error::{FsError, FsResult};
 use super::inode::Ino;
-use crate::cache::prefetch::Prefetcher;
+use crate::cache::reader::ObjectReader;
 
 pub enum Handle {
     File {
         ino: Ino,
         writable: bool,
         /// Reads of the object (not of staged content), created at the first read.
-        reader: tokio::sync::OnceCell<Box<Prefetcher>>,
+        reader: tokio::sync::OnceCell<Box<ObjectReader>>,
     },
     Dir {
         ino: Ino,

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use crate::cache::disk::DiskCache;
-use crate::cache::prefetch::Caches;
+use crate::cache::reader::{Reader, ReaderConfig};
 use crate::cache::ttl::TtlSet;
 use crate::config::FsOptions;
 use crate::store::ObjectStore;
@@ -70,8 +70,8 @@ pub struct Fs {
     handles: HandleTable,
     staging_dir: PathBuf,
     started: SystemTime,
-    /// Block caches and the prefetch budget, shared by every open file.
-    caches: Arc<Caches>,
+    /// The one reader every object byte goes through (block caches, read-ahead budget).
+    reader: Arc<Reader>,
     /// Recent upload failures, for `bucketfs status`.
     failures: status::FailureLog,
     /// Names recently found missing: (parent, name).
@@ -121,9 +121,13 @@ impl Fs {
     ) -> Fs {
         let started = SystemTime::now();
         Fs {
-            caches: Arc::new(Caches::new(
-                opts.memory_cache,
-                opts.prefetch_budget,
+            reader: Arc::new(Reader::new(
+                store.clone(),
+                &ReaderConfig {
+                    memory_cache: opts.memory_cache,
+                    prefetch_budget: opts.prefetch_budget,
+                    read_ahead: opts.read_ahead,
+                },
                 disk_cache,
             )),
             failures: status::FailureLog::default(),

@@ -591,3 +591,34 @@ async fn a_lookup_that_waited_on_another_tasks_failed_head_asks_again() {
     );
     assert!(first.is_ok() || second.is_ok(), "{first:?} {second:?}");
 }
+
+#[tokio::test]
+async fn the_unwritten_bytes_of_a_file_being_modified_come_from_the_block_cache() {
+    let (mem, store) = failing();
+    let original = pattern(512 * 1024);
+    put(&mem, "f", &original).await;
+    let opts = FsOptions {
+        memory_cache: 8 << 20,
+        ..options()
+    };
+    let (fs, _staging) = mount(store.clone(), opts);
+    let ino = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap().ino;
+    assert_eq!(read_all(&fs, ino).await, original, "a read fills the cache");
+    // The store can no longer be read: the file is modified and read back from the cache.
+    store.fail(Failure::on(Op::GetObject));
+    let (fh, _) = fs.open(ino, libc::O_RDWR).await.unwrap();
+    fs.write(fh, 1000, Bytes::from_static(b"here"))
+        .await
+        .unwrap();
+    let mut expected = original.to_vec();
+    expected[1000..1004].copy_from_slice(b"here");
+    let mut read = Vec::new();
+    while read.len() < expected.len() {
+        read.extend_from_slice(&fs.read(fh, read.len() as u64, 65536).await.unwrap());
+    }
+    assert_eq!(read, expected);
+    assert_eq!(store.injected(Op::GetObject), 0, "no GET was made");
+    store.heal();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await.unwrap();
+}

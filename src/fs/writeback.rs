@@ -392,12 +392,10 @@ impl Fs {
                 return None;
             }
         };
-        let base = entry.base.as_ref().map(|b| Base {
-            store: self.store.clone(),
-            key: b.key.clone(),
-            etag: b.etag.clone(),
-            size: b.size,
-        });
+        let base = entry
+            .base
+            .as_ref()
+            .map(|b| Base::new(self.reader.clone(), b.key.clone(), b.etag.clone(), b.size));
         let valid = entry.base.as_ref().map_or(0, |b| b.valid);
         let content = Arc::new(Content::restore(
             staging,
