@@ -26,7 +26,7 @@ use crate::cli::{stderr_line, usage_error};
 use crate::config::Config;
 use crate::fs::Fs;
 use crate::fuse::FuseAdapter;
-use crate::upload::journal::Journal;
+use crate::localfile::journal::Journal;
 use crate::upload::registry::{abort_stale, UploadRegistry};
 
 mod preflight;
@@ -549,22 +549,11 @@ fn pid_file_for(mountpoint: &Path) -> PathBuf {
     runtime_dir().join(format!("mount-{h:016x}.pid"))
 }
 
-/// Uploads closed files once their write-back delay (or a failed upload's backoff) is over.
+/// Uploads closed files once their write-back delay (or a failed upload's backoff) is over
+/// (the write-back queue has its own timer: see `Fs::write_back`).
 async fn write_back(fs: Arc<Fs>) {
-    loop {
-        tokio::time::sleep(WRITE_BACK_TICK).await;
-        let failed = fs.upload_due().await;
-        if failed > 0 {
-            warn!(
-                failed,
-                "uploads failed; they stay pending and are tried again later"
-            );
-        }
-    }
+    fs.write_back().await
 }
-
-/// How often the write-back loop looks for files that are due.
-const WRITE_BACK_TICK: Duration = Duration::from_millis(100);
 
 /// Removes the staging files earlier daemons of this mount left behind (files open when they
 /// died; what was closed is in the journal and was uploaded or is kept for the next mount).
@@ -589,7 +578,7 @@ fn remove_old_staging(mount_dir: &Path, own: &Path, journal: &Journal) {
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_prefix("staging-"))
             .and_then(|p| p.parse::<i32>().ok());
-        if !is_staging || dir == own || pid.is_none_or(crate::upload::journal::pid_alive) {
+        if !is_staging || dir == own || pid.is_none_or(crate::localfile::journal::pid_alive) {
             continue; // ours, or another running daemon's
         }
         for file in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

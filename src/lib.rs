@@ -12,5 +12,6 @@ pub mod config;
 pub mod daemon;
 pub mod fs;
 pub mod fuse;
+pub mod localfile;
 pub mod store;
 pub mod upload;

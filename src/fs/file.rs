@@ -11,14 +11,14 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::content::{Base, Content, Stream};
 use super::error::{FsError, FsResult};
 use super::handle::Handle;
 use super::inode::{Ino, Kind, Stat};
 use super::names::check_name;
 use super::setattr::Owner;
 use super::{Attr, Fs};
-use crate::upload::staging::StagingFile;
+use crate::localfile::content::{Content, Stream};
+use crate::localfile::Due;
 use crate::upload::PartSource;
 
 impl Fs {
@@ -28,11 +28,6 @@ impl Fs {
             writable,
             reader: tokio::sync::OnceCell::new(),
         })
-    }
-
-    fn empty_content(&self) -> FsResult<Arc<Content>> {
-        let staging = StagingFile::create(&self.staging_dir)?;
-        Ok(Arc::new(Content::empty(staging)))
     }
 
     /// Creates an empty file (uploaded at the first flush) and opens it.
@@ -50,7 +45,7 @@ impl Fs {
         if flags & libc::O_EXCL != 0 && self.table().child(parent, name).is_some() {
             return Err(FsError::Exists);
         }
-        let content = self.empty_content()?;
+        let content = self.files.empty()?;
         self.name_appeared(parent, name);
         let stat = Stat {
             kind: Kind::File,
@@ -204,14 +199,11 @@ impl Fs {
             return Ok(c);
         }
         let key = self.file_key(ino)?;
-        let staging = StagingFile::create(&self.staging_dir)?;
+        let staging = self.files.new_staging()?;
         let mut t = self.table();
         let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
         let content = if node.remote {
-            Content::over(
-                staging,
-                Base::new(self.reader.clone(), key, node.etag.clone(), node.size),
-            )
+            Content::over(staging, self.files.base(key, node.etag.clone(), node.size))
         } else {
             Content::empty(staging)
         };
@@ -223,7 +215,7 @@ impl Fs {
         let content = match existing {
             Some(c) => c,
             None if size == 0 => {
-                let c = self.empty_content()?;
+                let c = self.files.empty()?;
                 let mut t = self.table();
                 let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
                 node.content.get_or_insert(c).clone()
@@ -421,8 +413,23 @@ impl Fs {
             return Err(FsError::BadHandle);
         };
         // (a written file was uploaded or journaled at flush, which close always sends)
-        if let Some(node) = self.table().get_mut(*ino) {
+        let journaled = {
+            let mut t = self.table();
+            let Some(node) = t.get_mut(*ino) else {
+                return Ok(());
+            };
             node.open = node.open.saturating_sub(1);
+            let dirty = node
+                .content
+                .as_ref()
+                .filter(|c| node.linked && c.is_dirty());
+            node.open == 0 && dirty.is_some_and(|c| self.files.is_journaled(c))
+        };
+        // The last release of a file whose upload came due while it was held open (the
+        // write-back loop skipped it).
+        let item = Due::File(*ino);
+        if journaled && !self.files.is_scheduled(&item) {
+            self.files.schedule(item, std::time::Instant::now());
         }
         self.drop_clean_content(*ino);
         Ok(())

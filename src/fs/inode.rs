@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::content::Content;
 use super::metadata::Posix;
+use crate::localfile::content::Content;
 use crate::store::{ObjectInfo, UserMetadata};
 
 pub type Ino = u64;

@@ -7,7 +7,6 @@
 //! mkdir, rmdir), `walk` (directory read-ahead), `file` (open, read, write, flush, truncate,
 //! unlink), `rename`.
 
-pub mod content;
 mod dir;
 pub mod error;
 mod file;
@@ -17,7 +16,6 @@ pub mod inode;
 mod lookup;
 pub mod metadata;
 pub mod names;
-mod ranges;
 mod rename;
 mod setattr;
 pub mod status;
@@ -34,8 +32,9 @@ use crate::cache::disk::DiskCache;
 use crate::cache::reader::{Reader, ReaderConfig};
 use crate::cache::ttl::TtlSet;
 use crate::config::FsOptions;
+use crate::localfile::journal::Journal;
+use crate::localfile::{LocalFileConfig, LocalFiles};
 use crate::store::ObjectStore;
-use crate::upload::journal::Journal;
 use crate::upload::registry::UploadRegistry;
 use crate::upload::Uploader;
 pub use dir::{DirEntry, Listed};
@@ -68,12 +67,12 @@ pub struct Fs {
     opts: FsOptions,
     table: Mutex<InodeTable>,
     handles: HandleTable,
-    staging_dir: PathBuf,
     started: SystemTime,
     /// The one reader every object byte goes through (block caches, read-ahead budget).
     reader: Arc<Reader>,
-    /// Recent upload failures, for `bucketfs status`.
-    failures: status::FailureLog,
+    /// Files whose bytes are here and not (all) in the bucket: staging, journal,
+    /// write-back queue.
+    files: LocalFiles,
     /// Names recently found missing: (parent, name).
     negative: TtlSet<(Ino, String)>,
     /// Directories whose children the table knows completely (a recent listing).
@@ -82,18 +81,12 @@ pub struct Fs {
     listings: InFlight<Ino>,
     /// The subdirectory listed last in each directory being walked (see `walk`).
     walks: Mutex<lru::LruCache<Ino, Ino>>,
-    /// Closed files not yet uploaded, so a killed daemon loses none (`None` in unit tests
-    /// that do not need one).
-    journal: Option<Arc<Journal>>,
     /// Names found missing per directory since its last listing (see `lookup`).
     misses: Mutex<std::collections::HashMap<Ino, u32>>,
     /// Nodes whose metadata a HEAD is fetching now, each with the wake-up of its waiters.
     meta_inflight: InFlight<Ino>,
     /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
     meta_permits: tokio::sync::Semaphore,
-    /// The earliest time a closed file's upload is due, if any: the write-back loop scans
-    /// the inode table only once it has passed (see `writeback::schedule`).
-    next_due: Mutex<Option<std::time::Instant>>,
     /// Keys stay put while held shared: every upload (and every file rename) holds it from
     /// choosing its key until the node knows the result; a directory rename holds it
     /// exclusively, so no upload is in flight under the old prefix while its keys are
@@ -101,11 +94,6 @@ pub struct Fs {
     /// keys.
     /// Lock order: `keys` before a node's `Content::upload_lock`, before the table.
     keys: tokio::sync::RwLock<()>,
-    /// Journal entries of earlier daemons not uploaded yet (see `writeback::Orphan`).
-    orphans: Mutex<Vec<Arc<writeback::Orphan>>>,
-    /// Keys of files parked during this daemon's life (see `Journal::park`), reported when
-    /// it exits.
-    unsaved: Mutex<Vec<String>>,
 }
 
 impl Fs {
@@ -120,17 +108,27 @@ impl Fs {
         journal: Option<Arc<Journal>>,
     ) -> Fs {
         let started = SystemTime::now();
+        let reader = Arc::new(Reader::new(
+            store.clone(),
+            &ReaderConfig {
+                memory_cache: opts.memory_cache,
+                prefetch_budget: opts.prefetch_budget,
+                read_ahead: opts.read_ahead,
+            },
+            disk_cache,
+        ));
+        let files = LocalFiles::new(
+            staging_dir,
+            reader.clone(),
+            journal,
+            LocalFileConfig {
+                write_back_delay: opts.write_back_delay,
+                retry_interval: opts.retry_interval,
+            },
+        );
         Fs {
-            reader: Arc::new(Reader::new(
-                store.clone(),
-                &ReaderConfig {
-                    memory_cache: opts.memory_cache,
-                    prefetch_budget: opts.prefetch_budget,
-                    read_ahead: opts.read_ahead,
-                },
-                disk_cache,
-            )),
-            failures: status::FailureLog::default(),
+            reader,
+            files,
             negative: TtlSet::new(opts.negative_cache_entries, opts.negative_ttl),
             listed: TtlSet::new(opts.dir_cache_entries, opts.dir_ttl),
             listings: InFlight::default(),
@@ -148,16 +146,11 @@ impl Fs {
             opts,
             table: Mutex::new(InodeTable::new(started)),
             handles: HandleTable::default(),
-            staging_dir,
             started,
-            journal,
             misses: Default::default(),
             meta_inflight: Default::default(),
             meta_permits: tokio::sync::Semaphore::new(lookup::META_CONCURRENCY),
-            next_due: Mutex::new(None),
             keys: tokio::sync::RwLock::new(()),
-            orphans: Mutex::default(),
-            unsaved: Mutex::default(),
         }
     }
 

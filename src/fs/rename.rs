@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::content::Content;
 use super::error::{FsError, FsResult};
 use super::inode::{Ino, Kind};
 use super::names::check_name;
 use super::Fs;
+use crate::localfile::content::Content;
 use crate::store::{list_all, ObjectStore, StoreError};
 use crate::upload::options::OptionsResolver;
 use crate::upload::Uploader;

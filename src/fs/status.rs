@@ -4,23 +4,13 @@
 //! directory (see `Journal::park`), and the most recent upload failures, so an upload error
 //! after `close` is never only in the log.
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use super::Fs;
-use crate::upload::journal::Parked;
-
-/// How many failures are remembered.
-const KEEP: usize = 20;
-
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub key: String,
-    pub error: String,
-    pub at: SystemTime,
-}
+use crate::localfile::content::Content;
+use crate::localfile::failures::Failure;
+use crate::localfile::journal::Parked;
 
 #[derive(Debug, Clone, Default)]
 pub struct Status {
@@ -34,34 +24,13 @@ pub struct Status {
     pub unsaved: Vec<Parked>,
 }
 
-#[derive(Default)]
-pub struct FailureLog(Mutex<VecDeque<Failure>>);
-
-impl FailureLog {
-    pub fn record(&self, key: &str, error: &str) {
-        let mut log = self.0.lock().unwrap();
-        if log.len() == KEEP {
-            log.pop_back();
-        }
-        log.push_front(Failure {
-            key: key.to_string(),
-            error: error.to_string(),
-            at: SystemTime::now(),
-        });
-    }
-
-    fn recent(&self) -> Vec<Failure> {
-        self.0.lock().unwrap().iter().cloned().collect()
-    }
-}
-
 impl Fs {
     pub fn status(&self) -> Status {
         let mut status = Status {
-            failures: self.failures.recent(),
+            failures: self.files.recent_failures(),
             ..Status::default()
         };
-        let mut count = |content: &super::content::Content| {
+        let mut count = |content: &Content| {
             if let Some(since) = content.dirty_since() {
                 status.pending += 1;
                 status.pending_bytes += content.size();
@@ -73,14 +42,12 @@ impl Fs {
                 count(content);
             }
         }
-        for orphan in self.orphans.lock().unwrap().iter() {
+        for orphan in self.files.orphans() {
             count(&orphan.content);
         }
-        if let Some(journal) = &self.journal {
-            match journal.parked() {
-                Ok(parked) => status.unsaved = parked,
-                Err(e) => tracing::warn!(error = %e, "cannot list the unsaved files"),
-            }
+        match self.files.parked() {
+            Ok(parked) => status.unsaved = parked,
+            Err(e) => tracing::warn!(error = %e, "cannot list the unsaved files"),
         }
         status
     }

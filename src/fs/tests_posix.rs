@@ -12,9 +12,9 @@ use super::inode::Kind;
 use super::tests::{options, put, read_all, setup, write_file, Setup, OWNER};
 use super::{Fs, SetAttr, ROOT_INO};
 use crate::config::FsOptions;
+use crate::localfile::journal::Journal;
 use crate::store::memory::MemoryStore;
 use crate::store::{ObjectStore, PutOptions};
-use crate::upload::journal::Journal;
 
 fn meta(mem: &MemoryStore, key: &str, name: &str) -> Option<String> {
     mem.options(key)?.metadata.get(name).cloned()
@@ -648,4 +648,29 @@ async fn a_hard_link_target_that_is_a_symlink_is_not_truncated() {
         s.fs.setattr(l.ino, super::tests::size(0)).await,
         Err(FsError::Invalid(_))
     ));
+}
+
+#[tokio::test]
+async fn the_write_back_loop_uploads_a_closed_file_once_its_delay_is_over() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(journaled(
+        mem.clone(),
+        dir.path(),
+        Duration::from_millis(300),
+    ));
+    let loop_task = tokio::spawn(fs.clone().write_back());
+    write_file(&fs, ROOT_INO, "f", b"data").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(mem.keys().is_empty(), "the delay is not over");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mem.keys().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        mem.keys(),
+        ["f"],
+        "uploaded by the loop, with no one asking"
+    );
+    loop_task.abort();
 }

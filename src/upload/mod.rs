@@ -6,11 +6,9 @@
 //! server-side, of any size.
 
 pub mod copy;
-pub mod journal;
 pub mod multipart;
 pub mod options;
 pub mod registry;
-pub mod staging;
 
 use std::ops::Range;
 use std::sync::Arc;

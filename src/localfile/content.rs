@@ -15,17 +15,17 @@
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
+use super::journal::BaseRef;
 use super::ranges::Ranges;
+use super::staging::StagingFile;
 use crate::cache::reader::{ObjectReader, Reader};
 use crate::store::StoreError;
-use crate::upload::journal::BaseRef;
 use crate::upload::multipart::Upload;
-use crate::upload::staging::StagingFile;
 use crate::upload::{PartSource, UploadError};
 
 /// The object a file was opened from, read through the mount's one reader (its block
@@ -91,19 +91,17 @@ pub struct Content {
     pub upload_lock: tokio::sync::Mutex<()>,
     /// The upload that streams this file while it is written sequentially.
     pub stream: tokio::sync::Mutex<Stream>,
-    /// Write-back of the closed file (see `fs::writeback`).
-    pub pending: Mutex<Pending>,
+    /// Write-back of the closed file (see `localfile::LocalFiles`). A leaf lock.
+    pending: Mutex<Pending>,
 }
 
-/// A closed file waiting for its upload.
+/// A closed file waiting for its upload (its due time is in the write-back queue).
 #[derive(Debug, Default)]
-pub struct Pending {
+struct Pending {
     /// Its journal entry, once written.
-    pub journal: Option<String>,
-    /// Not uploaded before this instant (the write-back delay, or a retry's backoff).
-    pub due: Option<Instant>,
+    journal: Option<String>,
     /// Upload attempts that failed in a row.
-    pub failures: u32,
+    failures: u32,
 }
 
 /// Streaming of a file written from its start: parts leave while the file is written.
@@ -353,6 +351,35 @@ impl Content {
         s.base_valid = s.base_valid.min(size);
         s.changed();
         Ok(())
+    }
+
+    /// The id of its journal entry, once it has one.
+    pub fn journal_id(&self) -> Option<String> {
+        self.pending.lock().unwrap().journal.clone()
+    }
+
+    /// The id of its journal entry, given by `new_id` if it has none yet.
+    pub fn journal_id_or(&self, new_id: impl FnOnce() -> String) -> String {
+        self.pending
+            .lock()
+            .unwrap()
+            .journal
+            .get_or_insert_with(new_id)
+            .clone()
+    }
+
+    /// Its write-back is over (stored, dropped or parked): returns the journal id it had.
+    pub fn settled(&self) -> Option<String> {
+        let mut pending = self.pending.lock().unwrap();
+        pending.failures = 0;
+        pending.journal.take()
+    }
+
+    /// An upload of it failed: returns how many failed in a row.
+    pub fn upload_failed(&self) -> u32 {
+        let mut pending = self.pending.lock().unwrap();
+        pending.failures += 1;
+        pending.failures
     }
 
     /// The version and size an upload starting now will store.
