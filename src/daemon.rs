@@ -22,8 +22,8 @@ use tracing::{error, info, warn};
 
 use crate::cache::disk::DiskCache;
 use crate::check;
-use crate::cli::{stderr_line, usage_error};
 use crate::config::Config;
+use crate::console::{stderr_line, usage_error};
 use crate::fs::Fs;
 use crate::fuse::FuseAdapter;
 use crate::upload::journal::Journal;
