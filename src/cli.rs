@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Layer, Mode, Size};
+use crate::console::usage_error;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -269,19 +270,6 @@ impl MountArgs {
         };
         Ok((self.store.resolve(flags)?, PathBuf::from(mountpoint)))
     }
-}
-
-/// Prints a one-line error and returns exit status 2 (bad input; nothing was changed).
-pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    stderr_line(format_args!("bucketfs: error: {msg}"));
-    ExitCode::from(2)
-}
-
-/// Writes one line to stderr. Unlike `eprintln!`, a stderr that cannot be written (a full
-/// disk, `2>/dev/full`, a closed pipe) loses the line instead of panicking.
-pub fn stderr_line(line: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 pub fn main() -> ExitCode {

@@ -1,0 +1,156 @@
+//! Serving a mount: the FUSE session on its own thread, the tokio runtime every operation runs
+//! on, the write-back loop that uploads closed files once they are due, and the status
+//! socket. `serve` runs the whole life of the daemon in order — open (`open`), mount, report
+//! "ready", wait for the unmount and finish (`shutdown`) — so the sequence reads in one place.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fuser::{MountOption, Session, SessionACL};
+use tracing::{info, warn};
+
+use super::background::Ready;
+use super::open;
+use super::runtime_files::{not_stored_file_for, pid_file_for, socket_for, write_pid_file};
+use super::shutdown::{self, Signals};
+use super::status_socket::serve_status;
+use crate::config::Config;
+use crate::fs::Fs;
+use crate::fuse::FuseAdapter;
+
+/// A start that failed: the reporter, handed back, and the line for the user.
+pub(super) type ServeError = (Ready, String);
+
+/// Serves `mountpoint` until it is unmounted; the exit status says whether every file was
+/// stored.
+pub(super) fn serve(
+    config: Config,
+    mountpoint: PathBuf,
+    ready: Ready,
+) -> Result<ExitCode, ServeError> {
+    let opened = match open::open(&config) {
+        Ok(o) => o,
+        Err(msg) => return Err((ready, msg)),
+    };
+    let adapter = FuseAdapter::new(opened.fs.clone(), opened.rt.handle().clone());
+
+    let mut options = vec![
+        MountOption::FSName(fs_name(&config)),
+        MountOption::Subtype("bucketfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+    ];
+    if config.fs.read_only {
+        options.push(MountOption::RO);
+    }
+    let mut fuse_config = fuser::Config::default();
+    fuse_config.mount_options = options;
+    fuse_config.acl = if config.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let mut session = match Session::new(adapter, &mountpoint, &fuse_config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&opened.staging);
+            return Err((
+                ready,
+                format!("cannot mount at {}: {e}", mountpoint.display()),
+            ));
+        }
+    };
+    let unmounter = session.unmount_callable();
+    let start_guard = UnmountUnlessStarted(Some(session.unmount_callable()));
+    let pid_file = pid_file_for(&mountpoint);
+    let _ = std::fs::remove_file(not_stored_file_for(&mountpoint)); // an earlier daemon's
+    if let Err(e) = write_pid_file(&pid_file, &mountpoint) {
+        warn!(path = %pid_file.display(), error = %e, "cannot write the pid file; `bucketfs unmount` will not wait for uploads");
+    }
+    // Listen for signals before anyone can send one, and serve before saying "ready".
+    let signals = opened.rt.block_on(async { Signals::new() });
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let loop_thread = std::thread::spawn(move || {
+        let result = session.run();
+        let _ = done_tx.send(());
+        result
+    });
+    let device = mount_device(&mountpoint);
+    if let Some(dev) = device {
+        raise_kernel_readahead(dev, config.fs.read_ahead);
+    }
+    opened.rt.spawn(write_back_loop(opened.fs.clone()));
+    let socket = socket_for(&mountpoint);
+    opened.rt.spawn(serve_status(
+        socket.clone(),
+        opened.fs.clone(),
+        mountpoint.clone(),
+    ));
+    info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
+    ready.ok();
+    start_guard.started();
+
+    shutdown::wait_for_unmount(&opened.rt, signals, unmounter, done_rx, device);
+    if let Ok(Err(e)) = loop_thread.join() {
+        warn!(error = %e, "the FUSE session ended with an error");
+    }
+    Ok(shutdown::finish(
+        opened,
+        &config,
+        &mountpoint,
+        &pid_file,
+        &socket,
+    ))
+}
+
+/// Uploads closed files once their write-back delay (or a failed upload's backoff) is over
+/// (the write-back queue has its own timer: see `Fs::write_back`).
+async fn write_back_loop(fs: Arc<Fs>) {
+    fs.write_back().await
+}
+
+/// Unmounts on drop unless `started` was called: a start that fails after mounting, by a
+/// panic included, leaves nothing mounted.
+struct UnmountUnlessStarted(Option<fuser::SessionUnmounter>);
+
+impl UnmountUnlessStarted {
+    fn started(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for UnmountUnlessStarted {
+    fn drop(&mut self) {
+        if let Some(mut unmounter) = self.0.take() {
+            let _ = unmounter.unmount();
+        }
+    }
+}
+
+/// The device number of the mount at `mountpoint` (stat needs the session loop running).
+fn mount_device(mountpoint: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(mountpoint).ok().map(|m| m.dev())
+}
+
+/// The kernel reads a FUSE file ahead by only 128 KiB unless told otherwise, and only through
+/// sysfs after the mount exists.
+fn raise_kernel_readahead(dev: u64, read_ahead: u64) {
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let kb = (read_ahead / 1024).clamp(128, 16 * 1024);
+    if let Err(e) = std::fs::write(&path, kb.to_string()) {
+        tracing::debug!(path, error = %e, "cannot raise the kernel read-ahead");
+    }
+}
+
+fn fs_name(config: &Config) -> String {
+    match &config.source {
+        crate::config::Source::S3 { bucket, prefix } => format!("bucketfs:s3://{bucket}/{prefix}"),
+        crate::config::Source::Local { root } => format!("bucketfs:file://{}", root.display()),
+    }
+}
