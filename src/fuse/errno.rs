@@ -23,7 +23,7 @@ pub fn errno(op: &str, err: &FsError) -> Errno {
         FsError::TooLarge(_) => Errno::E2BIG,
         FsError::BadHandle => Errno::EBADF,
         FsError::Store(s) | FsError::Upload(UploadError::Store(s)) => store_errno(s),
-        FsError::Upload(UploadError::Staging(_)) | FsError::NotStored(_) => Errno::EIO,
+        FsError::Upload(_) | FsError::NotStored(_) => Errno::EIO,
         FsError::Io(io) => io.raw_os_error().map(Errno::from_i32).unwrap_or(Errno::EIO),
     };
     match err {
