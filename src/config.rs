@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::store::local::LocalStore;
 use crate::store::s3::S3Store;
-use crate::store::{ObjectStore, StoreError};
+use crate::store::{ObjectStore, SetupError, StoreError};
 
 use crate::store::retry::RetryPolicy;
 use crate::store::s3::S3Settings;
@@ -698,7 +698,7 @@ impl Config {
         match (&self.source, &self.s3) {
             (Source::S3 { .. }, Some(settings)) => Ok(Arc::new(S3Store::new(settings)?)),
             (Source::Local { root }, _) => Ok(Arc::new(LocalStore::new(root.clone())?)),
-            (Source::S3 { .. }, None) => Err(StoreError::Other("no S3 settings".into())),
+            (Source::S3 { .. }, None) => Err(StoreError::Setup(SetupError::NoS3Settings)),
         }
     }
 

@@ -1,11 +1,13 @@
 //! A cache directory whose filesystem fills up while a file is written: the writer gets
 //! ENOSPC, nothing new appears under the key (an existing object keeps its content, a
 //! streamed prefix is never completed), the daemon keeps serving, and writes work again once
-//! there is room. The cache directory is a 64 MiB tmpfs (tests run as root).
+//! there is room. The cache directory is a 64 MiB tmpfs (tests run as root). And the same
+//! for the directory the local backend serves: its own ENOSPC reaches the writer.
 
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -100,5 +102,34 @@ fn a_write_that_fills_the_cache_leaves_no_partial_object_and_the_mount_keeps_wor
     assert_eq!(
         server.get(&format!("{prefix}/after.txt")).as_deref(),
         Some(&b"room again"[..])
+    );
+}
+
+/// The upload of a file into a full local backend directory fails with that file system's
+/// errno, ENOSPC, not a generic EIO: the store keeps the I/O error, and `fuse::errno` passes
+/// its errno on. Staging is in the (roomy) cache directory, so the write itself succeeds and
+/// the error comes at fsync, from the upload.
+#[test]
+fn a_full_local_backend_directory_gives_the_writer_enospc() {
+    let server = Server::running();
+    let root = Tmpfs::new("1M");
+    let m = Mount::new(&server, &format!("file://{}", root.path().display()), &[]);
+    fs::write(m.path("small.txt"), b"fits").unwrap();
+
+    let mut big = fs::File::create(m.path("big.bin")).unwrap();
+    big.write_all(&random_bytes(3 << 20)).unwrap();
+    let err = big.sync_all().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    drop(big);
+
+    // Nothing of it in the directory; once it is removed, the mount works as before.
+    assert!(!root.path().join("big.bin").exists());
+    fs::remove_file(m.path("big.bin")).unwrap();
+    fs::write(m.path("after.txt"), b"room again").unwrap();
+    m.unmount();
+    assert_eq!(fs::read(root.path().join("small.txt")).unwrap(), b"fits");
+    assert_eq!(
+        fs::read(root.path().join("after.txt")).unwrap(),
+        b"room again"
     );
 }

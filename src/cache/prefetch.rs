@@ -316,7 +316,7 @@ impl Prefetcher {
                 biased;
                 wanted = needed_now(needed) => match wanted {
                     true => budget.try_acquire_many_owned(kib).ok(),
-                    false => return Err(StoreError::Other("read-ahead dropped".into())),
+                    false => return Err(StoreError::ReadAheadDropped),
                 },
                 permit = budget.clone().acquire_many_owned(kib) => permit.ok(),
             };
@@ -345,7 +345,7 @@ impl Prefetcher {
         });
         async move {
             task.await
-                .map_err(|e| StoreError::Other(format!("fetch task failed: {e}")))?
+                .map_err(|e| StoreError::task_failed("a block fetch task", e))?
         }
         .boxed()
         .shared()

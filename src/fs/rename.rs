@@ -259,7 +259,7 @@ where
 {
     let permits = Arc::new(Semaphore::new(RENAME_CONCURRENCY));
     let mut tasks = JoinSet::new();
-    let joined = |e: tokio::task::JoinError| FsError::Store(StoreError::Other(e.to_string()));
+    let joined = |e| FsError::Store(StoreError::task_failed("a rename task", e));
     for item in items {
         let permit = permits
             .clone()

@@ -379,12 +379,21 @@ impl ObjectStore for MemoryStore {
             .remove(upload_id)
             .ok_or(StoreError::NotFound)?;
         if upload.key != key {
-            return Err(StoreError::Other("upload id belongs to another key".into()));
+            return Err(StoreError::InvalidRequest(
+                InvalidRequest::UploadOfAnotherKey {
+                    upload_id: upload_id.to_string(),
+                    key: key.to_string(),
+                    upload_key: upload.key,
+                },
+            ));
         }
         let mut data = Vec::new();
         for part in parts {
             let bytes = upload.parts.get(&part.number).ok_or_else(|| {
-                StoreError::Other(format!("part {} was never uploaded", part.number))
+                StoreError::InvalidPart(PartMismatch::NeverUploaded {
+                    upload_id: upload_id.to_string(),
+                    number: part.number,
+                })
             })?;
             data.extend_from_slice(bytes);
         }
@@ -454,7 +463,10 @@ mod tests {
         ));
         assert!(matches!(
             s.upload_part_copy("dst", &id, 4, "src", 3..3).await,
-            Err(StoreError::Other(_))
+            Err(StoreError::InvalidRequest(InvalidRequest::EmptyCopyRange {
+                start: 3,
+                end: 3
+            }))
         ));
         assert!(matches!(
             s.upload_part_copy("dst", "upload-999", 1, "src", 0..1)

@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod contract;
+mod error;
 #[cfg(test)]
 pub mod failing;
 pub mod listing;
@@ -17,6 +18,7 @@ pub mod retry;
 pub mod s3;
 pub mod sse_c;
 
+pub use error::{BadResponse, InvalidRequest, KeyRefusal, PartMismatch, SetupError, StoreError};
 pub use sse_c::SseCKey;
 
 use std::collections::BTreeMap;
@@ -26,48 +28,6 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-
-/// What went wrong talking to the store, typed so callers can react (and map to errno once).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("no such key")]
-    NotFound,
-    #[error(
-        "the bucket does not exist (check the bucket name, the region, or --force-path-style)"
-    )]
-    NoSuchBucket,
-    #[error("access denied: {0} (check the access keys and the bucket policy)")]
-    AccessDenied(String),
-    #[error("the request signature was rejected: {0} (check the secret key and the region)")]
-    BadCredentials(String),
-    #[error("precondition failed (the object changed)")]
-    PreconditionFailed,
-    #[error("requested range is not satisfiable")]
-    InvalidRange,
-    #[error("cannot reach the endpoint: {0}")]
-    Unreachable(String),
-    #[error("request timed out after {0:?}")]
-    Timeout(std::time::Duration),
-    #[error("server error {status}: {message}")]
-    Server { status: u16, message: String },
-    /// An object encrypted with a customer-provided key (SSE-C) was read without a key, or
-    /// with another key than the one it was written with. The text says which, and what to do.
-    #[error("{0}")]
-    SseCustomerKey(String),
-    #[error("{0}")]
-    Other(String),
-}
-
-impl StoreError {
-    /// True when repeating the same request may succeed (5xx, throttling, network, timeout).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Unreachable(_) | StoreError::Timeout(_) => true,
-            StoreError::Server { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            _ => false,
-        }
-    }
-}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -345,9 +305,7 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// order.
     async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUploadInfo>> {
         let _ = prefix;
-        Err(StoreError::Other(
-            "listing multipart uploads is not supported by this store".into(),
-        ))
+        Err(StoreError::Unsupported("listing multipart uploads"))
     }
 
     /// Requests made and bytes moved so far. Stores that do not count return zeros.
@@ -359,10 +317,10 @@ pub trait ObjectStore: Send + Sync + 'static {
 /// An UploadPartCopy range must hold at least one byte.
 pub fn check_copy_range(range: &Range<u64>) -> StoreResult<()> {
     if range.end <= range.start {
-        return Err(StoreError::Other(format!(
-            "empty copy range {}..{}: a copied part needs at least one byte",
-            range.start, range.end
-        )));
+        return Err(StoreError::InvalidRequest(InvalidRequest::EmptyCopyRange {
+            start: range.start,
+            end: range.end,
+        }));
     }
     Ok(())
 }

@@ -52,10 +52,11 @@ impl Uploader {
             );
             tokio::time::sleep(COPY_RETRY_DELAY).await;
         }
-        Err(UploadError::Store(StoreError::Other(format!(
-            "the server kept the previous version of {to} after {COPY_TRIES} copies of {from} \
-             ({from} is left as it was)"
-        ))))
+        Err(UploadError::CopyNotKept {
+            from: from.to_string(),
+            to: to.to_string(),
+            tries: COPY_TRIES,
+        })
     }
 
     /// One copy, in one request or as a multipart upload; the ETag the server gave it.
@@ -112,9 +113,7 @@ struct CopyOf(String);
 #[async_trait]
 impl PartSource for CopyOf {
     async fn read(&self, _range: Range<u64>) -> Result<Bytes, UploadError> {
-        Err(UploadError::Staging(
-            "a server-side copy sends no data (every part is copied)".into(),
-        ))
+        Err(UploadError::CopySendsNoData)
     }
 
     fn copy_source(&self, _range: &Range<u64>) -> Option<String> {

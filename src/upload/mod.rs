@@ -19,17 +19,51 @@ use bytes::Bytes;
 use crate::store::{ObjectStore, PutOptions, StoreError};
 use registry::UploadRegistry;
 
+/// Why an upload failed. `fuse::errno` maps it: a store error as the store layer says, a
+/// staging I/O error to its own errno, anything else to EIO.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UploadError {
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Reading the staged copy of the file failed. The I/O error is kept whole, errno
+    /// included.
     #[error("cannot read staged data: {0}")]
-    Staging(String),
+    Staging(Arc<std::io::Error>),
+    /// The staged copy holds fewer bytes than the upload is to send.
+    #[error("cannot read staged data: the staged file is shorter than the file")]
+    StagedShort,
+    /// A multipart upload of the file would need more parts than S3 allows.
+    #[error("the file needs more than {max} parts: raise --part-size")]
+    TooManyParts { max: u32 },
+    /// A part upload task panicked or was cancelled. `cause`: tokio's description.
+    #[error("a part upload task failed: {cause}")]
+    TaskFailed { cause: String },
+    /// A copy the server answered but never kept (see `Uploader::copy`): the source stays.
+    #[error(
+        "the server kept the previous version of {to} after {tries} copies of {from} \
+         ({from} is left as it was)"
+    )]
+    CopyNotKept {
+        from: String,
+        to: String,
+        tries: u32,
+    },
+    /// A part of a server-side copy was to be sent rather than copied (a bug).
+    #[error("a server-side copy sends no data (every part is copied)")]
+    CopySendsNoData,
 }
 
 impl From<std::io::Error> for UploadError {
     fn from(e: std::io::Error) -> Self {
-        UploadError::Staging(e.to_string())
+        UploadError::Staging(Arc::new(e))
+    }
+}
+
+impl From<tokio::task::JoinError> for UploadError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        UploadError::TaskFailed {
+            cause: e.to_string(),
+        }
     }
 }
 
@@ -100,9 +134,7 @@ impl Uploader {
         if size < self.part_size {
             let body = source.read(0..size).await?;
             if (body.len() as u64) < size {
-                return Err(UploadError::Staging(
-                    "staged file is shorter than the file".into(),
-                ));
+                return Err(UploadError::StagedShort);
             }
             return Ok(self.store.put(key, body, opts).await?);
         }

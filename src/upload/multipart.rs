@@ -126,9 +126,7 @@ impl Upload {
 
     async fn send(&mut self, range: Range<u64>, last: bool) -> Result<(), UploadError> {
         if self.next_number > MAX_PARTS {
-            return Err(UploadError::Staging(format!(
-                "the file needs more than {MAX_PARTS} parts: raise --part-size"
-            )));
+            return Err(UploadError::TooManyParts { max: MAX_PARTS });
         }
         let permit = self
             .permits
@@ -138,8 +136,7 @@ impl Upload {
             .expect("semaphore open");
         // Collect finished parts early so a failure stops the upload promptly.
         while let Some(done) = self.tasks.try_join_next() {
-            self.parts
-                .push(done.map_err(|e| UploadError::Staging(e.to_string()))??);
+            self.parts.push(done.map_err(UploadError::from)??);
         }
         let number = self.next_number;
         self.next_number += 1;
@@ -166,9 +163,7 @@ impl Upload {
                 None => {
                     let body = source.read(range).await?;
                     if (body.len() as u64) < len {
-                        return Err(UploadError::Staging(
-                            "staged file is shorter than the file".into(),
-                        ));
+                        return Err(UploadError::StagedShort);
                     }
                     store.upload_part(&key, &id, number, body).await?
                 }
@@ -210,8 +205,7 @@ impl Upload {
             self.send(self.next_offset..end, end == size).await?;
         }
         while let Some(done) = self.tasks.join_next().await {
-            self.parts
-                .push(done.map_err(|e| UploadError::Staging(e.to_string()))??);
+            self.parts.push(done.map_err(UploadError::from)??);
         }
         Ok(())
     }

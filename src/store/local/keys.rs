@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{Inner, IoContext, INTERNAL};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{KeyRefusal, StoreError, StoreResult};
 
 /// A validated key: its path segments, and whether it names a directory marker (`a/b/`).
 pub(super) struct Key<'a> {
@@ -23,19 +23,15 @@ pub(super) struct Key<'a> {
 
 impl<'a> Key<'a> {
     pub(super) fn parse(key: &'a str) -> StoreResult<Self> {
-        let refuse = |why: &str| {
-            Err(StoreError::Other(format!(
-                "local store: key {key:?} refused: {why}"
-            )))
-        };
+        let refuse = |reason| Err(refused(key, reason));
         if key.is_empty() {
-            return refuse("empty key");
+            return refuse(KeyRefusal::Empty);
         }
         if key.starts_with('/') {
-            return refuse("it starts with '/'");
+            return refuse(KeyRefusal::LeadingSlash);
         }
         if key.contains('\0') {
-            return refuse("it contains a NUL byte");
+            return refuse(KeyRefusal::NulByte);
         }
         let (body, marker) = match key.strip_suffix('/') {
             Some(body) => (body, true),
@@ -44,14 +40,14 @@ impl<'a> Key<'a> {
         let segs: Vec<&str> = body.split('/').collect();
         for seg in &segs {
             if seg.is_empty() {
-                return refuse("empty path segment (a directory cannot have an empty name)");
+                return refuse(KeyRefusal::EmptySegment);
             }
             if *seg == "." || *seg == ".." {
-                return refuse("'.' and '..' segments are not allowed");
+                return refuse(KeyRefusal::DotSegment);
             }
         }
         if segs[0] == INTERNAL {
-            return refuse("reserved for the local store's internal data");
+            return refuse(KeyRefusal::Reserved);
         }
         Ok(Key {
             text: key,
@@ -64,6 +60,14 @@ impl<'a> Key<'a> {
     pub(super) fn split(&self) -> (&[&'a str], &'a str) {
         let (last, parents) = self.segs.split_last().expect("a key has a segment");
         (parents, last)
+    }
+}
+
+/// `StoreError::KeyRefused` of `key`.
+pub(super) fn refused(key: &str, reason: KeyRefusal) -> StoreError {
+    StoreError::KeyRefused {
+        key: key.to_string(),
+        reason,
     }
 }
 
@@ -122,38 +126,33 @@ impl Inner {
             if missing {
                 continue;
             }
-            let what = match entry(&path).at(&path)? {
+            let special = match entry(&path).at(&path)? {
                 Entry::Dir(_) => continue,
                 Entry::Absent => {
                     missing = true;
                     continue;
                 }
-                Entry::File(_) => "an object (a file)",
-                Entry::Other => "a symlink or special file",
+                Entry::File(_) => false,
+                Entry::Other => true,
             };
-            let name = parents[..=i].join("/");
-            return Err(StoreError::Other(format!(
-                "local store: cannot store {:?}: {name:?} is {what}, and only a directory can \
-                 hold keys under \"{name}/\"",
-                key.text
-            )));
+            let parent = parents[..=i].join("/");
+            return Err(refused(
+                key.text,
+                KeyRefusal::ParentNotADirectory { parent, special },
+            ));
         }
         if missing {
             fs::create_dir_all(&path).at(&path)?;
         }
         path.push(last);
         match (entry(&path).at(&path)?, key.marker) {
-            (Entry::Dir(_), false) => Err(StoreError::Other(format!(
-                "local store: cannot store {0:?}: it is a directory here (\"{0}/\"), and a \
-                 directory cannot also be an object",
-                key.text
-            ))),
-            (Entry::File(_), true) | (Entry::Other, true) => Err(StoreError::Other(format!(
-                "local store: cannot create the directory marker {:?}: {:?} is an object (a \
-                 file or symlink), not a directory",
+            (Entry::Dir(_), false) => Err(refused(key.text, KeyRefusal::IsADirectory)),
+            (Entry::File(_), true) | (Entry::Other, true) => Err(refused(
                 key.text,
-                key.segs.join("/")
-            ))),
+                KeyRefusal::MarkerOverObject {
+                    name: key.segs.join("/"),
+                },
+            )),
             (Entry::Absent, true) => match fs::create_dir(&path) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e).at(&path),
                 _ => Ok(path),
@@ -188,26 +187,30 @@ mod tests {
         assert_eq!(store.head("x/y/").await.unwrap().metadata, o.metadata);
 
         // A file cannot hold keys; a directory cannot be an object.
-        assert!(is_other(
-            store
-                .put("x/y", Bytes::from_static(b"f"), &PutOptions::default())
-                .await
-        ));
-        assert!(is_other(
-            store
-                .put("x/y/z/w", Bytes::from_static(b"f"), &PutOptions::default())
-                .await
-        ));
-        assert!(is_other(
-            store
-                .put("x/y/z/", Bytes::new(), &PutOptions::default())
-                .await
-        ));
-        assert!(is_other(
-            store
-                .put("m/", Bytes::from_static(b"data"), &PutOptions::default())
-                .await
-        ));
+        let put_of = |key: &'static str, body: &'static [u8]| {
+            let store = store.clone();
+            async move {
+                let r = store
+                    .put(key, Bytes::from_static(body), &PutOptions::default())
+                    .await;
+                refusal(key, r)
+            }
+        };
+        assert_eq!(put_of("x/y", b"f").await, KeyRefusal::IsADirectory);
+        assert_eq!(
+            put_of("x/y/z/w", b"f").await,
+            KeyRefusal::ParentNotADirectory {
+                parent: "x/y/z".into(),
+                special: false
+            }
+        );
+        assert_eq!(
+            put_of("x/y/z/", b"").await,
+            KeyRefusal::MarkerOverObject {
+                name: "x/y/z".into()
+            }
+        );
+        assert_eq!(put_of("m/", b"data").await, KeyRefusal::MarkerWithData);
         assert_eq!(&store.get_range("x/y/z", 0..10).await.unwrap()[..], b"data");
 
         // Deleting a non-empty marker keeps it; once empty it goes.
@@ -227,27 +230,24 @@ mod tests {
     #[tokio::test]
     async fn bad_keys_are_refused() {
         let (dir, store) = store();
-        for key in [
-            "../x",
-            "a//b",
-            "/a",
-            "a/./b",
-            "a/..",
-            "",
-            "//",
-            ".bucketfs-local/tmp/x",
+        for (key, why) in [
+            ("../x", KeyRefusal::DotSegment),
+            ("a//b", KeyRefusal::EmptySegment),
+            ("/a", KeyRefusal::LeadingSlash),
+            ("a/./b", KeyRefusal::DotSegment),
+            ("a/..", KeyRefusal::DotSegment),
+            ("", KeyRefusal::Empty),
+            ("//", KeyRefusal::LeadingSlash),
+            ("a\0b", KeyRefusal::NulByte),
+            (".bucketfs-local/tmp/x", KeyRefusal::Reserved),
         ] {
-            assert!(
-                is_other(
-                    store
-                        .put(key, Bytes::from_static(b"x"), &PutOptions::default())
-                        .await
-                ),
-                "{key}"
-            );
-            assert!(is_other(store.head(key).await), "{key}");
-            assert!(is_other(store.get_range(key, 0..1).await), "{key}");
-            assert!(is_other(store.delete(key).await), "{key}");
+            let put = store
+                .put(key, Bytes::from_static(b"x"), &PutOptions::default())
+                .await;
+            assert_eq!(refusal(key, put), why);
+            assert_eq!(refusal(key, store.head(key).await), why);
+            assert_eq!(refusal(key, store.get_range(key, 0..1).await), why);
+            assert_eq!(refusal(key, store.delete(key).await), why);
         }
         assert!(!dir.path().parent().unwrap().join("x").exists());
         // The internal name is only reserved at the top.
@@ -272,11 +272,16 @@ mod tests {
             Err(StoreError::NotFound)
         ));
         assert!(all_keys(&store, "link/").await.is_empty());
-        assert!(is_other(
-            store
-                .put("link/new", Bytes::from_static(b"x"), &PutOptions::default())
-                .await
-        ));
+        let through_link = store
+            .put("link/new", Bytes::from_static(b"x"), &PutOptions::default())
+            .await;
+        assert_eq!(
+            refusal("link/new", through_link),
+            KeyRefusal::ParentNotADirectory {
+                parent: "link".into(),
+                special: true
+            }
+        );
         assert!(!outside.path().join("new").exists());
     }
 }

@@ -7,9 +7,9 @@
 //!   0, listed as `a/b/` (a common prefix when a delimiter groups it). PUT creates missing
 //!   parent directories; a PUT of a marker creates the directory and must have an empty body.
 //! * A directory cannot be both an object and a folder: a PUT of `a/b` while `a/b/…` keys exist,
-//!   or of `a/b/c` (or `a/b/`) while `a/b` is an object, fails with `StoreError::Other`.
+//!   or of `a/b/c` (or `a/b/`) while `a/b` is an object, fails with `StoreError::KeyRefused`.
 //! * Keys that are empty, start with `/`, hold an empty segment (`a//b`), a `.` or `..`
-//!   segment, or a NUL byte are refused with `StoreError::Other`, and so is everything under the
+//!   segment, or a NUL byte are refused with `StoreError::KeyRefused`, and so is everything under the
 //!   store's internal directory `root/.bucketfs-local/`, which is never listed. Symlinks and
 //!   special files are invisible (not listed, `NotFound`), and keys that pass through a symlinked
 //!   directory are never followed, so no key reaches outside the root. Names that are not UTF-8
@@ -70,8 +70,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, StoreError,
-    StoreResult,
+    CompletedPart, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, SetupError,
+    StoreError, StoreResult,
 };
 
 mod keys;
@@ -96,17 +96,12 @@ impl LocalStore {
     /// Serves the directory `root`, which must exist. The internal directory is created on the
     /// first write, so a read-only root can still be browsed.
     pub fn new(root: PathBuf) -> StoreResult<Self> {
-        let md = fs::metadata(&root)
-            .map_err(|e| StoreError::Other(format!("local store root {}: {e}", root.display())))?;
+        let md = fs::metadata(&root).map_err(|e| StoreError::io(&root, e))?;
         if !md.is_dir() {
-            return Err(StoreError::Other(format!(
-                "local store root {} is not a directory",
-                root.display()
-            )));
+            return Err(StoreError::Setup(SetupError::RootNotADirectory(root)));
         }
         // Absolute, so a later change of working directory (daemonizing) does not move it.
-        let root = fs::canonicalize(&root)
-            .map_err(|e| StoreError::Other(format!("local store root {}: {e}", root.display())))?;
+        let root = fs::canonicalize(&root).map_err(|e| StoreError::io(&root, e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
@@ -129,11 +124,12 @@ impl LocalStore {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(|e| StoreError::Other(format!("local store: worker task failed: {e}")))?
+            .map_err(|e| StoreError::task_failed("the local store's worker task", e))?
     }
 }
 
-/// Maps an I/O error to a `StoreError` naming the path (a missing path is `NotFound`).
+/// Maps an I/O error to `StoreError::Io` at the path, which keeps the error and so its errno
+/// (a missing path is `NotFound`).
 trait IoContext<T> {
     fn at(self, path: &Path) -> StoreResult<T>;
 }
@@ -144,7 +140,7 @@ impl<T> IoContext<T> for io::Result<T> {
             if e.kind() == io::ErrorKind::NotFound {
                 StoreError::NotFound
             } else {
-                StoreError::Other(format!("local store: {}: {e}", path.display()))
+                StoreError::io(path, e)
             }
         })
     }
@@ -291,8 +287,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         fs::write(&file, b"x").unwrap();
-        assert!(LocalStore::new(file).is_err());
-        assert!(LocalStore::new(dir.path().join("missing")).is_err());
+        assert!(matches!(
+            LocalStore::new(file.clone()),
+            Err(StoreError::Setup(SetupError::RootNotADirectory(p))) if p == file
+        ));
+        // A missing root is an I/O error like any other here (there is no key to miss).
+        match LocalStore::new(dir.path().join("missing")) {
+            Err(StoreError::Io { path, source }) => {
+                assert_eq!(path, dir.path().join("missing"));
+                assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+            }
+            other => panic!("{:?}", other.err()),
+        }
         assert!(LocalStore::new(dir.path().to_path_buf()).is_ok());
+    }
+
+    /// A failed file operation keeps its I/O error, so the errno reaches the application
+    /// (`fuse::errno`): here ENAMETOOLONG, which the local store meets for a name whose
+    /// metadata sidecar (`<name>.toml`) is over the file system's name limit.
+    #[tokio::test]
+    async fn io_errors_keep_their_errno() {
+        let (_dir, store) = test_support::store();
+        let errno_of = |r: StoreResult<_>| match r {
+            Err(StoreError::Io { path, source }) => (path, source.raw_os_error()),
+            other => panic!("expected StoreError::Io, got {:?}", other.map(drop)),
+        };
+        let too_long = "n".repeat(300);
+        let (path, errno) = errno_of(store.head(&too_long).await.map(drop));
+        assert_eq!(errno, Some(libc::ENAMETOOLONG));
+        assert!(path.ends_with(&too_long), "{path:?}");
+
+        let name = "m".repeat(252);
+        let with_metadata = test_support::opts("text/plain", &[]);
+        let put = store
+            .put(&name, Bytes::from_static(b"x"), &with_metadata)
+            .await;
+        let (path, errno) = errno_of(put.map(drop));
+        assert_eq!(errno, Some(libc::ENAMETOOLONG));
+        assert!(path.ends_with(format!("{name}.toml")), "{path:?}");
     }
 }

@@ -19,8 +19,8 @@ use super::keys::{is_absent, Key};
 use super::objects::{etag_of, modified, size_of};
 use super::{Inner, IoContext};
 use crate::store::{
-    check_copy_range, CompletedPart, MultipartUploadInfo, PutOptions, StoreError, StoreResult,
-    UserMetadata,
+    check_copy_range, CompletedPart, InvalidRequest, MultipartUploadInfo, PartMismatch, PutOptions,
+    StoreError, StoreResult, UserMetadata,
 };
 
 /// The file in an upload's directory that records its key and options.
@@ -67,9 +67,11 @@ impl Inner {
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
         };
-        let text = toml::to_string(&manifest)
-            .map_err(|e| StoreError::Other(format!("local store: upload of {key:?}: {e}")))?;
         let path = dir.join(UPLOAD_MANIFEST);
+        let text = toml::to_string(&manifest).map_err(|e| StoreError::MetadataFile {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         if let Err(e) = fs::write(&path, text) {
             let _ = fs::remove_dir_all(&dir);
             return Err(e).at(&path);
@@ -80,8 +82,10 @@ impl Inner {
     fn manifest(&self, dir: &Path) -> StoreResult<UploadManifest> {
         let path = dir.join(UPLOAD_MANIFEST);
         let text = fs::read_to_string(&path).at(&path)?;
-        toml::from_str(&text)
-            .map_err(|e| StoreError::Other(format!("local store: {}: {e}", path.display())))
+        toml::from_str(&text).map_err(|e| StoreError::MetadataFile {
+            path,
+            detail: e.to_string(),
+        })
     }
 
     pub(super) fn upload_part(
@@ -205,10 +209,13 @@ impl Inner {
         let dir = self.upload_dir(upload_id)?;
         let manifest = self.manifest(&dir)?;
         if manifest.key != key {
-            return Err(StoreError::Other(format!(
-                "local store: upload {upload_id} belongs to {:?}, not {key:?}",
-                manifest.key
-            )));
+            return Err(StoreError::InvalidRequest(
+                InvalidRequest::UploadOfAnotherKey {
+                    upload_id: upload_id.to_string(),
+                    key: key.to_string(),
+                    upload_key: manifest.key,
+                },
+            ));
         }
         let (temp, mut file) = self.temp()?;
         for part in &parts {
@@ -216,19 +223,19 @@ impl Inner {
             let mut source = match File::open(&path) {
                 Ok(source) => source,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(StoreError::Other(format!(
-                        "local store: part {} of upload {upload_id} was never uploaded",
-                        part.number
-                    )))
+                    return Err(StoreError::InvalidPart(PartMismatch::NeverUploaded {
+                        upload_id: upload_id.to_string(),
+                        number: part.number,
+                    }))
                 }
                 Err(e) => return Err(e).at(&path),
             };
             if etag_of(&source.metadata().at(&path)?) != part.etag {
-                return Err(StoreError::Other(format!(
-                    "local store: part {} of upload {upload_id}: ETag {} does not match the \
-                     uploaded part",
-                    part.number, part.etag
-                )));
+                return Err(StoreError::InvalidPart(PartMismatch::OtherEtag {
+                    upload_id: upload_id.to_string(),
+                    number: part.number,
+                    etag: part.etag.clone(),
+                }));
             }
             io::copy(&mut source, &mut file).at(&temp.path)?;
         }
@@ -266,7 +273,7 @@ impl Inner {
 mod tests {
     use super::*;
     use crate::store::local::test_support::*;
-    use crate::store::ObjectStore;
+    use crate::store::{KeyRefusal, ObjectStore};
     use std::time::SystemTime;
 
     #[tokio::test]
@@ -298,10 +305,26 @@ mod tests {
                 etag: e2,
             },
         ];
-        // The wrong key is refused and leaves the upload intact.
-        assert!(is_other(
-            store.complete_multipart("other", &id, parts.clone()).await
-        ));
+        // The wrong key, and a part with another ETag, are refused and leave the upload intact.
+        match store.complete_multipart("other", &id, parts.clone()).await {
+            Err(StoreError::InvalidRequest(InvalidRequest::UploadOfAnotherKey {
+                upload_id,
+                key,
+                upload_key,
+            })) => assert_eq!(
+                (upload_id.as_str(), key.as_str(), upload_key.as_str()),
+                (id.as_str(), "other", "big/file")
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mut stale = parts.clone();
+        stale[1].etag = "\"stale\"".into();
+        match store.complete_multipart("big/file", &id, stale).await {
+            Err(StoreError::InvalidPart(PartMismatch::OtherEtag { number, etag, .. })) => {
+                assert_eq!((number, etag.as_str()), (2, "\"stale\""))
+            }
+            other => panic!("{other:?}"),
+        }
         let etag = store
             .complete_multipart("big/file", &id, parts)
             .await
@@ -329,7 +352,11 @@ mod tests {
             number: 7,
             etag: "\"x\"".into(),
         }];
-        assert!(is_other(store.complete_multipart("k", &id, missing).await));
+        assert!(matches!(
+            store.complete_multipart("k", &id, missing).await,
+            Err(StoreError::InvalidPart(PartMismatch::NeverUploaded { number: 7, upload_id }))
+                if upload_id == id
+        ));
         store.abort_multipart("k", &id).await.unwrap();
         assert!(!dir
             .path()
@@ -397,8 +424,17 @@ mod tests {
             copy("src/", 0..1).await,
             Err(StoreError::InvalidRange)
         ));
-        assert!(is_other(copy("src/small", 4..4).await));
-        assert!(is_other(copy("../x", 0..1).await));
+        assert!(matches!(
+            copy("src/small", 4..4).await,
+            Err(StoreError::InvalidRequest(InvalidRequest::EmptyCopyRange {
+                start: 4,
+                end: 4
+            }))
+        ));
+        assert_eq!(
+            refusal("../x", copy("../x", 0..1).await),
+            KeyRefusal::DotSegment
+        );
         assert!(matches!(
             store
                 .upload_part_copy("dst", "0123", 1, "src/small", 0..1)

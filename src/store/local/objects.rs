@@ -15,10 +15,10 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::keys::{is_absent, Key};
+use super::keys::{is_absent, refused, Key};
 use super::temp::Temp;
 use super::{Inner, IoContext};
-use crate::store::{ObjectInfo, PutOptions, StoreError, StoreResult};
+use crate::store::{KeyRefusal, ObjectInfo, PutOptions, StoreError, StoreResult};
 
 pub(super) fn etag_of(md: &Metadata) -> String {
     if md.is_dir() {
@@ -67,10 +67,7 @@ impl Inner {
     }
 
     pub(super) fn marker_body_error(key: &Key) -> StoreError {
-        StoreError::Other(format!(
-            "local store: {:?} is a directory marker and cannot hold data",
-            key.text
-        ))
+        refused(key.text, KeyRefusal::MarkerWithData)
     }
 
     pub(super) fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
@@ -303,7 +300,10 @@ mod tests {
             store.copy("missing", "x", None).await,
             Err(StoreError::NotFound)
         ));
-        assert!(is_other(store.copy("src", "m/", None).await));
+        assert_eq!(
+            refusal("m/", store.copy("src", "m/", None).await),
+            KeyRefusal::MarkerWithData
+        );
     }
 
     #[tokio::test]

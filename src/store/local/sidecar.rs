@@ -91,8 +91,9 @@ impl Inner {
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
         };
-        let text = toml::to_string(&sidecar).map_err(|e| {
-            StoreError::Other(format!("local store: metadata of {:?}: {e}", key.text))
+        let text = toml::to_string(&sidecar).map_err(|e| StoreError::MetadataFile {
+            path: path.clone(),
+            detail: e.to_string(),
         })?;
         let temp = self.temp_with(text.as_bytes())?;
         let parent = path.parent().expect("a sidecar has a parent");

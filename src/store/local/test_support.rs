@@ -4,7 +4,7 @@ use bytes::Bytes;
 use tempfile::TempDir;
 
 use super::LocalStore;
-use crate::store::{list_all, ObjectStore, PutOptions, StoreError, StoreResult};
+use crate::store::{list_all, KeyRefusal, ObjectStore, PutOptions, StoreError, StoreResult};
 
 pub(super) fn store() -> (TempDir, LocalStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -39,6 +39,10 @@ pub(super) async fn all_keys(store: &LocalStore, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn is_other<T: std::fmt::Debug>(r: StoreResult<T>) -> bool {
-    matches!(r, Err(StoreError::Other(_)))
+/// Why `r` refused `key`; panics unless it is a `KeyRefused` of `key`.
+pub(super) fn refusal<T: std::fmt::Debug>(key: &str, r: StoreResult<T>) -> KeyRefusal {
+    match r {
+        Err(StoreError::KeyRefused { key: k, reason }) if k == key => reason,
+        other => panic!("{key:?}: expected KeyRefused, got {other:?}"),
+    }
 }

@@ -11,7 +11,7 @@ use s3::serde_types::HeadObjectResult;
 use time::format_description::well_known::{Iso8601, Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
-use crate::store::{ObjectInfo, StoreError, StoreResult};
+use crate::store::{BadResponse, ObjectInfo, StoreError, StoreResult};
 
 /// The parts of a HEAD answer `object_info` reads (and the SSE ones, for tests), from
 /// lowercase header names.
@@ -107,9 +107,10 @@ pub(super) fn range_body(status: u16, body: Bytes, start: u64, end: u64) -> Stor
                 Ok(body.slice(start as usize..len.min(end) as usize))
             }
         }
-        other => Err(StoreError::Other(format!(
-            "unexpected HTTP {other} answer to a ranged GET"
-        ))),
+        other => Err(StoreError::BadResponse(BadResponse::UnexpectedStatus {
+            request: "a ranged GET",
+            status: other,
+        })),
     }
 }
 
@@ -144,6 +145,13 @@ mod tests {
             Err(StoreError::InvalidRange)
         ));
         assert_eq!(range_body(200, Bytes::new(), 0, 20).unwrap(), "");
+        assert!(matches!(
+            range_body(204, Bytes::new(), 0, 20),
+            Err(StoreError::BadResponse(BadResponse::UnexpectedStatus {
+                status: 204,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use s3::error::S3Error;
 use s3::request::ResponseData;
 
-use crate::store::{StoreError, StoreResult};
+use crate::store::{BadResponse, PartMismatch, SetupError, StoreError, StoreResult};
 
 /// Longest S3 `<Message>` (in characters) copied into an error text.
 const MAX_MESSAGE_CHARS: usize = 200;
@@ -33,15 +33,24 @@ pub fn map_s3_error(err: S3Error) -> StoreError {
         S3Error::Reqwest(e) => {
             let text = error_chain(&e);
             if e.is_builder() {
-                StoreError::Other(format!("cannot build the request: {text}"))
+                StoreError::Client(format!("cannot build the request: {text}"))
             } else {
                 // Connect failures, but also connections dropped mid-request (a server
                 // closing a kept-alive connection): worth retrying for idempotent requests.
                 StoreError::Unreachable(text)
             }
         }
-        S3Error::Credentials(e) => StoreError::Other(format!("cannot load AWS credentials: {e}")),
-        other => StoreError::Other(describe_s3_error(&other)),
+        S3Error::Credentials(e) => {
+            StoreError::Setup(SetupError::CredentialsUnavailable(e.to_string()))
+        }
+        // An answer that came but cannot be read.
+        e @ (S3Error::Utf8(_)
+        | S3Error::FromUtf8(_)
+        | S3Error::SerdeXml(_)
+        | S3Error::ReqwestHeaderToStr(_)) => {
+            StoreError::BadResponse(BadResponse::Unparsable(describe_s3_error(&e)))
+        }
+        other => StoreError::Client(describe_s3_error(&other)),
     }
 }
 
@@ -101,17 +110,17 @@ pub fn map_http_error(status: u16, body: &str) -> StoreError {
         412 => StoreError::PreconditionFailed,
         416 => StoreError::InvalidRange,
         // NotImplemented will not get better by retrying.
-        501 => StoreError::Other(format!("not supported by this S3 server: {detail}")),
+        501 => StoreError::NotImplemented(detail),
         408 | 429 | 500..=599 => StoreError::Server {
             status,
             message: detail,
         },
         301 | 307 if is_code("PermanentRedirect") || is_code("TemporaryRedirect") => {
-            StoreError::Other(format!(
-                "the bucket is in another region or behind another endpoint: {detail} (check the region)"
-            ))
+            StoreError::WrongRegion(detail)
         }
-        _ => StoreError::Other(format!("HTTP {status}: {detail}")),
+        // What the memory and local stores call `InvalidPart` too.
+        400 if is_code("InvalidPart") => StoreError::InvalidPart(PartMismatch::Reported(detail)),
+        _ => StoreError::Rejected { status, detail },
     }
 }
 
@@ -296,12 +305,32 @@ mod tests {
             StoreError::Server { status: 429, .. }
         ));
         let not_impl = m(501, "NotImplemented", "x");
-        assert!(matches!(not_impl, StoreError::Other(_)));
+        assert!(matches!(not_impl, StoreError::NotImplemented(_)));
         assert!(!not_impl.is_transient());
+        match m(400, "InvalidArgument", "bad") {
+            e @ StoreError::Rejected { status: 400, .. } => {
+                assert!(!e.is_transient());
+                assert_eq!(e.to_string(), "HTTP 400: InvalidArgument: bad");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The memory and local stores detect this one too: the same variant.
+        match m(
+            400,
+            "InvalidPart",
+            "One or more of the specified parts could not be found.",
+        ) {
+            StoreError::InvalidPart(PartMismatch::Reported(t)) => {
+                assert!(t.starts_with("InvalidPart: One or more"), "{t}")
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
-            m(400, "InvalidArgument", "bad"),
-            StoreError::Other(_)
+            map_http_error(301, &xml_error("PermanentRedirect", "elsewhere")),
+            StoreError::WrongRegion(_)
         ));
+        // NoSuchUpload stays NotFound (aborting a gone upload succeeds: `upload::registry`).
+        assert!(matches!(m(404, "NoSuchUpload", "x"), StoreError::NotFound));
     }
 
     #[test]
@@ -339,7 +368,12 @@ mod tests {
         ));
         assert!(matches!(
             map_s3_error(S3Error::HttpFail),
-            StoreError::Other(_)
+            StoreError::Client(_)
+        ));
+        let not_utf8 = String::from_utf8(vec![0xff]).unwrap_err();
+        assert!(matches!(
+            map_s3_error(S3Error::FromUtf8(not_utf8)),
+            StoreError::BadResponse(BadResponse::Unparsable(_))
         ));
     }
 

@@ -13,7 +13,9 @@
 use std::ops::Range;
 
 use super::DEFAULT_CONTENT_TYPE;
-use crate::store::{PutOptions, SseCKey, StoreError, StoreResult, UserMetadata, CANNED_ACLS};
+use crate::store::{
+    InvalidRequest, PutOptions, SseCKey, StoreError, StoreResult, UserMetadata, CANNED_ACLS,
+};
 
 /// A header name rust-s3 (`http::HeaderName`) accepts: RFC 9110 token characters.
 fn is_header_name(name: &str) -> bool {
@@ -32,14 +34,14 @@ fn is_header_value(value: &str) -> bool {
 
 pub(super) fn check_header(name: &str, value: &str) -> StoreResult<()> {
     if !is_header_name(name) {
-        return Err(StoreError::Other(format!(
-            "invalid header name {name:?} (metadata keys must be ASCII letters, digits, '-', '_' or '.')"
-        )));
+        return Err(StoreError::InvalidRequest(InvalidRequest::HeaderName {
+            name: name.to_string(),
+        }));
     }
     if !is_header_value(value) {
-        return Err(StoreError::Other(format!(
-            "invalid value for {name}: S3 headers only carry printable ASCII"
-        )));
+        return Err(StoreError::InvalidRequest(InvalidRequest::HeaderValue {
+            name: name.to_string(),
+        }));
     }
     Ok(())
 }
@@ -76,34 +78,31 @@ fn storage_headers(opts: &PutOptions, sse_c: bool) -> StoreResult<Vec<(String, S
     let mut headers = Vec::new();
     if let Some(sse) = &opts.sse {
         if sse_c {
-            return Err(StoreError::Other(format!(
-                "server-side encryption {} cannot be combined with a customer-provided key \
-                 (SSE-C): choose one",
-                sse.algorithm()
-            )));
+            return Err(StoreError::InvalidRequest(InvalidRequest::SseWithSseC {
+                algorithm: sse.algorithm(),
+            }));
         }
         headers.push(header("x-amz-server-side-encryption", sse.algorithm()));
         if let Some(id) = sse.kms_key_id() {
             if id.trim().is_empty() {
-                return Err(StoreError::Other(
-                    "the KMS key id is empty (leave it out to use the default KMS key)".into(),
-                ));
+                return Err(StoreError::InvalidRequest(InvalidRequest::EmptyKmsKeyId));
             }
             headers.push(header("x-amz-server-side-encryption-aws-kms-key-id", id));
         }
     }
     if let Some(acl) = &opts.acl {
         if !CANNED_ACLS.contains(&acl.as_str()) {
-            return Err(StoreError::Other(format!(
-                "unknown canned ACL {acl:?}: use one of {}",
-                CANNED_ACLS.join(", ")
-            )));
+            return Err(StoreError::InvalidRequest(InvalidRequest::UnknownAcl {
+                acl: acl.clone(),
+            }));
         }
         headers.push(header("x-amz-acl", acl));
     }
     if let Some(class) = &opts.storage_class {
         if class.trim().is_empty() {
-            return Err(StoreError::Other("the storage class is empty".into()));
+            return Err(StoreError::InvalidRequest(
+                InvalidRequest::EmptyStorageClass,
+            ));
         }
         headers.push(header("x-amz-storage-class", class));
     }
@@ -186,9 +185,24 @@ mod tests {
     #[test]
     fn header_checks() {
         assert!(check_header("x-amz-meta-mode", "0644").is_ok());
-        assert!(check_header("x-amz-meta-bad key", "v").is_err());
-        assert!(check_header("x-amz-meta-k", "caf\u{e9}").is_err());
-        assert!(check_header("x-amz-meta-k", "line\nbreak").is_err());
+        let refused = |name, value| match check_header(name, value) {
+            Err(StoreError::InvalidRequest(why)) => why,
+            other => panic!("{name} {value:?}: {other:?}"),
+        };
+        assert_eq!(
+            refused("x-amz-meta-bad key", "v"),
+            InvalidRequest::HeaderName {
+                name: "x-amz-meta-bad key".into()
+            }
+        );
+        for value in ["caf\u{e9}", "line\nbreak"] {
+            assert_eq!(
+                refused("x-amz-meta-k", value),
+                InvalidRequest::HeaderValue {
+                    name: "x-amz-meta-k".into()
+                }
+            );
+        }
     }
 
     fn names(headers: &[(String, String)]) -> Vec<&str> {
@@ -269,7 +283,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(write_headers(&empty_id, None).is_err());
+        assert!(matches!(
+            write_headers(&empty_id, None),
+            Err(StoreError::InvalidRequest(InvalidRequest::EmptyKmsKeyId))
+        ));
         // No options, no storage headers at all.
         let none = write_headers(&PutOptions::default(), None).unwrap();
         assert!(none.is_empty(), "{none:?}");
@@ -314,7 +331,12 @@ mod tests {
             storage_class: Some(String::new()),
             ..Default::default()
         };
-        assert!(write_headers(&bad, None).is_err());
+        assert!(matches!(
+            write_headers(&bad, None),
+            Err(StoreError::InvalidRequest(
+                InvalidRequest::EmptyStorageClass
+            ))
+        ));
     }
 
     #[test]
@@ -414,7 +436,12 @@ mod tests {
         };
         let e = write_headers(&both, Some(&key)).unwrap_err();
         assert!(e.to_string().contains("SSE-C"), "{e}");
-        assert!(copy_headers(&both, true, Some(&key), None).is_err());
+        assert!(matches!(
+            copy_headers(&both, true, Some(&key), None),
+            Err(StoreError::InvalidRequest(InvalidRequest::SseWithSseC {
+                algorithm: "AES256"
+            }))
+        ));
         // Every header passes rust-s3's checks (it panics on bad ones).
         for (name, value) in put.iter().chain(&upc) {
             check_header(name, value).unwrap();

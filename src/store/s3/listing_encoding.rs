@@ -22,14 +22,14 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode;
 
-use crate::store::StoreError;
+use crate::store::{BadResponse, StoreError};
 
 /// The query parameter that asks for URL-encoded keys.
 pub(super) const ENCODING_TYPE: (&str, &str) = ("encoding-type", "url");
 
 /// Why a name in a URL-encoded listing could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(super) enum DecodeError {
+pub enum DecodeError {
     #[error("'%' at byte {at} of {text:?} is not followed by two hex digits")]
     BadEscape { text: String, at: usize },
     #[error("{text:?} does not decode to UTF-8")]
@@ -38,7 +38,7 @@ pub(super) enum DecodeError {
 
 impl From<DecodeError> for StoreError {
     fn from(e: DecodeError) -> StoreError {
-        StoreError::Other(format!("unreadable name in a URL-encoded listing: {e}"))
+        StoreError::BadResponse(BadResponse::UndecodableName(e))
     }
 }
 

@@ -78,8 +78,9 @@ use s3::{Bucket, Region};
 
 use super::retry::{with_retries, with_retries_if, RetryPolicy};
 use super::{
-    check_copy_range, CompletedPart, ListPage, ListedObject, MultipartUploadInfo, ObjectInfo,
-    ObjectStore, PutOptions, SseCKey, StatsCounter, StoreError, StoreResult, StoreStats,
+    check_copy_range, BadResponse, CompletedPart, ListPage, ListedObject, MultipartUploadInfo,
+    ObjectInfo, ObjectStore, PutOptions, SetupError, SseCKey, StatsCounter, StoreError,
+    StoreResult, StoreStats,
 };
 use convert::{etag_of, head_result, object_info, parse_iso_time, range_body};
 use errors::{check_ok_body, describe_s3_error, is_connect_error, shorten, xml_tag};
@@ -107,6 +108,7 @@ pub(in crate::store) mod tests_live;
 mod tests_wire;
 
 pub use errors::{map_http_error, map_s3_error};
+pub use listing_encoding::DecodeError;
 
 /// Content type of objects written without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -202,16 +204,12 @@ impl S3Store {
     /// Also sets rust-s3's process-wide retry count to 0 (our retry layer retries).
     pub fn new(settings: &S3Settings) -> StoreResult<S3Store> {
         if settings.bucket.is_empty() {
-            return Err(StoreError::Other("no bucket name given".into()));
+            return Err(StoreError::Setup(SetupError::NoBucket));
         }
         let region = region_of(settings)?;
         let credentials = load_credentials(settings)?;
-        let mut bucket = *Bucket::new(&settings.bucket, region, credentials).map_err(|e| {
-            StoreError::Other(format!(
-                "cannot set up the S3 client: {}",
-                describe_s3_error(&e)
-            ))
-        })?;
+        let mut bucket = *Bucket::new(&settings.bucket, region, credentials)
+            .map_err(|e| StoreError::Setup(SetupError::Client(describe_s3_error(&e))))?;
         if settings.path_style {
             bucket.set_path_style();
         }
@@ -227,12 +225,7 @@ impl S3Store {
         let encoded = [ENCODING_TYPE].map(|(k, v)| (k.to_string(), v.to_string()));
         let list_bucket = bucket
             .with_extra_query(encoded.into_iter().collect())
-            .map_err(|e| {
-                StoreError::Other(format!(
-                    "cannot set up the S3 client: {}",
-                    describe_s3_error(&e)
-                ))
-            })?;
+            .map_err(|e| StoreError::Setup(SetupError::Client(describe_s3_error(&e))))?;
         Ok(S3Store {
             bucket,
             list_bucket,
@@ -388,7 +381,7 @@ fn region_of(settings: &S3Settings) -> StoreResult<Region> {
     if let Some(endpoint) = &settings.endpoint {
         let endpoint = endpoint.trim().trim_end_matches('/');
         if endpoint.is_empty() {
-            return Err(StoreError::Other("the S3 endpoint is empty".into()));
+            return Err(StoreError::Setup(SetupError::EmptyEndpoint));
         }
         return Ok(Region::Custom {
             region: settings.region.clone(),
@@ -397,9 +390,7 @@ fn region_of(settings: &S3Settings) -> StoreResult<Region> {
     }
     let name = settings.region.trim();
     if name.is_empty() {
-        return Err(StoreError::Other(
-            "no region given: set AWS_REGION or `region` in the config".into(),
-        ));
+        return Err(StoreError::Setup(SetupError::NoRegion));
     }
     match name.parse::<Region>() {
         // A region rust-s3 does not know (a new AWS region): use the standard AWS endpoint
@@ -417,25 +408,18 @@ fn load_credentials(settings: &S3Settings) -> StoreResult<Credentials> {
     let token = settings.session_token.as_deref();
     match (&settings.access_key, &settings.secret_key) {
         (Some(access), Some(secret)) => {
-            Credentials::new(Some(access), Some(secret), None, token, None).map_err(|e| {
-                StoreError::Other(format!("cannot use the given AWS credentials: {e}"))
-            })
+            Credentials::new(Some(access), Some(secret), None, token, None)
+                .map_err(|e| StoreError::Setup(SetupError::CredentialsRefused(e.to_string())))
         }
-        (Some(_), None) | (None, Some(_)) => Err(StoreError::Other(
-            "only one of access_key and secret_key is set: set both (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or neither".into(),
-        )),
+        (Some(_), None) | (None, Some(_)) => Err(StoreError::Setup(SetupError::HalfCredentials)),
         (None, None) => {
             let found = Credentials::new(None, None, None, None, settings.profile.as_deref())
                 .ok()
                 .filter(|c| c.access_key.is_some() && c.secret_key.is_some());
             found.ok_or_else(|| {
-                let profile = match &settings.profile {
-                    Some(p) => format!(" (profile `{p}` was not found or is incomplete)"),
-                    None => String::new(),
-                };
-                StoreError::Other(format!(
-                    "no AWS credentials found{profile}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or access_key/secret_key in the config"
-                ))
+                StoreError::Setup(SetupError::NoCredentials {
+                    profile: settings.profile.clone(),
+                })
             })
         }
     }
@@ -532,9 +516,10 @@ impl ObjectStore for S3Store {
             match result.next_continuation_token {
                 Some(t) if !t.is_empty() => Some(t),
                 _ => {
-                    return Err(StoreError::Other(
-                        "the listing is truncated but has no continuation token".into(),
-                    ))
+                    return Err(StoreError::BadResponse(BadResponse::TruncatedWithout {
+                        request: "ListObjectsV2",
+                        missing: "NextContinuationToken",
+                    }))
                 }
             }
         } else {
@@ -683,10 +668,11 @@ impl ObjectStore for S3Store {
                         check_ok_body(&data)?;
                         let body = String::from_utf8_lossy(data.as_slice());
                         xml_tag(&body, "UploadId").ok_or_else(|| {
-                            StoreError::Other(format!(
-                                "CreateMultipartUpload answered without an UploadId: {}",
-                                shorten(&body)
-                            ))
+                            StoreError::BadResponse(BadResponse::Missing {
+                                request: "CreateMultipartUpload".into(),
+                                missing: "an UploadId",
+                                body: Some(shorten(&body)),
+                            })
                         })
                     }
                     Err(e) => {
@@ -738,7 +724,11 @@ impl ObjectStore for S3Store {
                     .await
                     .map_err(|e| map_sse_c_write_error(e, sse_c))?;
                     etag_of(&data).ok_or_else(|| {
-                        StoreError::Other(format!("UploadPart {number} answered without an ETag"))
+                        StoreError::BadResponse(BadResponse::Missing {
+                            request: format!("UploadPart {number}"),
+                            missing: "an ETag",
+                            body: None,
+                        })
                     })
                 }
             },
@@ -787,10 +777,11 @@ impl ObjectStore for S3Store {
                     check_ok_body(&data)?;
                     let body = String::from_utf8_lossy(data.as_slice());
                     let etag = xml_tag(&body, "ETag").ok_or_else(|| {
-                        StoreError::Other(format!(
-                            "UploadPartCopy {number} answered without an ETag: {}",
-                            shorten(&body)
-                        ))
+                        StoreError::BadResponse(BadResponse::Missing {
+                            request: format!("UploadPartCopy {number}"),
+                            missing: "an ETag",
+                            body: Some(shorten(&body)),
+                        })
                     })?;
                     Ok(Ok((etag, xml_tag(&body, checksums::CHECKSUM_ELEMENT))))
                 },
@@ -897,9 +888,9 @@ impl ObjectStore for S3Store {
         let mut seen = std::collections::HashSet::new();
         loop {
             if !seen.insert(cursor.clone()) {
-                return Err(StoreError::Other(
-                    "ListMultipartUploads: the server repeated a page cursor".into(),
-                ));
+                return Err(StoreError::BadResponse(BadResponse::RepeatedCursor {
+                    request: "ListMultipartUploads",
+                }));
             }
             let cursor_now = &cursor;
             let (page, _status) = with_retries(
@@ -939,9 +930,10 @@ impl ObjectStore for S3Store {
                     )
                 }
                 None => {
-                    return Err(StoreError::Other(
-                        "ListMultipartUploads: truncated answer without NextKeyMarker".into(),
-                    ))
+                    return Err(StoreError::BadResponse(BadResponse::TruncatedWithout {
+                        request: "ListMultipartUploads",
+                        missing: "NextKeyMarker",
+                    }))
                 }
             }
         }

@@ -39,7 +39,7 @@ impl ReadFailure {
     pub(super) fn into_error(self) -> StoreError {
         match self {
             ReadFailure::Error(e) => e,
-            ReadFailure::PlainObject => StoreError::Other(
+            ReadFailure::PlainObject => StoreError::SseCustomerKey(
                 "the SSE-C key was refused as not applicable to a plain object".into(),
             ),
         }
@@ -224,7 +224,7 @@ mod tests {
         ));
         assert!(matches!(
             read_failure(400, "", "k", false),
-            ReadFailure::Error(StoreError::Other(_))
+            ReadFailure::Error(StoreError::Rejected { status: 400, .. })
         ));
         // Writes refused with a key: a hint about buckets that block SSE-C.
         match map_sse_c_write_error(

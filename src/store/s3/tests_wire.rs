@@ -2,6 +2,7 @@
 //! the wire (headers, query strings, request counts) and how answers are read, with no S3.
 
 use super::*;
+use crate::store::InvalidRequest;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -491,7 +492,11 @@ async fn a_listing_with_a_malformed_escape_is_an_error_not_a_guessed_key() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&e, StoreError::Other(m) if m.contains("50%")),
+        matches!(
+            &e,
+            StoreError::BadResponse(BadResponse::UndecodableName(DecodeError::BadEscape { text, .. }))
+                if text == "50%"
+        ),
         "{e:?}"
     );
 }
@@ -736,7 +741,10 @@ async fn upload_part_copy_errors() {
     // An empty range never reaches the server.
     assert!(matches!(
         s.upload_part_copy("d", "u", 1, "src", 4..4).await,
-        Err(StoreError::Other(_))
+        Err(StoreError::InvalidRequest(InvalidRequest::EmptyCopyRange {
+            start: 4,
+            end: 4
+        }))
     ));
 }
 
