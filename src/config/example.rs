@@ -110,7 +110,7 @@ fn the_example_names_only_flags_and_environment_variables_that_exist() {
     let flags: BTreeSet<String> = Layer::flag_args(FlagsOf::Mount)
         .iter()
         .map(|a| format!("--{}", a.get_long().unwrap()))
-        .chain(["--config".to_string()])
+        .chain(["--config".to_string(), "--help".to_string()])
         .collect();
     let env: BTreeSet<&str> = ENV_VARS
         .iter()
