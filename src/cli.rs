@@ -1,12 +1,14 @@
-//! The command line: `bucketfs mount`, `unmount` and `check`. Flags form the top layer of
-//! the configuration (see `config`); each flag is documented where it is defined.
+//! The command line: `bucketfs mount`, `unmount`, `status` and `check`. The flags of options
+//! form the top layer of the configuration; they, their help and their environment names are
+//! written from the option table (`config/options.rs`), so only the commands and the flags
+//! that are no option (`--config`, `--foreground`) are defined here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, Layer, Mode, Size};
+use crate::config::{CheckFlags, Config, ConfigError, Layer, MountFlags};
 use crate::console::usage_error;
 
 #[derive(Parser, Debug)]
@@ -36,178 +38,19 @@ pub enum Command {
         mountpoint: PathBuf,
     },
     /// Check credentials, the bucket, and list/put/get/delete under the prefix.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 }
 
-/// Options that say where the bucket is and how to reach it.
+/// The config file of `mount` and `check`.
 #[derive(Args, Debug, Default)]
-pub struct StoreArgs {
-    /// TOML configuration file (every key is described in config.example.toml).
+pub struct ConfigFile {
+    /// TOML configuration file (every key is described in config.example.toml)
+    /// [env: BUCKETFS_CONFIG].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// S3 endpoint URL, e.g. http://127.0.0.1:3900 (default: AWS for the region).
-    #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// Region of the bucket (default us-east-1).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Address the bucket as ENDPOINT/BUCKET instead of BUCKET.ENDPOINT (automatic for IP
-    /// addresses and localhost).
-    #[arg(long)]
-    pub force_path_style: bool,
-    /// Named profile from the AWS shared credentials file.
-    #[arg(long)]
-    pub profile: Option<String>,
-    /// Attempts after the first for a request that failed transiently.
-    #[arg(long, value_name = "N")]
-    pub max_retries: Option<u32>,
-    /// Seconds one S3 request may take before it is retried.
-    #[arg(long, value_name = "SECONDS")]
-    pub request_timeout: Option<f64>,
 }
 
-#[derive(Args, Debug)]
-pub struct MountArgs {
-    /// [SOURCE] MOUNTPOINT
-    #[arg(num_args = 1..=2, value_names = ["SOURCE", "MOUNTPOINT"], required = true)]
-    pub positional: Vec<String>,
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// Refuse every change (EROFS).
-    #[arg(long)]
-    pub read_only: bool,
-    /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root).
-    #[arg(long)]
-    pub allow_other: bool,
-    /// Mount even if MOUNTPOINT has files; they are hidden while the bucket is mounted.
-    #[arg(long)]
-    pub allow_non_empty: bool,
-    /// Owner shown for every file (default: the user who mounts).
-    #[arg(long)]
-    pub uid: Option<u32>,
-    /// Group shown for every file (default: the group of the user who mounts).
-    #[arg(long)]
-    pub gid: Option<u32>,
-    /// Permission bits of files, octal (default 0644).
-    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
-    pub file_mode: Option<Mode>,
-    /// Permission bits of directories, octal (default 0755).
-    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
-    pub dir_mode: Option<Mode>,
-    /// Directory for staged writes and logs (default ~/.cache/bucketfs).
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Multipart part size, at least 5MiB (default 8MiB).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub part_size: Option<Size>,
-    /// Parts uploaded in parallel per file (default 4).
-    #[arg(long, value_name = "N")]
-    pub upload_concurrency: Option<usize>,
-    /// Seconds metadata (attributes, names) is trusted before the bucket is asked again.
-    #[arg(long, value_name = "SECONDS")]
-    pub metadata_ttl: Option<f64>,
-    /// Largest read-ahead window of one file, e.g. 32MiB.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub read_ahead: Option<Size>,
-    /// Memory block cache size, e.g. 64MiB (0 = off).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub memory_cache: Option<Size>,
-    /// Memory for cached and prefetched data together, e.g. 128MiB.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub memory_budget: Option<Size>,
-    /// On-disk block cache size under CACHE_DIR, kept across mounts (0 = off, the default).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub disk_cache: Option<Size>,
-    /// Server-side encryption of new objects: AES256, aws:kms or aws:kms:dsse.
-    #[arg(long, value_name = "MODE")]
-    pub sse: Option<String>,
-    /// KMS key id for --sse aws:kms / aws:kms:dsse.
-    #[arg(long, value_name = "ID")]
-    pub sse_kms_key_id: Option<String>,
-    /// SSE-C: file holding your 256-bit key (32 raw bytes or base64).
-    #[arg(long, value_name = "FILE")]
-    pub sse_c_key_file: Option<PathBuf>,
-    /// Canned ACL of new objects, e.g. bucket-owner-full-control.
-    #[arg(long, value_name = "ACL")]
-    pub acl: Option<String>,
-    /// Storage class of new objects, e.g. STANDARD_IA.
-    #[arg(long, value_name = "CLASS")]
-    pub storage_class: Option<String>,
-    /// Cache-Control of new objects, e.g. "max-age=3600".
-    #[arg(long, value_name = "VALUE")]
-    pub cache_control: Option<String>,
-    /// Seconds after which multipart uploads bucketfs left behind (a daemon that died
-    /// mid-upload) are aborted at mount (default 86400).
-    #[arg(long, value_name = "SECONDS")]
-    pub stale_upload_age: Option<f64>,
-    /// Seconds before a failed upload of a closed file is tried again; doubles while it keeps
-    /// failing, up to 5 minutes (default 5).
-    #[arg(long, value_name = "SECONDS")]
-    pub retry_interval: Option<f64>,
-    /// Seconds a closed file waits before it is uploaded, so a rename, chmod or utimens
-    /// right after close rides on the upload (default 0.5; 0 = upload at close and return its
-    /// error from close).
-    #[arg(long, value_name = "SECONDS")]
-    pub write_back_delay: Option<f64>,
-    /// Directories listed ahead while a tool walks a tree (find, du, rsync, ls -R): the
-    /// next N subdirectories, with their entries' metadata (default 4; 0 = off).
-    #[arg(long, value_name = "N")]
-    pub dir_read_ahead: Option<usize>,
-    /// chmod succeeds without changing or storing the mode.
-    #[arg(long)]
-    pub ignore_chmod: bool,
-    /// chown succeeds without changing or storing the owner.
-    #[arg(long)]
-    pub ignore_chown: bool,
-    /// utimens (touch, cp -p) succeeds without changing or storing times.
-    #[arg(long)]
-    pub ignore_utimens: bool,
-    /// Do not HEAD listed objects for their mode, owner, mtime and symlink target: listings
-    /// are faster and show the defaults until a file is looked up.
-    #[arg(long)]
-    pub no_listing_metadata: bool,
-    /// Stay attached and log to stderr instead of running in the background.
-    #[arg(long, short = 'f')]
-    pub foreground: bool,
-    /// Log file of the background daemon (default CACHE_DIR/<mount>/bucketfs.log).
-    #[arg(long, value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct CheckArgs {
-    /// s3://BUCKET[/PREFIX] or file:///dir (default: S3_BUCKET or the config file).
-    pub source: Option<String>,
-    #[command(flatten)]
-    pub store: StoreArgs,
-}
-
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    Mode::parse(s).map_err(|e| e.0)
-}
-
-fn parse_size(s: &str) -> Result<Size, String> {
-    Size::parse(s).map_err(|e| e.0)
-}
-
-fn flag(set: bool) -> Option<bool> {
-    set.then_some(true)
-}
-
-impl StoreArgs {
-    fn layer(&self, source: Option<String>) -> Layer {
-        Layer {
-            source,
-            endpoint: self.endpoint.clone(),
-            region: self.region.clone(),
-            force_path_style: flag(self.force_path_style),
-            profile: self.profile.clone(),
-            max_retries: self.max_retries,
-            request_timeout: self.request_timeout,
-            ..Layer::default()
-        }
-    }
-
+impl ConfigFile {
     /// Flags over environment over config file over defaults.
     fn resolve(&self, flags: Layer) -> Result<Config, ConfigError> {
         let config_path = self
@@ -223,52 +66,54 @@ impl StoreArgs {
     }
 }
 
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// [SOURCE] MOUNTPOINT
+    #[arg(num_args = 1..=2, value_names = ["SOURCE", "MOUNTPOINT"], required = true)]
+    pub positional: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigFile,
+    /// Every option that has a flag (see `config::options`).
+    #[command(flatten)]
+    pub options: MountFlags,
+    /// Stay attached and log to stderr instead of running in the background.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// s3://BUCKET[/PREFIX] or file:///dir (default: S3_BUCKET or the config file).
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigFile,
+    #[command(flatten)]
+    pub options: CheckFlags,
+}
+
+impl CheckArgs {
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let flags = Layer {
+            source: self.source.clone(),
+            ..self.options.0.clone()
+        };
+        self.config.resolve(flags)
+    }
+}
+
 impl MountArgs {
     /// The resolved configuration and the mountpoint.
     pub fn resolve(&self) -> Result<(Config, PathBuf), ConfigError> {
         let (source, mountpoint) = match self.positional.as_slice() {
             [mp] => (None, mp.clone()),
             [src, mp] => (Some(src.clone()), mp.clone()),
-            _ => {
-                return Err(ConfigError(
-                    "usage: bucketfs mount [SOURCE] MOUNTPOINT".into(),
-                ))
-            }
+            _ => return Err(ConfigError::Usage("bucketfs mount [SOURCE] MOUNTPOINT")),
         };
         let flags = Layer {
-            read_only: flag(self.read_only),
-            allow_other: flag(self.allow_other),
-            allow_non_empty: flag(self.allow_non_empty),
-            uid: self.uid,
-            gid: self.gid,
-            file_mode: self.file_mode,
-            dir_mode: self.dir_mode,
-            cache_dir: self.cache_dir.clone(),
-            part_size: self.part_size,
-            upload_concurrency: self.upload_concurrency,
-            metadata_ttl: self.metadata_ttl,
-            read_ahead: self.read_ahead,
-            memory_cache: self.memory_cache,
-            memory_budget: self.memory_budget,
-            disk_cache: self.disk_cache,
-            sse: self.sse.clone(),
-            sse_kms_key_id: self.sse_kms_key_id.clone(),
-            sse_c_key_file: self.sse_c_key_file.clone(),
-            acl: self.acl.clone(),
-            storage_class: self.storage_class.clone(),
-            cache_control: self.cache_control.clone(),
-            stale_upload_age: self.stale_upload_age,
-            retry_interval: self.retry_interval,
-            write_back_delay: self.write_back_delay,
-            dir_read_ahead: self.dir_read_ahead,
-            ignore_chmod: flag(self.ignore_chmod),
-            ignore_chown: flag(self.ignore_chown),
-            ignore_utimens: flag(self.ignore_utimens),
-            listing_metadata: self.no_listing_metadata.then_some(false),
-            log_file: self.log_file.clone(),
-            ..self.store.layer(source)
+            source,
+            ..self.options.0.clone()
         };
-        Ok((self.store.resolve(flags)?, PathBuf::from(mountpoint)))
+        Ok((self.config.resolve(flags)?, PathBuf::from(mountpoint)))
     }
 }
 
@@ -281,9 +126,124 @@ pub fn main() -> ExitCode {
         },
         Command::Unmount { mountpoint } => crate::daemon::unmount(&mountpoint),
         Command::Status { mountpoint } => crate::daemon::status(&mountpoint),
-        Command::Check(args) => match args.store.resolve(args.store.layer(args.source.clone())) {
+        Command::Check(args) => match args.resolve() {
             Ok(config) => crate::check::run(&config),
             Err(e) => usage_error(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn longs(subcommand: &str) -> Vec<String> {
+        let cli = Cli::command();
+        let cmd = cli.find_subcommand(subcommand).unwrap();
+        cmd.get_arguments()
+            .filter_map(|a| a.get_long())
+            .map(|l| format!("--{l}"))
+            .collect()
+    }
+
+    #[test]
+    fn mount_and_check_keep_every_flag_they_had() {
+        let mount = longs("mount");
+        for flag in [
+            "--config",
+            "--endpoint",
+            "--region",
+            "--force-path-style",
+            "--profile",
+            "--max-retries",
+            "--request-timeout",
+            "--read-only",
+            "--allow-other",
+            "--allow-non-empty",
+            "--uid",
+            "--gid",
+            "--file-mode",
+            "--dir-mode",
+            "--cache-dir",
+            "--part-size",
+            "--upload-concurrency",
+            "--metadata-ttl",
+            "--read-ahead",
+            "--memory-cache",
+            "--memory-budget",
+            "--disk-cache",
+            "--sse",
+            "--sse-kms-key-id",
+            "--sse-c-key-file",
+            "--acl",
+            "--storage-class",
+            "--cache-control",
+            "--stale-upload-age",
+            "--retry-interval",
+            "--write-back-delay",
+            "--dir-read-ahead",
+            "--ignore-chmod",
+            "--ignore-chown",
+            "--ignore-utimens",
+            "--no-listing-metadata",
+            "--foreground",
+            "--log-file",
+        ] {
+            assert!(mount.iter().any(|l| l == flag), "mount {flag}");
+        }
+        assert_eq!(
+            longs("check"),
+            [
+                "--config",
+                "--endpoint",
+                "--region",
+                "--force-path-style",
+                "--profile",
+                "--max-retries",
+                "--request-timeout",
+            ]
+        );
+    }
+
+    #[test]
+    fn mount_takes_source_and_flags_in_any_order() {
+        let cli = Cli::try_parse_from([
+            "bucketfs",
+            "mount",
+            "-f",
+            "s3://bucket/p",
+            "--read-only",
+            "--no-listing-metadata",
+            "--part-size",
+            "16MiB",
+            "/mnt",
+        ])
+        .unwrap();
+        let Command::Mount(args) = cli.command else {
+            panic!("mount");
+        };
+        assert!(args.foreground);
+        let flags = &args.options.0;
+        assert_eq!(flags.read_only, Some(true));
+        assert_eq!(flags.listing_metadata, Some(false));
+        assert_eq!(flags.part_size, Some(crate::config::Size(16 << 20)));
+        assert_eq!(args.positional, ["s3://bucket/p", "/mnt"]);
+    }
+
+    #[test]
+    fn check_takes_an_optional_source_and_the_store_flags() {
+        let cli =
+            Cli::try_parse_from(["bucketfs", "check", "--region", "r", "s3://bucket"]).unwrap();
+        let Command::Check(args) = cli.command else {
+            panic!("check");
+        };
+        assert_eq!(args.source.as_deref(), Some("s3://bucket"));
+        assert_eq!(args.options.0.region.as_deref(), Some("r"));
     }
 }

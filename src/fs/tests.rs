@@ -21,11 +21,8 @@ pub(super) struct Setup {
 
 pub(super) fn options() -> FsOptions {
     FsOptions {
-        read_only: false,
         uid: 1,
         gid: 1,
-        file_mode: 0o644,
-        dir_mode: 0o755,
         metadata_ttl: Duration::from_secs(0),
         read_ahead: 1 << 20,
         negative_ttl: Duration::from_secs(0),
@@ -35,17 +32,10 @@ pub(super) fn options() -> FsOptions {
         dir_read_ahead: 0,
         memory_cache: 1 << 20,
         prefetch_budget: 8 << 20,
-        disk_cache: 0,
         part_size: 5 << 20,
         upload_concurrency: 2,
-        objects: Default::default(),
-        stale_upload_age: Duration::from_secs(86_400),
-        retry_interval: Duration::from_secs(5),
         write_back_delay: Duration::ZERO,
-        ignore_chmod: false,
-        ignore_chown: false,
-        ignore_utimens: false,
-        listing_metadata: true,
+        ..FsOptions::default()
     }
 }
 
