@@ -15,8 +15,8 @@ use crate::cache::disk::DiskCache;
 use crate::check;
 use crate::config::Config;
 use crate::fs::Fs;
-use crate::store::ObjectStore;
 use crate::localfile::journal::Journal;
+use crate::store::ObjectStore;
 use crate::upload::registry::{abort_stale, UploadRegistry};
 
 /// What serving needs, opened and recovered. The fields drop in this order, as the locals
