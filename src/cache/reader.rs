@@ -13,9 +13,10 @@ use std::time::SystemTime;
 
 use super::disk::DiskCache;
 use super::prefetch::{Caches, Prefetcher, Version};
+use crate::config::FsOptions;
 use crate::store::{ObjectInfo, ObjectStore, StoreResult};
 
-/// What the reader needs to know; `Default` for tests.
+/// What the reader needs to know (derived from the mount's options).
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
     /// Bytes of blocks kept in memory.
@@ -26,13 +27,20 @@ pub struct ReaderConfig {
     pub read_ahead: u64,
 }
 
+impl From<&FsOptions> for ReaderConfig {
+    fn from(o: &FsOptions) -> Self {
+        ReaderConfig {
+            memory_cache: o.memory_cache,
+            prefetch_budget: o.prefetch_budget,
+            read_ahead: o.read_ahead,
+        }
+    }
+}
+
+/// The defaults of a mount that sets nothing.
 impl Default for ReaderConfig {
     fn default() -> Self {
-        ReaderConfig {
-            memory_cache: 64 << 20,
-            prefetch_budget: 256 << 20,
-            read_ahead: 64 << 20,
-        }
+        ReaderConfig::from(&FsOptions::default())
     }
 }
 

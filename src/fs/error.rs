@@ -1,6 +1,7 @@
 //! The filesystem layer's error type. Every operation returns `FsError`; the FUSE adapter turns
 //! it into an errno in exactly one place (`fuse::errno`), logging the underlying cause there.
 
+use crate::names::NameError;
 use crate::store::StoreError;
 use crate::upload::UploadError;
 
@@ -44,3 +45,15 @@ pub enum FsError {
 }
 
 pub type FsResult<T> = Result<T, FsError>;
+
+impl From<NameError> for FsError {
+    fn from(e: NameError) -> FsError {
+        match e {
+            NameError::NotFound => FsError::NotFound,
+            NameError::NotDir => FsError::NotDir,
+            NameError::TooLong => FsError::NameTooLong,
+            NameError::Invalid(why) => FsError::Invalid(why),
+            NameError::Store(e) => FsError::Store(e),
+        }
+    }
+}

@@ -13,12 +13,12 @@ use bytes::Bytes;
 
 use super::error::{FsError, FsResult};
 use super::handle::Handle;
-use super::inode::{Ino, Kind, Stat};
-use super::names::check_name;
 use super::setattr::Owner;
 use super::{Attr, Fs};
 use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
+use crate::names::inode::{Ino, Kind, Stat};
+use crate::names::rules::check_name;
 use crate::upload::PartSource;
 
 impl Fs {
@@ -42,11 +42,11 @@ impl Fs {
         let name = check_name(name)?;
         // The kernel sends create only after our lookup said the name is free, so the store
         // is not asked again; a name taken meanwhile by this mount still counts for O_EXCL.
-        if flags & libc::O_EXCL != 0 && self.table().child(parent, name).is_some() {
+        if flags & libc::O_EXCL != 0 && self.names.table().child(parent, name).is_some() {
             return Err(FsError::Exists);
         }
         let content = self.files.empty()?;
-        self.name_appeared(parent, name);
+        self.names.name_appeared(parent, name);
         let stat = Stat {
             kind: Kind::File,
             size: 0,
@@ -56,7 +56,7 @@ impl Fs {
             meta: Some(self.new_meta(Kind::File, owner)),
         };
         let ino = {
-            let mut t = self.table();
+            let mut t = self.names.table();
             if t.get(parent).map(|p| p.kind) != Some(Kind::Dir) {
                 return Err(FsError::NotFound);
             }
@@ -86,10 +86,10 @@ impl Fs {
         self.getattr(ino).await?;
         if writable {
             // The upload will store the metadata: know all of it first.
-            self.ensure_meta(ino).await?;
+            self.names.ensure_meta(ino).await?;
         }
         let keep_cache = {
-            let mut t = self.table();
+            let mut t = self.names.table();
             let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
             if node.kind == Kind::Dir {
                 return Err(FsError::IsDir);
@@ -103,7 +103,7 @@ impl Fs {
         };
         if writable && flags & libc::O_TRUNC != 0 {
             if let Err(e) = self.truncate_content(ino, 0).await {
-                if let Some(n) = self.table().get_mut(ino) {
+                if let Some(n) = self.names.table().get_mut(ino) {
                     n.open -= 1;
                 }
                 return Err(e);
@@ -118,6 +118,7 @@ impl Fs {
             return Err(FsError::BadHandle);
         };
         let content = self
+            .names
             .table()
             .get(*ino)
             .ok_or(FsError::NotFound)?
@@ -127,8 +128,8 @@ impl Fs {
             return Ok(content.read(offset, len as usize).await?);
         }
         let object = reader.get_or_try_init(|| async {
-            let key = self.file_key(*ino)?;
-            let t = self.table();
+            let key = self.names.file_key(*ino)?;
+            let t = self.names.table();
             let node = t.get(*ino).ok_or(FsError::NotFound)?;
             let object =
                 (self.reader).object(&key, node.etag.as_deref(), node.size, Some(node.mtime));
@@ -169,7 +170,9 @@ impl Fs {
             Stream::Active(up) if offset < up.sent_up_to() => return stream.break_off(),
             Stream::Idle if available < self.uploader.part_size() => return,
             Stream::Idle => {
-                let Ok(key) = self.file_key(ino) else { return };
+                let Ok(key) = self.names.file_key(ino) else {
+                    return;
+                };
                 let source: Arc<dyn PartSource> = content.clone();
                 let Ok(opts) = self.put_options(&key, ino) else {
                     return;
@@ -195,12 +198,12 @@ impl Fs {
 
     /// The file's local content; the first time, an empty staging file over the object.
     async fn content_for_write(&self, ino: Ino) -> FsResult<Arc<Content>> {
-        if let Some(c) = self.table().get(ino).and_then(|n| n.content.clone()) {
+        if let Some(c) = self.names.table().get(ino).and_then(|n| n.content.clone()) {
             return Ok(c);
         }
-        let key = self.file_key(ino)?;
+        let key = self.names.file_key(ino)?;
         let staging = self.files.new_staging()?;
-        let mut t = self.table();
+        let mut t = self.names.table();
         let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
         let content = if node.remote {
             Content::over(staging, self.files.base(key, node.etag.clone(), node.size))
@@ -211,12 +214,12 @@ impl Fs {
     }
 
     async fn truncate_content(&self, ino: Ino, size: u64) -> FsResult<()> {
-        let existing = self.table().get(ino).and_then(|n| n.content.clone());
+        let existing = self.names.table().get(ino).and_then(|n| n.content.clone());
         let content = match existing {
             Some(c) => c,
             None if size == 0 => {
                 let c = self.files.empty()?;
-                let mut t = self.table();
+                let mut t = self.names.table();
                 let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
                 node.content.get_or_insert(c).clone()
             }
@@ -245,7 +248,7 @@ impl Fs {
     /// A write or truncate sets the mtime to now, and a stored mtime no longer holds: the
     /// upload's Last-Modified will say when the file was last written.
     fn touched_by_write(&self, ino: Ino) {
-        if let Some(node) = self.table().get_mut(ino) {
+        if let Some(node) = self.names.table().get_mut(ino) {
             node.mtime = SystemTime::now();
             if let Some(meta) = node.meta.as_mut() {
                 meta.posix.mtime = None;
@@ -257,7 +260,7 @@ impl Fs {
     pub(super) async fn truncate(&self, ino: Ino, size: u64) -> FsResult<()> {
         self.check_writable()?;
         let (kind, open) = {
-            let t = self.table();
+            let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
             (node.kind, node.open)
         };
@@ -266,7 +269,7 @@ impl Fs {
             Kind::Symlink => return Err(FsError::Invalid("cannot truncate a symlink")),
             Kind::File => {}
         }
-        self.ensure_meta(ino).await?;
+        self.names.ensure_meta(ino).await?;
         self.truncate_content(ino, size).await?;
         if open == 0 {
             self.upload_if_dirty(ino).await?;
@@ -283,7 +286,7 @@ impl Fs {
 
     /// `upload_if_dirty` for a caller that holds `keys` (shared or exclusive).
     pub(super) async fn upload_holding_keys(&self, ino: Ino) -> FsResult<()> {
-        let Some(content) = self.table().get(ino).and_then(|n| n.content.clone()) else {
+        let Some(content) = self.names.table().get(ino).and_then(|n| n.content.clone()) else {
             return Ok(());
         };
         content.check_failed()?;
@@ -291,7 +294,7 @@ impl Fs {
         if !content.is_dirty() {
             return Ok(());
         }
-        let key = match self.file_key(ino) {
+        let key = match self.names.file_key(ino) {
             Ok(k) => k,
             Err(_) => {
                 content.discard(); // unlinked: nothing to store
@@ -302,7 +305,7 @@ impl Fs {
         // The metadata as it is now goes with the upload; a change made meanwhile is stored
         // afterwards.
         let opts = self.put_options(&key, ino)?;
-        if let Some(node) = self.table().get_mut(ino) {
+        if let Some(node) = self.names.table().get_mut(ino) {
             node.meta_dirty = false;
         }
         let streamed = std::mem::replace(&mut *content.stream.lock().await, Stream::Idle);
@@ -313,7 +316,7 @@ impl Fs {
                 let stale = up.metadata() != &opts.metadata;
                 let result = up.finish(size).await;
                 if stale && result.is_ok() {
-                    if let Some(node) = self.table().get_mut(ino) {
+                    if let Some(node) = self.names.table().get_mut(ino) {
                         node.meta_dirty = true;
                     }
                 }
@@ -343,7 +346,7 @@ impl Fs {
             self.journal_done(&content);
         }
         let meta_changed = {
-            let mut t = self.table();
+            let mut t = self.names.table();
             let Some(node) = t.get_mut(ino) else {
                 return Ok(());
             };
@@ -367,7 +370,7 @@ impl Fs {
     /// Frees the staging file of a closed file once everything is in the bucket (or its
     /// changes were dropped: a new file whose staging failed then has no name left).
     pub(super) fn drop_clean_content(&self, ino: Ino) {
-        let mut t = self.table();
+        let mut t = self.names.table();
         let mut nameless = None;
         if let Some(node) = t.get_mut(ino) {
             if node.open == 0 && node.content.as_ref().is_some_and(|c| !c.is_dirty()) {
@@ -414,7 +417,7 @@ impl Fs {
         };
         // (a written file was uploaded or journaled at flush, which close always sends)
         let journaled = {
-            let mut t = self.table();
+            let mut t = self.names.table();
             let Some(node) = t.get_mut(*ino) else {
                 return Ok(());
             };
@@ -438,9 +441,9 @@ impl Fs {
     pub async fn unlink(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<()> {
         self.check_writable()?;
         let name = check_name(name)?;
-        let ino = self.resolve(parent, name).await?;
+        let ino = self.names.resolve(parent, name).await?;
         let (kind, content) = {
-            let t = self.table();
+            let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
             (node.kind, node.content.clone())
         };
@@ -448,11 +451,11 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let _no_upload = self.settle_for_removal(content.as_deref()).await;
-        if self.table().get(ino).is_some_and(|n| n.remote) {
-            let key = self.file_key(ino)?;
+        if self.names.table().get(ino).is_some_and(|n| n.remote) {
+            let key = self.names.file_key(ino)?;
             self.store.delete(&key).await?;
         }
-        self.table().unlink(parent, name);
+        self.names.table().unlink(parent, name);
         Ok(())
     }
 
@@ -477,7 +480,7 @@ impl Fs {
             files: 1 << 32,
             ffree: 1 << 32,
             bsize: 4096,
-            namelen: super::names::NAME_MAX as u32,
+            namelen: crate::names::rules::NAME_MAX as u32,
         }
     }
 }

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::dir::DirEntry;
 use super::error::{FsError, FsResult};
-use super::inode::Ino;
 use crate::cache::reader::ObjectReader;
+use crate::names::inode::Ino;
+use crate::names::DirEntry;
 
 pub enum Handle {
     File {

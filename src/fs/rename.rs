@@ -11,10 +11,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::error::{FsError, FsResult};
-use super::inode::{Ino, Kind};
-use super::names::check_name;
 use super::Fs;
 use crate::localfile::content::Content;
+use crate::names::inode::{Ino, Kind};
+use crate::names::rules::check_name;
+use crate::names::NameError;
 use crate::store::{list_all, ObjectStore, StoreError};
 use crate::upload::options::OptionsResolver;
 use crate::upload::Uploader;
@@ -36,7 +37,7 @@ impl Fs {
         let new_name = check_name(new_name)?;
         self.rename_checked(parent, name, new_parent, new_name, flags)
             .await?;
-        self.name_appeared(new_parent, new_name);
+        self.names.name_appeared(new_parent, new_name);
         Ok(())
     }
 
@@ -51,11 +52,11 @@ impl Fs {
         if flags & libc::RENAME_EXCHANGE != 0 {
             return Err(FsError::Unsupported("RENAME_EXCHANGE"));
         }
-        let src = self.resolve(parent, name).await?;
-        let dst = match self.resolve(new_parent, new_name).await {
+        let src = self.names.resolve(parent, name).await?;
+        let dst = match self.names.resolve(new_parent, new_name).await {
             Ok(i) => Some(i),
-            Err(FsError::NotFound) => None,
-            Err(e) => return Err(e),
+            Err(NameError::NotFound) => None,
+            Err(e) => return Err(e.into()),
         };
         if dst == Some(src) {
             return Ok(());
@@ -63,7 +64,7 @@ impl Fs {
         if dst.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
             return Err(FsError::Exists);
         }
-        let kind_of = |ino: Ino| self.table().get(ino).map(|n| n.kind);
+        let kind_of = |ino: Ino| self.names.table().get(ino).map(|n| n.kind);
         let src_kind = kind_of(src).ok_or(FsError::NotFound)?;
         match (src_kind, dst.and_then(kind_of)) {
             (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(FsError::IsDir),
@@ -77,12 +78,12 @@ impl Fs {
                 // Whatever the replaced file had pending is moot now; what its key holds
                 // (once an upload of it in flight is done) is what the moved file replaces.
                 let replaced =
-                    dst.and_then(|d| self.table().get(d).and_then(|n| n.content.clone()));
+                    dst.and_then(|d| self.names.table().get(d).and_then(|n| n.content.clone()));
                 let _no_upload = self.settle_for_removal(replaced.as_deref()).await;
                 let replaced_remote =
-                    dst.is_some_and(|d| self.table().get(d).is_some_and(|n| n.remote));
-                let from = self.file_key(src)?;
-                let to = format!("{}{}", self.dir_prefix(new_parent)?, new_name);
+                    dst.is_some_and(|d| self.names.table().get(d).is_some_and(|n| n.remote));
+                let from = self.names.file_key(src)?;
+                let to = format!("{}{}", self.names.dir_prefix(new_parent)?, new_name);
                 self.rename_file(src, &from, &to, new_parent, new_name, replaced_remote)
                     .await
             }
@@ -95,20 +96,21 @@ impl Fs {
                 // would be left behind.
                 let _keys = self.keys.write().await;
                 if let Some(d) = dst {
-                    let d_prefix = self.dir_prefix(d)?;
+                    let d_prefix = self.names.dir_prefix(d)?;
                     self.ensure_empty(d, &d_prefix).await?;
                     self.store.delete(&d_prefix).await?;
                 }
-                let from = self.dir_prefix(src)?;
-                let to = format!("{}{}/", self.dir_prefix(new_parent)?, new_name);
+                let from = self.names.dir_prefix(src)?;
+                let to = format!("{}{}/", self.names.dir_prefix(new_parent)?, new_name);
                 let copies =
                     move_prefix(&self.store, &self.uploader, &self.opts.objects, &from, &to)
                         .await?;
-                self.table().rename(src, new_parent, new_name);
+                self.names.table().rename(src, new_parent, new_name);
                 // Files below it with local content: their unchanged bytes are now read from
                 // the copies, and those still to upload go to their new keys (the journal
                 // says so).
                 let local: Vec<(Ino, Arc<Content>)> = self
+                    .names
                     .table()
                     .all()
                     .filter_map(|(i, n)| n.content.clone().map(|c| (i, c)))
@@ -141,7 +143,7 @@ impl Fs {
         replaced_remote: bool,
     ) -> FsResult<()> {
         let (content, remote, size) = {
-            let t = self.table();
+            let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
             (node.content.clone(), node.remote, node.size)
         };
@@ -165,18 +167,18 @@ impl Fs {
                     // Later writes keep reading unchanged bytes: from the copy now.
                     c.rebase(to, None, c.size());
                 }
-                self.table().rename(ino, new_parent, new_name);
+                self.names.table().rename(ino, new_parent, new_name);
                 dirty
             }
             None => {
                 if remote {
                     self.copy_then_delete(from, to, size).await?;
                 }
-                self.table().rename(ino, new_parent, new_name);
+                self.names.table().rename(ino, new_parent, new_name);
                 false
             }
         };
-        if let Some(node) = self.table().get_mut(ino) {
+        if let Some(node) = self.names.table().get_mut(ino) {
             node.moved(pending_upload.then_some(replaced_remote));
         }
         if pending_upload {
@@ -198,7 +200,7 @@ impl Fs {
 
     /// True when `ino` is `ancestor` or lies below it.
     fn is_within(&self, ino: Ino, ancestor: Ino) -> bool {
-        let t = self.table();
+        let t = self.names.table();
         let mut cur = ino;
         loop {
             if cur == ancestor {

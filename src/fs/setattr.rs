@@ -18,8 +18,9 @@ use bytes::Bytes;
 
 use super::dir::DIRECTORY_CONTENT_TYPE;
 use super::error::{FsError, FsResult};
-use super::inode::{Ino, Kind, Meta, Node};
-use super::{metadata, Attr, Fs};
+use super::{Attr, Fs};
+use crate::names::inode::{Ino, Kind, Meta, Node};
+use crate::names::posix as metadata;
 use crate::store::PutOptions;
 
 /// What one setattr call changes (`None` = unchanged).
@@ -58,9 +59,9 @@ impl Fs {
         };
         if set != SetAttr::default() {
             self.check_writable()?;
-            self.ensure_meta(ino).await?;
+            self.names.ensure_meta(ino).await?;
             {
-                let mut t = self.table();
+                let mut t = self.names.table();
                 let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
                 apply(node, &set);
             }
@@ -69,18 +70,10 @@ impl Fs {
         self.getattr(ino).await
     }
 
-    /// The key holding `ino`'s metadata: the object, or a directory's marker.
-    pub(super) fn meta_key(&self, ino: Ino, kind: Kind) -> FsResult<String> {
-        match kind {
-            Kind::Dir => self.dir_prefix(ino),
-            _ => self.file_key(ino),
-        }
-    }
-
     /// Stores the node's changed metadata (see the module comment for how).
     pub(super) async fn store_meta(&self, ino: Ino) -> FsResult<()> {
         let (kind, pending, remote, size, meta) = {
-            let t = self.table();
+            let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
             if !node.meta_dirty {
                 return Ok(());
@@ -98,7 +91,7 @@ impl Fs {
             // Rides on the upload still to come; the journal must say so meanwhile.
             return self.journal_update(ino).await;
         }
-        let key = self.meta_key(ino, kind)?;
+        let key = self.names.meta_key(ino, kind)?;
         let opts = self.put_options(&key, ino)?;
         let mut copied_etag = None;
         match kind {
@@ -125,7 +118,7 @@ impl Fs {
                 copied_etag = Some(self.uploader.copy(&key, &key, size, &opts, false).await?);
             }
         }
-        let mut t = self.table();
+        let mut t = self.names.table();
         if let Some(node) = t.get_mut(ino) {
             if let (Some(c), Some(etag)) = (&node.content, &copied_etag) {
                 // An open file still reads its unchanged bytes from the object: from the
@@ -143,7 +136,7 @@ impl Fs {
     /// The options of a new object at `key` (from the configuration) with `ino`'s metadata.
     pub(super) fn put_options(&self, key: &str, ino: Ino) -> FsResult<PutOptions> {
         let mut opts = self.opts.objects.for_key(key);
-        let t = self.table();
+        let t = self.names.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
         opts.metadata = self.stored_metadata(node.meta.as_ref());
         Ok(opts)

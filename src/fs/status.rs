@@ -37,7 +37,7 @@ impl Fs {
                 status.oldest = Some(status.oldest.map_or(since, |o| o.min(since)));
             }
         };
-        for (_, node) in self.table().all() {
+        for (_, node) in self.names.table().all() {
             if let Some(content) = node.content.as_ref().filter(|_| node.linked) {
                 count(content);
             }

@@ -7,10 +7,11 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 
 use super::error::{FsError, FsResult};
-use super::inode::{Ino, Kind, Stat};
-use super::names::check_name;
 use super::setattr::Owner;
 use super::{Attr, Fs};
+use crate::names::inode::{Ino, Kind, Stat};
+use crate::names::rules::check_name;
+use crate::names::NameError;
 
 /// Longest target accepted (Linux's PATH_MAX).
 const MAX_TARGET: usize = 4096;
@@ -28,12 +29,12 @@ impl Fs {
         if target.is_empty() || target.len() > MAX_TARGET {
             return Err(FsError::Invalid("a symlink target is 1 to 4096 bytes"));
         }
-        match self.resolve(parent, name).await {
+        match self.names.resolve(parent, name).await {
             Ok(_) => return Err(FsError::Exists),
-            Err(FsError::NotFound) => {}
-            Err(e) => return Err(e),
+            Err(NameError::NotFound) => {}
+            Err(e) => return Err(e.into()),
         }
-        let key = format!("{}{}", self.dir_prefix(parent)?, name);
+        let key = format!("{}{}", self.names.dir_prefix(parent)?, name);
         let owner = Owner {
             perm: 0o777,
             ..owner
@@ -51,9 +52,9 @@ impl Fs {
         opts.metadata = self.stored_metadata(stat.meta.as_ref());
         let body = Bytes::copy_from_slice(target);
         let etag = self.store.put(&key, body.clone(), &opts).await?;
-        self.name_appeared(parent, name);
+        self.names.name_appeared(parent, name);
         let ino = {
-            let mut t = self.table();
+            let mut t = self.names.table();
             let ino = t.upsert(
                 parent,
                 name,
@@ -74,7 +75,7 @@ impl Fs {
 
     pub async fn readlink(&self, ino: Ino) -> FsResult<Bytes> {
         let (kind, target, in_meta) = {
-            let t = self.table();
+            let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
             let in_meta = node
                 .meta
@@ -91,9 +92,9 @@ impl Fs {
         if let Some(t) = in_meta {
             return Ok(Bytes::from(t));
         }
-        let key = self.file_key(ino)?;
+        let key = self.names.file_key(ino)?;
         let body = self.store.get_range(&key, 0..MAX_TARGET as u64).await?;
-        if let Some(node) = self.table().get_mut(ino) {
+        if let Some(node) = self.names.table().get_mut(ino) {
             node.target = Some(body.clone());
         }
         Ok(body)

@@ -7,9 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::error::FsError;
-use super::inode::Kind;
 use super::{Fs, Owner, SetAttr, ROOT_INO};
 use crate::config::FsOptions;
+use crate::names::inode::Kind;
 use crate::store::memory::MemoryStore;
 use crate::store::{ObjectStore, PutOptions};
 
@@ -493,7 +493,7 @@ async fn a_file_stored_while_its_directory_was_being_listed_is_in_that_listing()
     // What an upload finishing during the LIST leaves: a name the LIST (taken just before
     // the PUT) lacks, confirmed by the store after the listing began.
     let later = std::time::Instant::now() + Duration::from_secs(3600);
-    let stat = super::inode::Stat {
+    let stat = crate::names::inode::Stat {
         kind: Kind::File,
         size: 1,
         mtime: std::time::SystemTime::now(),
@@ -501,7 +501,7 @@ async fn a_file_stored_while_its_directory_was_being_listed_is_in_that_listing()
         remote: true,
         meta: None,
     };
-    s.fs.table().upsert(ROOT_INO, "new", stat, later);
+    s.fs.names.table().upsert(ROOT_INO, "new", stat, later);
     let listed = names(&s.fs, ROOT_INO).await;
     assert!(listed.iter().any(|(n, _)| n == "new"), "{listed:?}");
     assert!(listed.iter().any(|(n, _)| n == "old"), "{listed:?}");
@@ -591,11 +591,11 @@ async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahea
     assert_eq!(s.mem.stats().count("HeadObject"), 1000);
     let max = s.mem.max_heads_in_flight();
     assert!(
-        max <= super::lookup::META_CONCURRENCY,
+        max <= crate::names::META_CONCURRENCY,
         "{max} HEADs were in flight at once"
     );
     assert!(
-        max >= super::lookup::META_CONCURRENCY / 2,
+        max >= crate::names::META_CONCURRENCY / 2,
         "the HEADs ran in parallel: at most {max} at once"
     );
 }

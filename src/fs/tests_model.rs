@@ -39,10 +39,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 
 use super::error::FsError;
-use super::inode::{Ino, Kind};
 use super::tests::OWNER;
 use super::tests_posix::journaled_as;
 use super::{Fs, SetAttr, ROOT_INO};
+use crate::names::inode::{Ino, Kind};
 use crate::store::memory::MemoryStore;
 use crate::store::{ObjectStore, PutOptions};
 

@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::error::FsError;
-use super::inode::Kind;
 use super::tests::{options, put, read_all, setup, write_file, Setup, OWNER};
 use super::{Fs, SetAttr, ROOT_INO};
 use crate::config::FsOptions;
 use crate::localfile::journal::Journal;
+use crate::names::inode::Kind;
 use crate::store::memory::MemoryStore;
 use crate::store::{ObjectStore, PutOptions};
 

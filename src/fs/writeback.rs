@@ -16,11 +16,11 @@ use std::sync::Arc;
 use futures_util::stream::{self, StreamExt};
 
 use super::error::{FsError, FsResult};
-use super::inode::Ino;
 use super::Fs;
 use crate::localfile::content::{Content, Stream};
 use crate::localfile::journal::Entry;
 use crate::localfile::{Due, Orphan, Settled};
+use crate::names::inode::Ino;
 use crate::upload::{PartSource, UploadError};
 
 /// Closed files uploaded at once by the write-back loop, the drain and the recovery.
@@ -30,7 +30,7 @@ impl Fs {
     /// `close` of a writable handle: uploads now (delay 0, or a file already streaming) and
     /// returns the error, or journals the file and leaves the upload to `upload_due`.
     pub(super) async fn close_written(&self, ino: Ino) -> FsResult<()> {
-        if let Some(c) = self.table().get(ino).and_then(|n| n.content.clone()) {
+        if let Some(c) = self.names.table().get(ino).and_then(|n| n.content.clone()) {
             c.check_failed()?; // its changes were dropped: the writer must know
         }
         let Some(content) = self.dirty_content(ino) else {
@@ -65,7 +65,7 @@ impl Fs {
     }
 
     fn dirty_content(&self, ino: Ino) -> Option<Arc<Content>> {
-        let t = self.table();
+        let t = self.names.table();
         let node = t.get(ino)?;
         node.content.clone().filter(|c| node.linked && c.is_dirty())
     }
@@ -80,12 +80,12 @@ impl Fs {
 
     /// What a journal entry says of `ino`'s content now; `None` once it has no name.
     fn entry_of(&self, ino: Ino, content: &Content) -> Option<Entry> {
-        let t = self.table();
+        let t = self.names.table();
         let node = t.get(ino)?;
         let path = t.path(ino)?;
         let (size, written, base) = content.journal_parts();
         Some(Entry {
-            key: format!("{}{}", self.prefix, path),
+            key: format!("{}{}", self.names.prefix(), path),
             staging: content.staging().path().to_path_buf(),
             size,
             written,
@@ -118,7 +118,7 @@ impl Fs {
             Settled::Parked(message) => FsError::NotStored(message),
             Settled::Retry => FsError::Upload(e),
         };
-        if let Some(node) = self.table().get_mut(ino) {
+        if let Some(node) = self.names.table().get_mut(ino) {
             match err {
                 FsError::NotStored(_) => node.unknown(), // someone else's object, or none
                 _ => node.meta_dirty = true,
@@ -152,7 +152,7 @@ impl Fs {
         for item in self.files.take_due() {
             match item {
                 Due::File(ino) => {
-                    let t = self.table();
+                    let t = self.names.table();
                     let Some(node) = t.get(ino) else { continue };
                     if !node.linked || !node.content.as_ref().is_some_and(|c| c.is_dirty()) {
                         continue; // stored or dropped meanwhile
@@ -173,6 +173,7 @@ impl Fs {
     /// files parked during this daemon's life (see `Journal::park`).
     pub async fn drain(&self) -> Vec<String> {
         let pending: Vec<Ino> = self
+            .names
             .table()
             .all()
             .filter(|(_, n)| n.linked && n.content.as_ref().is_some_and(|c| c.is_dirty()))
@@ -197,7 +198,7 @@ impl Fs {
     async fn upload_all(&self, inos: Vec<Ino>) -> Vec<String> {
         stream::iter(inos)
             .map(|ino| async move {
-                let key = self.file_key(ino).ok();
+                let key = self.names.file_key(ino).ok();
                 let result = self.upload_if_dirty(ino).await;
                 self.drop_clean_content(ino);
                 // (logged and recorded for `status` by the upload)

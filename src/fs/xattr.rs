@@ -13,8 +13,9 @@
 //! and values must be printable ASCII; all user metadata together must fit in S3's 2 KiB.
 
 use super::error::{FsError, FsResult};
-use super::inode::{Ino, Kind, Node};
-use super::{metadata, Fs};
+use super::Fs;
+use crate::names::inode::{Ino, Kind, Node};
+use crate::names::posix as metadata;
 use crate::store::UserMetadata;
 
 /// S3's limit on the user metadata of one object (names and values together).
@@ -104,8 +105,8 @@ impl Fs {
             return Err(unsupported());
         }
         self.getattr(ino).await?; // the ETag is current
-        self.ensure_meta(ino).await?;
-        let t = self.table();
+        self.names.ensure_meta(ino).await?;
+        let t = self.names.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
         let meta = node.meta.clone().unwrap_or_default();
         let value = match name {
@@ -124,8 +125,8 @@ impl Fs {
     /// attributes are not listed (see the module comment) but `getxattr` answers them.
     pub async fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
         self.getattr(ino).await?; // the ETag is current
-        self.ensure_meta(ino).await?;
-        let t = self.table();
+        self.names.ensure_meta(ino).await?;
+        let t = self.names.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
         let mut out = Vec::new();
         for name in node.meta.iter().flat_map(|m| m.user.keys()) {
@@ -178,9 +179,9 @@ impl Fs {
         ino: Ino,
         edit: impl FnOnce(&mut UserMetadata) -> FsResult<()>,
     ) -> FsResult<()> {
-        self.ensure_meta(ino).await?;
+        self.names.ensure_meta(ino).await?;
         {
-            let mut t = self.table();
+            let mut t = self.names.table();
             let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
             edit(&mut node.meta.get_or_insert_with(Default::default).user)?;
             node.meta_dirty = true;
@@ -201,7 +202,7 @@ impl Fs {
             out.push(("etag", e.trim_matches('"').to_string()));
         }
         let content_type = meta.content_type.clone().or_else(|| {
-            let key = format!("{}{}", self.prefix, path?);
+            let key = format!("{}{}", self.names.prefix(), path?);
             self.opts.objects.for_key(&key).content_type
         });
         if let Some(c) = content_type {

@@ -22,8 +22,8 @@ use fuser::{
 };
 
 use crate::fs::error::FsError;
-use crate::fs::inode::Kind;
 use crate::fs::{xattr, Attr, Fs, Listed, Owner, SetAttr};
+use crate::names::inode::Kind;
 use errno::errno;
 
 /// Directory entries prepared at a time for one readdir reply (their metadata is fetched

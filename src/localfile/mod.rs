@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cache::reader::Reader;
+use crate::config::FsOptions;
 use crate::store::StoreError;
 use crate::upload::UploadError;
 use content::{Base, Content};
@@ -30,7 +31,7 @@ use staging::StagingFile;
 /// Longest wait between two attempts of a failing upload.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// What the local files need to know; `Default` for tests.
+/// What the local files need to know (derived from the mount's options).
 #[derive(Debug, Clone)]
 pub struct LocalFileConfig {
     /// How long a closed file waits before its upload (0: uploaded at close).
@@ -39,12 +40,19 @@ pub struct LocalFileConfig {
     pub retry_interval: Duration,
 }
 
+impl From<&FsOptions> for LocalFileConfig {
+    fn from(o: &FsOptions) -> Self {
+        LocalFileConfig {
+            write_back_delay: o.write_back_delay,
+            retry_interval: o.retry_interval,
+        }
+    }
+}
+
+/// The defaults of a mount that sets nothing.
 impl Default for LocalFileConfig {
     fn default() -> Self {
-        LocalFileConfig {
-            write_back_delay: Duration::ZERO,
-            retry_interval: Duration::from_secs(5),
-        }
+        LocalFileConfig::from(&FsOptions::default())
     }
 }
 

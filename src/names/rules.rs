@@ -7,21 +7,21 @@
 
 use std::ffi::OsStr;
 
-use super::error::{FsError, FsResult};
+use super::error::{NameError, NameResult};
 
 /// Longest name Linux accepts for one path component.
 pub const NAME_MAX: usize = 255;
 
 /// Checks a name handed to us by the kernel (create, mkdir, rename target, lookup).
-pub fn check_name(name: &OsStr) -> FsResult<&str> {
+pub fn check_name(name: &OsStr) -> NameResult<&str> {
     if name.len() > NAME_MAX {
-        return Err(FsError::NameTooLong);
+        return Err(NameError::TooLong);
     }
-    let name = name.to_str().ok_or(FsError::Invalid(
+    let name = name.to_str().ok_or(NameError::Invalid(
         "names must be valid UTF-8 to become S3 keys",
     ))?;
     if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(FsError::Invalid("not a valid file name"));
+        return Err(NameError::Invalid("not a valid file name"));
     }
     Ok(name)
 }
@@ -40,7 +40,7 @@ mod tests {
         let long = "x".repeat(256);
         assert!(matches!(
             check_name(OsStr::new(&long)),
-            Err(FsError::NameTooLong)
+            Err(NameError::TooLong)
         ));
         assert!(check_name(OsStr::new(&"x".repeat(255))).is_ok());
     }

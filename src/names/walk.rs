@@ -11,19 +11,19 @@
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
-use super::dir::inos;
 use super::inode::{Ino, Kind};
-use super::Fs;
+use super::listing::inos;
+use super::Names;
 
 /// How many walks (directories being walked) are remembered.
 pub(super) const WALKS_REMEMBERED: usize = 256;
 
-impl Fs {
+impl Names {
     /// Notes that `dir` is being listed afresh; when that continues a walk of its parent,
     /// starts the read-ahead of the siblings after it.
-    pub(super) fn walk_ahead(self: &Arc<Self>, dir: Ino) {
-        let n = self.opts.dir_read_ahead;
-        if n == 0 || self.opts.dir_ttl.is_zero() {
+    pub fn walk_ahead(self: &Arc<Self>, dir: Ino) {
+        let n = self.config.dir_read_ahead;
+        if n == 0 || self.config.dir_ttl.is_zero() {
             return; // no listing would be kept until the walk comes
         }
         let next: Vec<Ino> = {
@@ -73,7 +73,7 @@ impl Fs {
                 }
             }
         };
-        if self.opts.listing_metadata {
+        if self.config.listing_metadata {
             self.ensure_meta_all(&inos(&entries)).await;
         }
     }

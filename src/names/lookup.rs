@@ -11,9 +11,9 @@ use std::time::{Instant, SystemTime};
 
 use futures_util::stream::{self, StreamExt};
 
-use super::error::{FsError, FsResult};
+use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat, ROOT_INO};
-use super::Fs;
+use super::Names;
 use crate::store::{ObjectStore, StoreError};
 
 /// What the store holds under `dir_prefix` + `name`, or `None`.
@@ -59,17 +59,17 @@ const MISSES_BEFORE_LISTING: u32 = 2;
 /// (`bench.sh --remote`), 64 rather than 32 halved a cold `ls -l` of 10,000 entries
 /// (10.2 s to 5.2 s) and cut `find` from 5.4 s to 4.0 s; on the local server both took the
 /// same time.
-pub(super) const META_CONCURRENCY: usize = 64;
+pub const META_CONCURRENCY: usize = 64;
 
-impl Fs {
+impl Names {
     /// The inode for `parent/name`, from the table while fresh, else from the store.
     /// Takes no kernel reference.
-    pub(super) async fn resolve(&self, parent: Ino, name: &str) -> FsResult<Ino> {
+    pub async fn resolve(&self, parent: Ino, name: &str) -> NameResult<Ino> {
         {
             let t = self.table();
-            let p = t.get(parent).ok_or(FsError::NotFound)?;
+            let p = t.get(parent).ok_or(NameError::NotFound)?;
             if p.kind != Kind::Dir {
-                return Err(FsError::NotDir);
+                return Err(NameError::NotDir);
             }
             match t.child(parent, name) {
                 Some(ino) => {
@@ -79,9 +79,9 @@ impl Fs {
                     }
                 }
                 // A fresh complete listing of the parent, or a recent miss, says it is absent.
-                None if self.listed.contains(&parent) => return Err(FsError::NotFound),
+                None if self.listed.contains(&parent) => return Err(NameError::NotFound),
                 None if self.negative.contains(&(parent, name.to_string())) => {
-                    return Err(FsError::NotFound)
+                    return Err(NameError::NotFound)
                 }
                 None => {}
             }
@@ -107,23 +107,23 @@ impl Fs {
                         tracing::debug!(parent, error = %e, "cannot list the directory");
                     }
                 }
-                Err(FsError::NotFound)
+                Err(NameError::NotFound)
             }
         }
     }
 
     /// Makes sure the node knows what the object's HEAD says (a listing does not say it),
     /// so a change of one attribute keeps the others.
-    pub(super) async fn ensure_meta(&self, ino: Ino) -> FsResult<()> {
+    pub async fn ensure_meta(&self, ino: Ino) -> NameResult<()> {
         match self.fetch_meta(ino).await {
-            Err(FsError::NotFound) => Ok(()), // gone meanwhile: the caller's next step says so
+            Err(NameError::NotFound) => Ok(()), // gone meanwhile: the caller's next step says so
             other => other,
         }
     }
 
     /// `ensure_meta` for many nodes at once, `META_CONCURRENCY` HEADs in flight. A node whose
     /// HEAD fails keeps the mount's defaults (logged).
-    pub(super) async fn ensure_meta_all(&self, inos: &[Ino]) {
+    pub async fn ensure_meta_all(&self, inos: &[Ino]) {
         let fetches: Vec<_> = inos
             .iter()
             .map(|ino| self.fetch_meta_logged(*ino))
@@ -141,17 +141,17 @@ impl Fs {
     }
 
     /// Waits until no HEAD for these nodes' metadata is in flight (another task's).
-    pub(super) async fn meta_settled(&self, inos: &[Ino]) {
+    pub async fn meta_settled(&self, inos: &[Ino]) {
         for ino in inos {
             self.meta_inflight.settled(ino).await;
         }
     }
 
-    /// Reads the stored metadata of `ino` unless it is known (see `Fs::attrs_known`).
-    pub(super) async fn fetch_meta(&self, ino: Ino) -> FsResult<()> {
+    /// Reads the stored metadata of `ino` unless it is known (see `Names::attrs_known`).
+    pub(super) async fn fetch_meta(&self, ino: Ino) -> NameResult<()> {
         let (kind, parent, name) = {
             let t = self.table();
-            let node = t.get(ino).ok_or(FsError::NotFound)?;
+            let node = t.get(ino).ok_or(NameError::NotFound)?;
             if node.meta.is_some() || ino == ROOT_INO || !node.linked {
                 return Ok(());
             }
@@ -169,7 +169,7 @@ impl Fs {
         self.head_meta(ino, kind, parent, &name).await
     }
 
-    async fn head_meta(&self, ino: Ino, kind: Kind, parent: Ino, name: &str) -> FsResult<()> {
+    async fn head_meta(&self, ino: Ino, kind: Kind, parent: Ino, name: &str) -> NameResult<()> {
         let key = self.meta_key(ino, kind)?;
         let stat = match self.store.head(&key).await {
             Ok(info) => Stat::from_head(kind, &info),
@@ -178,7 +178,7 @@ impl Fs {
             Err(e) => return Err(e.into()),
         };
         let mut t = self.table();
-        let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+        let node = t.get_mut(ino).ok_or(NameError::NotFound)?;
         if node.meta.is_some() {
             return Ok(()); // someone else was quicker
         }
@@ -207,7 +207,7 @@ impl Fs {
     }
 
     /// A name now exists here (created by this mount): forget that it was missing.
-    pub(super) fn name_appeared(&self, parent: Ino, name: &str) {
+    pub fn name_appeared(&self, parent: Ino, name: &str) {
         self.negative.remove(&(parent, name.to_string()));
     }
 }

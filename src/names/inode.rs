@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::metadata::Posix;
+use super::posix::Posix;
 use crate::localfile::content::Content;
 use crate::store::{ObjectInfo, UserMetadata};
 
@@ -52,11 +52,11 @@ pub struct Meta {
 impl Meta {
     pub fn from_info(info: &ObjectInfo) -> Meta {
         Meta {
-            posix: super::metadata::parse(&info.metadata),
+            posix: super::posix::parse(&info.metadata),
             user: info
                 .metadata
                 .iter()
-                .filter(|(k, _)| !super::metadata::is_posix_key(k))
+                .filter(|(k, _)| !super::posix::is_posix_key(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             content_type: info.content_type.clone(),

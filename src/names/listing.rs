@@ -1,0 +1,245 @@
+//! Directory listings: ListObjectsV2 with a `/` delimiter, every page, entered into the
+//! inode table. Files written here but not yet uploaded are kept; names the listing lacks
+//! are forgotten (deleted by another client). A complete listing answers lookups of missing
+//! names for `dir_ttl` (see `lookup`), and its entries' metadata HEADs start while the next
+//! pages are listed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::error::{NameError, NameResult};
+use super::inode::{Ino, Kind, Stat};
+use super::rules::showable;
+use super::Names;
+
+/// One entry of a directory listing as served to readdir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// The inodes of `entries` other than `.` and `..`.
+pub fn inos(entries: &[DirEntry]) -> Vec<Ino> {
+    entries
+        .iter()
+        .filter(|e| e.name != "." && e.name != "..")
+        .map(|e| e.ino)
+        .collect()
+}
+
+/// The `.` and `..` entries every listing starts with.
+fn dots(ino: Ino, parent: Ino) -> Vec<DirEntry> {
+    let dir = |ino, name: &str| DirEntry {
+        ino,
+        kind: Kind::Dir,
+        name: name.into(),
+    };
+    vec![dir(ino, "."), dir(parent, "..")]
+}
+
+impl Names {
+    /// The listing of `dir` (`.` and `..` first), from a recent complete listing or the
+    /// store; notes the walk it may continue (see `walk`).
+    pub async fn list(self: &Arc<Self>, dir: Ino) -> NameResult<Vec<DirEntry>> {
+        self.walk_ahead(dir);
+        self.list_dir(dir).await
+    }
+
+    async fn list_dir(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
+        // A read-ahead listing of this directory under way (see `walk`): its result is ours.
+        self.listings.settled(&ino).await;
+        if self.listed.contains(&ino) {
+            return self.list_from_table(ino);
+        }
+        let dir_prefix = self.dir_prefix(ino)?;
+        let started = Instant::now();
+        let early_metadata = |files: &[(String, Stat)]| {
+            if self.config.listing_metadata {
+                self.start_metadata(ino, files, started);
+            }
+        };
+        let children = self
+            .list_children(&dir_prefix, None, early_metadata)
+            .await?
+            .expect("no page limit");
+        self.apply_listing(ino, &children, started)
+    }
+
+    /// Starts the HEADs of files one page of a listing found, while the next pages are
+    /// listed (the listing alone takes a tenth of `ls -l` in a directory of 10,000). The
+    /// files are entered in the table now; `apply_listing` keeps what the HEADs learn.
+    fn start_metadata(self: &Arc<Self>, dir: Ino, files: &[(String, Stat)], started: Instant) {
+        let inos: Vec<Ino> = {
+            let mut t = self.table();
+            if t.get(dir).is_none() {
+                return;
+            }
+            files
+                .iter()
+                .map(|(name, stat)| t.upsert(dir, name, stat.clone(), started))
+                .collect()
+        };
+        let fs = self.clone();
+        tokio::spawn(async move { fs.ensure_meta_all(&inos).await });
+    }
+
+    /// Lists the directory whole if one page of the listing holds it, and returns its
+    /// entries (names looked up in it that are missing then cost no request); `None` for a
+    /// larger one, left to lookups by name.
+    pub(super) async fn list_if_small(&self, ino: Ino) -> NameResult<Option<Vec<DirEntry>>> {
+        let dir_prefix = self.dir_prefix(ino)?;
+        let started = Instant::now();
+        match self.list_children(&dir_prefix, Some(1), |_| {}).await? {
+            Some(children) => self.apply_listing(ino, &children, started).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
+    fn apply_listing(
+        &self,
+        ino: Ino,
+        children: &BTreeMap<String, Stat>,
+        started: Instant,
+    ) -> NameResult<Vec<DirEntry>> {
+        let mut t = self.table();
+        let parent = t.get(ino).ok_or(NameError::NotFound)?.parent;
+        let mut out = dots(ino, parent);
+        for (name, stat) in children {
+            let kind = stat.kind;
+            let child = t.upsert(ino, name, stat.clone(), started);
+            out.push(DirEntry {
+                ino: child,
+                kind,
+                name: name.clone(),
+            });
+        }
+        // Names we know that the listing lacks: keep files not uploaded yet and names
+        // confirmed after the listing began (an upload that finished while it ran); forget
+        // the rest (deleted by another client).
+        let known: Vec<(String, Ino)> = t
+            .get(ino)
+            .map(|n| n.children.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        for (name, child) in known {
+            if children.contains_key(&name) {
+                continue;
+            }
+            let Some(node) = t.get(child) else { continue };
+            let confirmed_since = node.validated.is_some_and(|v| v >= started);
+            if node.content.is_some() || confirmed_since {
+                out.push(DirEntry {
+                    ino: child,
+                    kind: node.kind,
+                    name,
+                });
+            } else {
+                t.unlink(ino, &name);
+            }
+        }
+        self.listed.insert(ino);
+        Ok(out)
+    }
+
+    /// The listing from the inode table, which holds every child after a recent listing
+    /// (changes made through this mount are applied to it directly).
+    fn list_from_table(&self, ino: Ino) -> NameResult<Vec<DirEntry>> {
+        let t = self.table();
+        let node = t.get(ino).ok_or(NameError::NotFound)?;
+        let mut out = dots(ino, node.parent);
+        out.extend(node.children.iter().filter_map(|(name, child)| {
+            t.get(*child).map(|c| DirEntry {
+                ino: *child,
+                kind: c.kind,
+                name: name.clone(),
+            })
+        }));
+        Ok(out)
+    }
+
+    /// Every showable child of `dir_prefix` in the store, by name; directories shadow files.
+    /// With `max_pages`, `None` when the directory has more pages than that. `on_page` sees
+    /// the files of each page as it arrives (a directory on a later page may still shadow
+    /// one of them).
+    async fn list_children(
+        &self,
+        dir_prefix: &str,
+        max_pages: Option<usize>,
+        mut on_page: impl FnMut(&[(String, Stat)]),
+    ) -> NameResult<Option<BTreeMap<String, Stat>>> {
+        let mut files = BTreeMap::new();
+        let mut dirs = BTreeMap::new();
+        let mut token = None;
+        let mut pages = 0;
+        loop {
+            if max_pages.is_some_and(|max| pages == max) {
+                return Ok(None);
+            }
+            pages += 1;
+            let page = self
+                .store
+                .list_page(dir_prefix, Some("/"), token, 1000)
+                .await?;
+            let mut page_files = Vec::with_capacity(page.objects.len());
+            for obj in page.objects {
+                let name = &obj.key[dir_prefix.len()..];
+                if obj.key == dir_prefix {
+                    continue; // this directory's own marker
+                }
+                if !showable(name) {
+                    tracing::debug!(key = %obj.key, "skipping a key that cannot be shown as a name");
+                    continue;
+                }
+                page_files.push((
+                    name.to_string(),
+                    Stat {
+                        kind: Kind::File,
+                        size: obj.size,
+                        mtime: obj.last_modified,
+                        etag: obj.etag,
+                        remote: true,
+                        meta: None,
+                    },
+                ));
+            }
+            for prefix in page.prefixes {
+                let name = &prefix[dir_prefix.len()..prefix.len() - 1];
+                if !showable(name) {
+                    tracing::debug!(prefix = %prefix, "skipping a prefix that cannot be shown as a name");
+                    continue;
+                }
+                dirs.insert(
+                    name.to_string(),
+                    Stat {
+                        kind: Kind::Dir,
+                        size: 0,
+                        mtime: self.started,
+                        etag: None,
+                        remote: false,
+                        meta: None,
+                    },
+                );
+            }
+            page_files.retain(|(name, _)| !dirs.contains_key(name));
+            on_page(&page_files);
+            files.extend(page_files);
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        for name in dirs.keys() {
+            if files.remove(name).is_some() {
+                tracing::debug!(
+                    name,
+                    "an object is shadowed by a directory of the same name"
+                );
+            }
+        }
+        files.extend(dirs);
+        Ok(Some(files))
+    }
+}

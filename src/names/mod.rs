@@ -1,0 +1,307 @@
+//! The names owner: which inode stands for which name, and what is known of the object (or
+//! `dir/` marker) behind it. It finds names in the store (`lookup`), lists directories
+//! (`listing`) and reads ahead of tree walks (`walk`), learns stored metadata by HEAD, keeps
+//! what it learnt in the inode table (`inode`) and what it found missing in a negative cache,
+//! and translates POSIX attributes to and from user metadata (`posix`).
+//!
+//! `fs` asks it for inodes, attributes and keys, and changes the table through
+//! `InodeTable`'s and `Node`'s methods (one per way a node learns its object); everything
+//! else here is private. It never uploads, never holds a file's bytes and never sees a
+//! handle.
+
+pub mod error;
+mod inflight;
+pub mod inode;
+mod listing;
+mod lookup;
+pub mod posix;
+pub mod rules;
+mod walk;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use crate::cache::ttl::TtlSet;
+use crate::config::FsOptions;
+use crate::store::ObjectStore;
+pub use error::{NameError, NameResult};
+use inflight::InFlight;
+use inode::{Ino, InodeTable, Kind, Node, ROOT_INO};
+pub use listing::{inos as listing_inos, DirEntry};
+pub use lookup::META_CONCURRENCY;
+
+/// Attributes of one inode, as the kernel will see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub atime: SystemTime,
+    pub ctime: SystemTime,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What the names owner needs to know (derived from the mount's options).
+#[derive(Debug, Clone)]
+pub struct NamesConfig {
+    /// How long attributes confirmed by the store are trusted.
+    pub metadata_ttl: std::time::Duration,
+    pub negative_ttl: std::time::Duration,
+    pub negative_cache_entries: usize,
+    /// How long a complete listing answers lookups of names it lacks.
+    pub dir_ttl: std::time::Duration,
+    pub dir_cache_entries: usize,
+    /// Sibling directories listed ahead of a tree walk (0 = off).
+    pub dir_read_ahead: usize,
+    /// Listings are followed by the HEADs of their entries (mode, owner, mtime, symlink).
+    pub listing_metadata: bool,
+    /// Attributes of objects that store none.
+    pub file_mode: u16,
+    pub dir_mode: u16,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl From<&FsOptions> for NamesConfig {
+    fn from(o: &FsOptions) -> Self {
+        NamesConfig {
+            metadata_ttl: o.metadata_ttl,
+            negative_ttl: o.negative_ttl,
+            negative_cache_entries: o.negative_cache_entries,
+            dir_ttl: o.dir_ttl,
+            dir_cache_entries: o.dir_cache_entries,
+            dir_read_ahead: o.dir_read_ahead,
+            listing_metadata: o.listing_metadata,
+            file_mode: o.file_mode,
+            dir_mode: o.dir_mode,
+            uid: o.uid,
+            gid: o.gid,
+        }
+    }
+}
+
+/// The defaults of a mount that sets nothing.
+impl Default for NamesConfig {
+    fn default() -> Self {
+        NamesConfig::from(&FsOptions::default())
+    }
+}
+
+/// Invariants: a node's `children` hold exactly the linked nodes whose `parent` it is; a
+/// name is in `negative` only while the table has no child by that name (`name_appeared`
+/// and `upsert` keep it so); `listed` holds a directory only while the table has every
+/// child its store listing had (changes through this mount are applied to the table).
+/// Lock order: `table` is taken last and never held across an `.await`; `walks` and
+/// `misses` are taken alone.
+pub struct Names {
+    store: Arc<dyn ObjectStore>,
+    /// Key prefix of the mount root: "" or ending with '/'.
+    prefix: String,
+    /// The mtime of directories without a marker.
+    started: SystemTime,
+    config: NamesConfig,
+    table: Mutex<InodeTable>,
+    /// Names recently found missing: (parent, name).
+    negative: TtlSet<(Ino, String)>,
+    /// Directories whose children the table knows completely (a recent listing).
+    listed: TtlSet<Ino>,
+    /// Directories a read-ahead is listing now (see `walk`).
+    listings: InFlight<Ino>,
+    /// The subdirectory listed last in each directory being walked (see `walk`).
+    walks: Mutex<lru::LruCache<Ino, Ino>>,
+    /// Names found missing per directory since its last listing (see `lookup`).
+    misses: Mutex<HashMap<Ino, u32>>,
+    /// Nodes whose metadata a HEAD is fetching now, each with the wake-up of its waiters.
+    meta_inflight: InFlight<Ino>,
+    /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
+    meta_permits: tokio::sync::Semaphore,
+}
+
+impl Names {
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: String, config: NamesConfig) -> Names {
+        let started = SystemTime::now();
+        Names {
+            store,
+            prefix,
+            started,
+            negative: TtlSet::new(config.negative_cache_entries, config.negative_ttl),
+            listed: TtlSet::new(config.dir_cache_entries, config.dir_ttl),
+            config,
+            table: Mutex::new(InodeTable::new(started)),
+            listings: InFlight::default(),
+            walks: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(walk::WALKS_REMEMBERED).unwrap(),
+            )),
+            misses: Default::default(),
+            meta_inflight: Default::default(),
+            meta_permits: tokio::sync::Semaphore::new(META_CONCURRENCY),
+        }
+    }
+
+    /// The inode table, locked (never held across an `.await`).
+    pub fn table(&self) -> MutexGuard<'_, InodeTable> {
+        self.table.lock().unwrap()
+    }
+
+    /// The key prefix of the mount root ("" or ending with '/').
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// When this mount started (the mtime of directories without a marker).
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    /// The object key of a file inode.
+    pub fn file_key(&self, ino: Ino) -> NameResult<String> {
+        let path = self.table().path(ino).ok_or(NameError::NotFound)?;
+        Ok(format!("{}{}", self.prefix, path))
+    }
+
+    /// The key prefix of a directory inode's children ("" or ending with '/').
+    pub fn dir_prefix(&self, ino: Ino) -> NameResult<String> {
+        let path = self.table().path(ino).ok_or(NameError::NotFound)?;
+        Ok(if path.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{}/", self.prefix, path)
+        })
+    }
+
+    /// The key holding `ino`'s metadata: the object, or a directory's marker.
+    pub fn meta_key(&self, ino: Ino, kind: Kind) -> NameResult<String> {
+        match kind {
+            Kind::Dir => self.dir_prefix(ino),
+            _ => self.file_key(ino),
+        }
+    }
+
+    /// The attributes the kernel sees for `node` (the mount's defaults where nothing is
+    /// stored).
+    pub fn attr_of(&self, ino: Ino, node: &Node) -> Attr {
+        let size = match (&node.content, node.kind) {
+            (Some(c), _) => c.size(),
+            (None, Kind::Dir) => 0,
+            (None, _) => node.size,
+        };
+        let posix = node.meta.as_ref().map(|m| &m.posix);
+        let default_perm = match node.kind {
+            Kind::File => self.config.file_mode,
+            Kind::Dir => self.config.dir_mode,
+            Kind::Symlink => 0o777,
+        };
+        Attr {
+            ino,
+            kind: node.kind,
+            size,
+            mtime: node.mtime,
+            atime: posix.and_then(|p| p.atime).unwrap_or(node.mtime),
+            ctime: posix.and_then(|p| p.ctime).unwrap_or(node.mtime),
+            perm: posix
+                .and_then(|p| p.mode)
+                .map_or(default_perm, |m| (m & 0o7777) as u16),
+            uid: posix.and_then(|p| p.uid).unwrap_or(self.config.uid),
+            gid: posix.and_then(|p| p.gid).unwrap_or(self.config.gid),
+        }
+    }
+
+    /// True when the node's attributes are the stored ones: its metadata was read (a listing
+    /// does not carry it), or there is none to read (the mount root, a file only written
+    /// here). Attributes that are not known never reach the kernel as valid: a stored 0600
+    /// shown as the default 0644 would let other users read the file.
+    pub fn attrs_known(ino: Ino, node: &Node) -> bool {
+        ino == ROOT_INO || node.meta.is_some() || (node.kind != Kind::Dir && !node.remote)
+    }
+
+    /// The attributes of `ino` once they are known (see `attrs_known`); `NotFound` if the
+    /// node lost its name meanwhile.
+    pub fn known_attr(&self, ino: Ino) -> NameResult<Attr> {
+        let t = self.table();
+        let node = t.get(ino).ok_or(NameError::NotFound)?;
+        if !Self::attrs_known(ino, node) {
+            return Err(NameError::NotFound);
+        }
+        Ok(self.attr_of(ino, node))
+    }
+
+    /// Reads the stored metadata of `ino` unless it is known. When another task's HEAD was
+    /// in flight and failed, it is made again here, so the caller gets its error rather
+    /// than a made-up `NotFound`.
+    pub async fn ensure_known(&self, ino: Ino) -> NameResult<()> {
+        for _ in 0..2 {
+            self.fetch_meta(ino).await?;
+            let t = self.table();
+            if t.get(ino)
+                .is_none_or(|n| !n.linked || Self::attrs_known(ino, n))
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The node's attributes were confirmed by the store within the metadata TTL (or it
+    /// has local content, which is newer than any stored object).
+    pub fn is_fresh(&self, node: &Node, now: Instant) -> bool {
+        node.content.is_some()
+            || node
+                .validated
+                .is_some_and(|t| now.duration_since(t) < self.config.metadata_ttl)
+    }
+
+    /// Attributes of `ino`, refreshed from the store when older than the metadata TTL.
+    pub async fn getattr(&self, ino: Ino) -> NameResult<Attr> {
+        let stale = {
+            let t = self.table();
+            let node = t.get(ino).ok_or(NameError::NotFound)?;
+            if !node.linked {
+                return Ok(self.attr_of(ino, node)); // open, with no name left to refresh it by
+            }
+            let stale = ino != ROOT_INO && !self.is_fresh(node, Instant::now());
+            stale.then(|| (node.parent, node.name.clone()))
+        };
+        if let Some((parent, name)) = stale {
+            if self.resolve(parent, &name).await? != ino {
+                // The name now stands for something else (replaced by another client).
+                return Err(NameError::NotFound);
+            }
+        }
+        self.ensure_known(ino).await?;
+        self.known_attr(ino)
+    }
+
+    /// Looks `name` up in `parent` and takes a kernel reference on the result, its stored
+    /// metadata read first when only a listing named it.
+    pub async fn lookup(&self, parent: Ino, name: &str) -> NameResult<Attr> {
+        let ino = self.resolve(parent, name).await?;
+        self.ensure_known(ino).await?;
+        // (the HEAD may have found a listed "file" to be a symlink: a new inode)
+        let ino = self.table().child(parent, name).unwrap_or(ino);
+        self.known_attr(ino)?;
+        self.referenced(ino)
+    }
+
+    /// Takes one kernel reference on `ino` and returns its attributes.
+    pub fn referenced(&self, ino: Ino) -> NameResult<Attr> {
+        let mut t = self.table();
+        let node = t.get_mut(ino).ok_or(NameError::NotFound)?;
+        node.lookups += 1;
+        let node = t.get(ino).expect("just seen");
+        Ok(self.attr_of(ino, node))
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: Ino, n: u64) {
+        self.table().forget(ino, n);
+    }
+
+    /// This mount made `dir` (mkdir): it is empty, so its listing is complete.
+    pub fn made_empty(&self, dir: Ino) {
+        self.listed.insert(dir);
+    }
+}
