@@ -42,7 +42,7 @@ impl Fs {
     pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
         let t = self.names.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
-        if node.kind != Kind::Dir {
+        if node.kind() != Kind::Dir {
             return Err(FsError::NotDir);
         }
         Ok(self.handles.insert(Handle::Dir {
@@ -107,7 +107,7 @@ impl Fs {
                 next: (start + i + 1) as u64,
                 entry: DirEntry {
                     ino,
-                    kind: node.kind,
+                    kind: node.kind(),
                     name: e.name.clone(),
                 },
                 attr: self.names.attr_of(ino, node),
@@ -173,7 +173,7 @@ impl Fs {
         self.check_writable()?;
         let name = check_name(name)?;
         let ino = self.names.resolve(parent, name).await?;
-        if self.names.table().get(ino).map(|n| n.kind) != Some(Kind::Dir) {
+        if self.names.table().get(ino).map(|n| n.kind()) != Some(Kind::Dir) {
             return Err(FsError::NotDir);
         }
         let prefix = self.names.dir_prefix(ino)?;
@@ -188,9 +188,10 @@ impl Fs {
         let pending = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            node.children
-                .values()
-                .any(|c| t.get(*c).is_some_and(|n| n.content.is_some()))
+            let pending = node
+                .child_inos()
+                .any(|c| t.get(c).is_some_and(|n| n.content().is_some()));
+            pending
         };
         if pending {
             return Err(FsError::NotEmpty);

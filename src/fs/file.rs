@@ -57,18 +57,20 @@ impl Fs {
         };
         let ino = {
             let mut t = self.names.table();
-            if t.get(parent).map(|p| p.kind) != Some(Kind::Dir) {
+            if t.get(parent).map(|p| p.kind()) != Some(Kind::Dir) {
                 return Err(FsError::NotFound);
             }
             // (upsert would replace a directory of that name by the new file: refuse instead)
-            let existing = t.child(parent, name).and_then(|c| t.get(c)).map(|n| n.kind);
+            let existing = t
+                .child(parent, name)
+                .and_then(|c| t.get(c))
+                .map(|n| n.kind());
             if existing == Some(Kind::Dir) {
                 return Err(FsError::IsDir);
             }
             let ino = t.upsert(parent, name, stat, Instant::now());
             let node = t.get_mut(ino).expect("just inserted");
-            node.content = Some(content);
-            node.open += 1;
+            node.created_here(content);
             ino
         };
         let attr = self.referenced(ino)?;
@@ -91,20 +93,15 @@ impl Fs {
         let keep_cache = {
             let mut t = self.names.table();
             let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
-            if node.kind == Kind::Dir {
+            if node.kind() == Kind::Dir {
                 return Err(FsError::IsDir);
             }
-            node.open += 1;
-            let keep = node.content.is_none() && node.etag.is_some() && node.kept_etag == node.etag;
-            // What is written through a writable handle lands in the page cache too: those
-            // pages are the object's only once an upload gives it a new ETag.
-            node.kept_etag = if writable { None } else { node.etag.clone() };
-            keep
+            node.opened(writable)
         };
         if writable && flags & libc::O_TRUNC != 0 {
             if let Err(e) = self.truncate_content(ino, 0).await {
                 if let Some(n) = self.names.table().get_mut(ino) {
-                    n.open -= 1;
+                    n.closed();
                 }
                 return Err(e);
             }
@@ -122,8 +119,8 @@ impl Fs {
             .table()
             .get(*ino)
             .ok_or(FsError::NotFound)?
-            .content
-            .clone();
+            .content()
+            .cloned();
         if let Some(content) = content {
             return Ok(content.read(offset, len as usize).await?);
         }
@@ -131,8 +128,12 @@ impl Fs {
             let key = self.names.file_key(*ino)?;
             let t = self.names.table();
             let node = t.get(*ino).ok_or(FsError::NotFound)?;
-            let object =
-                (self.reader).object(&key, node.etag.as_deref(), node.size, Some(node.mtime));
+            let object = (self.reader).object(
+                &key,
+                node.etag().map(String::as_str),
+                node.stored_size(),
+                Some(node.mtime()),
+            );
             Ok::<_, FsError>(Box::new(object))
         });
         Ok(object.await?.read(offset, u64::from(len)).await?)
@@ -198,30 +199,43 @@ impl Fs {
 
     /// The file's local content; the first time, an empty staging file over the object.
     async fn content_for_write(&self, ino: Ino) -> FsResult<Arc<Content>> {
-        if let Some(c) = self.names.table().get(ino).and_then(|n| n.content.clone()) {
+        if let Some(c) = self
+            .names
+            .table()
+            .get(ino)
+            .and_then(|n| n.content().cloned())
+        {
             return Ok(c);
         }
         let key = self.names.file_key(ino)?;
         let staging = self.files.new_staging()?;
         let mut t = self.names.table();
         let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
-        let content = if node.remote {
-            Content::over(staging, self.files.base(key, node.etag.clone(), node.size))
+        let content = if node.remote() {
+            Content::over(
+                staging,
+                self.files
+                    .base(key, node.etag().cloned(), node.stored_size()),
+            )
         } else {
             Content::empty(staging)
         };
-        Ok(node.content.get_or_insert(Arc::new(content)).clone())
+        Ok(node.local_content(Arc::new(content)))
     }
 
     async fn truncate_content(&self, ino: Ino, size: u64) -> FsResult<()> {
-        let existing = self.names.table().get(ino).and_then(|n| n.content.clone());
+        let existing = self
+            .names
+            .table()
+            .get(ino)
+            .and_then(|n| n.content().cloned());
         let content = match existing {
             Some(c) => c,
             None if size == 0 => {
                 let c = self.files.empty()?;
                 let mut t = self.names.table();
                 let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
-                node.content.get_or_insert(c).clone()
+                node.local_content(c)
             }
             None => self.content_for_write(ino).await?,
         };
@@ -249,10 +263,7 @@ impl Fs {
     /// upload's Last-Modified will say when the file was last written.
     fn touched_by_write(&self, ino: Ino) {
         if let Some(node) = self.names.table().get_mut(ino) {
-            node.mtime = SystemTime::now();
-            if let Some(meta) = node.meta.as_mut() {
-                meta.posix.mtime = None;
-            }
+            node.written();
         }
     }
 
@@ -262,7 +273,7 @@ impl Fs {
         let (kind, open) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            (node.kind, node.open)
+            (node.kind(), node.open_handles())
         };
         match kind {
             Kind::Dir => return Err(FsError::IsDir),
@@ -286,7 +297,12 @@ impl Fs {
 
     /// `upload_if_dirty` for a caller that holds `keys` (shared or exclusive).
     pub(super) async fn upload_holding_keys(&self, ino: Ino) -> FsResult<()> {
-        let Some(content) = self.names.table().get(ino).and_then(|n| n.content.clone()) else {
+        let Some(content) = self
+            .names
+            .table()
+            .get(ino)
+            .and_then(|n| n.content().cloned())
+        else {
             return Ok(());
         };
         content.check_failed()?;
@@ -306,7 +322,7 @@ impl Fs {
         // afterwards.
         let opts = self.put_options(&key, ino)?;
         if let Some(node) = self.names.table().get_mut(ino) {
-            node.meta_dirty = false;
+            node.meta_sent();
         }
         let streamed = std::mem::replace(&mut *content.stream.lock().await, Stream::Idle);
         let result = match streamed {
@@ -317,7 +333,7 @@ impl Fs {
                 let result = up.finish(size).await;
                 if stale && result.is_ok() {
                     if let Some(node) = self.names.table().get_mut(ino) {
-                        node.meta_dirty = true;
+                        node.meta_unsent();
                     }
                 }
                 result
@@ -351,7 +367,7 @@ impl Fs {
                 return Ok(());
             };
             node.stored(etag, size, opts.content_type.clone());
-            node.meta_dirty
+            node.meta_dirty()
         };
         tracing::debug!(key, size, "uploaded");
         if meta_changed && !content.is_dirty() {
@@ -373,13 +389,12 @@ impl Fs {
         let mut t = self.names.table();
         let mut nameless = None;
         if let Some(node) = t.get_mut(ino) {
-            if node.open == 0 && node.content.as_ref().is_some_and(|c| !c.is_dirty()) {
+            if node.open_handles() == 0 && node.content().is_some_and(|c| !c.is_dirty()) {
                 let failed = node
-                    .content
-                    .take()
+                    .drop_content()
                     .is_some_and(|c| c.check_failed().is_err());
-                if failed && !node.remote && node.linked {
-                    nameless = Some((node.parent, node.name.clone()));
+                if failed && !node.remote() && node.linked() {
+                    nameless = Some((node.parent(), node.name().to_string()));
                 }
             }
         }
@@ -421,12 +436,9 @@ impl Fs {
             let Some(node) = t.get_mut(*ino) else {
                 return Ok(());
             };
-            node.open = node.open.saturating_sub(1);
-            let dirty = node
-                .content
-                .as_ref()
-                .filter(|c| node.linked && c.is_dirty());
-            node.open == 0 && dirty.is_some_and(|c| self.files.is_journaled(c))
+            node.closed();
+            let dirty = node.content().filter(|c| node.linked() && c.is_dirty());
+            node.open_handles() == 0 && dirty.is_some_and(|c| self.files.is_journaled(c))
         };
         // The last release of a file whose upload came due while it was held open (the
         // write-back loop skipped it).
@@ -445,13 +457,13 @@ impl Fs {
         let (kind, content) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            (node.kind, node.content.clone())
+            (node.kind(), node.content().cloned())
         };
         if kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
         let _no_upload = self.settle_for_removal(content.as_deref()).await;
-        if self.names.table().get(ino).is_some_and(|n| n.remote) {
+        if self.names.table().get(ino).is_some_and(|n| n.remote()) {
             let key = self.names.file_key(ino)?;
             self.store.delete(&key).await?;
         }

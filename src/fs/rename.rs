@@ -64,7 +64,7 @@ impl Fs {
         if dst.is_some() && flags & libc::RENAME_NOREPLACE != 0 {
             return Err(FsError::Exists);
         }
-        let kind_of = |ino: Ino| self.names.table().get(ino).map(|n| n.kind);
+        let kind_of = |ino: Ino| self.names.table().get(ino).map(|n| n.kind());
         let src_kind = kind_of(src).ok_or(FsError::NotFound)?;
         match (src_kind, dst.and_then(kind_of)) {
             (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(FsError::IsDir),
@@ -78,10 +78,10 @@ impl Fs {
                 // Whatever the replaced file had pending is moot now; what its key holds
                 // (once an upload of it in flight is done) is what the moved file replaces.
                 let replaced =
-                    dst.and_then(|d| self.names.table().get(d).and_then(|n| n.content.clone()));
+                    dst.and_then(|d| self.names.table().get(d).and_then(|n| n.content().cloned()));
                 let _no_upload = self.settle_for_removal(replaced.as_deref()).await;
                 let replaced_remote =
-                    dst.is_some_and(|d| self.names.table().get(d).is_some_and(|n| n.remote));
+                    dst.is_some_and(|d| self.names.table().get(d).is_some_and(|n| n.remote()));
                 let from = self.names.file_key(src)?;
                 let to = format!("{}{}", self.names.dir_prefix(new_parent)?, new_name);
                 self.rename_file(src, &from, &to, new_parent, new_name, replaced_remote)
@@ -113,7 +113,7 @@ impl Fs {
                     .names
                     .table()
                     .all()
-                    .filter_map(|(i, n)| n.content.clone().map(|c| (i, c)))
+                    .filter_map(|(i, n)| n.content().cloned().map(|c| (i, c)))
                     .collect();
                 for (ino, content) in local {
                     if !self.is_within(ino, src) {
@@ -145,7 +145,7 @@ impl Fs {
         let (content, remote, size) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            (node.content.clone(), node.remote, node.size)
+            (node.content().cloned(), node.remote(), node.stored_size())
         };
         let pending_upload = match &content {
             Some(c) => {
@@ -207,7 +207,7 @@ impl Fs {
                 return true;
             }
             match t.get(cur) {
-                Some(n) if n.parent != cur => cur = n.parent,
+                Some(n) if n.parent() != cur => cur = n.parent(),
                 _ => return false,
             }
         }

@@ -75,16 +75,16 @@ impl Fs {
         let (kind, pending, remote, size, meta) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            if !node.meta_dirty {
+            if !node.meta_dirty() {
                 return Ok(());
             }
-            let pending = node.content.as_ref().is_some_and(|c| c.is_dirty());
+            let pending = node.content().is_some_and(|c| c.is_dirty());
             (
-                node.kind,
+                node.kind(),
                 pending,
-                node.remote,
-                node.size,
-                node.meta.clone().unwrap_or_default(),
+                node.remote(),
+                node.stored_size(),
+                node.meta().cloned().unwrap_or_default(),
             )
         };
         if pending {
@@ -120,7 +120,7 @@ impl Fs {
         }
         let mut t = self.names.table();
         if let Some(node) = t.get_mut(ino) {
-            if let (Some(c), Some(etag)) = (&node.content, &copied_etag) {
+            if let (Some(c), Some(etag)) = (&node.content(), &copied_etag) {
                 // An open file still reads its unchanged bytes from the object: from the
                 // copy now, whose ETag is new (reads pinned to the old one would fail).
                 if c.base_key().as_deref() == Some(key.as_str()) {
@@ -138,7 +138,7 @@ impl Fs {
         let mut opts = self.opts.objects.for_key(key);
         let t = self.names.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
-        opts.metadata = self.stored_metadata(node.meta.as_ref());
+        opts.metadata = self.stored_metadata(node.meta());
         Ok(opts)
     }
 
@@ -163,31 +163,24 @@ impl Fs {
     }
 }
 
-/// Applies the changes of `set` to the node (its size aside); marks its metadata changed when
-/// a value really differs (a chmod to the same mode stores nothing).
+/// Applies the changes of `set` to the node (its size aside).
 fn apply(node: &mut Node, set: &SetAttr) {
-    let kind = node.kind;
-    let mtime = node.mtime;
-    let meta = node.meta.get_or_insert_with(Meta::default);
-    let before = (meta.posix.clone(), mtime);
-    if let Some(mode) = set.mode {
-        meta.posix.mode = Some(kind.st_mode(mode));
-    }
-    if let Some(uid) = set.uid {
-        meta.posix.uid = Some(uid);
-    }
-    if let Some(gid) = set.gid {
-        meta.posix.gid = Some(gid);
-    }
-    if let Some(atime) = set.atime {
-        meta.posix.atime = Some(atime);
-    }
-    if let Some(mtime) = set.mtime {
-        meta.posix.mtime = Some(mtime);
-        node.mtime = mtime;
-    }
-    let meta = node.meta.as_ref().expect("set above");
-    if (meta.posix.clone(), node.mtime) != before {
-        node.meta_dirty = true;
-    }
+    node.change_posix(|kind, posix, node_mtime| {
+        if let Some(mode) = set.mode {
+            posix.mode = Some(kind.st_mode(mode));
+        }
+        if let Some(uid) = set.uid {
+            posix.uid = Some(uid);
+        }
+        if let Some(gid) = set.gid {
+            posix.gid = Some(gid);
+        }
+        if let Some(atime) = set.atime {
+            posix.atime = Some(atime);
+        }
+        if let Some(mtime) = set.mtime {
+            posix.mtime = Some(mtime);
+            *node_mtime = mtime;
+        }
+    });
 }

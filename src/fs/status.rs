@@ -38,7 +38,7 @@ impl Fs {
             }
         };
         for (_, node) in self.names.table().all() {
-            if let Some(content) = node.content.as_ref().filter(|_| node.linked) {
+            if let Some(content) = node.content().filter(|_| node.linked()) {
                 count(content);
             }
         }

@@ -66,7 +66,7 @@ impl Fs {
                 Instant::now(),
             );
             if let Some(node) = t.get_mut(ino) {
-                node.target = Some(body);
+                node.target_known(body);
             }
             ino
         };
@@ -78,10 +78,10 @@ impl Fs {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
             let in_meta = node
-                .meta
+                .meta()
                 .as_ref()
                 .and_then(|m| m.posix.symlink_target.clone());
-            (node.kind, node.target.clone(), in_meta)
+            (node.kind(), node.target().cloned(), in_meta)
         };
         if kind != Kind::Symlink {
             return Err(FsError::Invalid("not a symlink"));
@@ -95,7 +95,7 @@ impl Fs {
         let key = self.names.file_key(ino)?;
         let body = self.store.get_range(&key, 0..MAX_TARGET as u64).await?;
         if let Some(node) = self.names.table().get_mut(ino) {
-            node.target = Some(body.clone());
+            node.target_known(body.clone());
         }
         Ok(body)
     }

@@ -30,7 +30,12 @@ impl Fs {
     /// `close` of a writable handle: uploads now (delay 0, or a file already streaming) and
     /// returns the error, or journals the file and leaves the upload to `upload_due`.
     pub(super) async fn close_written(&self, ino: Ino) -> FsResult<()> {
-        if let Some(c) = self.names.table().get(ino).and_then(|n| n.content.clone()) {
+        if let Some(c) = self
+            .names
+            .table()
+            .get(ino)
+            .and_then(|n| n.content().cloned())
+        {
             c.check_failed()?; // its changes were dropped: the writer must know
         }
         let Some(content) = self.dirty_content(ino) else {
@@ -67,7 +72,9 @@ impl Fs {
     fn dirty_content(&self, ino: Ino) -> Option<Arc<Content>> {
         let t = self.names.table();
         let node = t.get(ino)?;
-        node.content.clone().filter(|c| node.linked && c.is_dirty())
+        node.content()
+            .cloned()
+            .filter(|c| node.linked() && c.is_dirty())
     }
 
     /// Writes (or rewrites) the journal entry of `ino`'s content (see `LocalFiles::journal`).
@@ -90,7 +97,7 @@ impl Fs {
             size,
             written,
             base,
-            metadata: self.stored_metadata(node.meta.as_ref()),
+            metadata: self.stored_metadata(node.meta()),
         })
     }
 
@@ -121,7 +128,7 @@ impl Fs {
         if let Some(node) = self.names.table().get_mut(ino) {
             match err {
                 FsError::NotStored(_) => node.unknown(), // someone else's object, or none
-                _ => node.meta_dirty = true,
+                _ => node.meta_unsent(),
             }
         }
         err
@@ -154,10 +161,10 @@ impl Fs {
                 Due::File(ino) => {
                     let t = self.names.table();
                     let Some(node) = t.get(ino) else { continue };
-                    if !node.linked || !node.content.as_ref().is_some_and(|c| c.is_dirty()) {
+                    if !node.linked() || !node.content().is_some_and(|c| c.is_dirty()) {
                         continue; // stored or dropped meanwhile
                     }
-                    if node.open > 0 {
+                    if node.open_handles() > 0 {
                         continue; // its last release makes it due again (see `release`)
                     }
                     files.push(ino);
@@ -176,7 +183,7 @@ impl Fs {
             .names
             .table()
             .all()
-            .filter(|(_, n)| n.linked && n.content.as_ref().is_some_and(|c| c.is_dirty()))
+            .filter(|(_, n)| n.linked() && n.content().is_some_and(|c| c.is_dirty()))
             .map(|(i, _)| i)
             .collect();
         let orphans = self.files.orphans();

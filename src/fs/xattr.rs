@@ -108,7 +108,7 @@ impl Fs {
         self.names.ensure_meta(ino).await?;
         let t = self.names.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
-        let meta = node.meta.clone().unwrap_or_default();
+        let meta = node.meta().cloned().unwrap_or_default();
         let value = match name {
             Name::User(n) => meta.user.get(&n).cloned(),
             Name::S3(n) => self
@@ -129,7 +129,7 @@ impl Fs {
         let t = self.names.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;
         let mut out = Vec::new();
-        for name in node.meta.iter().flat_map(|m| m.user.keys()) {
+        for name in node.meta().iter().flat_map(|m| m.user.keys()) {
             out.extend_from_slice(format!("user.{name}\0").as_bytes());
         }
         Ok(out)
@@ -183,8 +183,7 @@ impl Fs {
         {
             let mut t = self.names.table();
             let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
-            edit(&mut node.meta.get_or_insert_with(Default::default).user)?;
-            node.meta_dirty = true;
+            node.edit_user(edit)?;
         }
         self.store_meta(ino).await
     }
@@ -193,12 +192,12 @@ impl Fs {
     /// (A file not uploaded yet shows the content type its upload will have.) `path` is the
     /// node's path in the table (the caller holds the table).
     fn s3_attributes(&self, path: Option<String>, node: &Node) -> Vec<(&'static str, String)> {
-        if node.kind == Kind::Dir {
+        if node.kind() == Kind::Dir {
             return Vec::new();
         }
-        let meta = node.meta.clone().unwrap_or_default();
+        let meta = node.meta().cloned().unwrap_or_default();
         let mut out = Vec::new();
-        if let Some(e) = &node.etag {
+        if let Some(e) = &node.etag() {
             out.push(("etag", e.trim_matches('"').to_string()));
         }
         let content_type = meta.content_type.clone().or_else(|| {

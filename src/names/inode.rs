@@ -79,37 +79,177 @@ impl Meta {
     }
 }
 
+/// What the names owner knows of one inode. Its fields are the owner's: `fs` reads them
+/// through the getters below and changes them only through the methods that say what
+/// happened (opened, written, metadata changed, …).
 #[derive(Debug)]
 pub struct Node {
-    pub parent: Ino,
-    pub name: String,
-    pub kind: Kind,
-    pub size: u64,
+    pub(super) parent: Ino,
+    pub(super) name: String,
+    pub(super) kind: Kind,
+    pub(super) size: u64,
     /// The stored mtime when there is one, else the object's Last-Modified.
-    pub mtime: SystemTime,
-    pub etag: Option<String>,
+    pub(super) mtime: SystemTime,
+    pub(super) etag: Option<String>,
     /// What HEAD said (or this mount set); `None` until asked (a listing has no metadata).
-    pub meta: Option<Meta>,
+    pub(super) meta: Option<Meta>,
     /// `meta` holds changes (chmod, chown, utimens, setxattr) not yet in the bucket.
-    pub meta_dirty: bool,
+    pub(super) meta_dirty: bool,
     /// A symlink's target, once read.
-    pub target: Option<bytes::Bytes>,
+    pub(super) target: Option<bytes::Bytes>,
     /// The object (file) or its `dir/` marker (directory) exists under this node's key.
-    pub remote: bool,
+    pub(super) remote: bool,
     /// When the attributes were last confirmed by the store; `None` = must ask again.
-    pub validated: Option<Instant>,
+    pub(super) validated: Option<Instant>,
     /// References the kernel holds (lookups not yet forgotten).
-    pub lookups: u64,
+    pub(super) lookups: u64,
     /// Open file handles.
-    pub open: u32,
+    pub(super) open: u32,
     /// False once unlinked or replaced: the node no longer has a name.
-    pub linked: bool,
+    pub(super) linked: bool,
     /// Local content of a file being written (staged, maybe not yet uploaded).
-    pub content: Option<Arc<Content>>,
+    pub(super) content: Option<Arc<Content>>,
     /// Children by name (directories only).
-    pub children: BTreeMap<String, Ino>,
+    pub(super) children: BTreeMap<String, Ino>,
     /// ETag of the content the kernel's page cache may hold from an earlier open.
-    pub kept_etag: Option<String>,
+    pub(super) kept_etag: Option<String>,
+}
+
+/// What is known of the node (read-only outside the names owner).
+impl Node {
+    pub fn parent(&self) -> Ino {
+        self.parent
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// The stored object's size (a file with local content has that content's size).
+    pub fn stored_size(&self) -> u64 {
+        self.size
+    }
+    pub fn mtime(&self) -> SystemTime {
+        self.mtime
+    }
+    pub fn etag(&self) -> Option<&String> {
+        self.etag.as_ref()
+    }
+    pub fn meta(&self) -> Option<&Meta> {
+        self.meta.as_ref()
+    }
+    /// The metadata holds changes not yet in the bucket.
+    pub fn meta_dirty(&self) -> bool {
+        self.meta_dirty
+    }
+    /// A symlink's target, once read.
+    pub fn target(&self) -> Option<&bytes::Bytes> {
+        self.target.as_ref()
+    }
+    /// The object (file) or its `dir/` marker (directory) exists under the node's key.
+    pub fn remote(&self) -> bool {
+        self.remote
+    }
+    pub fn open_handles(&self) -> u32 {
+        self.open
+    }
+    /// False once unlinked or replaced: the node no longer has a name.
+    pub fn linked(&self) -> bool {
+        self.linked
+    }
+    /// Local content of a file being written (staged, maybe not yet uploaded).
+    pub fn content(&self) -> Option<&Arc<Content>> {
+        self.content.as_ref()
+    }
+    /// The inodes of a directory's children.
+    pub fn child_inos(&self) -> impl Iterator<Item = Ino> + '_ {
+        self.children.values().copied()
+    }
+}
+
+/// What happens to a node here: opened, closed, written, its metadata changed or sent.
+impl Node {
+    /// Created by this mount with `content`, open once.
+    pub fn created_here(&mut self, content: Arc<Content>) {
+        self.content = Some(content);
+        self.open += 1;
+    }
+
+    /// Opened once more; true when the kernel may keep the pages it cached at an earlier
+    /// open (a read-only open of the same ETag, and no local content). What is written
+    /// through a writable handle lands in the page cache too: those pages are the object's
+    /// only once an upload gives it a new ETag.
+    pub fn opened(&mut self, writable: bool) -> bool {
+        self.open += 1;
+        let keep = self.content.is_none() && self.etag.is_some() && self.kept_etag == self.etag;
+        self.kept_etag = if writable { None } else { self.etag.clone() };
+        keep
+    }
+
+    /// One handle closed.
+    pub fn closed(&mut self) {
+        self.open = self.open.saturating_sub(1);
+    }
+
+    /// The node's local content: the one it has, or `content`, which it keeps from now on.
+    pub fn local_content(&mut self, content: Arc<Content>) -> Arc<Content> {
+        self.content.get_or_insert(content).clone()
+    }
+
+    /// The local content is no longer needed (all of it is in the bucket, or it was
+    /// dropped): the node lets it go.
+    pub fn drop_content(&mut self) -> Option<Arc<Content>> {
+        self.content.take()
+    }
+
+    /// Written or truncated: the mtime is now, and a stored mtime no longer holds (the
+    /// upload's Last-Modified will say when the file was last written).
+    pub fn written(&mut self) {
+        self.mtime = SystemTime::now();
+        if let Some(meta) = self.meta.as_mut() {
+            meta.posix.mtime = None;
+        }
+    }
+
+    /// chmod, chown, utimens: `edit` changes the POSIX attributes and the mtime. The
+    /// metadata is marked changed only when a value really differs (a chmod to the same
+    /// mode stores nothing).
+    pub fn change_posix(&mut self, edit: impl FnOnce(Kind, &mut Posix, &mut SystemTime)) {
+        let meta = self.meta.get_or_insert_with(Meta::default);
+        let before = (meta.posix.clone(), self.mtime);
+        edit(self.kind, &mut meta.posix, &mut self.mtime);
+        if (&meta.posix, self.mtime) != (&before.0, before.1) {
+            self.meta_dirty = true;
+        }
+    }
+
+    /// setxattr, removexattr: `edit` changes the `user.*` attributes; a failed edit changes
+    /// nothing.
+    pub fn edit_user<E>(
+        &mut self,
+        edit: impl FnOnce(&mut UserMetadata) -> Result<(), E>,
+    ) -> Result<(), E> {
+        edit(&mut self.meta.get_or_insert_with(Meta::default).user)?;
+        self.meta_dirty = true;
+        Ok(())
+    }
+
+    /// The metadata as it is now left with an upload.
+    pub fn meta_sent(&mut self) {
+        self.meta_dirty = false;
+    }
+
+    /// The metadata did not reach the bucket (or the upload stored an older copy of it): it
+    /// is stored again later.
+    pub fn meta_unsent(&mut self) {
+        self.meta_dirty = true;
+    }
+
+    /// A symlink's target was read (or written) here.
+    pub fn target_known(&mut self, target: bytes::Bytes) {
+        self.target = Some(target);
+    }
 }
 
 /// How a node learns what its object now is: one method per way (a listing goes through
