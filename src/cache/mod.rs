@@ -1,7 +1,7 @@
 //! Caches between the filesystem and the store.
 //!
 //! - `ttl`: bounded, time-limited sets: the negative-lookup cache and the "directory fully
-//!   listed" cache. Attributes themselves live in the inode table (`fs::inode`).
+//!   listed" cache. Used by the names owner; attributes live in its inode table (`names::inode`).
 //! - `blocks`: the memory block cache (LRU, bounded in bytes).
 //! - `disk`: the optional on-disk block cache (bounded, checksummed, survives restarts).
 //! - `prefetch`: per-handle adaptive read-ahead with parallel ranged GETs.

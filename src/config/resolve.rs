@@ -37,7 +37,7 @@ pub struct FsOptions {
     pub negative_cache_entries: usize,
     pub dir_ttl: Duration,
     pub dir_cache_entries: usize,
-    /// Sibling directories listed ahead of a tree walk (0 = off); see `fs::walk`.
+    /// Sibling directories listed ahead of a tree walk (0 = off); see `names::walk`.
     pub dir_read_ahead: usize,
     /// Memory block cache, bytes (0 = off).
     pub memory_cache: u64,

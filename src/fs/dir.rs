@@ -59,7 +59,7 @@ impl Fs {
     /// Up to `count` entries from `offset` of the directory open as `fh`, each with its
     /// attributes, the metadata of listed entries fetched first (unless switched off by
     /// `listing_metadata`). Each comes with the offset of the entry after it, and with
-    /// whether its attributes are known (see `Fs::attrs_known`): an entry whose metadata
+    /// whether its attributes are known (see `Names::attrs_known`): an entry whose metadata
     /// was not read (switched off, or its HEAD failed) must not be cached by the kernel.
     pub async fn readdir_attrs(
         self: &Arc<Self>,
