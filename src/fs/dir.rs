@@ -35,6 +35,10 @@ pub struct Listed {
 
 pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 
+/// Directory entries prepared at a time for one readdir reply (their metadata is fetched
+/// in parallel first).
+const READDIR_BATCH: usize = 64;
+
 /// How many entries past the ones being returned readdir starts fetching metadata for.
 const META_RUN_AHEAD: usize = 512;
 
@@ -115,6 +119,36 @@ impl Fs {
             });
         }
         Ok(out)
+    }
+
+    /// Hands `add` the entries of the directory open as `fh` from `offset` on, a batch at a
+    /// time, until `add` says the reply is full (true) or the entries end. With `plus`
+    /// (readdirplus), every entry the reply took other than `.` and `..` gives the kernel a
+    /// reference, as a lookup does.
+    pub async fn fill_dir(
+        self: &Arc<Self>,
+        fh: u64,
+        mut offset: u64,
+        plus: bool,
+        mut add: impl FnMut(&Listed) -> bool,
+    ) -> FsResult<()> {
+        loop {
+            let batch = self.readdir_attrs(fh, offset, READDIR_BATCH).await?;
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
+            offset = last.next;
+            for listed in &batch {
+                if add(listed) {
+                    return Ok(());
+                }
+                let name = listed.entry.name.as_str();
+                if plus && name != "." && name != ".." {
+                    // (gone meanwhile: the kernel's forget will find nothing to drop)
+                    let _ = self.names.referenced(listed.entry.ino);
+                }
+            }
+        }
     }
 
     /// The whole listing of the directory open as `fh` (`.` and `..` first); readdir serves

@@ -247,6 +247,45 @@ async fn a_listing_fetches_the_metadata_of_the_entries_it_returns() {
     assert_eq!(x.attr.perm, 0o755);
 }
 
+/// The inode of `name` as a readdir (`plus`: readdirplus) of the root handed it out.
+async fn listed_ino(s: &Setup, name: &str, plus: bool) -> u64 {
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    let mut ino = None;
+    s.fs.fill_dir(fh, 0, plus, |l| {
+        if l.entry.name == name {
+            ino = Some(l.entry.ino);
+        }
+        false
+    })
+    .await
+    .unwrap();
+    s.fs.releasedir(fh).unwrap();
+    ino.expect("listed")
+}
+
+#[tokio::test]
+async fn an_entry_readdirplus_hands_out_is_referenced_until_the_kernel_forgets_it() {
+    let s = setup();
+    put(&s.mem, "x", b"x").await;
+    let ino = listed_ino(&s, "x", true).await;
+    s.fs.unlink(ROOT_INO, OsStr::new("x")).await.unwrap();
+    assert!(
+        s.fs.getattr(ino).await.is_ok(),
+        "the kernel may still use the inode"
+    );
+    s.fs.forget(ino, 1);
+    assert!(matches!(s.fs.getattr(ino).await, Err(FsError::NotFound)));
+}
+
+#[tokio::test]
+async fn an_entry_plain_readdir_hands_out_takes_no_reference() {
+    let s = setup();
+    put(&s.mem, "x", b"x").await;
+    let ino = listed_ino(&s, "x", false).await;
+    s.fs.unlink(ROOT_INO, OsStr::new("x")).await.unwrap();
+    assert!(matches!(s.fs.getattr(ino).await, Err(FsError::NotFound)));
+}
+
 /// Puts `key` with a stored mode of 0600 and owner 42 (a private file).
 async fn put_private(mem: &MemoryStore, key: &str) {
     let mut opts = PutOptions::default();

@@ -21,14 +21,9 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::error::FsError;
-use crate::fs::{xattr, Attr, Fs, Listed, Owner, SetAttr};
+use crate::fs::{xattr, Attr, Fs, Owner, SetAttr};
 use crate::names::inode::Kind;
 use errno::errno;
-
-/// Directory entries prepared at a time for one readdir reply (their metadata is fetched
-/// in parallel first).
-const READDIR_BATCH: usize = 64;
 
 /// Largest write the kernel may send in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -52,28 +47,6 @@ impl FuseAdapter {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.rt.spawn(op(self.fs.clone(), self.ttl));
-    }
-}
-
-/// Hands `add` the entries of the directory open as `fh` from `offset` on, a batch at a
-/// time, until `add` says the reply is full or the entries end (readdir and readdirplus).
-async fn fill_dir(
-    fs: &Arc<Fs>,
-    fh: u64,
-    mut offset: u64,
-    mut add: impl FnMut(&Listed) -> bool,
-) -> Result<(), FsError> {
-    loop {
-        let batch = fs.readdir_attrs(fh, offset, READDIR_BATCH).await?;
-        let Some(last) = batch.last() else {
-            return Ok(());
-        };
-        offset = last.next;
-        for listed in &batch {
-            if add(listed) {
-                return Ok(());
-            }
-        }
     }
 }
 
@@ -411,11 +384,12 @@ impl Filesystem for FuseAdapter {
         mut reply: ReplyDirectory,
     ) {
         self.run(|fs, _| async move {
-            let filled = fill_dir(&fs, fh.0, offset, |l| {
-                let e = &l.entry;
-                reply.add(INodeNo(e.ino), l.next, file_type(e.kind), &e.name)
-            })
-            .await;
+            let filled = fs
+                .fill_dir(fh.0, offset, false, |l| {
+                    let e = &l.entry;
+                    reply.add(INodeNo(e.ino), l.next, file_type(e.kind), &e.name)
+                })
+                .await;
             match filled {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("readdir", &e)),
@@ -432,26 +406,22 @@ impl Filesystem for FuseAdapter {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.run(|fs, ttl| async move {
-            let filled = fill_dir(&fs, fh.0, offset, |l| {
-                let e = &l.entry;
-                // Attributes that are not the stored ones yet are valid for no time: the
-                // kernel looks the name up (and we read its metadata) before using them.
-                let ttl = if l.known { ttl } else { Duration::ZERO };
-                let full = reply.add(
-                    INodeNo(e.ino),
-                    l.next,
-                    &e.name,
-                    &ttl,
-                    &file_attr(&l.attr),
-                    Generation(0),
-                );
-                // The kernel now holds a reference, except for `.` and `..`.
-                if !full && e.name != "." && e.name != ".." {
-                    let _ = fs.referenced(e.ino);
-                }
-                full
-            })
-            .await;
+            let filled = fs
+                .fill_dir(fh.0, offset, true, |l| {
+                    let e = &l.entry;
+                    // Attributes that are not the stored ones yet are valid for no time: the
+                    // kernel looks the name up (and we read its metadata) before using them.
+                    let ttl = if l.known { ttl } else { Duration::ZERO };
+                    reply.add(
+                        INodeNo(e.ino),
+                        l.next,
+                        &e.name,
+                        &ttl,
+                        &file_attr(&l.attr),
+                        Generation(0),
+                    )
+                })
+                .await;
             match filled {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("readdirplus", &e)),
