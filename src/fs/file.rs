@@ -179,7 +179,7 @@ impl Fs {
                     return;
                 };
                 match self.uploader.start(&key, source, &opts).await {
-                    Ok(up) => *stream = Stream::Active(up),
+                    Ok(up) => *stream = Stream::Active(Box::new(up)),
                     Err(e) => {
                         tracing::warn!(key, error = %e, "cannot stream; the file is uploaded at close");
                         *stream = Stream::Broken;

@@ -192,9 +192,11 @@ impl ObjectStore for Retrying {
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
+        condition: Option<&Condition>,
     ) -> StoreResult<Option<String>> {
         with_retries(&self.policy, "CompleteMultipartUpload", || {
-            self.inner.complete_multipart(key, upload_id, parts.clone())
+            self.inner
+                .complete_multipart(key, upload_id, parts.clone(), condition)
         })
         .await
     }

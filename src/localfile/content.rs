@@ -108,7 +108,7 @@ struct Pending {
 pub enum Stream {
     /// Not started (the file is still below one part, or its last upload finished).
     Idle,
-    Active(Upload),
+    Active(Box<Upload>),
     /// A write landed in a part already sent: the file is uploaded whole at close instead.
     Broken,
 }

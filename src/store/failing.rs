@@ -29,8 +29,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, StoreError,
-    StoreResult, StoreStats,
+    CompletedPart, Condition, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions,
+    StoreError, StoreResult, StoreStats,
 };
 
 /// One kind of store request, named as S3 names the operation (and as `StoreStats` counts it).
@@ -383,8 +383,11 @@ impl ObjectStore for FailingStore {
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
+        condition: Option<&Condition>,
     ) -> StoreResult<Option<String>> {
-        let request = self.inner.complete_multipart(key, upload_id, parts);
+        let request = self
+            .inner
+            .complete_multipart(key, upload_id, parts, condition);
         self.run(Op::CompleteMultipartUpload, key, request).await
     }
 
@@ -537,10 +540,13 @@ mod tests {
         let etag = store.upload_part("m", &id, 1, body).await.unwrap();
         let parts = vec![CompletedPart { number: 1, etag }];
         assert!(store
-            .complete_multipart("m", &id, parts.clone())
+            .complete_multipart("m", &id, parts.clone(), None)
             .await
             .is_err());
-        store.complete_multipart("m", &id, parts).await.unwrap();
+        store
+            .complete_multipart("m", &id, parts, None)
+            .await
+            .unwrap();
         assert_eq!(mem.bytes("m").unwrap(), "part");
     }
 }

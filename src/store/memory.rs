@@ -73,6 +73,20 @@ impl MemoryStore {
     }
 
     fn insert(&self, key: &str, data: Bytes, opts: PutOptions) -> String {
+        self.insert_if(key, data, opts, None)
+            .expect("an unconditional write succeeds")
+    }
+
+    /// Stores the object if `condition` holds for what `key` holds now (checked and written
+    /// under one lock, as S3 does).
+    fn insert_if(
+        &self,
+        key: &str,
+        data: Bytes,
+        mut opts: PutOptions,
+        condition: Option<&Condition>,
+    ) -> StoreResult<String> {
+        opts.condition = None;
         let etag = self.fresh_etag();
         let stored = Stored {
             data,
@@ -80,8 +94,14 @@ impl MemoryStore {
             modified: SystemTime::now(),
             etag: etag.clone(),
         };
-        self.objects.lock().unwrap().insert(key.to_string(), stored);
-        etag
+        let mut objects = self.objects.lock().unwrap();
+        if let Some(c) = condition {
+            if !c.holds_for(objects.get(key).map(|o| o.etag.as_str())) {
+                return Err(StoreError::PreconditionFailed);
+            }
+        }
+        objects.insert(key.to_string(), stored);
+        Ok(etag)
     }
 
     /// The bytes stored under `key` (test helper).
@@ -243,7 +263,8 @@ impl ObjectStore for MemoryStore {
                 message: "SlowDown".into(),
             });
         }
-        Ok(Some(self.insert(key, body, opts.clone())))
+        let etag = self.insert_if(key, body, opts.clone(), opts.condition.as_ref())?;
+        Ok(Some(etag))
     }
 
     async fn copy_with_options(
@@ -277,6 +298,7 @@ impl ObjectStore for MemoryStore {
                 sse: opts.sse.clone(),
                 acl: opts.acl.clone(),
                 storage_class: opts.storage_class.clone(),
+                condition: None,
             }
         } else {
             opts.clone()
@@ -370,6 +392,7 @@ impl ObjectStore for MemoryStore {
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
+        condition: Option<&Condition>,
     ) -> StoreResult<Option<String>> {
         self.stats.request("CompleteMultipartUpload", 0);
         let upload = self
@@ -397,7 +420,17 @@ impl ObjectStore for MemoryStore {
             })?;
             data.extend_from_slice(bytes);
         }
-        Ok(Some(self.insert(key, Bytes::from(data), upload.opts)))
+        match self.insert_if(key, Bytes::from(data), upload.opts.clone(), condition) {
+            Ok(etag) => Ok(Some(etag)),
+            Err(e) => {
+                // Refused: the upload stays, to be aborted (as on S3).
+                self.uploads
+                    .lock()
+                    .unwrap()
+                    .insert(upload_id.to_string(), upload);
+                Err(e)
+            }
+        }
     }
 
     async fn abort_multipart(&self, _key: &str, upload_id: &str) -> StoreResult<()> {
@@ -477,7 +510,7 @@ mod tests {
             .into_iter()
             .map(|(number, etag)| CompletedPart { number, etag })
             .collect();
-        s.complete_multipart("dst", &id, parts).await.unwrap();
+        s.complete_multipart("dst", &id, parts, None).await.unwrap();
         assert_eq!(s.bytes("dst").unwrap(), "234new9");
     }
 
@@ -510,7 +543,7 @@ mod tests {
         assert!(listed.iter().all(|u| u.initiated >= before));
         assert_eq!(s.list_multipart_uploads("").await.unwrap().len(), 4);
         s.abort_multipart("e/x", &other).await.unwrap();
-        s.complete_multipart("d/a", &a, vec![]).await.unwrap();
+        s.complete_multipart("d/a", &a, vec![], None).await.unwrap();
         assert_eq!(s.list_multipart_uploads("").await.unwrap().len(), 2);
         assert!(s.list_multipart_uploads("zzz").await.unwrap().is_empty());
     }

@@ -87,6 +87,31 @@ pub struct PutOptions {
     pub storage_class: Option<String>,
     /// `Cache-Control` of the object (returned on GET, used by HTTP caches in front of S3).
     pub cache_control: Option<String>,
+    /// What the key must hold for a PUT to take effect (not stored with the object; a
+    /// multipart upload takes its condition at completion instead).
+    pub condition: Option<Condition>,
+}
+
+/// What a key must hold for a write to it to take effect (S3 conditional writes): a write
+/// whose condition fails changes nothing and answers `PreconditionFailed`. Servers that
+/// ignore the headers (Garage 2.5) write anyway: see `bucketfs check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// No object under the key (`If-None-Match: *`).
+    Absent,
+    /// The object with this ETag (`If-Match`); a missing object fails the condition too.
+    Is(String),
+}
+
+impl Condition {
+    /// True when an object with `etag` (`None`: no object) meets the condition.
+    pub fn holds_for(&self, etag: Option<&str>) -> bool {
+        match (self, etag) {
+            (Condition::Absent, None) => true,
+            (Condition::Is(want), Some(have)) => want.trim_matches('"') == have.trim_matches('"'),
+            _ => false,
+        }
+    }
 }
 
 /// Server-side encryption with keys S3 manages (`x-amz-server-side-encryption`).
@@ -222,7 +247,8 @@ pub trait ObjectStore: Send + Sync + 'static {
         max_keys: usize,
     ) -> StoreResult<ListPage>;
 
-    /// PUT a whole object; returns its ETag when the store gives one.
+    /// PUT a whole object; returns its ETag when the store gives one. With
+    /// `opts.condition`, only when the key holds what it says (else `PreconditionFailed`).
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>>;
 
     /// Server-side copy. `replace` = new metadata (REPLACE); `None` keeps the source's (COPY),
@@ -253,12 +279,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: Bytes,
     ) -> StoreResult<String>;
 
-    /// CompleteMultipartUpload with the parts in order.
+    /// CompleteMultipartUpload with the parts in order; with `condition`, only when the key
+    /// holds what it says (else `PreconditionFailed`, and the upload stays to be aborted).
     async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
+        condition: Option<&Condition>,
     ) -> StoreResult<Option<String>>;
 
     /// AbortMultipartUpload.

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use super::registry::UploadRegistry;
 use super::{PartSource, UploadError};
-use crate::store::{CompletedPart, ObjectStore, PutOptions};
+use crate::store::{CompletedPart, Condition, ObjectStore, PutOptions};
 
 /// Smallest part S3 accepts, except the last.
 const MIN_PART: u64 = 5 << 20;
@@ -64,6 +64,8 @@ pub struct Upload {
     next_number: u32,
     /// The user metadata the object gets (fixed when the upload was created).
     metadata: crate::store::UserMetadata,
+    /// What the key must hold for the upload to complete (`opts.condition` at its start).
+    condition: Option<Condition>,
 }
 
 impl Upload {
@@ -94,6 +96,7 @@ impl Upload {
             next_offset: 0,
             next_number: 1,
             metadata: opts.metadata.clone(),
+            condition: opts.condition.clone(),
         })
     }
 
@@ -181,7 +184,7 @@ impl Upload {
                 let mut parts = std::mem::take(&mut self.parts);
                 parts.sort_by_key(|p| p.number);
                 self.store
-                    .complete_multipart(&self.key, &self.upload_id, parts)
+                    .complete_multipart(&self.key, &self.upload_id, parts, self.condition.as_ref())
                     .await
                     .map_err(UploadError::from)
             }

@@ -71,6 +71,7 @@ impl OptionsResolver {
             acl: options.acl,
             storage_class: options.storage_class,
             cache_control: options.cache_control,
+            condition: None,
         }
     }
 }

@@ -70,8 +70,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, SetupError,
-    StoreError, StoreResult,
+    CompletedPart, Condition, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions,
+    SetupError, StoreError, StoreResult,
 };
 
 mod keys;
@@ -160,6 +160,26 @@ impl Inner {
     }
 }
 
+impl LocalStore {
+    /// Refuses a write whose condition does not hold for what `key` holds now. Checked just
+    /// before the write, not atomically with it: the local store serves one mount.
+    async fn check_condition(&self, key: &str, condition: Option<&Condition>) -> StoreResult<()> {
+        let Some(condition) = condition else {
+            return Ok(());
+        };
+        let etag = match self.head(key).await {
+            Ok(info) => info.etag,
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if condition.holds_for(etag.as_deref()) {
+            Ok(())
+        } else {
+            Err(StoreError::PreconditionFailed)
+        }
+    }
+}
+
 #[async_trait]
 impl ObjectStore for LocalStore {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
@@ -200,6 +220,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
+        self.check_condition(key, opts.condition.as_ref()).await?;
         let key = key.to_string();
         let opts = opts.clone();
         self.run(move |s| s.put(&key, body, &opts).map(Some)).await
@@ -248,7 +269,9 @@ impl ObjectStore for LocalStore {
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
+        condition: Option<&Condition>,
     ) -> StoreResult<Option<String>> {
+        self.check_condition(key, condition).await?;
         let (key, upload_id) = (key.to_string(), upload_id.to_string());
         self.run(move |s| s.complete_multipart(&key, &upload_id, parts).map(Some))
             .await

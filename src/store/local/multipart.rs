@@ -306,7 +306,10 @@ mod tests {
             },
         ];
         // The wrong key, and a part with another ETag, are refused and leave the upload intact.
-        match store.complete_multipart("other", &id, parts.clone()).await {
+        match store
+            .complete_multipart("other", &id, parts.clone(), None)
+            .await
+        {
             Err(StoreError::InvalidRequest(InvalidRequest::UploadOfAnotherKey {
                 upload_id,
                 key,
@@ -319,14 +322,14 @@ mod tests {
         }
         let mut stale = parts.clone();
         stale[1].etag = "\"stale\"".into();
-        match store.complete_multipart("big/file", &id, stale).await {
+        match store.complete_multipart("big/file", &id, stale, None).await {
             Err(StoreError::InvalidPart(PartMismatch::OtherEtag { number, etag, .. })) => {
                 assert_eq!((number, etag.as_str()), (2, "\"stale\""))
             }
             other => panic!("{other:?}"),
         }
         let etag = store
-            .complete_multipart("big/file", &id, parts)
+            .complete_multipart("big/file", &id, parts, None)
             .await
             .unwrap();
         let info = store.head("big/file").await.unwrap();
@@ -353,7 +356,7 @@ mod tests {
             etag: "\"x\"".into(),
         }];
         assert!(matches!(
-            store.complete_multipart("k", &id, missing).await,
+            store.complete_multipart("k", &id, missing, None).await,
             Err(StoreError::InvalidPart(PartMismatch::NeverUploaded { number: 7, upload_id }))
                 if upload_id == id
         ));
@@ -445,7 +448,10 @@ mod tests {
             .into_iter()
             .map(|(number, etag)| CompletedPart { number, etag })
             .collect();
-        store.complete_multipart("dst", &id, parts).await.unwrap();
+        store
+            .complete_multipart("dst", &id, parts, None)
+            .await
+            .unwrap();
         let got = store.get_range("dst", 0..10_000_000).await.unwrap();
         let mut want = big[100..2_500_000].to_vec();
         want.extend_from_slice(b"-new-789");

@@ -108,6 +108,9 @@ pub fn map_http_error(status: u16, body: &str) -> StoreError {
         }
         403 => StoreError::AccessDenied(detail),
         412 => StoreError::PreconditionFailed,
+        // Another conditional write to the key was in progress: the condition cannot be
+        // known to hold, so the write is refused like a failed one.
+        409 if is_code("ConditionalRequestConflict") => StoreError::PreconditionFailed,
         416 => StoreError::InvalidRange,
         // NotImplemented will not get better by retrying.
         501 => StoreError::NotImplemented(detail),

@@ -14,7 +14,8 @@ use std::ops::Range;
 
 use super::DEFAULT_CONTENT_TYPE;
 use crate::store::{
-    InvalidRequest, PutOptions, SseCKey, StoreError, StoreResult, UserMetadata, CANNED_ACLS,
+    Condition, InvalidRequest, PutOptions, SseCKey, StoreError, StoreResult, UserMetadata,
+    CANNED_ACLS,
 };
 
 /// A header name rust-s3 (`http::HeaderName`) accepts: RFC 9110 token characters.
@@ -124,6 +125,20 @@ pub(super) fn write_headers(
         headers.extend(sse_c_headers(key, SSE_C_PREFIX));
     }
     Ok(headers)
+}
+
+/// The headers of a write's condition (`If-None-Match: *` or `If-Match: "etag"`).
+pub(super) fn condition_headers(condition: Option<&Condition>) -> Vec<(String, String)> {
+    match condition {
+        None => Vec::new(),
+        Some(Condition::Absent) => vec![header("if-none-match", "*")],
+        Some(Condition::Is(etag)) => {
+            vec![header(
+                "if-match",
+                &format!("\"{}\"", etag.trim_matches('"')),
+            )]
+        }
+    }
 }
 
 /// Headers of CopyObject besides `x-amz-copy-source`. `keep_metadata`: COPY directive (the

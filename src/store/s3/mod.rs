@@ -65,7 +65,7 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -78,15 +78,15 @@ use s3::{Bucket, Region};
 
 use super::retry::{with_retries, with_retries_if, RetryPolicy};
 use super::{
-    check_copy_range, BadResponse, CompletedPart, ListPage, ListedObject, MultipartUploadInfo,
-    ObjectInfo, ObjectStore, PutOptions, SetupError, SseCKey, StatsCounter, StoreError,
-    StoreResult, StoreStats,
+    check_copy_range, BadResponse, CompletedPart, Condition, ListPage, ListedObject,
+    MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, SetupError, SseCKey, StatsCounter,
+    StoreError, StoreResult, StoreStats,
 };
 use convert::{etag_of, head_result, object_info, parse_iso_time, range_body};
 use errors::{check_ok_body, describe_s3_error, is_connect_error, shorten, xml_tag};
 use headers::{
-    check_header, copy_headers, sse_c_headers, upload_part_copy_headers, write_headers,
-    SSE_C_PREFIX,
+    check_header, condition_headers, copy_headers, sse_c_headers, upload_part_copy_headers,
+    write_headers, SSE_C_PREFIX,
 };
 use listing_encoding::{Names, ENCODING_TYPE};
 use signing::{object_path, send_command, send_command_with_body, Integrity};
@@ -191,6 +191,36 @@ impl fmt::Debug for S3Store {
 }
 
 impl S3Store {
+    /// The error of a conditional write. A missing object fails `If-Match` with NoSuchKey:
+    /// a failed condition too. A `PreconditionFailed` after a retried PUT may be the PUT's own
+    /// earlier attempt, which landed before its answer was lost: when the object's ETag is
+    /// the MD5 of `retried_body`, it is, and the write succeeded.
+    async fn condition_failed(
+        &self,
+        key: &str,
+        condition: &Condition,
+        e: StoreError,
+        retried_body: Option<&Bytes>,
+    ) -> StoreResult<Option<String>> {
+        match e {
+            StoreError::NotFound if matches!(condition, Condition::Is(_)) => {
+                Err(StoreError::PreconditionFailed)
+            }
+            StoreError::PreconditionFailed => {
+                if let Some(body) = retried_body {
+                    let ours = format!("{:x}", md5::compute(body));
+                    if let Ok(info) = self.head(key).await {
+                        if info.etag.as_deref().map(|t| t.trim_matches('"')) == Some(&*ours) {
+                            return Ok(info.etag);
+                        }
+                    }
+                }
+                Err(StoreError::PreconditionFailed)
+            }
+            e => Err(e),
+        }
+    }
+
     /// Builds the store: region / endpoint, credentials, one `Bucket`.
     ///
     /// **Blocking**: when no static keys are given, the AWS credential chain may read files and
@@ -553,12 +583,17 @@ impl ObjectStore for S3Store {
         let path = &object_path(key);
         let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
         check_header("content-type", content_type)?;
-        let bucket = &self.bucket_with_headers(&write_headers(opts, self.sse_c.as_ref())?)?;
+        let mut headers = write_headers(opts, self.sse_c.as_ref())?;
+        headers.extend(condition_headers(opts.condition.as_ref()));
+        let bucket = &self.bucket_with_headers(&headers)?;
         let sse_c = self.sse_c.is_some();
         let crc = &checksums::crc32(&body);
+        let attempts = &AtomicU32::new(0);
+        let sent = body.clone();
         let data = with_retries(&self.retry, &format!("PutObject {key}"), move || {
             let body = body.clone();
             async move {
+                attempts.fetch_add(1, Ordering::Relaxed);
                 self.stats.request("PutObject", body.len() as u64);
                 let command = Command::PutObject {
                     content: &[], // the body goes separately, see send_command_with_body
@@ -572,8 +607,16 @@ impl ObjectStore for S3Store {
                     .map_err(|e| map_sse_c_write_error(e, sse_c))
             }
         })
-        .await?;
-        Ok(etag_of(&data))
+        .await;
+        match (data, &opts.condition) {
+            (Ok(data), _) => Ok(etag_of(&data)),
+            (Err(e), Some(condition)) => {
+                let retried = attempts.load(Ordering::Relaxed) > 1;
+                self.condition_failed(key, condition, e, retried.then_some(&sent))
+                    .await
+            }
+            (Err(e), None) => Err(e),
+        }
     }
 
     async fn copy_with_options(
@@ -820,8 +863,14 @@ impl ObjectStore for S3Store {
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
+        condition: Option<&Condition>,
     ) -> StoreResult<Option<String>> {
         let path = &object_path(key);
+        let mut bucket = self.data_bucket.clone();
+        for (name, value) in condition_headers(condition) {
+            bucket.add_header(&name, &value);
+        }
+        let bucket = &bucket;
         let body = Bytes::from(checksums::complete_body(
             &parts,
             &self.part_checksums.take(upload_id),
@@ -840,7 +889,7 @@ impl ObjectStore for S3Store {
                     let data = CompleteMultipartUploadData { parts: Vec::new() };
                     let command = Command::CompleteMultipartUpload { upload_id, data };
                     let data = send_command_with_body(
-                        &self.data_bucket,
+                        bucket,
                         path,
                         command,
                         false,
@@ -854,8 +903,12 @@ impl ObjectStore for S3Store {
                 }
             },
         )
-        .await?;
-        Ok(xml_tag(&String::from_utf8_lossy(data.as_slice()), "ETag"))
+        .await;
+        match (data, condition) {
+            (Ok(data), _) => Ok(xml_tag(&String::from_utf8_lossy(data.as_slice()), "ETag")),
+            (Err(e), Some(condition)) => self.condition_failed(key, condition, e, None).await,
+            (Err(e), None) => Err(e),
+        }
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {

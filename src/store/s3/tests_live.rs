@@ -139,6 +139,7 @@ async fn s3_live_roundtrip() {
                     etag: e2,
                 },
             ],
+            None,
         )
         .await
         .unwrap();
@@ -468,6 +469,7 @@ async fn s3_live_moto_object_options() {
                 number: 1,
                 etag: e1,
             }],
+            None,
         )
         .await
         .unwrap();
@@ -609,6 +611,7 @@ async fn s3_live_sse_c() {
                     etag: e2,
                 },
             ],
+            None,
         )
         .await
         .unwrap();
@@ -694,6 +697,7 @@ async fn s3_live_upload_part_copy() {
                     etag: e2,
                 },
             ],
+            None,
         )
         .await
         .unwrap();

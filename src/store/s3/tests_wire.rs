@@ -267,6 +267,158 @@ async fn put_sends_metadata_and_returns_the_etag() {
     );
 }
 
+fn conditional(condition: Condition) -> PutOptions {
+    PutOptions {
+        condition: Some(condition),
+        ..PutOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_conditional_put_sends_its_condition_and_a_refusal_is_precondition_failed() {
+    let (endpoint, seen) = serve(vec![
+        response("200 OK", &["ETag: \"new\""], ""),
+        response(
+            "412 Precondition Failed",
+            &[],
+            &error_body("PreconditionFailed"),
+        ),
+        response("404 Not Found", &[], &error_body("NoSuchKey")),
+        response(
+            "409 Conflict",
+            &[],
+            &error_body("ConditionalRequestConflict"),
+        ),
+    ]);
+    let s = store(endpoint, 0, T);
+    let body = || Bytes::from_static(b"data");
+    s.put("k", body(), &conditional(Condition::Absent))
+        .await
+        .unwrap();
+    let stale = s
+        .put("k", body(), &conditional(Condition::Is("\"old\"".into())))
+        .await;
+    assert!(matches!(stale, Err(StoreError::PreconditionFailed)));
+    let gone = s
+        .put("k", body(), &conditional(Condition::Is("old".into())))
+        .await;
+    assert!(
+        matches!(gone, Err(StoreError::PreconditionFailed)),
+        "If-Match on a deleted object: the condition failed"
+    );
+    let racing = s.put("k", body(), &conditional(Condition::Absent)).await;
+    assert!(matches!(racing, Err(StoreError::PreconditionFailed)));
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].contains("if-none-match: *"), "{}", seen[0]);
+    assert!(!seen[0].contains("if-match:"), "{}", seen[0]);
+    for req in &seen[1..3] {
+        assert!(req.contains("if-match: \"old\""), "quoted once: {req}");
+    }
+}
+
+#[tokio::test]
+async fn an_unconditional_put_sends_no_condition() {
+    let (endpoint, seen) = serve(vec![response("200 OK", &["ETag: \"p\""], "")]);
+    store(endpoint, 0, T)
+        .put("k", Bytes::from_static(b"data"), &PutOptions::default())
+        .await
+        .unwrap();
+    let req = &seen.lock().unwrap()[0];
+    assert!(
+        !req.contains("if-none-match") && !req.contains("if-match"),
+        "{req}"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_conditional_put_refused_because_its_first_attempt_landed_succeeds() {
+    // The first attempt's answer is lost (500 after the server stored it); the retry is
+    // refused by the condition; the object's ETag is the MD5 of what was sent: ours.
+    let md5 = format!("{:x}", md5::compute(b"data"));
+    let etag_header = format!("ETag: \"{md5}\"");
+    let (endpoint, seen) = serve(vec![
+        response(
+            "500 Internal Server Error",
+            &[],
+            &error_body("InternalError"),
+        ),
+        response(
+            "412 Precondition Failed",
+            &[],
+            &error_body("PreconditionFailed"),
+        ),
+        response("200 OK", &[&etag_header, "Content-Length: 4"], ""),
+    ]);
+    let etag = store(endpoint, 3, T)
+        .put(
+            "k",
+            Bytes::from_static(b"data"),
+            &conditional(Condition::Absent),
+        )
+        .await
+        .unwrap();
+    assert_eq!(etag, Some(format!("\"{md5}\"")));
+    let seen = seen.lock().unwrap();
+    assert!(seen[2].starts_with("head /bkt/k "), "{}", seen[2]);
+}
+
+#[tokio::test]
+async fn a_retried_conditional_put_refused_by_another_writers_object_fails() {
+    let (endpoint, _seen) = serve(vec![
+        response(
+            "500 Internal Server Error",
+            &[],
+            &error_body("InternalError"),
+        ),
+        response(
+            "412 Precondition Failed",
+            &[],
+            &error_body("PreconditionFailed"),
+        ),
+        response("200 OK", &["ETag: \"theirs\"", "Content-Length: 4"], ""),
+    ]);
+    let put = store(endpoint, 3, T)
+        .put(
+            "k",
+            Bytes::from_static(b"data"),
+            &conditional(Condition::Absent),
+        )
+        .await;
+    assert!(
+        matches!(put, Err(StoreError::PreconditionFailed)),
+        "{put:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_conditional_completion_sends_its_condition() {
+    let (endpoint, seen) = serve(vec![
+        response(
+            "200 OK",
+            &[],
+            "<CompleteMultipartUploadResult><ETag>&quot;m-1&quot;</ETag></CompleteMultipartUploadResult>",
+        ),
+        response("412 Precondition Failed", &[], &error_body("PreconditionFailed")),
+    ]);
+    let s = store(endpoint, 0, T);
+    let parts = || {
+        vec![CompletedPart {
+            number: 1,
+            etag: "\"a\"".into(),
+        }]
+    };
+    s.complete_multipart("k", "u1", parts(), Some(&Condition::Is("\"base\"".into())))
+        .await
+        .unwrap();
+    let refused = s
+        .complete_multipart("k", "u1", parts(), Some(&Condition::Absent))
+        .await;
+    assert!(matches!(refused, Err(StoreError::PreconditionFailed)));
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].contains("if-match: \"base\""), "{}", seen[0]);
+    assert!(seen[1].contains("if-none-match: *"), "{}", seen[1]);
+}
+
 #[tokio::test]
 async fn upload_part_is_retried_alone() {
     let (endpoint, seen) = serve(vec![
@@ -339,7 +491,7 @@ async fn complete_reads_the_etag_and_checks_the_body() {
         },
     ];
     let etag = store(endpoint, 3, T)
-        .complete_multipart("k", "u1", parts)
+        .complete_multipart("k", "u1", parts, None)
         .await
         .unwrap();
     assert_eq!(etag.as_deref(), Some("\"m-2\""));
@@ -384,7 +536,7 @@ async fn object_data_carries_a_crc32_for_the_server_to_check_instead_of_a_signed
             etag: e2,
         },
     ];
-    s.complete_multipart("m", &id, parts).await.unwrap();
+    s.complete_multipart("m", &id, parts, None).await.unwrap();
     let seen = seen.lock().unwrap();
     for data in [&seen[0], &seen[2]] {
         assert!(
@@ -785,7 +937,7 @@ async fn sse_c_key_goes_on_data_requests_only() {
         .await
         .unwrap();
     s.upload_part_copy("m", "u1", 2, "k", 0..2).await.unwrap();
-    s.complete_multipart("m", "u1", vec![]).await.unwrap();
+    s.complete_multipart("m", "u1", vec![], None).await.unwrap();
     s.copy("k", "c", None).await.unwrap();
     s.get_range("k", 0..2).await.unwrap();
     s.head("k").await.unwrap();
