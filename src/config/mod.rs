@@ -27,6 +27,6 @@ mod values;
 pub use error::{ConfigError, Place};
 pub use flags::{CheckFlags, MountFlags};
 pub use options::{Layer, RuleLayer, Settings, ENV_VARS, KEYS};
-pub use resolve::{Config, FsOptions, MAX_PART_SIZE, MIN_PART_SIZE};
+pub use resolve::{Config, ConflictPolicy, FsOptions, MAX_PART_SIZE, MIN_PART_SIZE};
 pub use source::Source;
 pub use values::{Mode, OptionValue, Size};

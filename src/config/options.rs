@@ -272,6 +272,15 @@ define_options! {
         env: ["BUCKETFS_IGNORE_UTIMENS"],
         flag: switch(Mount, "--ignore-utimens" => true),
     }
+    conflict: String {
+        help: "What an upload does when another client changed or created the object since this \
+               file was opened: keep-both (the other client's object stays under the name, this \
+               file's bytes go to NAME.conflict-HOST-TIME, the waiter gets EIO) or overwrite \
+               (last writer wins)",
+        default: value(String::from("keep-both")),
+        env: ["BUCKETFS_CONFLICT"],
+        flag: value(Mount, "--conflict", "POLICY"),
+    }
     listing_metadata: bool {
         help: "readdir HEADs listed objects for their mode, owner, mtime and symlink target \
                (--no-listing-metadata: it does not, so listings are faster and show the defaults \

@@ -61,6 +61,33 @@ pub struct FsOptions {
     pub ignore_utimens: bool,
     /// readdir fetches the metadata (mode, owner, mtime, symlink) of listed entries.
     pub listing_metadata: bool,
+    /// What an upload does when another client changed the object meanwhile.
+    pub conflict: ConflictPolicy,
+}
+
+/// What an upload does when the object changed since its file was opened (another client
+/// wrote or created it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictPolicy {
+    /// Every upload is conditional on the object it was based on; on a conflict the other
+    /// client's object stays and this file's bytes are stored under a conflict name.
+    KeepBoth,
+    /// Uploads are unconditional: the last writer wins (what most S3 mounts do).
+    Overwrite,
+}
+
+impl ConflictPolicy {
+    fn parse(value: &str) -> Result<ConflictPolicy, ConfigError> {
+        match value {
+            "keep-both" => Ok(ConflictPolicy::KeepBoth),
+            "overwrite" => Ok(ConflictPolicy::Overwrite),
+            other => Err(ConfigError::UnknownName {
+                what: "conflict policy",
+                value: other.to_string(),
+                expected: "keep-both or overwrite".into(),
+            }),
+        }
+    }
 }
 
 /// The options of a mount that sets nothing (owner: the current user).
@@ -133,6 +160,7 @@ impl FsOptions {
             ignore_chown: s.ignore_chown,
             ignore_utimens: s.ignore_utimens,
             listing_metadata: s.listing_metadata,
+            conflict: ConflictPolicy::parse(&s.conflict)?,
         })
     }
 }

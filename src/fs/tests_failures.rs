@@ -179,11 +179,18 @@ impl ObjectStore for Retrying {
         upload_id: &str,
         number: u32,
         source_key: &str,
+        source_etag: Option<&str>,
         range: Range<u64>,
     ) -> StoreResult<String> {
         with_retries(&self.policy, "UploadPartCopy", || {
-            self.inner
-                .upload_part_copy(key, upload_id, number, source_key, range.clone())
+            self.inner.upload_part_copy(
+                key,
+                upload_id,
+                number,
+                source_key,
+                source_etag,
+                range.clone(),
+            )
         })
         .await
     }

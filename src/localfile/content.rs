@@ -26,7 +26,7 @@ use super::staging::StagingFile;
 use crate::cache::reader::{ObjectReader, Reader};
 use crate::store::StoreError;
 use crate::upload::multipart::Upload;
-use crate::upload::{PartSource, UploadError};
+use crate::upload::{CopyFrom, PartSource, UploadError};
 
 /// The object a file was opened from, read through the mount's one reader (its block
 /// caches and read-ahead), every GET pinned to `etag`.
@@ -434,10 +434,13 @@ impl PartSource for Content {
         self.read_range(range).await
     }
 
-    fn copy_source(&self, range: &Range<u64>) -> Option<String> {
+    fn copy_source(&self, range: &Range<u64>) -> Option<CopyFrom> {
         let base = self.base()?;
         let s = self.state.lock().unwrap();
-        (range.end <= s.base_valid && !s.written.overlaps(range)).then(|| base.key.clone())
+        (range.end <= s.base_valid && !s.written.overlaps(range)).then(|| CopyFrom {
+            key: base.key.clone(),
+            etag: base.etag.clone(),
+        })
     }
 }
 
@@ -468,7 +471,12 @@ mod tests {
         c.write(12, Bytes::from_static(b"Z")).await.unwrap();
         assert_eq!(&c.read(0, 100).await.unwrap()[..], b"012ab56789\0\0Z");
         assert!(c.is_dirty());
-        assert_eq!(c.copy_source(&(5..10)).as_deref(), Some("k"));
+        let from = c.copy_source(&(5..10)).expect("unchanged: copied");
+        assert_eq!(from.key, "k");
+        assert!(
+            from.etag.is_some(),
+            "pinned to the version it was read from"
+        );
         assert_eq!(c.copy_source(&(2..6)), None, "overlaps a write");
     }
 
@@ -479,6 +487,6 @@ mod tests {
         c.truncate(8).await.unwrap();
         assert_eq!(&c.read(0, 100).await.unwrap()[..], b"0123\0\0\0\0");
         assert_eq!(c.copy_source(&(0..8)), None, "past the truncate");
-        assert_eq!(c.copy_source(&(0..4)).as_deref(), Some("k"));
+        assert_eq!(c.copy_source(&(0..4)).map(|f| f.key).as_deref(), Some("k"));
     }
 }

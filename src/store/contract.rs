@@ -776,6 +776,8 @@ async fn a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_s
     s: &Scope,
 ) {
     let key = s.key("contended big");
+    let first = put(store, &key, "first").await;
+    let first = first.or(store.head(&key).await.unwrap().etag).unwrap();
     put(store, &key, "theirs").await;
     let id = store
         .create_multipart(&key, &PutOptions::default())
@@ -789,6 +791,13 @@ async fn a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_s
         number: 1,
         etag: part,
     }];
+    let stale_copy = store
+        .upload_part_copy(&key, &id, 2, &key, Some(&first), 0..1)
+        .await;
+    assert!(
+        matches!(stale_copy, Err(StoreError::PreconditionFailed)),
+        "a part is copied only from the version it names: {stale_copy:?}"
+    );
     let refused = store
         .complete_multipart(&key, &id, parts, Some(&Condition::Absent))
         .await;
@@ -923,7 +932,7 @@ async fn upload_part_copy_takes_a_range_of_another_object(store: &dyn ObjectStor
         .await
         .unwrap();
     let e1 = store
-        .upload_part_copy(&key, &id, 1, &src, 50..(MIN_PART + 50) as u64)
+        .upload_part_copy(&key, &id, 1, &src, None, 50..(MIN_PART + 50) as u64)
         .await
         .unwrap();
     let e2 = store
@@ -931,10 +940,10 @@ async fn upload_part_copy_takes_a_range_of_another_object(store: &dyn ObjectStor
         .await
         .unwrap();
     let missing = store
-        .upload_part_copy(&key, &id, 3, &s.key("nope"), 0..1)
+        .upload_part_copy(&key, &id, 3, &s.key("nope"), None, 0..1)
         .await;
     assert!(is_not_found(missing));
-    let empty = store.upload_part_copy(&key, &id, 3, &src, 5..5).await;
+    let empty = store.upload_part_copy(&key, &id, 3, &src, None, 5..5).await;
     assert!(
         matches!(
             empty,

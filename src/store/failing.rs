@@ -370,11 +370,12 @@ impl ObjectStore for FailingStore {
         upload_id: &str,
         number: u32,
         source_key: &str,
+        source_etag: Option<&str>,
         range: Range<u64>,
     ) -> StoreResult<String> {
-        let request = self
-            .inner
-            .upload_part_copy(key, upload_id, number, source_key, range);
+        let request =
+            self.inner
+                .upload_part_copy(key, upload_id, number, source_key, source_etag, range);
         self.run(Op::UploadPartCopy, key, request).await
     }
 

@@ -347,6 +347,7 @@ impl ObjectStore for MemoryStore {
         upload_id: &str,
         number: u32,
         source_key: &str,
+        source_etag: Option<&str>,
         range: Range<u64>,
     ) -> StoreResult<String> {
         self.stats.request("UploadPartCopy", 0);
@@ -354,6 +355,9 @@ impl ObjectStore for MemoryStore {
         let data = {
             let objects = self.objects.lock().unwrap();
             let src = objects.get(source_key).ok_or(StoreError::NotFound)?;
+            if source_etag.is_some_and(|e| !Condition::Is(e.into()).holds_for(Some(&src.etag))) {
+                return Err(StoreError::PreconditionFailed);
+            }
             if range.end > src.data.len() as u64 {
                 return Err(StoreError::InvalidRange);
             }
@@ -474,7 +478,7 @@ mod tests {
             .await
             .unwrap();
         let e1 = s
-            .upload_part_copy("dst", &id, 1, "src", 2..5)
+            .upload_part_copy("dst", &id, 1, "src", None, 2..5)
             .await
             .unwrap();
         let e2 = s
@@ -482,27 +486,27 @@ mod tests {
             .await
             .unwrap();
         let e3 = s
-            .upload_part_copy("dst", &id, 3, "src", 9..10)
+            .upload_part_copy("dst", &id, 3, "src", None, 9..10)
             .await
             .unwrap();
         // Errors: missing source, range past the end, empty range, unknown upload.
         assert!(matches!(
-            s.upload_part_copy("dst", &id, 4, "nope", 0..1).await,
+            s.upload_part_copy("dst", &id, 4, "nope", None, 0..1).await,
             Err(StoreError::NotFound)
         ));
         assert!(matches!(
-            s.upload_part_copy("dst", &id, 4, "src", 5..11).await,
+            s.upload_part_copy("dst", &id, 4, "src", None, 5..11).await,
             Err(StoreError::InvalidRange)
         ));
         assert!(matches!(
-            s.upload_part_copy("dst", &id, 4, "src", 3..3).await,
+            s.upload_part_copy("dst", &id, 4, "src", None, 3..3).await,
             Err(StoreError::InvalidRequest(InvalidRequest::EmptyCopyRange {
                 start: 3,
                 end: 3
             }))
         ));
         assert!(matches!(
-            s.upload_part_copy("dst", "upload-999", 1, "src", 0..1)
+            s.upload_part_copy("dst", "upload-999", 1, "src", None, 0..1)
                 .await,
             Err(StoreError::NotFound)
         ));
@@ -602,7 +606,9 @@ mod tests {
         s.upload_part("c", &id, 1, Bytes::from_static(b"xyz"))
             .await
             .unwrap();
-        s.upload_part_copy("c", &id, 2, "a", 0..5).await.unwrap();
+        s.upload_part_copy("c", &id, 2, "a", None, 0..5)
+            .await
+            .unwrap();
         let st = s.stats();
         assert_eq!(st.count("PutObject"), 1);
         assert_eq!(st.count("GetObject"), 2);

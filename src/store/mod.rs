@@ -312,6 +312,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// the memory and local stores), but Garage clamps it to the object like a GET range, so
     /// do not rely on the error. Part size rules are S3's: every part but the last >= 5 MiB.
     ///
+    /// With `source_etag`, only while the source is that object
+    /// (`x-amz-copy-source-if-match`; else `PreconditionFailed`): a part never mixes in bytes
+    /// of a version another client wrote meanwhile.
+    ///
     /// The default reads the range and uploads it as a part.
     async fn upload_part_copy(
         &self,
@@ -319,10 +323,13 @@ pub trait ObjectStore: Send + Sync + 'static {
         upload_id: &str,
         number: u32,
         source_key: &str,
+        source_etag: Option<&str>,
         range: Range<u64>,
     ) -> StoreResult<String> {
         check_copy_range(&range)?;
-        let data = self.get_range(source_key, range.clone()).await?;
+        let data = self
+            .get_range_if_match(source_key, range.clone(), source_etag)
+            .await?;
         if (data.len() as u64) < range.end - range.start {
             return Err(StoreError::InvalidRange);
         }

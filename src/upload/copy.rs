@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{PartSource, UploadError, Uploader};
+use super::{CopyFrom, PartSource, UploadError, Uploader};
 use crate::store::{ObjectInfo, PutOptions, StoreError, UserMetadata};
 
 /// Largest object one CopyObject copies. (Small in unit tests, so that the multipart path
@@ -116,7 +116,10 @@ impl PartSource for CopyOf {
         Err(UploadError::CopySendsNoData)
     }
 
-    fn copy_source(&self, _range: &Range<u64>) -> Option<String> {
-        Some(self.0.clone())
+    fn copy_source(&self, _range: &Range<u64>) -> Option<CopyFrom> {
+        Some(CopyFrom {
+            key: self.0.clone(),
+            etag: None,
+        })
     }
 }

@@ -72,8 +72,16 @@ impl From<tokio::task::JoinError> for UploadError {
 pub trait PartSource: Send + Sync {
     /// The bytes of `range` of the new content.
     async fn read(&self, range: Range<u64>) -> Result<Bytes, UploadError>;
-    /// A key whose object holds exactly these bytes at the same offsets, when one does.
-    fn copy_source(&self, range: &Range<u64>) -> Option<String>;
+    /// An object that holds exactly these bytes at the same offsets, when one does.
+    fn copy_source(&self, range: &Range<u64>) -> Option<CopyFrom>;
+}
+
+/// An object parts are copied from server-side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyFrom {
+    pub key: String,
+    /// Copied only while the object is this version (`None`: whatever the key holds).
+    pub etag: Option<String>,
 }
 
 #[derive(Clone)]

@@ -160,7 +160,7 @@ impl Upload {
             let etag = match copy {
                 Some(from) => {
                     store
-                        .upload_part_copy(&key, &id, number, &from, range)
+                        .upload_part_copy(&key, &id, number, &from.key, from.etag.as_deref(), range)
                         .await?
                 }
                 None => {
@@ -279,10 +279,13 @@ mod tests {
         async fn read(&self, r: std::ops::Range<u64>) -> Result<Bytes, UploadError> {
             Ok(self.data.slice(r.start as usize..r.end as usize))
         }
-        fn copy_source(&self, r: &std::ops::Range<u64>) -> Option<String> {
+        fn copy_source(&self, r: &std::ops::Range<u64>) -> Option<crate::upload::CopyFrom> {
             self.base
                 .filter(|(_, below)| r.end <= *below)
-                .map(|(k, _)| k.to_string())
+                .map(|(k, _)| crate::upload::CopyFrom {
+                    key: k.to_string(),
+                    etag: None,
+                })
         }
     }
 

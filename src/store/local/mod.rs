@@ -288,8 +288,13 @@ impl ObjectStore for LocalStore {
         upload_id: &str,
         number: u32,
         source_key: &str,
+        source_etag: Option<&str>,
         range: Range<u64>,
     ) -> StoreResult<String> {
+        if let Some(etag) = source_etag {
+            self.check_condition(source_key, Some(&Condition::Is(etag.into())))
+                .await?;
+        }
         let (upload_id, source) = (upload_id.to_string(), source_key.to_string());
         self.run(move |s| s.upload_part_copy(&upload_id, number, &source, range))
             .await

@@ -393,7 +393,7 @@ mod tests {
             .unwrap();
         // A range over 1 MiB (copied in several chunks), a new part, a small range.
         let e1 = store
-            .upload_part_copy("dst", &id, 1, "src/big", 100..2_500_000)
+            .upload_part_copy("dst", &id, 1, "src/big", None, 100..2_500_000)
             .await
             .unwrap();
         let e2 = store
@@ -401,7 +401,7 @@ mod tests {
             .await
             .unwrap();
         let e3 = store
-            .upload_part_copy("dst", &id, 3, "src/small", 7..10)
+            .upload_part_copy("dst", &id, 3, "src/small", None, 7..10)
             .await
             .unwrap();
         assert!(dir
@@ -413,7 +413,11 @@ mod tests {
         // Errors: missing source, range past the end, empty range, unknown upload, bad key.
         let copy = |src: &'static str, range: Range<u64>| {
             let (store, id) = (store.clone(), id.clone());
-            async move { store.upload_part_copy("dst", &id, 9, src, range).await }
+            async move {
+                store
+                    .upload_part_copy("dst", &id, 9, src, None, range)
+                    .await
+            }
         };
         assert!(matches!(
             copy("src/none", 0..1).await,
@@ -440,7 +444,7 @@ mod tests {
         );
         assert!(matches!(
             store
-                .upload_part_copy("dst", "0123", 1, "src/small", 0..1)
+                .upload_part_copy("dst", "0123", 1, "src/small", None, 0..1)
                 .await,
             Err(StoreError::NotFound)
         ));

@@ -176,6 +176,7 @@ pub(super) fn copy_headers(
 /// SSE-C keys of the upload (`sse_c`) and of the source.
 pub(super) fn upload_part_copy_headers(
     range: &Range<u64>,
+    source_etag: Option<&str>,
     sse_c: Option<&SseCKey>,
     source_key: Option<&SseCKey>,
 ) -> Vec<(String, String)> {
@@ -183,6 +184,12 @@ pub(super) fn upload_part_copy_headers(
         "x-amz-copy-source-range".to_string(),
         format!("bytes={}-{}", range.start, range.end - 1),
     )];
+    if let Some(etag) = source_etag {
+        headers.push(header(
+            "x-amz-copy-source-if-match",
+            &format!("\"{}\"", etag.trim_matches('"')),
+        ));
+    }
     if let Some(key) = sse_c {
         headers.extend(sse_c_headers(key, SSE_C_PREFIX));
     }
@@ -438,11 +445,11 @@ mod tests {
             check(&copy, &source, false);
         }
         // UploadPartCopy.
-        let upc = upload_part_copy_headers(&(5..10), Some(&key), Some(&key));
+        let upc = upload_part_copy_headers(&(5..10), None, Some(&key), Some(&key));
         assert_eq!(value(&upc, "x-amz-copy-source-range"), Some("bytes=5-9"));
         check(&upc, &target, true);
         check(&upc, &source, true);
-        let plain = upload_part_copy_headers(&(0..1), None, None);
+        let plain = upload_part_copy_headers(&(0..1), None, None, None);
         assert_eq!(names(&plain), ["x-amz-copy-source-range"]);
         // SSE-S3/KMS and SSE-C exclude each other.
         let both = PutOptions {

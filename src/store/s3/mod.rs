@@ -788,6 +788,7 @@ impl ObjectStore for S3Store {
         upload_id: &str,
         number: u32,
         source_key: &str,
+        source_etag: Option<&str>,
         range: Range<u64>,
     ) -> StoreResult<String> {
         check_copy_range(&range)?;
@@ -796,8 +797,12 @@ impl ObjectStore for S3Store {
         let sse_c = self.sse_c.as_ref();
         let mut source_sse_c = sse_c;
         loop {
-            let mut bucket =
-                self.bucket_with_headers(&upload_part_copy_headers(&range, sse_c, source_sse_c))?;
+            let mut bucket = self.bucket_with_headers(&upload_part_copy_headers(
+                &range,
+                source_etag,
+                sse_c,
+                source_sse_c,
+            ))?;
             // Added to the URL with proper encoding (and signed) by rust-s3.
             bucket
                 .extra_query

@@ -590,7 +590,7 @@ async fn s3_live_sse_c() {
         .await
         .unwrap();
     let e1 = with_key
-        .upload_part_copy(&k("mp"), &id, 1, &k("big"), 0..5 << 20)
+        .upload_part_copy(&k("mp"), &id, 1, &k("big"), None, 0..5 << 20)
         .await
         .unwrap();
     let e2 = with_key
@@ -659,7 +659,7 @@ async fn s3_live_upload_part_copy() {
     let range = 1_000..(5 << 20) + 1_001;
     let before = store.stats();
     let e1 = store
-        .upload_part_copy(&dst, &id, 1, &k("source file"), range.clone())
+        .upload_part_copy(&dst, &id, 1, &k("source file"), None, range.clone())
         .await
         .unwrap();
     let after = store.stats();
@@ -670,7 +670,7 @@ async fn s3_live_upload_part_copy() {
     // A range past the end of the source: S3 refuses it (InvalidRange); Garage clamps it
     // to the object, as for a GET (the part is not used below).
     let past_end = store
-        .upload_part_copy(&dst, &id, 3, &k("source file"), 0..(7 << 20))
+        .upload_part_copy(&dst, &id, 3, &k("source file"), None, 0..(7 << 20))
         .await;
     eprintln!("range past the end: {past_end:?}");
     assert!(
@@ -679,7 +679,7 @@ async fn s3_live_upload_part_copy() {
     );
     // A missing source.
     let e = store
-        .upload_part_copy(&dst, &id, 3, &k("missing"), 0..1)
+        .upload_part_copy(&dst, &id, 3, &k("missing"), None, 0..1)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::NotFound), "{e:?}");

@@ -525,7 +525,10 @@ async fn object_data_carries_a_crc32_for_the_server_to_check_instead_of_a_signed
     s.put("k", data.clone(), &plain).await.unwrap();
     let id = s.create_multipart("m", &plain).await.unwrap();
     let e1 = s.upload_part("m", &id, 1, data).await.unwrap();
-    let e2 = s.upload_part_copy("m", &id, 2, "k", 0..9).await.unwrap();
+    let e2 = s
+        .upload_part_copy("m", &id, 2, "k", None, 0..9)
+        .await
+        .unwrap();
     let parts = vec![
         CompletedPart {
             number: 1,
@@ -831,7 +834,7 @@ async fn upload_part_copy_request_shape_and_retry() {
     ]);
     let s = store(endpoint, 3, T);
     let etag = s
-        .upload_part_copy("dst key", "abc+def/=", 3, "src ü+", 5..10)
+        .upload_part_copy("dst key", "abc+def/=", 3, "src ü+", Some("v1"), 5..10)
         .await
         .unwrap();
     assert_eq!(etag, "\"e1\"");
@@ -856,6 +859,10 @@ async fn upload_part_copy_request_shape_and_retry() {
         assert!(
             req.contains("x-amz-copy-source-range: bytes=5-9\r\n"),
             "{req}"
+        );
+        assert!(
+            req.contains("x-amz-copy-source-if-match: \"v1\"\r\n"),
+            "only from the version the bytes were read from: {req}"
         );
         for absent in ["content-md5", "x-amz-metadata-directive", "x-amz-acl"] {
             assert!(!req.contains(absent), "{absent}: {req}");
@@ -882,7 +889,7 @@ async fn upload_part_copy_errors() {
     let s = store(endpoint, 3, T);
     for want in ["range", "missing", "range"] {
         let e = s
-            .upload_part_copy("d", "u", 1, "src", 0..100)
+            .upload_part_copy("d", "u", 1, "src", None, 0..100)
             .await
             .unwrap_err();
         match want {
@@ -892,7 +899,7 @@ async fn upload_part_copy_errors() {
     }
     // An empty range never reaches the server.
     assert!(matches!(
-        s.upload_part_copy("d", "u", 1, "src", 4..4).await,
+        s.upload_part_copy("d", "u", 1, "src", None, 4..4).await,
         Err(StoreError::InvalidRequest(InvalidRequest::EmptyCopyRange {
             start: 4,
             end: 4
@@ -936,7 +943,9 @@ async fn sse_c_key_goes_on_data_requests_only() {
     s.upload_part("m", "u1", 1, Bytes::from_static(b"x"))
         .await
         .unwrap();
-    s.upload_part_copy("m", "u1", 2, "k", 0..2).await.unwrap();
+    s.upload_part_copy("m", "u1", 2, "k", None, 0..2)
+        .await
+        .unwrap();
     s.complete_multipart("m", "u1", vec![], None).await.unwrap();
     s.copy("k", "c", None).await.unwrap();
     s.get_range("k", 0..2).await.unwrap();
