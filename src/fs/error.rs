@@ -39,6 +39,10 @@ pub enum FsError {
     Upload(#[from] UploadError),
     #[error("local staging I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// Another client changed (or created) the object since the file was opened here: its
+    /// version stays under the name, this file's bytes were stored under `kept_as`.
+    #[error("{key} was changed by another client; this host's version was stored as {kept_as}")]
+    Conflict { key: String, kept_as: String },
     /// An upload that can never succeed; its bytes were kept locally (the message says where).
     #[error("{0}")]
     NotStored(String),

@@ -17,9 +17,20 @@ use super::setattr::Owner;
 use super::{Attr, Fs};
 use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
-use crate::names::inode::{Ino, Kind, Stat};
+use crate::names::inode::{Ino, Kind, Node, Stat};
 use crate::names::rules::check_name;
-use crate::upload::PartSource;
+use crate::store::{Condition, StoreError};
+use crate::upload::{PartSource, UploadError};
+
+/// What the node's key holds as far as this mount knows, as the condition of an upload
+/// over it: nothing (a name not in the bucket), or the object of the ETag it last saw.
+fn based_on(node: &Node) -> Option<Condition> {
+    if node.remote() {
+        node.etag().map(|e| Condition::Is(e.clone()))
+    } else {
+        Some(Condition::Absent)
+    }
+}
 
 impl Fs {
     fn new_file_handle(&self, ino: Ino, writable: bool) -> u64 {
@@ -46,6 +57,7 @@ impl Fs {
             return Err(FsError::Exists);
         }
         let content = self.files.empty()?;
+        content.set_based_on(Some(Condition::Absent)); // a new name: nothing to replace
         self.names.name_appeared(parent, name);
         let stat = Stat {
             kind: Kind::File,
@@ -175,9 +187,10 @@ impl Fs {
                     return;
                 };
                 let source: Arc<dyn PartSource> = content.clone();
-                let Ok(opts) = self.put_options(&key, ino) else {
+                let Ok(mut opts) = self.put_options(&key, ino) else {
                     return;
                 };
+                opts.condition = self.upload_condition(content);
                 match self.uploader.start(&key, source, &opts).await {
                     Ok(up) => *stream = Stream::Active(Box::new(up)),
                     Err(e) => {
@@ -220,6 +233,7 @@ impl Fs {
         } else {
             Content::empty(staging)
         };
+        content.set_based_on(based_on(node));
         Ok(node.local_content(Arc::new(content)))
     }
 
@@ -235,6 +249,7 @@ impl Fs {
                 let c = self.files.empty()?;
                 let mut t = self.names.table();
                 let node = t.get_mut(ino).ok_or(FsError::NotFound)?;
+                c.set_based_on(based_on(node));
                 node.local_content(c)
             }
             None => self.content_for_write(ino).await?,
@@ -320,7 +335,8 @@ impl Fs {
         let (version, size) = content.snapshot();
         // The metadata as it is now goes with the upload; a change made meanwhile is stored
         // afterwards.
-        let opts = self.put_options(&key, ino)?;
+        let mut opts = self.put_options(&key, ino)?;
+        opts.condition = self.upload_condition(&content);
         if let Some(node) = self.names.table().get_mut(ino) {
             node.meta_sent();
         }
@@ -346,11 +362,21 @@ impl Fs {
                 self.uploader.upload(&key, source, size, &opts).await
             }
         };
+        let result = match result {
+            Err(UploadError::Store(StoreError::PreconditionFailed)) if opts.condition.is_some() => {
+                // An earlier attempt whose answer was lost may have stored these very bytes.
+                match self.stored_already(&key, &content, size).await {
+                    Some(etag) => Ok(etag),
+                    None => Err(UploadError::Store(StoreError::PreconditionFailed)),
+                }
+            }
+            other => other,
+        };
         let etag = match result {
             Ok(etag) => etag,
             Err(e) => {
                 let err = self.upload_error(ino, &key, &content, e).await;
-                if matches!(err, FsError::NotStored(_)) {
+                if matches!(err, FsError::NotStored(_) | FsError::Conflict { .. }) {
                     self.drop_clean_content(ino);
                 }
                 return Err(err);
@@ -358,6 +384,7 @@ impl Fs {
         };
         content.mark_uploaded(version);
         content.rebase(&key, etag.clone(), size);
+        content.set_based_on(etag.clone().map(Condition::Is));
         if !content.is_dirty() {
             self.journal_done(&content);
         }
@@ -374,6 +401,41 @@ impl Fs {
             self.store_meta(ino).await?;
         }
         Ok(())
+    }
+
+    /// The ETag of the object under `key` when it holds exactly the `size` bytes of
+    /// `content` (compared piece by piece, stopping at the first difference); `None` when
+    /// it does not, or cannot be read.
+    async fn stored_already(
+        &self,
+        key: &str,
+        content: &Arc<Content>,
+        size: u64,
+    ) -> Option<Option<String>> {
+        const PIECE: u64 = 8 << 20;
+        let info = self.store.head(key).await.ok()?;
+        if info.size != size {
+            return None;
+        }
+        let mut at = 0;
+        while at < size {
+            let range = at..(at + PIECE).min(size);
+            let theirs = self
+                .store
+                .get_range_if_match(key, range.clone(), info.etag.as_deref())
+                .await
+                .ok()?;
+            let ours = PartSource::read(&**content, range.clone()).await.ok()?;
+            if theirs != ours {
+                return None;
+            }
+            at = range.end;
+        }
+        tracing::info!(
+            key,
+            "the object is this file's content already (an answer was lost)"
+        );
+        Some(info.etag)
     }
 
     /// Forgets the pending changes of a file that is unlinked or replaced.

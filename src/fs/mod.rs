@@ -137,6 +137,8 @@ impl Fs {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_conflicts;
+#[cfg(test)]
 mod tests_failures;
 #[cfg(test)]
 mod tests_model;

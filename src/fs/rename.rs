@@ -119,6 +119,8 @@ impl Fs {
                     if !self.is_within(ino, src) {
                         continue;
                     }
+                    // Its new key held nothing of its own: uploaded unconditionally.
+                    content.set_based_on(None);
                     if let Some(old) = content.base_key() {
                         if let Some(etag) = copies.get(&old) {
                             let moved = format!("{to}{}", &old[from.len()..]);
@@ -168,6 +170,9 @@ impl Fs {
                     c.rebase(to, None, c.size());
                 }
                 self.names.table().rename(ino, new_parent, new_name);
+                // The rename replaced whatever the new name held: the next upload replaces
+                // it unconditionally too.
+                c.set_based_on(None);
                 dirty
             }
             None => {

@@ -1,13 +1,15 @@
 //! What `bucketfs status` reports: the files whose content is not in the bucket yet (count,
 //! bytes, how long the oldest has waited — files closed here and entries an earlier daemon
 //! left in the journal alike), the files that can never be stored and were kept in the cache
-//! directory (see `Journal::park`), and the most recent upload failures, so an upload error
-//! after `close` is never only in the log.
+//! directory (see `Journal::park`), the conflicts with other clients (see
+//! `Fs::keep_conflict`), and the most recent upload failures, so an upload error after
+//! `close` is never only in the log.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use super::Fs;
+use crate::localfile::conflicts::Conflict;
 use crate::localfile::content::Content;
 use crate::localfile::failures::Failure;
 use crate::localfile::journal::Parked;
@@ -22,12 +24,18 @@ pub struct Status {
     pub failures: Vec<Failure>,
     /// Files that could not be stored, kept in the cache directory (oldest first).
     pub unsaved: Vec<Parked>,
+    /// Files another client changed meanwhile, most recent first, and how many in all.
+    pub conflicts: Vec<Conflict>,
+    pub conflict_total: u64,
 }
 
 impl Fs {
     pub fn status(&self) -> Status {
+        let (conflicts, conflict_total) = self.files.conflicts();
         let mut status = Status {
             failures: self.files.recent_failures(),
+            conflicts,
+            conflict_total,
             ..Status::default()
         };
         let mut count = |content: &Content| {
@@ -79,6 +87,22 @@ impl Status {
                     p.entry.written,
                     p.data.display(),
                     p.reason
+                );
+            }
+        }
+        if self.conflict_total > 0 {
+            let _ = write!(
+                out,
+                "\nconflicts (another client changed the file; both versions kept): {}",
+                self.conflict_total
+            );
+            for c in &self.conflicts {
+                let _ = write!(
+                    out,
+                    "\n  {} s ago  {}  this host's version: {}",
+                    age(c.at),
+                    c.key,
+                    c.kept_as
                 );
             }
         }

@@ -10,6 +10,10 @@
 //! streaming its parts is also finished at close. A failed upload stays journaled and is
 //! retried with a doubling backoff. Unmount uploads everything (`drain`); the next mount with
 //! the same cache directory uploads what a killed daemon left in the journal (`recover`).
+//!
+//! Every upload is conditional on what its file was based on (`conflict = keep-both`): when
+//! another client changed or created the object meanwhile, the other client's object stays
+//! and this file's bytes are stored under a conflict name next to it (`keep_conflict`).
 
 use std::sync::Arc;
 
@@ -17,10 +21,12 @@ use futures_util::stream::{self, StreamExt};
 
 use super::error::{FsError, FsResult};
 use super::Fs;
+use crate::config::ConflictPolicy;
 use crate::localfile::content::{Content, Stream};
 use crate::localfile::journal::Entry;
 use crate::localfile::{Due, Orphan, Settled};
 use crate::names::inode::Ino;
+use crate::store::{Condition, StoreError};
 use crate::upload::{PartSource, UploadError};
 
 /// Closed files uploaded at once by the write-back loop, the drain and the recovery.
@@ -101,16 +107,44 @@ impl Fs {
         })
     }
 
-    /// An upload of `ino` (to `key`) failed with `e` (see `LocalFiles::settle_failure`);
-    /// the node then shows what the bucket holds (parked), or keeps its metadata for the
-    /// next try.
+    /// The condition of an upload of `content` under the mount's conflict policy.
+    pub(super) fn upload_condition(&self, content: &Content) -> Option<Condition> {
+        match self.opts.conflict {
+            ConflictPolicy::KeepBoth => content.based_on(),
+            ConflictPolicy::Overwrite => None,
+        }
+    }
+
+    /// An upload of `ino` (to `key`) failed with `e`. Refused because another client
+    /// changed the object: kept under a conflict name (`keep_conflict`). Otherwise see
+    /// `LocalFiles::settle_failure`; the node then shows what the bucket holds (parked), or
+    /// keeps its metadata for the next try.
     pub(super) async fn upload_error(
         &self,
         ino: Ino,
         key: &str,
-        content: &Content,
+        content: &Arc<Content>,
         e: UploadError,
     ) -> FsError {
+        if matches!(e, UploadError::Store(StoreError::PreconditionFailed))
+            && self.upload_condition(content).is_some()
+        {
+            match self.keep_conflict(ino, key, content).await {
+                Ok(kept_as) => {
+                    self.journal_done(content);
+                    if let Some(node) = self.names.table().get_mut(ino) {
+                        node.unknown(); // the name shows the other client's object
+                    }
+                    return FsError::Conflict {
+                        key: key.to_string(),
+                        kept_as,
+                    };
+                }
+                Err(e2) => {
+                    tracing::warn!(key, error = %e2, "cannot store a conflicting version under a conflict name");
+                }
+            }
+        }
         let settled = self
             .files
             .settle_failure(
@@ -132,6 +166,28 @@ impl Fs {
             }
         }
         err
+    }
+
+    /// Stores the file's bytes and metadata under a conflict name next to `key` (which
+    /// another client changed), and records the conflict. The file's changes are then in the
+    /// bucket: nothing stays pending.
+    async fn keep_conflict(
+        &self,
+        ino: Ino,
+        key: &str,
+        content: &Arc<Content>,
+    ) -> Result<String, UploadError> {
+        let kept_as = self.files.conflict_key(key);
+        let mut opts = self
+            .put_options(key, ino)
+            .unwrap_or_else(|_| self.opts.objects.for_key(key));
+        opts.condition = Some(Condition::Absent);
+        let (version, size) = content.snapshot();
+        let source: Arc<dyn PartSource> = content.clone();
+        self.uploader.upload(&kept_as, source, size, &opts).await?;
+        content.mark_uploaded(version);
+        self.files.record_conflict(key, &kept_as);
+        Ok(kept_as)
     }
 
     /// The file's key or metadata changed while its upload is pending: rewrite its entry.

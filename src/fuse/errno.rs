@@ -31,11 +31,15 @@ pub fn errno(op: &str, err: &FsError) -> Errno {
         FsError::BadHandle => Errno::EBADF,
         FsError::Store(s) => store_errno(s),
         FsError::Upload(u) => upload_errno(u),
-        FsError::NotStored(_) => Errno::EIO,
+        FsError::NotStored(_) | FsError::Conflict { .. } => Errno::EIO,
         FsError::Io(io) => io_errno(io),
     };
     match err {
-        FsError::Store(_) | FsError::Upload(_) | FsError::Io(_) | FsError::NotStored(_) => {
+        FsError::Store(_)
+        | FsError::Upload(_)
+        | FsError::Io(_)
+        | FsError::NotStored(_)
+        | FsError::Conflict { .. } => {
             tracing::warn!(op, error = %err, "operation failed");
         }
         _ => tracing::debug!(op, error = %err, "operation refused"),

@@ -24,7 +24,7 @@ use super::journal::BaseRef;
 use super::ranges::Ranges;
 use super::staging::StagingFile;
 use crate::cache::reader::{ObjectReader, Reader};
-use crate::store::StoreError;
+use crate::store::{Condition, StoreError};
 use crate::upload::multipart::Upload;
 use crate::upload::{CopyFrom, PartSource, UploadError};
 
@@ -93,6 +93,10 @@ pub struct Content {
     pub stream: tokio::sync::Mutex<Stream>,
     /// Write-back of the closed file (see `localfile::LocalFiles`). A leaf lock.
     pending: Mutex<Pending>,
+    /// What the file's key held when these bytes were based on it (the object it was opened
+    /// from, or none for a new file): the condition of its next upload. `None`: not known
+    /// (a renamed file), uploaded unconditionally. A leaf lock.
+    based_on: Mutex<Option<Condition>>,
 }
 
 /// A closed file waiting for its upload (its due time is in the write-back queue).
@@ -163,7 +167,19 @@ impl Content {
             upload_lock: tokio::sync::Mutex::new(()),
             stream: tokio::sync::Mutex::new(Stream::Idle),
             pending: Mutex::new(Pending::default()),
+            based_on: Mutex::new(None),
         }
+    }
+
+    /// The condition of the next upload (see the field).
+    pub fn based_on(&self) -> Option<Condition> {
+        self.based_on.lock().unwrap().clone()
+    }
+
+    /// The key now holds `condition`'s object: an upload of this file stored it, or the
+    /// file was opened (or created) over it.
+    pub fn set_based_on(&self, condition: Option<Condition>) {
+        *self.based_on.lock().unwrap() = condition;
     }
 
     /// Content a journal entry describes (left by an earlier daemon): dirty, `written`

@@ -7,6 +7,7 @@
 //! It never sees an inode: the filesystem names a file by an id of its own (`Due::File`) and
 //! gives keys and journal entries; what an upload did comes back to it as values.
 
+pub mod conflicts;
 pub mod content;
 pub mod failures;
 pub mod journal;
@@ -22,6 +23,7 @@ use crate::cache::reader::Reader;
 use crate::config::FsOptions;
 use crate::store::StoreError;
 use crate::upload::UploadError;
+use conflicts::ConflictLog;
 use content::{Base, Content};
 use failures::FailureLog;
 use journal::{Entry, Journal, Parked};
@@ -92,6 +94,10 @@ pub struct LocalFiles {
     queue: DueQueue<Due>,
     /// Recent upload failures, for `bucketfs status`.
     failures: FailureLog,
+    /// Files another client changed meanwhile, kept under a conflict name.
+    conflicts: ConflictLog,
+    /// This machine's name, in conflict names.
+    host: String,
     /// Entries of earlier daemons not uploaded yet. A leaf lock.
     orphans: Mutex<Vec<Arc<Orphan>>>,
     /// Keys of files parked during this daemon's life, reported when it exits. A leaf lock.
@@ -112,6 +118,8 @@ impl LocalFiles {
             config,
             queue: DueQueue::default(),
             failures: FailureLog::default(),
+            conflicts: ConflictLog::default(),
+            host: conflicts::host_name(),
             orphans: Mutex::default(),
             unsaved: Mutex::default(),
         }
@@ -261,6 +269,28 @@ impl LocalFiles {
                 None
             }
         }
+    }
+
+    /// The key a file's bytes are kept under when another client changed its object `key`.
+    pub fn conflict_key(&self, key: &str) -> String {
+        conflicts::conflict_key(key, &self.host, std::time::SystemTime::now())
+    }
+
+    /// A conflict was settled: the other client's object stays under `key`, this file's
+    /// bytes are under `kept_as`. Logged, counted and shown by `bucketfs status`.
+    pub fn record_conflict(&self, key: &str, kept_as: &str) {
+        tracing::error!(
+            key,
+            kept_as,
+            "another client changed the file since it was opened here: its version stays, \
+             this host's version is stored under the conflict name"
+        );
+        self.conflicts.record(key, kept_as);
+    }
+
+    /// The most recent conflicts (most recent first) and how many there were in all.
+    pub fn conflicts(&self) -> (Vec<conflicts::Conflict>, u64) {
+        (self.conflicts.recent(), self.conflicts.total())
     }
 
     /// Records a failure for `bucketfs status` (one not settled here).

@@ -1,0 +1,146 @@
+//! Specifications of several clients writing one bucket: every upload is conditional on the
+//! object its file was based on, and a conflict keeps both versions (run against the memory
+//! store, which honours conditions as S3 does).
+
+use std::ffi::OsStr;
+
+use bytes::Bytes;
+
+use super::error::FsError;
+use super::tests::{options, put, read_all, setup, setup_with, write_file, Setup, OWNER};
+use super::ROOT_INO;
+use crate::config::{ConflictPolicy, FsOptions};
+
+/// The keys of `mem` that keep this host's version of `key` after a conflict.
+fn conflict_copies(s: &Setup, key: &str) -> Vec<String> {
+    let prefix = format!("{key}.conflict-");
+    s.mem
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+        .collect()
+}
+
+/// Opens `name` for writing, writes `data` at 0, and returns the handle (not closed).
+async fn open_and_write(s: &Setup, name: &str, data: &'static [u8]) -> u64 {
+    let ino = s.fs.lookup(ROOT_INO, OsStr::new(name)).await.unwrap().ino;
+    let (fh, _) = s.fs.open(ino, libc::O_RDWR).await.unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(data)).await.unwrap();
+    fh
+}
+
+#[tokio::test]
+async fn an_update_over_another_clients_newer_object_keeps_both_and_reports_it() {
+    let s = setup();
+    put(&s.mem, "f", b"old").await;
+    let fh = open_and_write(&s, "f", b"mine").await;
+    put(&s.mem, "f", b"theirs").await; // another host, meanwhile
+    let closed = s.fs.flush(fh).await;
+    s.fs.release(fh).await.unwrap();
+    let Err(FsError::Conflict { key, kept_as }) = closed else {
+        panic!("the waiter hears of the conflict: {closed:?}");
+    };
+    assert_eq!(key, "f");
+    assert_eq!(
+        s.mem.bytes("f").unwrap(),
+        "theirs",
+        "the other version stays"
+    );
+    assert_eq!(conflict_copies(&s, "f"), std::slice::from_ref(&kept_as));
+    assert_eq!(
+        s.mem.bytes(&kept_as).unwrap(),
+        "mine",
+        "ours is kept next to it"
+    );
+    let status = s.fs.status();
+    assert_eq!(status.conflict_total, 1);
+    assert_eq!(status.pending, 0, "nothing is left to upload");
+    let ino = s.fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap().ino;
+    assert_eq!(
+        read_all(&s.fs, ino).await,
+        b"theirs",
+        "the name shows theirs"
+    );
+}
+
+#[tokio::test]
+async fn a_new_file_whose_name_another_client_took_meanwhile_keeps_both() {
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("n"), libc::O_WRONLY, OWNER)
+            .await
+            .unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(b"mine"))
+        .await
+        .unwrap();
+    put(&s.mem, "n", b"theirs").await;
+    let closed = s.fs.flush(fh).await;
+    s.fs.release(fh).await.unwrap();
+    assert!(
+        matches!(closed, Err(FsError::Conflict { .. })),
+        "{closed:?}"
+    );
+    assert_eq!(s.mem.bytes("n").unwrap(), "theirs");
+    let copies = conflict_copies(&s, "n");
+    assert_eq!(copies.len(), 1);
+    assert_eq!(s.mem.bytes(&copies[0]).unwrap(), "mine");
+}
+
+#[tokio::test]
+async fn a_file_written_and_uploaded_again_by_this_mount_is_no_conflict() {
+    let s = setup();
+    let ino = write_file(&s.fs, ROOT_INO, "f", b"one").await;
+    for data in [&b"two"[..], b"three", b"four"] {
+        let (fh, _) = s.fs.open(ino, libc::O_RDWR).await.unwrap();
+        s.fs.write(fh, 0, Bytes::copy_from_slice(data))
+            .await
+            .unwrap();
+        s.fs.fsync(fh).await.unwrap();
+        s.fs.flush(fh).await.unwrap();
+        s.fs.release(fh).await.unwrap();
+    }
+    assert_eq!(s.mem.bytes("f").unwrap(), "foure");
+    assert!(conflict_copies(&s, "f").is_empty());
+    assert_eq!(s.fs.status().conflict_total, 0);
+}
+
+#[tokio::test]
+async fn a_renamed_file_replaces_what_its_new_name_held() {
+    let s = setup();
+    put(&s.mem, "dst", b"before").await;
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("tmp"), libc::O_WRONLY, OWNER)
+            .await
+            .unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(b"new")).await.unwrap();
+    s.fs.lookup(ROOT_INO, OsStr::new("dst")).await.unwrap();
+    s.fs.rename(ROOT_INO, OsStr::new("tmp"), ROOT_INO, OsStr::new("dst"), 0)
+        .await
+        .unwrap();
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert_eq!(
+        s.mem.bytes("dst").unwrap(),
+        "new",
+        "rsync's temp-then-rename"
+    );
+    assert!(conflict_copies(&s, "dst").is_empty());
+}
+
+#[tokio::test]
+async fn with_the_overwrite_policy_the_last_writer_wins() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            conflict: ConflictPolicy::Overwrite,
+            ..options()
+        },
+    );
+    put(&s.mem, "f", b"old").await;
+    let fh = open_and_write(&s, "f", b"mine").await;
+    put(&s.mem, "f", b"theirs").await;
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert_eq!(s.mem.bytes("f").unwrap(), "mine");
+    assert!(conflict_copies(&s, "f").is_empty());
+}
