@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::{Config, Source};
+use crate::config::{Config, ConflictPolicy, Source};
 use crate::store::{ObjectStore, PutOptions, StoreError};
 
 /// A store error worded for the person running bucketfs, with what to try.
@@ -39,13 +39,41 @@ pub fn hint(config: &Config, err: &StoreError) -> String {
     }
 }
 
-/// The first request of a mount: can we list under the prefix?
+/// The first requests of a mount: can we list under the prefix? And, for a writable mount
+/// that keeps both versions on a conflict, does the server honour conditional writes (if
+/// not, the store checks each condition with a HEAD first, and the user is told once)?
 pub async fn probe(config: &Config, store: &dyn ObjectStore) -> Result<(), String> {
     store
         .list_page(&config.prefix, Some("/"), None, 1)
         .await
         .map(|_| ())
-        .map_err(|e| hint(config, &e))
+        .map_err(|e| hint(config, &e))?;
+    if config.fs.read_only || config.fs.conflict == ConflictPolicy::Overwrite {
+        return Ok(());
+    }
+    match store.probe_conditional_writes(&probe_key(config)).await {
+        Ok(true) => tracing::debug!("the server honours conditional writes"),
+        Ok(false) => tracing::warn!("{CONDITIONS_IGNORED}"),
+        Err(e) => {
+            tracing::warn!(error = %hint(config, &e), "cannot probe conditional writes; assuming the server honours them")
+        }
+    }
+    Ok(())
+}
+
+/// What a user is told when the server ignores conditional writes.
+const CONDITIONS_IGNORED: &str =
+    "the server ignores conditional writes (If-None-Match / If-Match): \
+     bucketfs checks with a HEAD just before each upload instead, so a write by another host \
+     in the moment between is not detected (conflict detection is weakened)";
+
+/// A key of its own for one probe, under the mount's prefix.
+fn probe_key(config: &Config) -> String {
+    format!(
+        "{}.bucketfs-check-{:016x}",
+        config.prefix,
+        rand::random::<u64>()
+    )
 }
 
 struct Report {
@@ -113,11 +141,7 @@ async fn checks(config: &Config, store: Arc<dyn ObjectStore>, report: &mut Repor
     if !report.line("bucket and list", listed) {
         return;
     }
-    let key = format!(
-        "{}.bucketfs-check-{:016x}",
-        config.prefix,
-        rand::random::<u64>()
-    );
+    let key = probe_key(config);
     let body = Bytes::from(format!("bucketfs check {key}"));
     let put = store
         .put(&key, body.clone(), &PutOptions::default())
@@ -139,4 +163,10 @@ async fn checks(config: &Config, store: Arc<dyn ObjectStore>, report: &mut Repor
         .map(|_| format!("removed `{key}`"))
         .map_err(|e| hint(config, &e));
     report.line("delete", delete);
+    let conditions = match store.probe_conditional_writes(&probe_key(config)).await {
+        Ok(true) => Ok("honoured: a write never silently replaces another host's".to_string()),
+        Ok(false) => Ok(format!("IGNORED: {CONDITIONS_IGNORED}")),
+        Err(e) => Err(hint(config, &e)),
+    };
+    report.line("conditional writes", conditions);
 }

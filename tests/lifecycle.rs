@@ -234,8 +234,12 @@ fn check_reports_every_step_and_fails_with_a_hint() {
         );
     }
     assert!(
+        stdout.contains("ok    conditional writes: IGNORED"),
+        "Garage 2.5 ignores If-None-Match, and check says so: {stdout}"
+    );
+    assert!(
         server.keys(&format!("{prefix}/")).is_empty(),
-        "the temporary key is removed"
+        "the temporary keys are removed"
     );
 
     let out = Command::new(&*BIN)

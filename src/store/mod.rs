@@ -343,10 +343,40 @@ pub trait ObjectStore: Send + Sync + 'static {
         Err(StoreError::Unsupported("listing multipart uploads"))
     }
 
+    /// Whether the store honours conditional writes, found out by writing `probe_key` twice
+    /// with `If-None-Match: *` (the second must be refused) and deleting it. A store that
+    /// does not honour them (Garage 2.5) checks each condition itself from then on, with a
+    /// HEAD just before the write: a best effort, with a race window.
+    async fn probe_conditional_writes(&self, probe_key: &str) -> StoreResult<bool> {
+        probe_conditions(self, probe_key).await
+    }
+
     /// Requests made and bytes moved so far. Stores that do not count return zeros.
     fn stats(&self) -> StoreStats {
         StoreStats::default()
     }
+}
+
+/// The probe of `ObjectStore::probe_conditional_writes`: true when a second create of
+/// `probe_key` with `If-None-Match: *` is refused.
+pub async fn probe_conditions<S: ObjectStore + ?Sized>(
+    store: &S,
+    probe_key: &str,
+) -> StoreResult<bool> {
+    let create = PutOptions {
+        condition: Some(Condition::Absent),
+        ..PutOptions::default()
+    };
+    let body = || Bytes::from_static(b"bucketfs: probe of conditional writes");
+    store.put(probe_key, body(), &create).await?;
+    let again = store.put(probe_key, body(), &create).await;
+    let deleted = store.delete(probe_key).await;
+    let honoured = match again {
+        Err(StoreError::PreconditionFailed) => true,
+        Ok(_) => false,
+        Err(e) => return Err(e),
+    };
+    deleted.map(|_| honoured)
 }
 
 /// An UploadPartCopy range must hold at least one byte.

@@ -175,6 +175,9 @@ pub struct S3Store {
     retry: RetryPolicy,
     stats: StatsCounter,
     part_checksums: checksums::PartChecksums,
+    /// The server ignores conditional writes (see `probe_conditional_writes`): each
+    /// condition is checked here with a HEAD just before the write.
+    check_conditions: AtomicBool,
 }
 
 impl fmt::Debug for S3Store {
@@ -264,7 +267,30 @@ impl S3Store {
             retry: settings.retry,
             stats: StatsCounter::default(),
             part_checksums: Default::default(),
+            check_conditions: AtomicBool::new(false),
         })
+    }
+
+    /// On a server that ignores conditional writes: refuses a write whose condition does
+    /// not hold for what `key` holds now (a HEAD, so another client may still write between
+    /// it and the write).
+    async fn check_condition(&self, key: &str, condition: Option<&Condition>) -> StoreResult<()> {
+        let Some(condition) = condition else {
+            return Ok(());
+        };
+        if !self.check_conditions.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let etag = match self.head(key).await {
+            Ok(info) => info.etag,
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if condition.holds_for(etag.as_deref()) {
+            Ok(())
+        } else {
+            Err(StoreError::PreconditionFailed)
+        }
     }
 
     /// The bucket name.
@@ -583,6 +609,7 @@ impl ObjectStore for S3Store {
         let path = &object_path(key);
         let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
         check_header("content-type", content_type)?;
+        self.check_condition(key, opts.condition.as_ref()).await?;
         let mut headers = write_headers(opts, self.sse_c.as_ref())?;
         headers.extend(condition_headers(opts.condition.as_ref()));
         let bucket = &self.bucket_with_headers(&headers)?;
@@ -870,6 +897,10 @@ impl ObjectStore for S3Store {
         parts: Vec<CompletedPart>,
         condition: Option<&Condition>,
     ) -> StoreResult<Option<String>> {
+        if let Err(e) = self.check_condition(key, condition).await {
+            self.part_checksums.take(upload_id); // refused: the upload is to be aborted
+            return Err(e);
+        }
         let path = &object_path(key);
         let mut bucket = self.data_bucket.clone();
         for (name, value) in condition_headers(condition) {
@@ -995,6 +1026,13 @@ impl ObjectStore for S3Store {
                 }
             }
         }
+    }
+
+    async fn probe_conditional_writes(&self, probe_key: &str) -> StoreResult<bool> {
+        self.check_conditions.store(false, Ordering::Relaxed);
+        let honoured = super::probe_conditions(self, probe_key).await?;
+        self.check_conditions.store(!honoured, Ordering::Relaxed);
+        Ok(honoured)
     }
 
     fn stats(&self) -> StoreStats {
