@@ -97,3 +97,37 @@ fn with_the_overwrite_policy_the_last_writer_wins() {
     assert_eq!(server.get(&key).as_deref(), Some(&b"version B\n"[..]));
     assert_eq!(server.keys(&format!("{prefix}/")), [key]);
 }
+
+#[test]
+fn of_two_hosts_creating_one_name_exclusively_at_once_exactly_one_wins() {
+    let server = Server::moto(); // the server decides (Garage would need its HEAD race)
+    let prefix = server.unique_prefix("conflict-excl");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let a = Mount::new(&server, &source, &[]);
+    let b = Mount::new(&server, &source, &[]);
+    for round in 0..50 {
+        let name = format!("lock-{round}");
+        let (pa, pb) = (a.path(&name), b.path(&name));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let create = |path: std::path::PathBuf, start: std::sync::Arc<std::sync::Barrier>| {
+            std::thread::spawn(move || {
+                start.wait();
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .map(drop)
+            })
+        };
+        let ta = create(pa, start.clone());
+        let tb = create(pb, start);
+        let results = [ta.join().unwrap(), tb.join().unwrap()];
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "round {round}");
+            }
+        }
+    }
+}

@@ -15,6 +15,7 @@ use super::error::{FsError, FsResult};
 use super::handle::Handle;
 use super::setattr::Owner;
 use super::{Attr, Fs};
+use crate::config::ConflictPolicy;
 use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
 use crate::names::inode::{Ino, Kind, Node, Stat};
@@ -41,7 +42,10 @@ impl Fs {
         })
     }
 
-    /// Creates an empty file (uploaded at the first flush) and opens it.
+    /// Creates an empty file (uploaded at the first flush) and opens it. With `O_EXCL` (and
+    /// `conflict = keep-both`) the name is reserved in the bucket first: an empty object is
+    /// created only if none exists, so of several hosts creating one name exclusively, one
+    /// succeeds and the others get `EEXIST`.
     pub async fn create(
         &self,
         parent: Ino,
@@ -58,15 +62,33 @@ impl Fs {
         }
         let content = self.files.empty()?;
         content.set_based_on(Some(Condition::Absent)); // a new name: nothing to replace
-        self.names.name_appeared(parent, name);
-        let stat = Stat {
+        let meta = self.new_meta(Kind::File, owner);
+        let mut stat = Stat {
             kind: Kind::File,
             size: 0,
             mtime: SystemTime::now(),
             etag: None,
             remote: false,
-            meta: Some(self.new_meta(Kind::File, owner)),
+            meta: None,
         };
+        if flags & libc::O_EXCL != 0 && self.opts.conflict == ConflictPolicy::KeepBoth {
+            let key = format!("{}{name}", self.names.dir_prefix(parent)?);
+            let mut opts = self.opts.objects.for_key(&key);
+            opts.metadata = self.stored_metadata(Some(&meta));
+            opts.condition = Some(Condition::Absent);
+            match self.store.put(&key, Bytes::new(), &opts).await {
+                Ok(etag) => {
+                    content.set_based_on(etag.clone().map(Condition::Is));
+                    content.mark_uploaded(content.snapshot().0); // stored, empty
+                    stat.remote = true;
+                    stat.etag = etag;
+                }
+                Err(StoreError::PreconditionFailed) => return Err(FsError::Exists),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        stat.meta = Some(meta);
+        self.names.name_appeared(parent, name);
         let ino = {
             let mut t = self.names.table();
             if t.get(parent).map(|p| p.kind()) != Some(Kind::Dir) {

@@ -144,3 +144,51 @@ async fn with_the_overwrite_policy_the_last_writer_wins() {
     assert_eq!(s.mem.bytes("f").unwrap(), "mine");
     assert!(conflict_copies(&s, "f").is_empty());
 }
+
+#[tokio::test]
+async fn an_exclusive_create_of_a_name_another_client_took_meanwhile_is_eexist() {
+    let s = setup();
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("lock")).await.is_err());
+    put(&s.mem, "lock", b"theirs").await; // another host wins the race
+    let created =
+        s.fs.create(
+            ROOT_INO,
+            OsStr::new("lock"),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            OWNER,
+        )
+        .await;
+    assert!(matches!(created, Err(FsError::Exists)), "{created:?}");
+    assert_eq!(s.mem.bytes("lock").unwrap(), "theirs");
+}
+
+#[tokio::test]
+async fn an_exclusive_create_reserves_the_name_in_the_bucket_at_once() {
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(
+            ROOT_INO,
+            OsStr::new("lock"),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            OWNER,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.mem.bytes("lock").unwrap(),
+        "",
+        "reserved before the first write"
+    );
+    assert_eq!(
+        s.mem.options("lock").unwrap().metadata.get("mode").cloned(),
+        Some((libc::S_IFREG | 0o640).to_string()),
+        "with its mode"
+    );
+    s.fs.write(fh, 0, Bytes::from_static(b"pid 42"))
+        .await
+        .unwrap();
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert_eq!(s.mem.bytes("lock").unwrap(), "pid 42");
+    assert!(conflict_copies(&s, "lock").is_empty());
+}
