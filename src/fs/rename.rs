@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use super::error::{FsError, FsResult};
 use super::Fs;
+use crate::config::ConflictPolicy;
 use crate::localfile::content::Content;
 use crate::names::inode::{Ino, Kind};
 use crate::names::rules::check_name;
@@ -144,10 +145,16 @@ impl Fs {
         new_name: &str,
         replaced_remote: bool,
     ) -> FsResult<()> {
-        let (content, remote, size) = {
+        let (content, remote, size, etag) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            (node.content().cloned(), node.remote(), node.stored_size())
+            let etag = node.etag().cloned();
+            (
+                node.content().cloned(),
+                node.remote(),
+                node.stored_size(),
+                etag,
+            )
         };
         let pending_upload = match &content {
             Some(c) => {
@@ -165,7 +172,8 @@ impl Fs {
                         self.store.delete(from).await?;
                     }
                 } else if remote {
-                    self.copy_then_delete(from, to, size).await?;
+                    self.copy_then_delete(from, to, size, etag.as_deref())
+                        .await?;
                     // Later writes keep reading unchanged bytes: from the copy now.
                     c.rebase(to, None, c.size());
                 }
@@ -177,7 +185,8 @@ impl Fs {
             }
             None => {
                 if remote {
-                    self.copy_then_delete(from, to, size).await?;
+                    self.copy_then_delete(from, to, size, etag.as_deref())
+                        .await?;
                 }
                 self.names.table().rename(ino, new_parent, new_name);
                 false
@@ -196,10 +205,28 @@ impl Fs {
     /// Server-side copy (of any size) keeping the object's metadata and re-applying the
     /// object options (S3 does not carry SSE, ACL or storage class over by itself), then
     /// delete.
-    async fn copy_then_delete(&self, from: &str, to: &str, size: u64) -> FsResult<()> {
+    async fn copy_then_delete(
+        &self,
+        from: &str,
+        to: &str,
+        size: u64,
+        etag: Option<&str>,
+    ) -> FsResult<()> {
         let opts = self.opts.objects.for_key(to);
         self.uploader.copy(from, to, size, &opts, true).await?;
-        self.store.delete(from).await?;
+        match etag.filter(|_| self.opts.conflict == ConflictPolicy::KeepBoth) {
+            // The source is deleted only while it is the object that was renamed: another
+            // host's newer version of it stays.
+            Some(etag) => match self.store.delete_if_match(from, etag).await {
+                Err(StoreError::PreconditionFailed) => tracing::warn!(
+                    from,
+                    to,
+                    "another client replaced the source during the rename: its version stays"
+                ),
+                other => other?,
+            },
+            None => self.store.delete(from).await?,
+        }
         Ok(())
     }
 

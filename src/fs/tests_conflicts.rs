@@ -192,3 +192,27 @@ async fn an_exclusive_create_reserves_the_name_in_the_bucket_at_once() {
     assert_eq!(s.mem.bytes("lock").unwrap(), "pid 42");
     assert!(conflict_copies(&s, "lock").is_empty());
 }
+
+#[tokio::test]
+async fn a_rename_whose_source_another_client_replaced_meanwhile_leaves_the_new_source() {
+    // (attributes trusted for a minute: the rename does not look at the store first)
+    let s = setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: std::time::Duration::from_secs(60),
+            ..options()
+        },
+    );
+    put(&s.mem, "a", b"old").await;
+    s.fs.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
+    put(&s.mem, "a", b"newer").await; // another host, after this mount saw "old"
+    s.fs.rename(ROOT_INO, OsStr::new("a"), ROOT_INO, OsStr::new("b"), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.mem.bytes("a").unwrap(),
+        "newer",
+        "the other host's version is not deleted"
+    );
+    assert!(s.mem.bytes("b").is_some());
+}

@@ -242,12 +242,14 @@ contract!(memory, Memory, [], known_bugs: [
     uploads_in_progress_are_listed_in_key_order:,
     a_conditional_put_takes_effect_only_when_the_key_holds_what_it_says:,
     a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_says:,
+    a_conditional_delete_removes_only_the_version_it_names:,
 ]);
 contract!(local, Local, [], known_bugs: [
     a_page_that_ends_at_a_directory_marker_goes_on_after_it:,
     uploads_in_progress_are_listed_in_key_order:,
     a_conditional_put_takes_effect_only_when_the_key_holds_what_it_says:,
     a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_says:,
+    a_conditional_delete_removes_only_the_version_it_names:,
 ]);
 contract!(s3_live, S3Live, [#[ignore]], known_bugs: [
     a_page_that_ends_at_a_directory_marker_goes_on_after_it: #[ignore],
@@ -256,6 +258,8 @@ contract!(s3_live, S3Live, [#[ignore]], known_bugs: [
     a_conditional_put_takes_effect_only_when_the_key_holds_what_it_says:
         #[ignore = "Garage ignores conditional writes"],
     a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_says:
+        #[ignore = "Garage ignores conditional writes"],
+    a_conditional_delete_removes_only_the_version_it_names:
         #[ignore = "Garage ignores conditional writes"],
 ]);
 
@@ -809,6 +813,26 @@ async fn a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_s
     );
     store.abort_multipart(&key, &id).await.unwrap();
     assert!(uploads(store, &s.root).await.is_empty());
+}
+
+async fn a_conditional_delete_removes_only_the_version_it_names(
+    store: &dyn ObjectStore,
+    s: &Scope,
+) {
+    let key = s.key("renamed away");
+    let old = put(store, &key, "old").await;
+    let old = old.or(store.head(&key).await.unwrap().etag).unwrap();
+    put(store, &key, "newer").await; // another client
+    let refused = store.delete_if_match(&key, &old).await;
+    assert!(matches!(refused, Err(StoreError::PreconditionFailed)));
+    assert_eq!(read(store, &key).await, "newer", "the newer version stays");
+    let current = store.head(&key).await.unwrap().etag.unwrap();
+    store.delete_if_match(&key, &current).await.unwrap();
+    assert!(is_not_found(store.head(&key).await));
+    store
+        .delete_if_match(&key, &current)
+        .await
+        .expect("a missing key is deleted already");
 }
 
 async fn uploads(store: &dyn ObjectStore, prefix: &str) -> Vec<(String, String)> {

@@ -312,6 +312,20 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_if_match(&self, key: &str, etag: &str) -> StoreResult<()> {
+        self.stats.request("DeleteObject", 0);
+        let mut objects = self.objects.lock().unwrap();
+        match objects.get(key) {
+            Some(o) if !Condition::Is(etag.into()).holds_for(Some(&o.etag)) => {
+                Err(StoreError::PreconditionFailed)
+            }
+            _ => {
+                objects.remove(key);
+                Ok(())
+            }
+        }
+    }
+
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
         self.stats.request("CreateMultipartUpload", 0);
         let seq = self.fresh_id();

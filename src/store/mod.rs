@@ -267,6 +267,20 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// DELETE; deleting a missing key succeeds, as on S3.
     async fn delete(&self, key: &str) -> StoreResult<()>;
 
+    /// DELETE only while the object is `etag` (`If-Match`), else `PreconditionFailed` and
+    /// the object stays; a missing key succeeds. The default checks with a HEAD first (a
+    /// best effort, with a race window).
+    async fn delete_if_match(&self, key: &str, etag: &str) -> StoreResult<()> {
+        match self.head(key).await {
+            Ok(info) if !Condition::Is(etag.into()).holds_for(info.etag.as_deref()) => {
+                Err(StoreError::PreconditionFailed)
+            }
+            Ok(_) => self.delete(key).await,
+            Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// CreateMultipartUpload; returns the upload id.
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String>;
 

@@ -713,6 +713,26 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn delete_if_match(&self, key: &str, etag: &str) -> StoreResult<()> {
+        let condition = Condition::Is(etag.to_string());
+        self.check_condition(key, Some(&condition)).await?;
+        let path = &object_path(key);
+        let bucket = &self.bucket_with_headers(&condition_headers(Some(&condition)))?;
+        let result = with_retries(
+            &self.retry,
+            &format!("DeleteObject {key} if {etag}"),
+            move || async move {
+                self.stats.request("DeleteObject", 0);
+                bucket.delete_object(path).await.map_err(map_s3_error)
+            },
+        )
+        .await;
+        match result {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
         let path = &object_path(key);
         let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);

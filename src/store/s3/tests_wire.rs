@@ -391,6 +391,26 @@ async fn a_retried_conditional_put_refused_by_another_writers_object_fails() {
 }
 
 #[tokio::test]
+async fn a_conditional_delete_sends_if_match_and_a_refusal_keeps_the_object() {
+    let (endpoint, seen) = serve(vec![
+        response(
+            "412 Precondition Failed",
+            &[],
+            &error_body("PreconditionFailed"),
+        ),
+        response("204 No Content", &[], ""),
+    ]);
+    let s = store(endpoint, 0, T);
+    let refused = s.delete_if_match("k", "\"old\"").await;
+    assert!(matches!(refused, Err(StoreError::PreconditionFailed)));
+    s.delete_if_match("k", "cur").await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].starts_with("delete /bkt/k "), "{}", seen[0]);
+    assert!(seen[0].contains("if-match: \"old\""), "{}", seen[0]);
+    assert!(seen[1].contains("if-match: \"cur\""), "quoted: {}", seen[1]);
+}
+
+#[tokio::test]
 async fn a_conditional_completion_sends_its_condition() {
     let (endpoint, seen) = serve(vec![
         response(
