@@ -428,7 +428,7 @@ impl Fs {
     /// The ETag of the object under `key` when it holds exactly the `size` bytes of
     /// `content` (compared piece by piece, stopping at the first difference); `None` when
     /// it does not, or cannot be read.
-    async fn stored_already(
+    pub(super) async fn stored_already(
         &self,
         key: &str,
         content: &Arc<Content>,

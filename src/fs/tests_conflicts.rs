@@ -216,3 +216,33 @@ async fn a_rename_whose_source_another_client_replaced_meanwhile_leaves_the_new_
     );
     assert!(s.mem.bytes("b").is_some());
 }
+
+#[tokio::test]
+async fn a_killed_daemons_file_another_client_wrote_meanwhile_is_kept_as_a_conflict() {
+    use super::tests_posix::{journaled, journaled_as, KILLED};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let mem = Arc::new(crate::store::memory::MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
+        write_file(&fs, ROOT_INO, "f", b"mine").await; // journaled, not uploaded: killed
+    }
+    put(&mem, "f", b"theirs").await; // another host, while this one was down
+    let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
+    fs.recover().await;
+    assert_eq!(
+        mem.bytes("f").unwrap(),
+        "theirs",
+        "not overwritten by the replay"
+    );
+    let copies: Vec<String> = mem
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("f.conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{:?}", mem.keys());
+    assert_eq!(mem.bytes(&copies[0]).unwrap(), "mine");
+    assert_eq!(fs.status().pending, 0);
+    assert_eq!(fs.status().conflict_total, 1);
+}

@@ -26,7 +26,7 @@ use crate::localfile::content::{Content, Stream};
 use crate::localfile::journal::Entry;
 use crate::localfile::{Due, Orphan, Settled};
 use crate::names::inode::Ino;
-use crate::store::{Condition, StoreError};
+use crate::store::{Condition, PutOptions, StoreError};
 use crate::upload::{PartSource, UploadError};
 
 /// Closed files uploaded at once by the write-back loop, the drain and the recovery.
@@ -97,14 +97,17 @@ impl Fs {
         let node = t.get(ino)?;
         let path = t.path(ino)?;
         let (size, written, base) = content.journal_parts();
-        Some(Entry {
+        let mut entry = Entry {
             key: format!("{}{}", self.names.prefix(), path),
             staging: content.staging().path().to_path_buf(),
             size,
             written,
             base,
             metadata: self.stored_metadata(node.meta()),
-        })
+            ..Entry::default()
+        };
+        entry.set_based_on(content.based_on());
+        Some(entry)
     }
 
     /// The condition of an upload of `content` under the mount's conflict policy.
@@ -129,7 +132,10 @@ impl Fs {
         if matches!(e, UploadError::Store(StoreError::PreconditionFailed))
             && self.upload_condition(content).is_some()
         {
-            match self.keep_conflict(ino, key, content).await {
+            let opts = self
+                .put_options(key, ino)
+                .unwrap_or_else(|_| self.opts.objects.for_key(key));
+            match self.keep_conflict(key, content, opts).await {
                 Ok(kept_as) => {
                     self.journal_done(content);
                     if let Some(node) = self.names.table().get_mut(ino) {
@@ -168,19 +174,16 @@ impl Fs {
         err
     }
 
-    /// Stores the file's bytes and metadata under a conflict name next to `key` (which
+    /// Stores the file's bytes and metadata (`opts`) under a conflict name next to `key` (which
     /// another client changed), and records the conflict. The file's changes are then in the
     /// bucket: nothing stays pending.
     async fn keep_conflict(
         &self,
-        ino: Ino,
         key: &str,
         content: &Arc<Content>,
+        mut opts: PutOptions,
     ) -> Result<String, UploadError> {
         let kept_as = self.files.conflict_key(key);
-        let mut opts = self
-            .put_options(key, ino)
-            .unwrap_or_else(|_| self.opts.objects.for_key(key));
         opts.condition = Some(Condition::Absent);
         let (version, size) = content.snapshot();
         let source: Arc<dyn PartSource> = content.clone();
@@ -314,12 +317,38 @@ impl Fs {
         let entry = &o.entry;
         let mut opts = self.opts.objects.for_key(&entry.key);
         opts.metadata = entry.metadata.clone();
+        opts.condition = self.upload_condition(&o.content);
         let source: Arc<dyn PartSource> = o.content.clone();
         let result = {
             let _keys_stay = self.keys.read().await;
             self.uploader
                 .upload(&entry.key, source, entry.size, &opts)
                 .await
+        };
+        let result = match result {
+            Err(UploadError::Store(StoreError::PreconditionFailed)) if opts.condition.is_some() => {
+                match self
+                    .stored_already(&entry.key, &o.content, entry.size)
+                    .await
+                {
+                    Some(etag) => Ok(etag),
+                    None => {
+                        // Another client changed the object while this host was down.
+                        opts.condition = None;
+                        if let Ok(kept_as) = self.keep_conflict(&entry.key, &o.content, opts).await
+                        {
+                            self.journal_done(&o.content);
+                            self.files.orphan_gone(o);
+                            return Err(FsError::Conflict {
+                                key: entry.key.clone(),
+                                kept_as,
+                            });
+                        }
+                        Err(UploadError::Store(StoreError::PreconditionFailed))
+                    }
+                }
+            }
+            other => other,
         };
         match result {
             Ok(_) => {

@@ -29,8 +29,10 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::Condition;
+
 /// One closed file waiting for its upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Entry {
     /// The full bucket key it is uploaded to.
     pub key: String,
@@ -39,10 +41,38 @@ pub struct Entry {
     pub size: u64,
     /// Written ranges `[start, end)`, in the staging file at the same offsets.
     pub written: Vec<(u64, u64)>,
+    /// The condition of its upload (`Content::based_on`): the key held the object of this
+    /// ETag, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub based_on_etag: Option<String>,
+    /// … or nothing (a new file). Neither: uploaded unconditionally (a renamed file, or an
+    /// entry written before conditions were recorded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub based_on_nothing: bool,
     /// The object the unwritten bytes come from, if the file was opened from one.
     pub base: Option<BaseRef>,
     /// User metadata (POSIX attributes, `user.*` attributes) to store with it.
     pub metadata: BTreeMap<String, String>,
+}
+
+impl Entry {
+    /// The condition of the entry's upload.
+    pub fn based_on(&self) -> Option<Condition> {
+        match (&self.based_on_etag, self.based_on_nothing) {
+            (Some(etag), _) => Some(Condition::Is(etag.clone())),
+            (None, true) => Some(Condition::Absent),
+            (None, false) => None,
+        }
+    }
+
+    /// Records `condition` as the entry's.
+    pub fn set_based_on(&mut self, condition: Option<Condition>) {
+        (self.based_on_etag, self.based_on_nothing) = match condition {
+            Some(Condition::Is(etag)) => (Some(etag), false),
+            Some(Condition::Absent) => (None, true),
+            None => (None, false),
+        };
+    }
 }
 
 /// The object a journaled file was opened from.
@@ -420,6 +450,7 @@ mod tests {
                 valid: 9,
             }),
             metadata: [("mode".to_string(), "33188".to_string())].into(),
+            ..Entry::default()
         }
     }
 

@@ -377,6 +377,7 @@ impl LocalFiles {
             valid,
         ));
         content.journal_id_or(|| id.clone());
+        content.set_based_on(entry.based_on());
         Some(Arc::new(Orphan { id, entry, content }))
     }
 
