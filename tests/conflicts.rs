@@ -9,17 +9,8 @@ mod common;
 
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::process::Command;
 
 use common::*;
-
-fn status(m: &Mount) -> String {
-    let out = Command::new(&*BIN)
-        .args(["status", &m.dir.display().to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Host B edits a file host A replaced meanwhile: the bucket keeps both versions.
 fn a_lost_update_keeps_both_versions_on(server: &Server, test: &str) {

@@ -13,14 +13,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn status(m: &Mount) -> String {
-    let out = Command::new(&*BIN)
-        .args(["status", &m.dir.display().to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn bytes_appended_to_an_object_another_host_deleted_are_kept_reported_and_not_retried() {
     let server = Server::running();

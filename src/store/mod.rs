@@ -272,12 +272,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// best effort, with a race window).
     async fn delete_if_match(&self, key: &str, etag: &str) -> StoreResult<()> {
         match self.head(key).await {
-            Ok(info) if !Condition::Is(etag.into()).holds_for(info.etag.as_deref()) => {
-                Err(StoreError::PreconditionFailed)
-            }
-            Ok(_) => self.delete(key).await,
             Err(StoreError::NotFound) => Ok(()),
             Err(e) => Err(e),
+            Ok(info) if Condition::Is(etag.into()).holds_for(info.etag.as_deref()) => {
+                self.delete(key).await
+            }
+            Ok(_) => Err(StoreError::PreconditionFailed),
         }
     }
 
@@ -368,6 +368,26 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Requests made and bytes moved so far. Stores that do not count return zeros.
     fn stats(&self) -> StoreStats {
         StoreStats::default()
+    }
+}
+
+/// Refuses (`PreconditionFailed`) a write to `key` whose `condition` does not hold for what
+/// the key holds now, by a HEAD: for stores that cannot make the check part of the write.
+/// Another client may still write between the HEAD and the write.
+pub async fn check_condition_by_head<S: ObjectStore + ?Sized>(
+    store: &S,
+    key: &str,
+    condition: &Condition,
+) -> StoreResult<()> {
+    let etag = match store.head(key).await {
+        Ok(info) => info.etag,
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e),
+    };
+    if condition.holds_for(etag.as_deref()) {
+        Ok(())
+    } else {
+        Err(StoreError::PreconditionFailed)
     }
 }
 

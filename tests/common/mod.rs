@@ -327,6 +327,15 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs the bucketfs binary with the server's environment.
+/// What `bucketfs status` prints for the mount `m`.
+pub fn status(m: &Mount) -> String {
+    let out = std::process::Command::new(&*BIN)
+        .args(["status", &m.dir.display().to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn bucketfs(server: &Server, args: &[String]) -> Output {
     let log_level = std::env::var("RUST_LOG").unwrap_or_else(|_| "bucketfs=debug".into());
     Command::new(&*BIN)

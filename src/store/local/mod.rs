@@ -70,8 +70,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, Condition, ListPage, MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions,
-    SetupError, StoreError, StoreResult,
+    check_condition_by_head, CompletedPart, Condition, ListPage, MultipartUploadInfo, ObjectInfo,
+    ObjectStore, PutOptions, SetupError, StoreError, StoreResult,
 };
 
 mod keys;
@@ -164,18 +164,9 @@ impl LocalStore {
     /// Refuses a write whose condition does not hold for what `key` holds now. Checked just
     /// before the write, not atomically with it: the local store serves one mount.
     async fn check_condition(&self, key: &str, condition: Option<&Condition>) -> StoreResult<()> {
-        let Some(condition) = condition else {
-            return Ok(());
-        };
-        let etag = match self.head(key).await {
-            Ok(info) => info.etag,
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e),
-        };
-        if condition.holds_for(etag.as_deref()) {
-            Ok(())
-        } else {
-            Err(StoreError::PreconditionFailed)
+        match condition {
+            Some(c) => check_condition_by_head(self, key, c).await,
+            None => Ok(()),
         }
     }
 }

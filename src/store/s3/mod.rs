@@ -275,21 +275,11 @@ impl S3Store {
     /// not hold for what `key` holds now (a HEAD, so another client may still write between
     /// it and the write).
     async fn check_condition(&self, key: &str, condition: Option<&Condition>) -> StoreResult<()> {
-        let Some(condition) = condition else {
-            return Ok(());
-        };
-        if !self.check_conditions.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let etag = match self.head(key).await {
-            Ok(info) => info.etag,
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e),
-        };
-        if condition.holds_for(etag.as_deref()) {
-            Ok(())
-        } else {
-            Err(StoreError::PreconditionFailed)
+        match condition {
+            Some(c) if self.check_conditions.load(Ordering::Relaxed) => {
+                super::check_condition_by_head(self, key, c).await
+            }
+            _ => Ok(()),
         }
     }
 
