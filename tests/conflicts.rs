@@ -94,8 +94,8 @@ fn of_two_hosts_creating_one_name_exclusively_at_once_exactly_one_wins() {
     let server = Server::moto(); // the server decides (Garage would need its HEAD race)
     let prefix = server.unique_prefix("conflict-excl");
     let source = format!("s3://{}/{prefix}", server.bucket_name());
-    let a = Mount::new(&server, &source, &[]);
-    let b = Mount::new(&server, &source, &[]);
+    let a = Mount::new(&server, &source, &["--exclusive-in-bucket"]);
+    let b = Mount::new(&server, &source, &["--exclusive-in-bucket"]);
     for round in 0..50 {
         let name = format!("lock-{round}");
         let (pa, pb) = (a.path(&name), b.path(&name));

@@ -63,6 +63,8 @@ pub struct FsOptions {
     pub listing_metadata: bool,
     /// What an upload does when another client changed the object meanwhile.
     pub conflict: ConflictPolicy,
+    /// An exclusive create reserves the name in the bucket at open.
+    pub exclusive_in_bucket: bool,
 }
 
 /// What an upload does when the object changed since its file was opened (another client
@@ -161,6 +163,7 @@ impl FsOptions {
             ignore_utimens: s.ignore_utimens,
             listing_metadata: s.listing_metadata,
             conflict: ConflictPolicy::parse(&s.conflict)?,
+            exclusive_in_bucket: s.exclusive_in_bucket,
         })
     }
 }

@@ -15,7 +15,6 @@ use super::error::{FsError, FsResult};
 use super::handle::Handle;
 use super::setattr::Owner;
 use super::{Attr, Fs};
-use crate::config::ConflictPolicy;
 use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
 use crate::names::inode::{Ino, Kind, Node, Stat};
@@ -42,10 +41,12 @@ impl Fs {
         })
     }
 
-    /// Creates an empty file (uploaded at the first flush) and opens it. With `O_EXCL` (and
-    /// `conflict = keep-both`) the name is reserved in the bucket first: an empty object is
+    /// Creates an empty file (uploaded at the first flush) and opens it. With `O_EXCL` and
+    /// `exclusive_in_bucket` the name is reserved in the bucket first: an empty object is
     /// created only if none exists, so of several hosts creating one name exclusively, one
-    /// succeeds and the others get `EEXIST`.
+    /// succeeds and the others get `EEXIST`. Otherwise the upload is conditional on the name
+    /// being free (`conflict = keep-both`), and a host that lost the race keeps its bytes
+    /// under a conflict name.
     pub async fn create(
         &self,
         parent: Ino,
@@ -71,7 +72,7 @@ impl Fs {
             remote: false,
             meta: None,
         };
-        if flags & libc::O_EXCL != 0 && self.opts.conflict == ConflictPolicy::KeepBoth {
+        if flags & libc::O_EXCL != 0 && self.opts.exclusive_in_bucket {
             let key = format!("{}{name}", self.names.dir_prefix(parent)?);
             let mut opts = self.opts.objects.for_key(&key);
             opts.metadata = self.stored_metadata(Some(&meta));

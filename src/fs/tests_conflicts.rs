@@ -10,6 +10,7 @@ use super::error::FsError;
 use super::tests::{options, put, read_all, setup, setup_with, write_file, Setup, OWNER};
 use super::ROOT_INO;
 use crate::config::{ConflictPolicy, FsOptions};
+use crate::store::ObjectStore;
 
 /// The keys of `mem` that keep this host's version of `key` after a conflict.
 fn conflict_copies(s: &Setup, key: &str) -> Vec<String> {
@@ -145,9 +146,53 @@ async fn with_the_overwrite_policy_the_last_writer_wins() {
     assert!(conflict_copies(&s, "f").is_empty());
 }
 
+fn exclusive_in_bucket() -> Setup {
+    setup_with(
+        "",
+        FsOptions {
+            exclusive_in_bucket: true,
+            ..options()
+        },
+    )
+}
+
+#[tokio::test]
+async fn without_exclusive_in_bucket_an_exclusive_create_costs_no_request_and_a_lost_race_keeps_both(
+) {
+    let s = setup();
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("tmp")).await.is_err());
+    let requests = s.mem.stats().total_requests();
+    let (_, fh) =
+        s.fs.create(
+            ROOT_INO,
+            OsStr::new("tmp"),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            OWNER,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.mem.stats().total_requests(),
+        requests,
+        "rsync's mkstemp stays cheap"
+    );
+    s.fs.write(fh, 0, Bytes::from_static(b"mine"))
+        .await
+        .unwrap();
+    put(&s.mem, "tmp", b"theirs").await;
+    let closed = s.fs.flush(fh).await;
+    s.fs.release(fh).await.unwrap();
+    assert!(
+        matches!(closed, Err(FsError::Conflict { .. })),
+        "{closed:?}"
+    );
+    assert_eq!(s.mem.bytes("tmp").unwrap(), "theirs");
+    assert_eq!(conflict_copies(&s, "tmp").len(), 1);
+}
+
 #[tokio::test]
 async fn an_exclusive_create_of_a_name_another_client_took_meanwhile_is_eexist() {
-    let s = setup();
+    let s = exclusive_in_bucket();
     assert!(s.fs.lookup(ROOT_INO, OsStr::new("lock")).await.is_err());
     put(&s.mem, "lock", b"theirs").await; // another host wins the race
     let created =
@@ -164,7 +209,7 @@ async fn an_exclusive_create_of_a_name_another_client_took_meanwhile_is_eexist()
 
 #[tokio::test]
 async fn an_exclusive_create_reserves_the_name_in_the_bucket_at_once() {
-    let s = setup();
+    let s = exclusive_in_bucket();
     let (_, fh) =
         s.fs.create(
             ROOT_INO,
