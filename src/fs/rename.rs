@@ -17,8 +17,9 @@ use crate::localfile::content::Content;
 use crate::names::inode::{Ino, Kind};
 use crate::names::rules::check_name;
 use crate::names::NameError;
-use crate::store::{list_all, ObjectStore, StoreError};
+use crate::store::{list_all, Condition, ObjectStore, StoreError};
 use crate::upload::options::OptionsResolver;
+use crate::upload::UploadError;
 use crate::upload::Uploader;
 
 /// Copies or deletes for a directory rename in flight at once.
@@ -81,12 +82,33 @@ impl Fs {
                 let replaced =
                     dst.and_then(|d| self.names.table().get(d).and_then(|n| n.content().cloned()));
                 let _no_upload = self.settle_for_removal(replaced.as_deref()).await;
-                let replaced_remote =
-                    dst.is_some_and(|d| self.names.table().get(d).is_some_and(|n| n.remote()));
+                let (replaced_remote, replaced_etag) = match dst {
+                    Some(d) => {
+                        let t = self.names.table();
+                        let n = t.get(d);
+                        (
+                            n.is_some_and(|n| n.remote()),
+                            n.and_then(|n| n.etag().cloned()),
+                        )
+                    }
+                    None => (false, None),
+                };
+                // What the new name must hold for the file to go there: what this mount saw
+                // (another host's newer object there is never replaced unseen).
+                let target = match (self.opts.conflict, replaced_remote, replaced_etag) {
+                    (ConflictPolicy::Overwrite, ..) => None,
+                    (_, false, _) => Some(Condition::Absent),
+                    (_, true, etag) => etag.map(Condition::Is),
+                };
                 let from = self.names.file_key(src)?;
                 let to = format!("{}{}", self.names.dir_prefix(new_parent)?, new_name);
-                self.rename_file(src, &from, &to, new_parent, new_name, replaced_remote)
-                    .await
+                let moved = Moved {
+                    new_parent,
+                    new_name,
+                    replaced_remote,
+                    target,
+                };
+                self.rename_file(src, &from, &to, moved).await
             }
             Kind::Dir => {
                 if self.is_within(new_parent, src) {
@@ -135,16 +157,13 @@ impl Fs {
         }
     }
 
-    /// `replaced_remote`: an object is stored under `to` (the replaced file's).
-    async fn rename_file(
-        &self,
-        ino: Ino,
-        from: &str,
-        to: &str,
-        new_parent: Ino,
-        new_name: &str,
-        replaced_remote: bool,
-    ) -> FsResult<()> {
+    async fn rename_file(&self, ino: Ino, from: &str, to: &str, moved: Moved<'_>) -> FsResult<()> {
+        let Moved {
+            new_parent,
+            new_name,
+            replaced_remote,
+            target,
+        } = moved;
         let (content, remote, size, etag) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
@@ -156,6 +175,8 @@ impl Fs {
                 etag,
             )
         };
+        // The ETag of the copy under the new key, when the rename copied a stored object.
+        let mut copied = None;
         let pending_upload = match &content {
             Some(c) => {
                 // No upload of this file may run while it changes names.
@@ -172,21 +193,28 @@ impl Fs {
                         self.store.delete(from).await?;
                     }
                 } else if remote {
-                    self.copy_then_delete(from, to, size, etag.as_deref())
+                    let etag = self
+                        .copy_then_delete(from, to, size, etag.as_deref(), target.clone())
                         .await?;
                     // Later writes keep reading unchanged bytes: from the copy now.
-                    c.rebase(to, None, c.size());
+                    c.rebase(to, etag.clone(), c.size());
+                    copied = Some(etag);
                 }
                 self.names.table().rename(ino, new_parent, new_name);
-                // The rename replaced whatever the new name held: the next upload replaces
-                // it unconditionally too.
-                c.set_based_on(None);
+                // Its next upload replaces the copy, or what the rename replaced, and
+                // nothing newer.
+                c.set_based_on(match &copied {
+                    Some(etag) => etag.clone().map(Condition::Is),
+                    None => target,
+                });
                 dirty
             }
             None => {
                 if remote {
-                    self.copy_then_delete(from, to, size, etag.as_deref())
+                    let etag = self
+                        .copy_then_delete(from, to, size, etag.as_deref(), target)
                         .await?;
+                    copied = Some(etag);
                 }
                 self.names.table().rename(ino, new_parent, new_name);
                 false
@@ -194,6 +222,9 @@ impl Fs {
         };
         if let Some(node) = self.names.table().get_mut(ino) {
             node.moved(pending_upload.then_some(replaced_remote));
+            if let Some(etag) = copied {
+                node.copied(etag);
+            }
         }
         if pending_upload {
             // Still to be uploaded: it goes to the new name when due; the journal says so now.
@@ -205,15 +236,30 @@ impl Fs {
     /// Server-side copy (of any size) keeping the object's metadata and re-applying the
     /// object options (S3 does not carry SSE, ACL or storage class over by itself), then
     /// delete.
+    /// Copies a stored file to its new key (only while that holds `target`: else `EEXIST`,
+    /// and nothing changed), then deletes the source (only while it is `etag`). Returns the
+    /// copy's ETag.
     async fn copy_then_delete(
         &self,
         from: &str,
         to: &str,
         size: u64,
         etag: Option<&str>,
-    ) -> FsResult<()> {
-        let opts = self.opts.objects.for_key(to);
-        self.uploader.copy(from, to, size, &opts, true).await?;
+        target: Option<Condition>,
+    ) -> FsResult<Option<String>> {
+        let mut opts = self.opts.objects.for_key(to);
+        opts.condition = target;
+        let copied = match self.uploader.copy(from, to, size, &opts, true).await {
+            Err(UploadError::Store(StoreError::PreconditionFailed)) => {
+                tracing::warn!(
+                    from,
+                    to,
+                    "another client wrote the rename's target meanwhile: the rename is refused"
+                );
+                return Err(FsError::Exists);
+            }
+            other => other?,
+        };
         match etag.filter(|_| self.opts.conflict == ConflictPolicy::KeepBoth) {
             // The source is deleted only while it is the object that was renamed: another
             // host's newer version of it stays.
@@ -227,7 +273,7 @@ impl Fs {
             },
             None => self.store.delete(from).await?,
         }
-        Ok(())
+        Ok(copied)
     }
 
     /// True when `ino` is `ancestor` or lies below it.
@@ -244,6 +290,16 @@ impl Fs {
             }
         }
     }
+}
+
+/// Where a file goes in a rename, and what its new name must hold for it to go there.
+struct Moved<'a> {
+    new_parent: Ino,
+    new_name: &'a str,
+    /// An object is stored under the new name (the replaced file's).
+    replaced_remote: bool,
+    /// The condition on the new key: what this mount saw there (keep-both), or none.
+    target: Option<Condition>,
 }
 
 /// Copies every key under `from` to the same relative key under `to` (of any size), then

@@ -291,3 +291,49 @@ async fn a_killed_daemons_file_another_client_wrote_meanwhile_is_kept_as_a_confl
     assert_eq!(fs.status().pending, 0);
     assert_eq!(fs.status().conflict_total, 1);
 }
+
+#[tokio::test]
+async fn a_stored_file_renamed_twice_leaves_nothing_under_its_earlier_names() {
+    // The memory store gives a copy its own ETag (as S3 does for multipart and SSE-KMS
+    // objects): the second rename must delete the copy the first one made. The file stays
+    // open, so its node is not looked up again in between.
+    let s = setup();
+    let (_, fh) =
+        s.fs.create(ROOT_INO, OsStr::new("a"), libc::O_RDWR, OWNER)
+            .await
+            .unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(b"data"))
+        .await
+        .unwrap();
+    s.fs.fsync(fh).await.unwrap();
+    for (from, to) in [("a", "b"), ("b", "c")] {
+        s.fs.rename(ROOT_INO, OsStr::new(from), ROOT_INO, OsStr::new(to), 0)
+            .await
+            .unwrap();
+    }
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert_eq!(s.mem.keys(), ["c"]);
+    assert_eq!(s.mem.bytes("c").unwrap(), "data");
+}
+
+#[tokio::test]
+async fn a_rename_onto_a_name_another_client_took_meanwhile_is_refused() {
+    // (a missing name is trusted for a minute: the rename does not look at the store first)
+    let s = setup_with(
+        "",
+        FsOptions {
+            negative_ttl: std::time::Duration::from_secs(60),
+            ..options()
+        },
+    );
+    write_file(&s.fs, ROOT_INO, "a", b"mine").await;
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("b")).await.is_err());
+    put(&s.mem, "b", b"theirs").await; // seen missing here, written there
+    let renamed =
+        s.fs.rename(ROOT_INO, OsStr::new("a"), ROOT_INO, OsStr::new("b"), 0)
+            .await;
+    assert!(matches!(renamed, Err(FsError::Exists)), "{renamed:?}");
+    assert_eq!(s.mem.bytes("b").unwrap(), "theirs");
+    assert_eq!(s.mem.bytes("a").unwrap(), "mine", "nothing moved");
+}

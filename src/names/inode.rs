@@ -305,6 +305,13 @@ impl Node {
         }
     }
 
+    /// This mount copied the node's object to its new key (a rename): the copy's ETag
+    /// (`None`: the server gave none; asked for at the next use).
+    pub fn copied(&mut self, etag: Option<String>) {
+        self.remote = true;
+        self.etag = etag;
+    }
+
     /// What the node's key holds is no longer known: the store is asked at the next use.
     pub fn unknown(&mut self) {
         self.etag = None;

@@ -243,6 +243,7 @@ contract!(memory, Memory, [], known_bugs: [
     a_conditional_put_takes_effect_only_when_the_key_holds_what_it_says:,
     a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_says:,
     a_conditional_delete_removes_only_the_version_it_names:,
+    a_conditional_copy_never_replaces_what_its_target_does_not_hold:,
 ]);
 contract!(local, Local, [], known_bugs: [
     a_page_that_ends_at_a_directory_marker_goes_on_after_it:,
@@ -250,6 +251,7 @@ contract!(local, Local, [], known_bugs: [
     a_conditional_put_takes_effect_only_when_the_key_holds_what_it_says:,
     a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_says:,
     a_conditional_delete_removes_only_the_version_it_names:,
+    a_conditional_copy_never_replaces_what_its_target_does_not_hold:,
 ]);
 contract!(s3_live, S3Live, [#[ignore]], known_bugs: [
     a_page_that_ends_at_a_directory_marker_goes_on_after_it: #[ignore],
@@ -260,6 +262,8 @@ contract!(s3_live, S3Live, [#[ignore]], known_bugs: [
     a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_says:
         #[ignore = "Garage ignores conditional writes"],
     a_conditional_delete_removes_only_the_version_it_names:
+        #[ignore = "Garage ignores conditional writes"],
+    a_conditional_copy_never_replaces_what_its_target_does_not_hold:
         #[ignore = "Garage ignores conditional writes"],
 ]);
 
@@ -813,6 +817,29 @@ async fn a_conditional_completion_takes_effect_only_when_the_key_holds_what_it_s
     );
     store.abort_multipart(&key, &id).await.unwrap();
     assert!(uploads(store, &s.root).await.is_empty());
+}
+
+async fn a_conditional_copy_never_replaces_what_its_target_does_not_hold(
+    store: &dyn ObjectStore,
+    s: &Scope,
+) {
+    let (from, to) = (s.key("copy source"), s.key("copy target"));
+    put(store, &from, "source").await;
+    put(store, &to, "taken").await;
+    let refused = store
+        .copy_with_options(&from, &to, &when(Condition::Absent), true)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::PreconditionFailed)),
+        "{refused:?}"
+    );
+    assert_eq!(read(store, &to).await, "taken");
+    let free = s.key("free target");
+    store
+        .copy_with_options(&from, &free, &when(Condition::Absent), true)
+        .await
+        .expect("a free name: copied");
+    assert_eq!(read(store, &free).await, "source");
 }
 
 async fn a_conditional_delete_removes_only_the_version_it_names(

@@ -72,11 +72,6 @@ impl MemoryStore {
         format!("\"m{}\"", self.fresh_id())
     }
 
-    fn insert(&self, key: &str, data: Bytes, opts: PutOptions) -> String {
-        self.insert_if(key, data, opts, None)
-            .expect("an unconditional write succeeds")
-    }
-
     /// Stores the object if `condition` holds for what `key` holds now (checked and written
     /// under one lock, as S3 does).
     fn insert_if(
@@ -290,7 +285,7 @@ impl ObjectStore for MemoryStore {
             .get(from)
             .cloned()
             .ok_or(StoreError::NotFound)?;
-        let opts = if keep_metadata {
+        let new_opts = if keep_metadata {
             PutOptions {
                 content_type: src.opts.content_type,
                 metadata: src.opts.metadata,
@@ -303,7 +298,8 @@ impl ObjectStore for MemoryStore {
         } else {
             opts.clone()
         };
-        Ok(Some(self.insert(to, src.data, opts)))
+        let etag = self.insert_if(to, src.data, new_opts, opts.condition.as_ref())?;
+        Ok(Some(etag))
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

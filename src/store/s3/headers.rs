@@ -163,6 +163,7 @@ pub(super) fn copy_headers(
         }
     }
     headers.extend(storage_headers(opts, sse_c.is_some())?);
+    headers.extend(condition_headers(opts.condition.as_ref()));
     if let Some(key) = sse_c {
         headers.extend(sse_c_headers(key, SSE_C_PREFIX));
     }

@@ -643,6 +643,7 @@ impl ObjectStore for S3Store {
         opts: &PutOptions,
         keep_metadata: bool,
     ) -> StoreResult<Option<String>> {
+        self.check_condition(to, opts.condition.as_ref()).await?;
         let source = &self.copy_source(from);
         let path = &object_path(to);
         let sse_c = self.sse_c.as_ref();

@@ -411,6 +411,24 @@ async fn a_conditional_delete_sends_if_match_and_a_refusal_keeps_the_object() {
 }
 
 #[tokio::test]
+async fn a_conditional_copy_sends_its_condition_and_a_refusal_is_precondition_failed() {
+    let (endpoint, seen) = serve(vec![response(
+        "412 Precondition Failed",
+        &[],
+        &error_body("PreconditionFailed"),
+    )]);
+    let copied = store(endpoint, 0, T)
+        .copy_with_options("a", "b", &conditional(Condition::Absent), true)
+        .await;
+    assert!(
+        matches!(copied, Err(StoreError::PreconditionFailed)),
+        "{copied:?}"
+    );
+    let req = &seen.lock().unwrap()[0];
+    assert!(req.contains("if-none-match: *"), "{req}");
+}
+
+#[tokio::test]
 async fn a_conditional_completion_sends_its_condition() {
     let (endpoint, seen) = serve(vec![
         response(
