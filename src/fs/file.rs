@@ -210,10 +210,10 @@ impl Fs {
                     return;
                 };
                 let source: Arc<dyn PartSource> = content.clone();
-                let Ok(mut opts) = self.put_options(&key, ino) else {
+                // (its condition is given when it completes: see `upload_holding_keys`)
+                let Ok(opts) = self.put_options(&key, ino) else {
                     return;
                 };
-                opts.condition = self.upload_condition(content);
                 match self.uploader.start(&key, source, &opts).await {
                     Ok(up) => *stream = Stream::Active(Box::new(up)),
                     Err(e) => {
@@ -369,7 +369,7 @@ impl Fs {
                 // Created with the metadata of its start (the mtime has moved on since):
                 // stored again below by a copy when it differs.
                 let stale = up.metadata() != &opts.metadata;
-                let result = up.finish(size).await;
+                let result = up.finish(size, opts.condition.as_ref()).await;
                 if stale && result.is_ok() {
                     if let Some(node) = self.names.table().get_mut(ino) {
                         node.meta_unsent();

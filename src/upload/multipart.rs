@@ -46,7 +46,7 @@ pub async fn upload(
     opts: &PutOptions,
 ) -> Result<Option<String>, UploadError> {
     let upload = Upload::start(store, registry, key, opts, source, part_size, concurrency).await?;
-    upload.finish(size).await
+    upload.finish(size, opts.condition.as_ref()).await
 }
 
 /// One multipart upload in progress.
@@ -64,8 +64,6 @@ pub struct Upload {
     next_number: u32,
     /// The user metadata the object gets (fixed when the upload was created).
     metadata: crate::store::UserMetadata,
-    /// What the key must hold for the upload to complete (`opts.condition` at its start).
-    condition: Option<Condition>,
 }
 
 impl Upload {
@@ -96,7 +94,6 @@ impl Upload {
             next_offset: 0,
             next_number: 1,
             metadata: opts.metadata.clone(),
-            condition: opts.condition.clone(),
         })
     }
 
@@ -176,15 +173,21 @@ impl Upload {
         Ok(())
     }
 
-    /// Sends the rest of a `size`-byte file and completes the upload; aborts it on failure.
-    pub async fn finish(mut self, size: u64) -> Result<Option<String>, UploadError> {
+    /// Sends the rest of a `size`-byte file and completes the upload, only while the key
+    /// holds what `condition` says (given now, not when the upload started: a streamed file
+    /// may have been stored meanwhile); aborts it on failure.
+    pub async fn finish(
+        mut self,
+        size: u64,
+        condition: Option<&Condition>,
+    ) -> Result<Option<String>, UploadError> {
         let result = self.send_rest(size).await;
         let result = match result {
             Ok(()) => {
                 let mut parts = std::mem::take(&mut self.parts);
                 parts.sort_by_key(|p| p.number);
                 self.store
-                    .complete_multipart(&self.key, &self.upload_id, parts, self.condition.as_ref())
+                    .complete_multipart(&self.key, &self.upload_id, parts, condition)
                     .await
                     .map_err(UploadError::from)
             }
@@ -264,8 +267,36 @@ mod tests {
             .unwrap();
         up.send_available(3000).await.unwrap();
         assert_eq!(up.sent_up_to(), 2048, "only whole parts");
-        up.finish(10_000).await.unwrap();
+        up.finish(10_000, None).await.unwrap();
         assert_eq!(&mem.bytes("k").unwrap()[..], &bytes[..]);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_upload_completes_under_the_condition_given_at_its_end() {
+        // Started while the key was free, then this file's own earlier upload stored it:
+        // the completion is conditional on that object, not on the key being free.
+        let mem = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ObjectStore> = mem.clone();
+        let source = Arc::new(Source {
+            data: Bytes::from(data(3000)),
+            base: None,
+        });
+        let created_free = PutOptions {
+            condition: Some(Condition::Absent),
+            ..PutOptions::default()
+        };
+        let up = Upload::start(store.clone(), None, "k", &created_free, source, 1024, 2)
+            .await
+            .unwrap();
+        let earlier = store
+            .put("k", Bytes::from_static(b"first part"), &created_free)
+            .await
+            .unwrap()
+            .unwrap();
+        up.finish(3000, Some(&Condition::Is(earlier)))
+            .await
+            .unwrap();
+        assert_eq!(mem.bytes("k").unwrap().len(), 3000);
     }
 
     /// New content held in memory; ranges before `copy_below` are unchanged in `base`.
