@@ -22,9 +22,9 @@ use crate::names::rules::check_name;
 use crate::store::{Condition, StoreError};
 use crate::upload::{PartSource, UploadError};
 
-/// What the node's key holds as far as this mount knows, as the condition of an upload
+/// What the node's key holds as far as this mount knows, as the condition of a write
 /// over it: nothing (a name not in the bucket), or the object of the ETag it last saw.
-fn based_on(node: &Node) -> Option<Condition> {
+pub(super) fn based_on(node: &Node) -> Option<Condition> {
     if node.remote() {
         node.etag().map(|e| Condition::Is(e.clone()))
     } else {
@@ -215,7 +215,7 @@ impl Fs {
                     return;
                 };
                 match self.uploader.start(&key, source, &opts).await {
-                    Ok(up) => *stream = Stream::Active(Box::new(up)),
+                    Ok(up) => *stream = Stream::Active(up),
                     Err(e) => {
                         tracing::warn!(key, error = %e, "cannot stream; the file is uploaded at close");
                         *stream = Stream::Broken;
@@ -359,7 +359,7 @@ impl Fs {
         // The metadata as it is now goes with the upload; a change made meanwhile is stored
         // afterwards.
         let mut opts = self.put_options(&key, ino)?;
-        opts.condition = self.upload_condition(&content);
+        opts.condition = self.under_policy(content.based_on());
         if let Some(node) = self.names.table().get_mut(ino) {
             node.meta_sent();
         }
@@ -385,16 +385,9 @@ impl Fs {
                 self.uploader.upload(&key, source, size, &opts).await
             }
         };
-        let result = match result {
-            Err(UploadError::Store(StoreError::PreconditionFailed)) if opts.condition.is_some() => {
-                // An earlier attempt whose answer was lost may have stored these very bytes.
-                match self.stored_already(&key, &content, size).await {
-                    Some(etag) => Ok(etag),
-                    None => Err(UploadError::Store(StoreError::PreconditionFailed)),
-                }
-            }
-            other => other,
-        };
+        let result = self
+            .unless_stored_already(&key, &content, size, opts.condition.is_some(), result)
+            .await;
         let etag = match result {
             Ok(etag) => etag,
             Err(e) => {
@@ -426,10 +419,32 @@ impl Fs {
         Ok(())
     }
 
+    /// The `result` of a (`conditional`) upload of `content` to `key`, with a refusal taken
+    /// as the success it was when an earlier attempt, whose answer was lost, stored these
+    /// very bytes.
+    pub(super) async fn unless_stored_already(
+        &self,
+        key: &str,
+        content: &Arc<Content>,
+        size: u64,
+        conditional: bool,
+        result: Result<Option<String>, UploadError>,
+    ) -> Result<Option<String>, UploadError> {
+        match result {
+            Err(UploadError::Store(StoreError::PreconditionFailed)) if conditional => {
+                match self.stored_already(key, content, size).await {
+                    Some(etag) => Ok(etag),
+                    None => Err(UploadError::Store(StoreError::PreconditionFailed)),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The ETag of the object under `key` when it holds exactly the `size` bytes of
-    /// `content` (compared piece by piece, stopping at the first difference); `None` when
-    /// it does not, or cannot be read.
-    pub(super) async fn stored_already(
+    /// `content` (compared piece by piece through the reader, stopping at the first
+    /// difference); `None` when it does not, or cannot be read.
+    async fn stored_already(
         &self,
         key: &str,
         content: &Arc<Content>,
@@ -440,12 +455,12 @@ impl Fs {
         if info.size != size {
             return None;
         }
+        let object = self.reader.object(key, info.etag.as_deref(), size, None);
         let mut at = 0;
         while at < size {
             let range = at..(at + PIECE).min(size);
-            let theirs = self
-                .store
-                .get_range_if_match(key, range.clone(), info.etag.as_deref())
+            let theirs = object
+                .read(range.start, range.end - range.start)
                 .await
                 .ok()?;
             let ours = PartSource::read(&**content, range.clone()).await.ok()?;

@@ -11,8 +11,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::error::{FsError, FsResult};
+use super::file::based_on;
 use super::Fs;
-use crate::config::ConflictPolicy;
 use crate::localfile::content::Content;
 use crate::names::inode::{Ino, Kind};
 use crate::names::rules::check_name;
@@ -82,24 +82,16 @@ impl Fs {
                 let replaced =
                     dst.and_then(|d| self.names.table().get(d).and_then(|n| n.content().cloned()));
                 let _no_upload = self.settle_for_removal(replaced.as_deref()).await;
-                let (replaced_remote, replaced_etag) = match dst {
-                    Some(d) => {
-                        let t = self.names.table();
-                        let n = t.get(d);
-                        (
-                            n.is_some_and(|n| n.remote()),
-                            n.and_then(|n| n.etag().cloned()),
-                        )
-                    }
-                    None => (false, None),
-                };
                 // What the new name must hold for the file to go there: what this mount saw
                 // (another host's newer object there is never replaced unseen).
-                let target = match (self.opts.conflict, replaced_remote, replaced_etag) {
-                    (ConflictPolicy::Overwrite, ..) => None,
-                    (_, false, _) => Some(Condition::Absent),
-                    (_, true, etag) => etag.map(Condition::Is),
+                let (replaced_remote, target) = {
+                    let t = self.names.table();
+                    match dst.and_then(|d| t.get(d)) {
+                        Some(n) => (n.remote(), based_on(n)),
+                        None => (false, Some(Condition::Absent)),
+                    }
                 };
+                let target = self.under_policy(target);
                 let from = self.names.file_key(src)?;
                 let to = format!("{}{}", self.names.dir_prefix(new_parent)?, new_name);
                 let moved = Moved {
@@ -260,10 +252,10 @@ impl Fs {
             }
             other => other?,
         };
-        match etag.filter(|_| self.opts.conflict == ConflictPolicy::KeepBoth) {
+        match self.under_policy(etag.map(|e| Condition::Is(e.to_string()))) {
             // The source is deleted only while it is the object that was renamed: another
             // host's newer version of it stays.
-            Some(etag) => match self.store.delete_if_match(from, etag).await {
+            Some(Condition::Is(etag)) => match self.store.delete_if_match(from, &etag).await {
                 Err(StoreError::PreconditionFailed) => tracing::warn!(
                     from,
                     to,
@@ -271,7 +263,7 @@ impl Fs {
                 ),
                 other => other?,
             },
-            None => self.store.delete(from).await?,
+            _ => self.store.delete(from).await?,
         }
         Ok(copied)
     }

@@ -110,10 +110,11 @@ impl Fs {
         Some(entry)
     }
 
-    /// The condition of an upload of `content` under the mount's conflict policy.
-    pub(super) fn upload_condition(&self, content: &Content) -> Option<Condition> {
+    /// `condition` as the mount's conflict policy has it: kept (`keep-both`), or none
+    /// (`overwrite`: every write replaces whatever is there).
+    pub(super) fn under_policy(&self, condition: Option<Condition>) -> Option<Condition> {
         match self.opts.conflict {
-            ConflictPolicy::KeepBoth => content.based_on(),
+            ConflictPolicy::KeepBoth => condition,
             ConflictPolicy::Overwrite => None,
         }
     }
@@ -130,7 +131,7 @@ impl Fs {
         e: UploadError,
     ) -> FsError {
         if matches!(e, UploadError::Store(StoreError::PreconditionFailed))
-            && self.upload_condition(content).is_some()
+            && self.under_policy(content.based_on()).is_some()
         {
             let opts = self
                 .put_options(key, ino)
@@ -317,7 +318,7 @@ impl Fs {
         let entry = &o.entry;
         let mut opts = self.opts.objects.for_key(&entry.key);
         opts.metadata = entry.metadata.clone();
-        opts.condition = self.upload_condition(&o.content);
+        opts.condition = self.under_policy(o.content.based_on());
         let source: Arc<dyn PartSource> = o.content.clone();
         let result = {
             let _keys_stay = self.keys.read().await;
@@ -325,31 +326,26 @@ impl Fs {
                 .upload(&entry.key, source, entry.size, &opts)
                 .await
         };
-        let result = match result {
-            Err(UploadError::Store(StoreError::PreconditionFailed)) if opts.condition.is_some() => {
-                match self
-                    .stored_already(&entry.key, &o.content, entry.size)
-                    .await
-                {
-                    Some(etag) => Ok(etag),
-                    None => {
-                        // Another client changed the object while this host was down.
-                        opts.condition = None;
-                        if let Ok(kept_as) = self.keep_conflict(&entry.key, &o.content, opts).await
-                        {
-                            self.journal_done(&o.content);
-                            self.files.orphan_gone(o);
-                            return Err(FsError::Conflict {
-                                key: entry.key.clone(),
-                                kept_as,
-                            });
-                        }
-                        Err(UploadError::Store(StoreError::PreconditionFailed))
-                    }
-                }
+        let conditional = opts.condition.is_some();
+        let result = self
+            .unless_stored_already(&entry.key, &o.content, entry.size, conditional, result)
+            .await;
+        if conditional
+            && matches!(
+                result,
+                Err(UploadError::Store(StoreError::PreconditionFailed))
+            )
+        {
+            // Another client changed the object while this host was down.
+            if let Ok(kept_as) = self.keep_conflict(&entry.key, &o.content, opts).await {
+                self.journal_done(&o.content);
+                self.files.orphan_gone(o);
+                return Err(FsError::Conflict {
+                    key: entry.key.clone(),
+                    kept_as,
+                });
             }
-            other => other,
-        };
+        }
         match result {
             Ok(_) => {
                 tracing::info!(

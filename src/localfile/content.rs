@@ -112,7 +112,7 @@ struct Pending {
 pub enum Stream {
     /// Not started (the file is still below one part, or its last upload finished).
     Idle,
-    Active(Box<Upload>),
+    Active(Upload),
     /// A write landed in a part already sent: the file is uploaded whole at close instead.
     Broken,
 }
