@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::config::{Config, ConflictPolicy, Source};
-use crate::store::{ObjectStore, PutOptions, StoreError};
+use crate::store::{ListPage, ObjectStore, PutOptions, StoreError};
 
 /// A store error worded for the person running bucketfs, with what to try.
 pub fn hint(config: &Config, err: &StoreError) -> String {
@@ -43,11 +43,7 @@ pub fn hint(config: &Config, err: &StoreError) -> String {
 /// that keeps both versions on a conflict, does the server honour conditional writes (if
 /// not, the store checks each condition with a HEAD first, and the user is told once)?
 pub async fn probe(config: &Config, store: &dyn ObjectStore) -> Result<(), String> {
-    store
-        .list_page(&config.prefix, Some("/"), None, 1)
-        .await
-        .map(|_| ())
-        .map_err(|e| hint(config, &e))?;
+    first_listing(config, store, 1).await?;
     if config.fs.read_only || config.fs.conflict == ConflictPolicy::Overwrite {
         return Ok(());
     }
@@ -60,6 +56,29 @@ pub async fn probe(config: &Config, store: &dyn ObjectStore) -> Result<(), Strin
     }
     Ok(())
 }
+
+/// The first page under the prefix. A mount waits out an outage of the retry timeout; its
+/// start need not: a wrong endpoint is refused in seconds.
+async fn first_listing(
+    config: &Config,
+    store: &dyn ObjectStore,
+    max_keys: usize,
+) -> Result<ListPage, String> {
+    let first = store.list_page(&config.prefix, Some("/"), None, max_keys);
+    match tokio::time::timeout(PROBE_PATIENCE, first).await {
+        Ok(listed) => listed.map_err(|e| hint(config, &e)),
+        Err(_) => Err(format!(
+            "cannot reach {}: still failing after {} s (the log says why): is the server \
+             running? check --endpoint and the network",
+            config.endpoint_text(),
+            PROBE_PATIENCE.as_secs()
+        )),
+    }
+}
+
+/// How long the first request of a mount or a check may keep failing before the start is
+/// refused.
+const PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a user is told when the server ignores conditional writes.
 const CONDITIONS_IGNORED: &str =
@@ -128,16 +147,12 @@ pub fn run(config: &Config) -> ExitCode {
 
 async fn checks(config: &Config, store: Arc<dyn ObjectStore>, report: &mut Report) {
     let where_ = format!("{} under `{}`", config.endpoint_text(), config.prefix);
-    let listed = store
-        .list_page(&config.prefix, Some("/"), None, 10)
-        .await
-        .map(|p| {
-            format!(
-                "{where_}: {} entries on the first page",
-                p.objects.len() + p.prefixes.len()
-            )
-        })
-        .map_err(|e| hint(config, &e));
+    let listed = first_listing(config, &*store, 10).await.map(|p| {
+        format!(
+            "{where_}: {} entries on the first page",
+            p.objects.len() + p.prefixes.len()
+        )
+    });
     if !report.line("bucket and list", listed) {
         return;
     }

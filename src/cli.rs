@@ -161,6 +161,7 @@ mod tests {
             "--region",
             "--force-path-style",
             "--profile",
+            "--retry-timeout",
             "--max-retries",
             "--request-timeout",
             "--read-only",
@@ -205,6 +206,7 @@ mod tests {
                 "--region",
                 "--force-path-style",
                 "--profile",
+                "--retry-timeout",
                 "--max-retries",
                 "--request-timeout",
             ]

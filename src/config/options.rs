@@ -92,14 +92,24 @@ define_options! {
     }
 
     // --- Requests ----------------------------------------------------------------------------
+    retry_timeout: f64 {
+        help: "Seconds a request that fails transiently (5xx, throttling, timeouts, refused or \
+               reset connections) keeps being retried, with backoff, before its error is \
+               returned: an outage shorter than this is waited out (0 = no retries)",
+        default: value(90.0),
+        env: ["BUCKETFS_RETRY_TIMEOUT"],
+        flag: value(MountAndCheck, "--retry-timeout", "SECONDS"),
+    }
     max_retries: u32 {
-        help: "Attempts after the first for a request that failed transiently",
-        default: value(4),
+        help: "At most this many retries of one request, however much of the retry timeout is \
+               left",
+        default: none("no limit but the retry timeout"),
         env: ["BUCKETFS_MAX_RETRIES"],
         flag: value(MountAndCheck, "--max-retries", "N"),
     }
     request_timeout: f64 {
-        help: "Seconds one S3 request may take before it is retried",
+        help: "Seconds one attempt of a data transfer may take before it is retried (small \
+               requests such as HEAD, LIST and DELETE: at most 5)",
         default: value(30.0),
         env: ["BUCKETFS_REQUEST_TIMEOUT"],
         flag: value(MountAndCheck, "--request-timeout", "SECONDS"),

@@ -231,6 +231,7 @@ impl Config {
                     profile: s.profile.clone(),
                     sse_c_key: sse_c_key.clone(),
                     retry: RetryPolicy {
+                        retry_timeout: seconds("retry_timeout", s.retry_timeout)?,
                         max_retries: s.max_retries,
                         base_delay: Duration::from_millis(100),
                         max_delay: Duration::from_secs(5),

@@ -25,7 +25,7 @@ use super::{Fs, ROOT_INO};
 use crate::config::FsOptions;
 use crate::store::failing::{slow_down, unreachable, FailingStore, Failure, Op};
 use crate::store::memory::MemoryStore;
-use crate::store::retry::{with_retries, RetryPolicy};
+use crate::store::retry::{with_retries, Call, RetryPolicy};
 use crate::store::*;
 use crate::upload::UploadError;
 
@@ -99,7 +99,8 @@ struct Retrying {
 impl Retrying {
     fn over(inner: Arc<dyn ObjectStore>) -> Arc<Retrying> {
         let policy = RetryPolicy {
-            max_retries: 3,
+            retry_timeout: Duration::from_secs(10),
+            max_retries: Some(3),
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
             request_timeout: Duration::ZERO,
@@ -111,7 +112,10 @@ impl Retrying {
 #[async_trait]
 impl ObjectStore for Retrying {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
-        with_retries(&self.policy, "HeadObject", || self.inner.head(key)).await
+        with_retries(&self.policy, Call::small("HeadObject"), || {
+            self.inner.head(key)
+        })
+        .await
     }
     async fn get_range_if_match(
         &self,
@@ -119,7 +123,7 @@ impl ObjectStore for Retrying {
         range: Range<u64>,
         etag: Option<&str>,
     ) -> StoreResult<Bytes> {
-        with_retries(&self.policy, "GetObject", || {
+        with_retries(&self.policy, Call::small("GetObject"), || {
             self.inner.get_range_if_match(key, range.clone(), etag)
         })
         .await
@@ -131,14 +135,14 @@ impl ObjectStore for Retrying {
         token: Option<String>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
-        with_retries(&self.policy, "ListObjectsV2", || {
+        with_retries(&self.policy, Call::small("ListObjectsV2"), || {
             self.inner
                 .list_page(prefix, delimiter, token.clone(), max_keys)
         })
         .await
     }
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
-        with_retries(&self.policy, "PutObject", || {
+        with_retries(&self.policy, Call::small("PutObject"), || {
             self.inner.put(key, body.clone(), opts)
         })
         .await
@@ -150,13 +154,16 @@ impl ObjectStore for Retrying {
         opts: &PutOptions,
         keep_metadata: bool,
     ) -> StoreResult<Option<String>> {
-        with_retries(&self.policy, "CopyObject", || {
+        with_retries(&self.policy, Call::small("CopyObject"), || {
             self.inner.copy_with_options(from, to, opts, keep_metadata)
         })
         .await
     }
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        with_retries(&self.policy, "DeleteObject", || self.inner.delete(key)).await
+        with_retries(&self.policy, Call::small("DeleteObject"), || {
+            self.inner.delete(key)
+        })
+        .await
     }
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
         self.inner.create_multipart(key, opts).await
@@ -168,7 +175,7 @@ impl ObjectStore for Retrying {
         number: u32,
         body: Bytes,
     ) -> StoreResult<String> {
-        with_retries(&self.policy, "UploadPart", || {
+        with_retries(&self.policy, Call::small("UploadPart"), || {
             self.inner.upload_part(key, upload_id, number, body.clone())
         })
         .await
@@ -182,7 +189,7 @@ impl ObjectStore for Retrying {
         source_etag: Option<&str>,
         range: Range<u64>,
     ) -> StoreResult<String> {
-        with_retries(&self.policy, "UploadPartCopy", || {
+        with_retries(&self.policy, Call::small("UploadPartCopy"), || {
             self.inner.upload_part_copy(
                 key,
                 upload_id,
@@ -201,20 +208,20 @@ impl ObjectStore for Retrying {
         parts: Vec<CompletedPart>,
         condition: Option<&Condition>,
     ) -> StoreResult<Option<String>> {
-        with_retries(&self.policy, "CompleteMultipartUpload", || {
+        with_retries(&self.policy, Call::small("CompleteMultipartUpload"), || {
             self.inner
                 .complete_multipart(key, upload_id, parts.clone(), condition)
         })
         .await
     }
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-        with_retries(&self.policy, "AbortMultipartUpload", || {
+        with_retries(&self.policy, Call::small("AbortMultipartUpload"), || {
             self.inner.abort_multipart(key, upload_id)
         })
         .await
     }
     async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUploadInfo>> {
-        with_retries(&self.policy, "ListMultipartUploads", || {
+        with_retries(&self.policy, Call::small("ListMultipartUploads"), || {
             self.inner.list_multipart_uploads(prefix)
         })
         .await

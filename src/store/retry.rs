@@ -1,40 +1,62 @@
-//! Retries, backoff and per-request timeouts for the S3 store.
+//! Retries, backoff, per-attempt timeouts and hedged attempts for the S3 store.
 //!
 //! rust-s3 has one process-wide retry counter, retries only some request kinds, and waits whole
 //! seconds between attempts; its own request timeout is per `Bucket`. A filesystem needs more
 //! control than that: every request must be bounded in time (a hung request would hang a
-//! `read(2)` forever), and transient failures (5xx, throttling, dropped connections, timeouts)
-//! should be retried quickly for every request that is safe to repeat. So the S3 store turns
-//! rust-s3's retries off and runs each request through [`with_retries`]: each attempt is
-//! wrapped in `tokio::time::timeout`, and errors that [`StoreError::is_transient`] calls
-//! transient are retried with capped exponential backoff and full jitter (a random delay
-//! between zero and the exponential bound, so many clients failing together do not retry in
-//! lockstep). Anything else (not found, access denied, ...) is returned at once.
+//! `read(2)` forever), transient failures (5xx, throttling, dropped connections, timeouts)
+//! should be retried quickly for every request that is safe to repeat, and an outage of tens
+//! of seconds (a failover) should be waited out rather than turned into `EIO`. So the S3 store
+//! turns rust-s3's retries off and runs each request through [`with_retries`]:
+//!
+//! - transient errors ([`StoreError::is_transient`]) are retried with capped exponential
+//!   backoff and full jitter (a random delay between zero and the exponential bound, so many
+//!   clients failing together do not retry in lockstep) until `retry_timeout` has passed since
+//!   the first attempt (and at most `max_retries` times when that is set). Anything else (not
+//!   found, access denied, ...) is returned at once;
+//! - each attempt is bounded: a small request (HEAD, LIST, DELETE, the multipart bookkeeping
+//!   calls) by `min(request_timeout, SMALL_REQUEST_TIMEOUT)`, a data transfer by
+//!   `request_timeout`, so one stalled connection costs a HEAD seconds, not half a minute;
+//! - a request that is safe to send twice (reads, and parts, which are idempotent) may be
+//!   *hedged*: when its attempt runs far past the usual latency of its kind ([`Latency`]), a
+//!   second attempt starts beside it and the first answer wins. One stalled request out of a
+//!   thousand then costs a few times the usual latency, not the stall.
 
 use std::future::Future;
-use std::time::Duration;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use futures_util::future::{select, Either};
 use rand::Rng;
 
 use super::{StoreError, StoreResult};
 
+/// Upper bound of one attempt of a small request, whatever `request_timeout` says: HEAD, LIST
+/// and DELETE answer in milliseconds from a healthy server.
+pub const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How hard to try one store request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt (so at most `max_retries + 1` attempts).
-    pub max_retries: u32,
+    /// Transient failures are retried until this long after the first attempt started
+    /// (zero: never retried).
+    pub retry_timeout: Duration,
+    /// At most this many retries, when set (else `retry_timeout` alone bounds them).
+    pub max_retries: Option<u32>,
     /// Upper bound of the first backoff; it doubles with each retry...
     pub base_delay: Duration,
     /// ...up to this cap.
     pub max_delay: Duration,
-    /// Bound on one attempt, response body included. `Duration::ZERO` means no bound.
+    /// Bound on one attempt of a data transfer, response body included. `Duration::ZERO`
+    /// means no bound.
     pub request_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_retries: 4,
+            retry_timeout: Duration::from_secs(90),
+            max_retries: None,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
@@ -63,26 +85,145 @@ impl RetryPolicy {
         }
         Duration::from_nanos(rand::thread_rng().gen_range(0..=cap_nanos))
     }
+
+    /// Whether retry number `retry` (1-based) may start `elapsed` after the first attempt.
+    fn may_retry(&self, retry: u32, elapsed: Duration) -> bool {
+        elapsed < self.retry_timeout && self.max_retries.is_none_or(|max| retry <= max)
+    }
+
+    /// The bound on one attempt of `call`.
+    fn attempt_timeout(&self, call: &Call) -> Duration {
+        match call.size {
+            Size::Small if self.request_timeout.is_zero() => SMALL_REQUEST_TIMEOUT,
+            Size::Small => self.request_timeout.min(SMALL_REQUEST_TIMEOUT),
+            Size::Data => self.request_timeout,
+        }
+    }
 }
 
-/// Runs `f` until it succeeds, fails with a non-transient error, or `policy.max_retries`
-/// retries are used up. Each attempt is bounded by `policy.request_timeout` (an attempt that
-/// runs over becomes `StoreError::Timeout`). `what` names the operation in log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Small,
+    Data,
+}
+
+/// One request as the retry loop sees it: its name for log lines, whether it is small, and
+/// the latency record of its kind when it may be hedged.
+pub struct Call<'a> {
+    what: &'a str,
+    size: Size,
+    hedge: Option<&'a Latency>,
+}
+
+impl<'a> Call<'a> {
+    /// A request that answers in milliseconds when all is well (HEAD, LIST, DELETE, ...).
+    pub fn small(what: &'a str) -> Self {
+        Call {
+            what,
+            size: Size::Small,
+            hedge: None,
+        }
+    }
+
+    /// A request whose time grows with the bytes it moves (GET, PUT, UploadPart, copies).
+    pub fn data(what: &'a str) -> Self {
+        Call {
+            what,
+            size: Size::Data,
+            hedge: None,
+        }
+    }
+
+    /// Small below 1 MiB of body, else data.
+    pub fn sized(what: &'a str, bytes: usize) -> Self {
+        if bytes < 1 << 20 {
+            Call::small(what)
+        } else {
+            Call::data(what)
+        }
+    }
+
+    /// Allows a second attempt beside a slow one. Only for requests that are safe to have
+    /// in flight twice.
+    pub fn hedged(self, latency: &'a Latency) -> Self {
+        Call {
+            hedge: Some(latency),
+            ..self
+        }
+    }
+}
+
+/// The usual latency of one kind of request (a moving average of recent answers), which says
+/// when an attempt of that kind is slow enough to hedge.
+#[derive(Debug)]
+pub struct Latency {
+    average_micros: AtomicU64,
+    floor: Duration,
+    ceiling: Duration,
+}
+
+/// An attempt is hedged after this many times the usual latency of its kind...
+const HEDGE_FACTOR: u32 = 4;
+
+impl Latency {
+    /// For small requests: hedged after 100 ms at the earliest, 2 s at the latest.
+    pub fn small() -> Self {
+        Latency::new(Duration::from_millis(100), Duration::from_secs(2))
+    }
+
+    /// For data transfers: hedged after 300 ms at the earliest, 5 s at the latest.
+    pub fn data() -> Self {
+        Latency::new(Duration::from_millis(300), Duration::from_secs(5))
+    }
+
+    fn new(floor: Duration, ceiling: Duration) -> Self {
+        Latency {
+            average_micros: AtomicU64::new(0),
+            floor,
+            ceiling,
+        }
+    }
+
+    /// How long an attempt may run before a second one starts beside it.
+    pub fn hedge_after(&self) -> Duration {
+        let average = Duration::from_micros(self.average_micros.load(Ordering::Relaxed));
+        (average * HEDGE_FACTOR).clamp(self.floor, self.ceiling)
+    }
+
+    /// Records an answer that took `took`. An answer slower than the hedge point counts as
+    /// the hedge point, so a few stalls do not teach the average to wait for stalls.
+    pub fn record(&self, took: Duration) {
+        let sample = took.min(self.hedge_after()).as_micros() as u64;
+        // An exponentially weighted average over about the last 8 answers; racing updates
+        // may lose a sample, which an average can afford.
+        let old = self.average_micros.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
+        self.average_micros.store(new, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f` until it succeeds, fails with a non-transient error, or the policy's retries are
+/// used up. Each attempt is bounded (an attempt that runs over becomes
+/// `StoreError::Timeout`) and, for a hedged call, may run twice at once.
 ///
 /// `f` must build a fresh request on every call (S3 signatures carry a timestamp).
-pub async fn with_retries<T, F, Fut>(policy: &RetryPolicy, what: &str, f: F) -> StoreResult<T>
+pub async fn with_retries<T, F, Fut>(policy: &RetryPolicy, call: Call<'_>, f: F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = StoreResult<T>>,
 {
-    with_retries_if(policy, what, StoreError::is_transient, f).await
+    with_retries_if(policy, call, StoreError::is_transient, f).await
 }
 
 /// Like [`with_retries`], but `retryable` decides which errors are retried. Used for requests
 /// that are only safe to repeat when the previous attempt certainly never reached the server.
 pub async fn with_retries_if<T, F, Fut, R>(
     policy: &RetryPolicy,
-    what: &str,
+    call: Call<'_>,
     retryable: R,
     mut f: F,
 ) -> StoreResult<T>
@@ -91,29 +232,32 @@ where
     Fut: Future<Output = StoreResult<T>>,
     R: Fn(&StoreError) -> bool,
 {
+    let started = Instant::now();
+    let timeout = policy.attempt_timeout(&call);
     let mut retry = 0u32;
     loop {
-        let result = if policy.request_timeout.is_zero() {
-            f().await
+        let attempt = attempt(&call, &mut f);
+        let result = if timeout.is_zero() {
+            attempt.await
         } else {
-            match tokio::time::timeout(policy.request_timeout, f()).await {
+            match tokio::time::timeout(timeout, attempt).await {
                 Ok(result) => result,
-                Err(_) => Err(StoreError::Timeout(policy.request_timeout)),
+                Err(_) => Err(StoreError::Timeout(timeout)),
             }
         };
         match result {
             Ok(value) => return Ok(value),
-            Err(error) if retry < policy.max_retries && retryable(&error) => {
+            Err(error) if retryable(&error) && policy.may_retry(retry + 1, started.elapsed()) => {
                 retry += 1;
-                let delay = policy.backoff(retry);
-                tracing::warn!(
-                    operation = what,
-                    attempt = retry,
-                    max_retries = policy.max_retries,
-                    delay_ms = delay.as_millis() as u64,
-                    error = %error,
-                    "store request failed, retrying"
-                );
+                let left = policy.retry_timeout.saturating_sub(started.elapsed());
+                let delay = policy.backoff(retry).min(left);
+                // The first retries are routine under a flaky network; a request still
+                // failing after several is worth a warning.
+                if retry <= 2 {
+                    tracing::debug!(operation = call.what, attempt = retry, delay_ms = delay.as_millis() as u64, error = %error, "store request failed, retrying");
+                } else {
+                    tracing::warn!(operation = call.what, attempt = retry, failing_for_s = started.elapsed().as_secs(), delay_ms = delay.as_millis() as u64, error = %error, "store request still failing, retrying");
+                }
                 tokio::time::sleep(delay).await;
             }
             Err(error) => return Err(error),
@@ -121,16 +265,56 @@ where
     }
 }
 
+/// One attempt of `call`: `f` once, or, when hedged and slow, twice at once with the first
+/// success winning (both failing: the later error).
+async fn attempt<T, F, Fut>(call: &Call<'_>, f: &mut F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    let Some(latency) = call.hedge else {
+        return f().await;
+    };
+    let began = Instant::now();
+    let mut first = pin!(f());
+    let hedge_after = latency.hedge_after();
+    let result = match select(first.as_mut(), pin!(tokio::time::sleep(hedge_after))).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), _)) => {
+            tracing::debug!(
+                operation = call.what,
+                after_ms = hedge_after.as_millis() as u64,
+                "slow answer, hedging with a second attempt"
+            );
+            let hedge_began = Instant::now();
+            let second = pin!(f());
+            match select(first, second).await {
+                Either::Left((Ok(value), _)) => Ok(value),
+                Either::Right((Ok(value), _)) => {
+                    latency.record(hedge_began.elapsed());
+                    return Ok(value);
+                }
+                Either::Left((Err(_), other)) | Either::Right((Err(_), other)) => other.await,
+            }
+        }
+    };
+    if result.is_ok() {
+        latency.record(began.elapsed());
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     // tokio's `test-util` (paused time) is not enabled in this crate: the policies below use
     // millisecond delays so the tests stay fast in real time.
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     fn policy(max_retries: u32) -> RetryPolicy {
         RetryPolicy {
-            max_retries,
+            retry_timeout: Duration::from_secs(10),
+            max_retries: Some(max_retries),
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(5),
             request_timeout: Duration::from_millis(50),
@@ -147,7 +331,7 @@ mod tests {
     #[tokio::test]
     async fn transient_error_is_retried_then_succeeds() {
         let calls = AtomicU32::new(0);
-        let result = with_retries(&policy(3), "test", || async {
+        let result = with_retries(&policy(3), Call::small("test"), || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err(server_error())
             } else {
@@ -162,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn non_transient_error_returns_after_one_call() {
         let calls = AtomicU32::new(0);
-        let result: StoreResult<()> = with_retries(&policy(5), "test", || async {
+        let result: StoreResult<()> = with_retries(&policy(5), Call::small("test"), || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err(StoreError::NotFound)
         })
@@ -174,7 +358,7 @@ mod tests {
     #[tokio::test]
     async fn gives_up_after_max_retries() {
         let calls = AtomicU32::new(0);
-        let result: StoreResult<()> = with_retries(&policy(3), "test", || async {
+        let result: StoreResult<()> = with_retries(&policy(3), Call::small("test"), || async {
             calls.fetch_add(1, Ordering::SeqCst);
             Err(StoreError::Unreachable("connection refused".into()))
         })
@@ -184,11 +368,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_outage_shorter_than_the_retry_timeout_is_waited_out() {
+        let p = RetryPolicy {
+            max_retries: None,
+            retry_timeout: Duration::from_secs(5),
+            ..policy(0)
+        };
+        let outage_ends = Instant::now() + Duration::from_millis(300);
+        let calls = AtomicU32::new(0);
+        let result = with_retries(&p, Call::small("test"), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if Instant::now() < outage_ends {
+                Err(StoreError::Unreachable("connection refused".into()))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 7);
+        assert!(
+            calls.load(Ordering::SeqCst) > 5,
+            "retried through the outage"
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_stop_once_the_retry_timeout_has_passed() {
+        let p = RetryPolicy {
+            max_retries: None,
+            retry_timeout: Duration::from_millis(200),
+            ..policy(0)
+        };
+        let started = Instant::now();
+        let result: StoreResult<()> = with_retries(&p, Call::small("test"), || async {
+            Err(StoreError::Unreachable("connection refused".into()))
+        })
+        .await;
+        assert!(matches!(result, Err(StoreError::Unreachable(_))));
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_millis(400), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_zero_retry_timeout_means_one_attempt() {
+        let p = RetryPolicy {
+            max_retries: None,
+            retry_timeout: Duration::ZERO,
+            ..policy(0)
+        };
+        let calls = AtomicU32::new(0);
+        let result: StoreResult<()> = with_retries(&p, Call::small("test"), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(server_error())
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn hung_attempt_times_out_and_is_retried() {
         let calls = AtomicU32::new(0);
         let p = policy(1);
-        let started = tokio::time::Instant::now();
-        let result: StoreResult<()> = with_retries(&p, "test", || async {
+        let started = Instant::now();
+        let result: StoreResult<()> = with_retries(&p, Call::data("test"), || async {
             calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;
             Ok(())
@@ -199,12 +443,133 @@ mod tests {
         assert!(started.elapsed() >= 2 * p.request_timeout);
     }
 
+    #[test]
+    fn small_requests_have_a_short_attempt_bound() {
+        let p = RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            p.attempt_timeout(&Call::small("HEAD")),
+            SMALL_REQUEST_TIMEOUT
+        );
+        assert_eq!(
+            p.attempt_timeout(&Call::data("GET")),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            p.attempt_timeout(&Call::sized("PUT", 4096)),
+            SMALL_REQUEST_TIMEOUT
+        );
+        assert_eq!(
+            p.attempt_timeout(&Call::sized("PUT", 8 << 20)),
+            Duration::from_secs(30)
+        );
+        let short = RetryPolicy {
+            request_timeout: Duration::from_secs(2),
+            ..p
+        };
+        assert_eq!(
+            short.attempt_timeout(&Call::small("HEAD")),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stalled_hedged_attempt_is_overtaken_by_a_second_one() {
+        let latency = Latency::small();
+        let calls = AtomicU32::new(0);
+        let p = RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            ..policy(0)
+        };
+        let started = Instant::now();
+        let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_secs(3)).await; // a stall
+                Ok(1)
+            } else {
+                Ok(2)
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 2, "the second attempt answered first");
+        let took = started.elapsed();
+        assert!(took >= latency.floor, "{took:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hedge_that_fails_leaves_the_first_attempt_to_answer() {
+        let latency = Latency::small();
+        let calls = AtomicU32::new(0);
+        let p = RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            ..policy(0)
+        };
+        let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                Ok(1)
+            } else {
+                Err(server_error())
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unhedged_call_never_runs_twice_at_once() {
+        let calls = AtomicU32::new(0);
+        let p = RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            ..policy(0)
+        };
+        let result = with_retries(&p, Call::small("test"), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(1)
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_hedge_point_follows_the_usual_latency_and_ignores_stalls() {
+        let latency = Latency::small();
+        assert_eq!(
+            latency.hedge_after(),
+            Duration::from_millis(100),
+            "the floor at first"
+        );
+        for _ in 0..50 {
+            latency.record(Duration::from_millis(200));
+        }
+        let usual = latency.hedge_after();
+        assert!(
+            usual > Duration::from_millis(700) && usual <= Duration::from_millis(800),
+            "{usual:?}"
+        );
+        // A few 5 s stalls count as the hedge point, not as 5 s.
+        for _ in 0..3 {
+            latency.record(Duration::from_secs(5));
+        }
+        assert_eq!(latency.hedge_after(), Latency::small().ceiling);
+        for _ in 0..50 {
+            latency.record(Duration::from_millis(1));
+        }
+        assert_eq!(latency.hedge_after(), Duration::from_millis(100));
+    }
+
     #[tokio::test]
     async fn custom_predicate_limits_retries() {
         let calls = AtomicU32::new(0);
         let result: StoreResult<()> = with_retries_if(
             &policy(3),
-            "test",
+            Call::small("test"),
             |e| matches!(e, StoreError::Unreachable(_)),
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);
@@ -222,10 +587,9 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         let p = RetryPolicy {
-            max_retries: 100,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(1),
+            ..RetryPolicy::default()
         };
         assert_eq!(p.backoff_cap(1), Duration::from_millis(100));
         assert_eq!(p.backoff_cap(2), Duration::from_millis(200));

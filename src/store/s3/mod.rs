@@ -76,7 +76,7 @@ use s3::request::ResponseData;
 use s3::serde_types::{CompleteMultipartUploadData, HeadObjectResult};
 use s3::{Bucket, Region};
 
-use super::retry::{with_retries, with_retries_if, RetryPolicy};
+use super::retry::{with_retries, with_retries_if, Call, Latency, RetryPolicy};
 use super::{
     check_copy_range, BadResponse, CompletedPart, Condition, ListPage, ListedObject,
     MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, SetupError, SseCKey, StatsCounter,
@@ -173,11 +173,34 @@ pub struct S3Store {
     data_bucket: Bucket,
     sse_c: Option<SseCKey>,
     retry: RetryPolicy,
+    /// The usual latency of the requests that may be hedged (see `retry`).
+    latency: Latencies,
     stats: StatsCounter,
     part_checksums: checksums::PartChecksums,
     /// The server ignores conditional writes (see `probe_conditional_writes`): each
     /// condition is checked here with a HEAD just before the write.
     check_conditions: AtomicBool,
+}
+
+/// One latency record per kind of request that may be hedged: reads (they change nothing) and
+/// parts (sending one twice stores the same part).
+#[derive(Debug)]
+struct Latencies {
+    head: Latency,
+    list: Latency,
+    get: Latency,
+    part: Latency,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Latencies {
+            head: Latency::small(),
+            list: Latency::small(),
+            get: Latency::data(),
+            part: Latency::data(),
+        }
+    }
 }
 
 impl fmt::Debug for S3Store {
@@ -265,6 +288,7 @@ impl S3Store {
             data_bucket,
             sse_c: settings.sse_c_key.clone(),
             retry: settings.retry,
+            latency: Latencies::default(),
             stats: StatsCounter::default(),
             part_checksums: Default::default(),
             check_conditions: AtomicBool::new(false),
@@ -333,7 +357,7 @@ impl S3Store {
         let bucket = self.read_bucket(with_key);
         with_retries(
             &self.retry,
-            &format!("HeadObject {key}"),
+            Call::small(&format!("HeadObject {key}")).hedged(&self.latency.head),
             move || async move {
                 self.stats.request("HeadObject", 0);
                 let data = send_command(bucket, path, Command::HeadObject, false).await;
@@ -368,7 +392,7 @@ impl S3Store {
         };
         with_retries(
             &self.retry,
-            &format!("GetObject {key} {start}..{end}"),
+            Call::data(&format!("GetObject {key} {start}..{end}")).hedged(&self.latency.get),
             move || async move {
                 self.stats.request("GetObject", 0);
                 let command = Command::GetObjectRange {
@@ -542,7 +566,7 @@ impl ObjectStore for S3Store {
         let token = &token;
         let (result, _status) = with_retries(
             &self.retry,
-            &format!("ListObjectsV2 {prefix}"),
+            Call::small(&format!("ListObjectsV2 {prefix}")).hedged(&self.latency.list),
             move || async move {
                 self.stats.request("ListObjectsV2", 0);
                 self.list_bucket
@@ -607,23 +631,27 @@ impl ObjectStore for S3Store {
         let crc = &checksums::crc32(&body);
         let attempts = &AtomicU32::new(0);
         let sent = body.clone();
-        let data = with_retries(&self.retry, &format!("PutObject {key}"), move || {
-            let body = body.clone();
-            async move {
-                attempts.fetch_add(1, Ordering::Relaxed);
-                self.stats.request("PutObject", body.len() as u64);
-                let command = Command::PutObject {
-                    content: &[], // the body goes separately, see send_command_with_body
-                    content_type,
-                    custom_headers: None,
-                    multipart: None,
-                };
-                let integrity = Integrity::Crc32(crc.clone());
-                send_command_with_body(bucket, path, command, true, body.clone(), integrity)
-                    .await
-                    .map_err(|e| map_sse_c_write_error(e, sse_c))
-            }
-        })
+        let data = with_retries(
+            &self.retry,
+            Call::sized(&format!("PutObject {key}"), sent.len()),
+            move || {
+                let body = body.clone();
+                async move {
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    self.stats.request("PutObject", body.len() as u64);
+                    let command = Command::PutObject {
+                        content: &[], // the body goes separately, see send_command_with_body
+                        content_type,
+                        custom_headers: None,
+                        multipart: None,
+                    };
+                    let integrity = Integrity::Crc32(crc.clone());
+                    send_command_with_body(bucket, path, command, true, body.clone(), integrity)
+                        .await
+                        .map_err(|e| map_sse_c_write_error(e, sse_c))
+                }
+            },
+        )
         .await;
         match (data, &opts.condition) {
             (Ok(data), _) => Ok(etag_of(&data)),
@@ -654,7 +682,7 @@ impl ObjectStore for S3Store {
             let bucket = &self.bucket_with_headers(&headers)?;
             let result = with_retries(
                 &self.retry,
-                &format!("CopyObject {from} -> {to}"),
+                Call::data(&format!("CopyObject {from} -> {to}")),
                 move || async move {
                     self.stats.request("CopyObject", 0);
                     let command = Command::CopyObject { from: source };
@@ -691,7 +719,7 @@ impl ObjectStore for S3Store {
         let path = &object_path(key);
         let result = with_retries(
             &self.retry,
-            &format!("DeleteObject {key}"),
+            Call::small(&format!("DeleteObject {key}")),
             move || async move {
                 self.stats.request("DeleteObject", 0);
                 self.bucket.delete_object(path).await.map_err(map_s3_error)
@@ -711,7 +739,7 @@ impl ObjectStore for S3Store {
         let bucket = &self.bucket_with_headers(&condition_headers(Some(&condition)))?;
         let result = with_retries(
             &self.retry,
-            &format!("DeleteObject {key} if {etag}"),
+            Call::small(&format!("DeleteObject {key} if {etag}")),
             move || async move {
                 self.stats.request("DeleteObject", 0);
                 bucket.delete_object(path).await.map_err(map_s3_error)
@@ -738,7 +766,7 @@ impl ObjectStore for S3Store {
         let never_sent = &AtomicBool::new(false);
         with_retries_if(
             &self.retry,
-            &format!("CreateMultipartUpload {key}"),
+            Call::small(&format!("CreateMultipartUpload {key}")),
             |_| never_sent.load(Ordering::SeqCst),
             move || async move {
                 never_sent.store(false, Ordering::SeqCst);
@@ -782,7 +810,7 @@ impl ObjectStore for S3Store {
         let crc = &checksums::crc32(&body);
         let etag = with_retries(
             &self.retry,
-            &format!("UploadPart {key} #{number}"),
+            Call::data(&format!("UploadPart {key} #{number}")).hedged(&self.latency.part),
             move || {
                 let body = body.clone();
                 async move {
@@ -851,7 +879,9 @@ impl ObjectStore for S3Store {
             let bucket = &bucket;
             let result = with_retries(
                 &self.retry,
-                &format!("UploadPartCopy {key} #{number} <- {source_key} {range:?}"),
+                Call::data(&format!(
+                    "UploadPartCopy {key} #{number} <- {source_key} {range:?}"
+                )),
                 move || async move {
                     self.stats.request("UploadPartCopy", 0);
                     let command = Command::CopyObject { from: source };
@@ -925,7 +955,7 @@ impl ObjectStore for S3Store {
         let upload_id = &s3::signing::uri_encode(upload_id, true);
         let data = with_retries(
             &self.retry,
-            &format!("CompleteMultipartUpload {key}"),
+            Call::data(&format!("CompleteMultipartUpload {key}")),
             move || {
                 let body = body.clone();
                 async move {
@@ -964,7 +994,7 @@ impl ObjectStore for S3Store {
         let upload_id = &s3::signing::uri_encode(upload_id, true);
         let result = with_retries(
             &self.retry,
-            &format!("AbortMultipartUpload {key}"),
+            Call::small(&format!("AbortMultipartUpload {key}")),
             move || async move {
                 self.stats.request("AbortMultipartUpload", 0);
                 self.bucket
@@ -995,7 +1025,7 @@ impl ObjectStore for S3Store {
             let cursor_now = &cursor;
             let (page, _status) = with_retries(
                 &self.retry,
-                &format!("ListMultipartUploads {}", prefix.unwrap_or("")),
+                Call::small(&format!("ListMultipartUploads {}", prefix.unwrap_or(""))),
                 move || async move {
                     self.stats.request("ListMultipartUploads", 0);
                     self.list_bucket
@@ -1067,7 +1097,8 @@ mod tests {
             session_token: Some("session-token-value".into()),
             profile: None,
             retry: RetryPolicy {
-                max_retries: 0,
+                retry_timeout: Duration::ZERO,
+                max_retries: None,
                 base_delay: Duration::from_millis(1),
                 max_delay: Duration::from_millis(1),
                 request_timeout: Duration::from_secs(5),

@@ -202,7 +202,8 @@ async fn s3_live_errors() {
     let dead = S3Settings {
         endpoint: Some("http://127.0.0.1:9".into()),
         retry: RetryPolicy {
-            max_retries: 1,
+            retry_timeout: Duration::from_secs(10),
+            max_retries: Some(1),
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(1),
             request_timeout: Duration::from_secs(5),
@@ -738,7 +739,8 @@ pub(in crate::store) fn settings_from(var: impl Fn(&str) -> String) -> S3Setting
         session_token: None,
         profile: None,
         retry: RetryPolicy {
-            max_retries: 2,
+            retry_timeout: Duration::from_secs(60),
+            max_retries: Some(2),
             base_delay: Duration::from_millis(50),
             max_delay: Duration::from_millis(500),
             request_timeout: Duration::from_secs(20),

@@ -89,7 +89,8 @@ fn store_with_key(
         session_token: None,
         profile: None,
         retry: RetryPolicy {
-            max_retries,
+            retry_timeout: Duration::from_secs(60),
+            max_retries: Some(max_retries),
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
             request_timeout: timeout,
