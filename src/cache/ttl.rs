@@ -32,15 +32,17 @@ impl<K: Hash + Eq> TtlSet<K> {
 
     /// True while `key` was inserted less than the TTL ago.
     pub fn contains(&self, key: &K) -> bool {
-        let mut entries = self.entries.lock().unwrap();
-        match entries.get(key) {
-            Some(at) if at.elapsed() < self.ttl => true,
-            Some(_) => {
-                entries.pop(key);
-                false
-            }
-            None => false,
-        }
+        self.entries
+            .lock()
+            .unwrap()
+            .get(key)
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// True when `key` was inserted and not removed since, however long ago (while the set
+    /// has room for it): what was true once, to serve when nothing newer can be had.
+    pub fn was_inserted(&self, key: &K) -> bool {
+        self.entries.lock().unwrap().contains(key)
     }
 
     pub fn remove(&self, key: &K) {
@@ -59,6 +61,9 @@ mod tests {
         assert!(set.contains(&"a"));
         std::thread::sleep(Duration::from_millis(40));
         assert!(!set.contains(&"a"));
+        assert!(set.was_inserted(&"a"), "expired, not forgotten");
+        set.remove(&"a");
+        assert!(!set.was_inserted(&"a"));
     }
 
     #[test]

@@ -143,6 +143,8 @@ mod tests_failures;
 #[cfg(test)]
 mod tests_model;
 #[cfg(test)]
+mod tests_network;
+#[cfg(test)]
 mod tests_pending;
 #[cfg(test)]
 mod tests_posix;

@@ -255,6 +255,12 @@ impl Node {
 /// How a node learns what its object now is: one method per way (a listing goes through
 /// `InodeTable::upsert`, which may also replace the node).
 impl Node {
+    /// A listing just found keys under this directory: it still exists (its attributes
+    /// stand as they were).
+    pub fn confirmed(&mut self, at: Instant) {
+        self.validated = Some(at);
+    }
+
     /// This mount just stored the object (an upload): its ETag, size and content type.
     pub fn stored(&mut self, etag: Option<String>, size: u64, content_type: Option<String>) {
         self.remote = true;

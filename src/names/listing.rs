@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat};
 use super::rules::showable;
-use super::Names;
+use super::{Names, STALE_GRACE};
 
 /// One entry of a directory listing as served to readdir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,16 +49,49 @@ impl Names {
     }
 
     async fn list_dir(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
+        let listed_before = self.listed.was_inserted(&ino);
+        if listed_before && self.listings.contains(&ino) {
+            // Listed again right now, slowly (see below): the last listing meanwhile.
+            return self.list_from_table(ino);
+        }
         // A read-ahead listing of this directory under way (see `walk`): its result is ours.
         self.listings.settled(&ino).await;
         if self.listed.contains(&ino) {
             return self.list_from_table(ino);
         }
+        if !listed_before {
+            return self.list_store(ino).await;
+        }
+        // Listed before: a store that takes longer than `STALE_GRACE` to list it again (a
+        // stall, an outage) gets the last listing served meanwhile, while the new listing
+        // goes on and lands in the table when it ends.
+        let this = self.clone();
+        let relist = tokio::spawn(async move {
+            let Some(_claim) = this.listings.claim(ino) else {
+                this.listings.settled(&ino).await;
+                return this.list_from_table(ino);
+            };
+            this.list_store(ino).await
+        });
+        match tokio::time::timeout(STALE_GRACE, relist).await {
+            Ok(joined) => joined.expect("a listing task does not panic"),
+            Err(_) => {
+                tracing::debug!(
+                    dir = ino,
+                    "the store is slow to list: serving the last listing"
+                );
+                self.list_from_table(ino)
+            }
+        }
+    }
+
+    /// Lists `ino` in the store and records the listing.
+    async fn list_store(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
         let early_metadata = |files: &[(String, Stat)]| {
             if self.config.listing_metadata {
-                self.start_metadata(ino, files, started);
+                self.start_metadata(ino, files);
             }
         };
         let children = self
@@ -71,15 +104,16 @@ impl Names {
     /// Starts the HEADs of files one page of a listing found, while the next pages are
     /// listed (the listing alone takes a tenth of `ls -l` in a directory of 10,000). The
     /// files are entered in the table now; `apply_listing` keeps what the HEADs learn.
-    fn start_metadata(self: &Arc<Self>, dir: Ino, files: &[(String, Stat)], started: Instant) {
+    fn start_metadata(self: &Arc<Self>, dir: Ino, files: &[(String, Stat)]) {
         let inos: Vec<Ino> = {
             let mut t = self.table();
             if t.get(dir).is_none() {
                 return;
             }
+            let now = Instant::now();
             files
                 .iter()
-                .map(|(name, stat)| t.upsert(dir, name, stat.clone(), started))
+                .map(|(name, stat)| t.upsert(dir, name, stat.clone(), now))
                 .collect()
         };
         let fs = self.clone();
@@ -99,18 +133,27 @@ impl Names {
     }
 
     /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
+    /// What it says counts as confirmed when it completed (`now`), not when it began: a
+    /// listing slower than the TTL (thousands of entries, a flaky network) must still answer
+    /// the `stat` calls of the tool that asked for it.
     fn apply_listing(
         &self,
         ino: Ino,
         children: &BTreeMap<String, Stat>,
         started: Instant,
     ) -> NameResult<Vec<DirEntry>> {
+        let now = Instant::now();
         let mut t = self.table();
         let parent = t.get(ino).ok_or(NameError::NotFound)?.parent;
+        if !children.is_empty() {
+            // Keys under its prefix: the directory itself is confirmed too, so the lookups of
+            // its path while a tool goes through its entries need no request of their own.
+            t.get_mut(ino).expect("just seen").confirmed(now);
+        }
         let mut out = dots(ino, parent);
         for (name, stat) in children {
             let kind = stat.kind;
-            let child = t.upsert(ino, name, stat.clone(), started);
+            let child = t.upsert(ino, name, stat.clone(), now);
             out.push(DirEntry {
                 ino: child,
                 kind,

@@ -13,7 +13,7 @@ use futures_util::stream::{self, StreamExt};
 
 use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat, ROOT_INO};
-use super::Names;
+use super::{Names, STALE_GRACE};
 use crate::store::{ObjectStore, StoreError};
 
 /// What the store holds under `dir_prefix` + `name`, or `None`.
@@ -65,7 +65,7 @@ impl Names {
     /// The inode for `parent/name`, from the table while fresh, else from the store.
     /// Takes no kernel reference.
     pub async fn resolve(&self, parent: Ino, name: &str) -> NameResult<Ino> {
-        {
+        let known = {
             let t = self.table();
             let p = t.get(parent).ok_or(NameError::NotFound)?;
             if p.kind != Kind::Dir {
@@ -77,17 +77,34 @@ impl Names {
                     if self.is_fresh(node, Instant::now()) {
                         return Ok(ino);
                     }
+                    Some(ino)
                 }
                 // A fresh complete listing of the parent, or a recent miss, says it is absent.
                 None if self.listed.contains(&parent) => return Err(NameError::NotFound),
                 None if self.negative.contains(&(parent, name.to_string())) => {
                     return Err(NameError::NotFound)
                 }
-                None => {}
+                None => None,
             }
-        }
+        };
         let dir_prefix = self.dir_prefix(parent)?;
-        match stat_name(&*self.store, &dir_prefix, name, self.started).await? {
+        let asked = stat_name(&*self.store, &dir_prefix, name, self.started);
+        let found = match known {
+            // A name known before: a store slower than the grace leaves it as it was.
+            Some(ino) => match tokio::time::timeout(STALE_GRACE, asked).await {
+                Ok(found) => found?,
+                Err(_) => {
+                    tracing::debug!(
+                        parent,
+                        name,
+                        "the store is slow to answer: serving what was known"
+                    );
+                    return Ok(ino);
+                }
+            },
+            None => asked.await?,
+        };
+        match found {
             Some(stat) => Ok(self.table().upsert(parent, name, stat, Instant::now())),
             None => {
                 {

@@ -18,6 +18,12 @@ pub mod posix;
 pub mod rules;
 mod walk;
 
+/// How long a name or a listing this mount knew is refreshed from the store before the
+/// last known answer is served instead: a stalled or unreachable store must not stall a
+/// `stat` of a cached name or an `ls` of a cached directory (the refresh is tried again at
+/// the next use).
+pub const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};

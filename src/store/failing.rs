@@ -8,7 +8,8 @@
 //! with which error. A matching request normally fails *before* it reaches the wrapped store,
 //! as a request that never arrived (or was refused); [`Failure::after_forwarding`] instead lets
 //! it through and then reports the error, as a reply lost on the way back (the change is made
-//! but the caller does not know). Rules apply in the order they were added; the first one that
+//! but the caller does not know); [`Failure::stall`] lets it through late, as a server that
+//! stalls. Rules apply in the order they were added; the first one that
 //! fires decides. [`FailingStore::heal`] removes them all: the server works again.
 //!
 //! Where the wrapper sits matters. The S3 store retries transient errors inside each of its
@@ -107,6 +108,8 @@ pub struct Failure {
     when: When,
     error: StoreError,
     after: bool,
+    /// Instead of failing: the request waits this long, then goes through (a stalled server).
+    stall: Option<std::time::Duration>,
     /// Matching requests seen so far.
     seen: u64,
     /// Failures injected so far.
@@ -121,6 +124,7 @@ impl fmt::Debug for Failure {
             .field("when", &self.when)
             .field("error", &self.error)
             .field("after", &self.after)
+            .field("stall", &self.stall)
             .finish()
     }
 }
@@ -139,6 +143,7 @@ impl Failure {
             when: When::Always,
             error: slow_down(),
             after: false,
+            stall: None,
             seen: 0,
             fired: 0,
         }
@@ -188,6 +193,13 @@ impl Failure {
         self
     }
 
+    /// The request does not fail: it waits `for_`, then reaches the wrapped store — a server
+    /// that stalls (for a hung connection, stall longer than the caller's timeout).
+    pub fn stall(mut self, for_: std::time::Duration) -> Failure {
+        self.stall = Some(for_);
+        self
+    }
+
     /// Counts a request of kind `op` on `key`; the error if this rule makes it fail.
     fn check(&mut self, op: Op, key: &str) -> Option<StoreError> {
         if !self.ops.contains(&op) || self.key.as_ref().is_some_and(|pred| !pred(key)) {
@@ -226,6 +238,7 @@ pub struct FailingStore {
 /// What a rule decided for one request.
 enum Verdict {
     Forward,
+    Stall(std::time::Duration),
     FailBefore(StoreError),
     FailAfter(StoreError),
 }
@@ -249,7 +262,7 @@ impl FailingStore {
         self.rules.lock().unwrap().clear();
     }
 
-    /// How many requests of kind `op` were made to fail so far.
+    /// How many requests of kind `op` were made to fail (or stalled) so far.
     pub fn injected(&self, op: Op) -> u64 {
         self.injected.lock().unwrap().get(&op).copied().unwrap_or(0)
     }
@@ -262,7 +275,9 @@ impl FailingStore {
         for rule in rules.iter_mut() {
             if let Some(error) = rule.check(op, key) {
                 if matches!(verdict, Verdict::Forward) {
-                    verdict = if rule.after {
+                    verdict = if let Some(d) = rule.stall {
+                        Verdict::Stall(d)
+                    } else if rule.after {
                         Verdict::FailAfter(error)
                     } else {
                         Verdict::FailBefore(error)
@@ -286,6 +301,10 @@ impl FailingStore {
     {
         match self.verdict(op, key) {
             Verdict::Forward => request.await,
+            Verdict::Stall(d) => {
+                tokio::time::sleep(d).await;
+                request.await
+            }
             Verdict::FailBefore(error) => Err(error),
             Verdict::FailAfter(error) => {
                 let _ = request.await;
