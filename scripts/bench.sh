@@ -2,7 +2,7 @@
 # Benchmark of bucketfs against the raw S3 API and two peers (s3fs and rclone mount), all on
 # the local Garage server (scripts/s3-server.sh), in one run. By hand only, never in CI.
 #
-#   scripts/bench.sh [--quick] [--remote] [--only WORKLOAD,...] [--tools TOOL,...] [--no-build] [--keep]
+#   scripts/bench.sh [--quick] [--remote | --faults] [--only WORKLOAD,...] [--tools TOOL,...] [--no-build] [--keep]
 #
 #   --quick     sizes divided (128 MiB instead of 1 GiB, 1,000 entries instead of 10,000,
 #               200 files instead of 2,000, 100 small files instead of 1,000): a few minutes
@@ -13,6 +13,14 @@
 #   --remote    every tool reaches the server through examples/latency_proxy.rs, which delays
 #               answers by BENCH_REMOTE_DELAY_MS (30) and caps each connection at
 #               BENCH_REMOTE_MIBPS (60) MiB/s: a server in another data centre
+#   --faults    (not with --remote) each workload runs twice per tool, one after the other:
+#               through examples/fault_proxy.rs without faults, then with the mix of issue
+#               14 (4 % each of 500, 503 SlowDown, reset before the answer, reset mid-body;
+#               3 % stalls of 2-5 s), seeded with BENCH_FAULT_SEED (14), a fresh proxy per
+#               pass on port BENCH_FAULT_PORT (3912). The table shows each tool's time
+#               without and with faults, the slowdown (with / without) and the requests the
+#               proxy saw in each pass. Default workloads: read write ls find du rsync;
+#               ls lists 2,000 entries (--quick: the quick sizes). See scripts/bench/faults.sh
 #
 # Workloads (raw = examples/raw_s3.rs, rust-s3 with bucketfs's default part size and
 # concurrency: the floor the server allows):
@@ -54,6 +62,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 . "$BENCH_DIR/lib.sh"
 # shellcheck source=scripts/bench/workloads.sh
 . "$BENCH_DIR/workloads.sh"
+# shellcheck source=scripts/bench/faults.sh
+. "$BENCH_DIR/faults.sh"
 
 ALL_WORKLOADS=(read write small ls find du rsync)
 ALL_TOOLS=(raw bucketfs s3fs rclone)
@@ -70,7 +80,8 @@ usage() {
 }
 
 parse_args() {
-    QUICK=0 BUILD=1 KEEP=0 REMOTE=0
+    QUICK=0 BUILD=1 KEEP=0 REMOTE=0 FAULTS=0
+    local only=0
     WORKLOADS=("${ALL_WORKLOADS[@]}") TOOLS=("${ALL_TOOLS[@]}")
     while (($#)); do
         case $1 in
@@ -78,13 +89,19 @@ parse_args() {
         --no-build) BUILD=0 ;;
         --keep) KEEP=1 ;;
         --remote) REMOTE=1 ;;
-        --only) IFS=, read -ra WORKLOADS <<<"${2:?--only needs a list}" && shift ;;
+        --faults) FAULTS=1 ;;
+        --only) IFS=, read -ra WORKLOADS <<<"${2:?--only needs a list}" && only=1 && shift ;;
         --tools) IFS=, read -ra TOOLS <<<"${2:?--tools needs a list}" && shift ;;
         -h | --help) usage ;;
         *) echo "bench: unknown argument $1" >&2 && usage ;;
         esac
         shift
     done
+    if ((REMOTE && FAULTS)); then
+        echo "bench: --remote and --faults do not go together" >&2 && usage
+    fi
+    # The workloads of issue 14 (small files can still be asked for with --only).
+    ((FAULTS == 0 || only)) || WORKLOADS=(read write ls find du rsync)
     local w
     for w in "${WORKLOADS[@]}"; do
         [[ " ${ALL_WORKLOADS[*]} " == *" $w "* ]] || { echo "bench: unknown workload $w" >&2 && usage; }
@@ -103,6 +120,8 @@ set_sizes() {
     else
         BIG_MIB=1024 SMALL_N=1000 LIST_N=10000 TREE_N=2000 RSYNC_N=2000
     fi
+    # --faults: `ls -l` of 2,000 entries (issue 14), as many as the tree has.
+    ((FAULTS == 0 || QUICK)) || LIST_N=2000
     BIG=$((BIG_MIB << 20)) TREE_D=40 RSYNC_D=40
     # Time limits: 1 s per MiB (+60) for the large file, generous ones for metadata.
     T_BIG=$((60 + BIG_MIB)) T_META=$((120 + LIST_N / 20))
@@ -144,12 +163,15 @@ start_server() {
 
 build() {
     BFS="$REPO/target/release/bucketfs" RAW="$REPO/target/release/examples/raw_s3"
+    FPROXY="$REPO/target/release/examples/fault_proxy"
     if ((BUILD)); then
         log "building (release)"
-        (cd "$REPO" && cargo build --release --quiet --bin bucketfs --example raw_s3 --example latency_proxy) ||
+        (cd "$REPO" && cargo build --release --quiet --bin bucketfs --example raw_s3 --example latency_proxy \
+            --example fault_proxy) ||
             { log "the build failed (--no-build reuses the last release binaries)" && return 1; }
     fi
     [[ -x "$BFS" && -x "$RAW" ]] || { log "missing $BFS or $RAW (build without --no-build)" && return 1; }
+    ((FAULTS == 0)) || [[ -x "$FPROXY" ]] || { log "missing $FPROXY (build without --no-build)" && return 1; }
 }
 
 # With --remote: starts the latency proxy and points every tool at it (AWS_ENDPOINT_URL).
@@ -185,6 +207,7 @@ write_meta() {
 {"timestamp": "$TS", "date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "quick": $([[ $QUICK == 1 ]] && echo true || echo false),
  "nproc": $(nproc), "mem_gib": $(awk -v k="$mem_kib" 'BEGIN { printf "%.1f", k / 1048576 }'),
  "kernel": "Linux $(uname -r)", "server": "$(server_version || echo Garage)", "network": "${REMOTE_NOTE:-}",
+ "faults": $( ((FAULTS)) && echo "{\"seed\": $FAULT_SEED, \"mixes\": [\"none\", \"issue14\"], \"proxy\": \"examples/fault_proxy.rs\"}" || echo null),
  "bucketfs_version": "$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)",
  "s3fs_version": "$(s3fs --version 2>/dev/null | head -n 1 | grep -o 'V[0-9.]*')",
  "rclone_version": "$(rclone version 2>/dev/null | head -n 1 | awk '{ print $2 }')",
@@ -208,6 +231,8 @@ cleanup() {
         log "interrupted: forcing $MNT_TOOL off $MNT"
         force_unmount
     fi
+    stop_fault_proxy
+    [[ -z "${SERVER_ENDPOINT:-}" ]] || export AWS_ENDPOINT_URL=$SERVER_ENDPOINT
     if ((KEEP == 0)) && [[ -n "${RAW:-}" && -n "${PFX:-}" ]]; then
         timeout 300 "$RAW" delete-prefix "$PFX/" >/dev/null 2>&1 || log "could not delete $PFX/"
     fi
@@ -251,7 +276,11 @@ main() {
 
     log "run $TS ($([[ $QUICK == 1 ]] && echo quick || echo full)): prefix $PFX/, logs $LOGS"
     setup_fixtures
-    run_all
+    if ((FAULTS)); then
+        run_all_faults
+    else
+        run_all
+    fi
     write_meta $(($(date +%s) - start))
     report
     log "total runtime $(($(date +%s) - start)) s"

@@ -3,6 +3,9 @@
 # (bucketfs, s3fs, rclone mount) with its daemon's PID found, its peak RSS sampled, and a
 # forced cleanup when a peer hangs. Sourced by bench.sh, which sets the globals used here:
 # RUN (scratch dir), LOGS, RESULTS (jsonl), BFS and RAW (binaries), S3_* / AWS_* (server env).
+# With --faults (scripts/bench/faults.sh) also FAULTS_TAG (the fault mix of the pass under
+# way: none or issue14; empty otherwise), added to every record and log name, and
+# TOOL_ENDPOINT (the fault proxy), which the mounts use instead of AWS_ENDPOINT_URL.
 
 log() {
     echo "bench: $*" >&2
@@ -22,6 +25,7 @@ record() {
     local line kv k v
     line="{\"workload\":\"$workload\",\"tool\":\"$tool\",\"status\":\"$status\""
     line+=",\"seconds\":${secs:-0},\"bytes\":${bytes:-0}"
+    [[ -z "${FAULTS_TAG:-}" ]] || line+=",\"faults\":\"$FAULTS_TAG\""
     for kv in "$@"; do
         [[ -n "$kv" ]] || continue
         k=${kv%%=*} v=${kv#*=}
@@ -33,7 +37,7 @@ record() {
         fi
     done
     echo "$line}" >>"$RESULTS"
-    log "  $tool $workload: $status ${secs:-0} s${*:+ ($*)}"
+    log "  $tool $workload${FAULTS_TAG:+ [faults: $FAULTS_TAG]}: $status ${secs:-0} s${*:+ ($*)}"
 }
 
 # guard LIMIT CMD...: CMD under a time limit, its output appended to $STEP_LOG.
@@ -101,18 +105,22 @@ wait_gone() {
     return 1
 }
 
+# mount_log: the current mount's daemon log (per fault pass with --faults).
+mount_log() { echo "$LOGS/$MNT_TOOL-$MNT_LABEL${FAULTS_TAG:+-faults-$FAULTS_TAG}.log"; }
+
 # daemon_cmd TOOL PREFIX: sets DAEMON_CMD to the tool's own mount command (each daemonizes
 # itself and returns once mounted, or nearly).
 daemon_cmd() {
-    local tool=$1 prefix=$2 logf="$LOGS/$MNT_TOOL-$MNT_LABEL.log"
+    local tool=$1 prefix=$2 logf endpoint=${TOOL_ENDPOINT:-$AWS_ENDPOINT_URL}
+    logf=$(mount_log)
     case $tool in
     bucketfs)
-        DAEMON_CMD=("$BFS" mount "s3://$S3_BUCKET/$prefix" "$MNT" --endpoint "$AWS_ENDPOINT_URL"
+        DAEMON_CMD=("$BFS" mount "s3://$S3_BUCKET/$prefix" "$MNT" --endpoint "$endpoint"
             --cache-dir "$MNT_CACHE" --log-file "$logf")
         ;;
     s3fs)
         DAEMON_CMD=(s3fs "$S3_BUCKET:/$prefix" "$MNT" -o "passwd_file=$RUN/s3fs.passwd"
-            -o "url=$AWS_ENDPOINT_URL,use_path_request_style,endpoint=$AWS_REGION,sigv4"
+            -o "url=$endpoint,use_path_request_style,endpoint=$AWS_REGION,sigv4"
             -o "logfile=$logf,dbglevel=warn")
         ;;
     rclone)
@@ -122,7 +130,7 @@ daemon_cmd() {
             RCLONE_CONFIG_BENCHS3_PROVIDER=Other
             RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID"
             RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
-            RCLONE_CONFIG_BENCHS3_ENDPOINT="$AWS_ENDPOINT_URL"
+            RCLONE_CONFIG_BENCHS3_ENDPOINT="$endpoint"
             RCLONE_CONFIG_BENCHS3_REGION="$AWS_REGION"
             RCLONE_CONFIG_BENCHS3_FORCE_PATH_STYLE=true
             rclone mount "benchs3:$S3_BUCKET/$prefix" "$MNT"
@@ -148,7 +156,7 @@ mount_tool() {
     fi
     daemon_cmd "$1" "$2"
     if ! guard 90 "${DAEMON_CMD[@]}" || ! wait_mounted "$MNT" 30; then
-        log "mounting $1 ($3) failed; see $STEP_LOG and $LOGS/$1-$3.log"
+        log "mounting $1 ($3) failed; see $STEP_LOG and $(mount_log)"
         MNT_PID=$(daemon_pid "$(daemon_name "$1")" "$MNT") || MNT_PID=
         force_unmount
         MNT=
@@ -175,7 +183,7 @@ sample_rss() {
     local kib
     kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MNT_PID/status" 2>/dev/null)
     [[ -n "$kib" ]] || return 0
-    echo "{\"workload\":\"rss\",\"tool\":\"$MNT_TOOL\",\"mount\":\"$MNT_LABEL\",\"kib\":$kib,\"status\":\"ok\"}" \
+    echo "{\"workload\":\"rss\",\"tool\":\"$MNT_TOOL\",\"mount\":\"$MNT_LABEL\",\"kib\":$kib,\"status\":\"ok\"${FAULTS_TAG:+,\"faults\":\"$FAULTS_TAG\"}}" \
         >>"$RESULTS"
 }
 

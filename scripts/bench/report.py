@@ -9,6 +9,12 @@ RUN.jsonl holds one object per measurement, written by bench.sh:
   {"workload": "read-cold", "tool": "bucketfs", "status": "ok"|"failed"|"wrong",
    "seconds": 1.2, "bytes": 1073741824, ...extra fields (entries, transferred, errors, ...)}
   {"workload": "rss", "tool": "s3fs", "mount": "read", "kib": 12345, "status": "ok"}
+With --faults (META has "faults") every record also has "faults": "none" | "issue14" (the
+pass), and each pass adds the fault proxy's counters:
+  {"workload": "proxy", "group": "read", "tool": "bucketfs", "faults": "issue14",
+   "stats": {"requests": 1234, "faults": 230, "error_500": 50, ...}}
+and the table shows, per tool, the time without and with faults, the slowdown and the
+requests the proxy saw.
 """
 import argparse
 import json
@@ -103,6 +109,137 @@ def ratio(a, b):
     return f"{a / b:.2f}x"
 
 
+# --- --faults: each tool without and with faults ---------------------------------------------
+
+FAULT_MIX = "issue14"
+GROUP = {"read-cold": "read", "read-warm": "read", "rsync-1": "rsync",
+         "rsync-1-bucket": "rsync", "rsync-2": "rsync", "rsync-3": "rsync"}
+
+
+def index_faults(results):
+    """{(workload, tool, mix): result}; RSS: the peak per (tool, mix); proxy counters under
+    ("proxy:" + group, tool, mix)."""
+    out = {}
+    for r in results:
+        mix = r.get("faults")
+        if r["workload"] == "rss":
+            key = ("rss", r["tool"], mix)
+            prev = out.get(key)
+            if prev is None or r.get("kib", 0) > prev.get("kib", 0):
+                out[key] = r
+        elif r["workload"] == "proxy":
+            out[("proxy:" + r["group"], r["tool"], mix)] = r
+        else:
+            out[(r["workload"], r["tool"], mix)] = r
+    return out
+
+
+def requests_cell(idx, key, tool):
+    """'free / faulty (n faults)' requests of the workload's passes."""
+    def stats(mix):
+        return (idx.get(("proxy:" + GROUP.get(key, key), tool, mix)) or {}).get("stats") or {}
+    free, faulty = stats("none"), stats(FAULT_MIX)
+    if not free and not faulty:
+        return "-"
+    n = lambda s, k: f"{s[k]:,}" if k in s else "?"
+    return f"{n(free, 'requests')} / {n(faulty, 'requests')} ({n(faulty, 'faults')} faults)"
+
+
+def fault_cell(r, kind):
+    """As cell(), and a failure says after how long (a hang cut by a time limit, or an
+    error the tool gave up on)."""
+    if r is not None and r.get("status") == "failed" and r.get("seconds"):
+        return f"FAILED after {r['seconds']:.2f} s" + (f" ({r['note']})" if r.get("note") else "")
+    return cell(r, kind)
+
+
+def build_faults_table(meta, results):
+    idx = index_faults(results)
+    tools = [t for t in TOOLS if any(k[1] == t for k in idx)]
+    header = ["workload"]
+    for t in tools:
+        header += [t, f"{t} faults", f"{t} slowdown", f"{t} requests"]
+    table, groups_shown = [], set()
+    for key, label, kind in rows(meta["sizes"]):
+        if not any((key, t, m) in idx for t in tools for m in ("none", FAULT_MIX)):
+            continue
+        cells = [label]
+        group = GROUP.get(key, key)
+        for t in tools:
+            free, faulty = idx.get((key, t, "none")), idx.get((key, t, FAULT_MIX))
+            cells += [fault_cell(free, kind), fault_cell(faulty, kind),
+                      ratio(value(faulty, kind), value(free, kind))]
+            requests = "-" if kind == "rss" else requests_cell(idx, key, t)
+            cells.append("(above)" if requests != "-" and (group, t) in groups_shown
+                         else requests)
+        for t in tools:
+            groups_shown.add((group, t))
+        table.append({"key": key, "label": label, "kind": kind, "cells": cells})
+    return header, table, idx, tools
+
+
+def faults_notes(meta, results):
+    f = meta["faults"]
+    out = [
+        "Each workload ran twice per tool, one pass after the other, each through a fresh "
+        "examples/fault_proxy.rs: without faults, then with the mix of issue 14 (4 % each of "
+        "500 InternalError, 503 SlowDown, reset before the answer and reset in the middle of "
+        f"the body; 3 % of answers held back 2-5 s), seed {f['seed']} (the n-th request of a "
+        "pass meets the same decision in every run).",
+        "slowdown = seconds with faults / seconds without. requests = what the proxy saw "
+        "without / with faults, and how many of the latter got a fault; one count per "
+        "workload (read: cold and warm; rsync: runs 1-3), every mount and unmount included. "
+        "Fixtures and the waits until data is in the bucket go to the server directly.",
+    ]
+    drops = {r.get("cache_drop") for r in results if r.get("cache_drop")}
+    if drops - {"ok"}:
+        out.append("Dropping the page cache FAILED for some cold runs: their numbers may be warm.")
+    out.extend(meta.get("notes", []))
+    failed = [f"{r['tool']} {r['workload']} ({r.get('faults')})"
+              + (f": {r['note']}" if r.get("note") else "")
+              for r in results if r.get("status") in ("failed", "wrong")]
+    if failed:
+        out.append("Failed or wrong: " + "; ".join(failed) + " (logs: " + meta["logs"] + ").")
+    return out
+
+
+def faults_chart(meta, table, idx, tools, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report: matplotlib is not available: no chart", file=sys.stderr)
+        return False
+    colors = {"raw": "#888888", "bucketfs": "#1f77b4", "s3fs": "#ff7f0e", "rclone": "#2ca02c"}
+    timed = [r for r in table if r["kind"] != "rss"]
+    fig, ax = plt.subplots(figsize=(15, 6))
+    bars = [(t, m) for t in tools for m in ("none", FAULT_MIX)]
+    width = 0.8 / max(len(bars), 1)
+    for i, (tool, mix) in enumerate(bars):
+        xs, ys = [], []
+        for j, r in enumerate(timed):
+            v = value(idx.get((r["key"], tool, mix)), r["kind"])
+            if v is not None and v > 0:
+                xs.append(j + (i - (len(bars) - 1) / 2) * width)
+                ys.append(v)
+        ax.bar(xs, ys, width, color=colors[tool], alpha=0.45 if mix == "none" else 1.0,
+               hatch=None if mix == "none" else "//",
+               label=f"{tool}, {'no faults' if mix == 'none' else 'faults'}")
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds (log scale, lower is better)")
+    ax.set_xticks(range(len(timed)))
+    ax.set_xticklabels([r["label"] for r in timed], rotation=35, ha="right", fontsize=8)
+    ax.legend()
+    ax.grid(axis="y", which="both", alpha=0.3)
+    mode = "quick" if meta["quick"] else "full"
+    fig.suptitle(f"without and with faults (issue 14 mix, seed {meta['faults']['seed']}) — "
+                 f"{meta['server']}, {meta['nproc']} cores, {mode} run, {meta['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
 def build_table(meta, results):
     idx = index(results)
     header = ["workload"] + TOOLS + [f"bucketfs/{p}" for p in PEERS]
@@ -162,8 +299,9 @@ def notes(meta, results):
 
 def markdown(meta, header, table, note_lines):
     s = meta["sizes"]
+    faults = ", without and with faults" if meta.get("faults") else ""
     return "\n".join([
-        f"# bucketfs benchmark ({'quick' if meta['quick'] else 'full'} run)",
+        f"# bucketfs benchmark ({'quick' if meta['quick'] else 'full'} run{faults})",
         "",
         f"- date: {meta['date']}",
         f"- machine: {meta['nproc']} cores, {meta['mem_gib']} GiB memory, {meta['kernel']}",
@@ -233,8 +371,12 @@ def main():
     with open(a.meta) as f:
         meta = json.load(f)
     meta.update(json=a.json, png=a.png)
-    header, table, idx = build_table(meta, results)
-    note_lines = notes(meta, results)
+    if meta.get("faults"):
+        header, table, idx, tools = build_faults_table(meta, results)
+        note_lines = faults_notes(meta, results)
+    else:
+        header, table, idx = build_table(meta, results)
+        note_lines = notes(meta, results)
     print(text_table(header, table))
     print()
     for n in note_lines:
@@ -244,7 +386,10 @@ def main():
                    "table": {"header": header, "rows": [r["cells"] for r in table]}}, f, indent=1)
     with open(a.md, "w") as f:
         f.write(markdown(meta, header, table, note_lines))
-    chart(meta, table, idx, a.png)
+    if meta.get("faults"):
+        faults_chart(meta, table, idx, tools, a.png)
+    else:
+        chart(meta, table, idx, a.png)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@
 # Key layout under the run prefix $PFX:
 #   fixtures/big.bin, fixtures/list/*, fixtures/tree/dNNN/*   read-only inputs (raw put)
 #   raw/...   TOOL/...                                        what each tool writes
+#   TOOL-none/..., TOOL-issue14/...    with --faults: what each tool writes in each pass
+
+# out_pfx TOOL: the key prefix TOOL writes under (one per fault pass with --faults).
+out_pfx() { echo "$PFX/$1${FAULTS_TAG:+-$FAULTS_TAG}"; }
 
 # status_of RC: sets STATUS (ok or failed) and NOTE (the reason of a failure).
 status_of() {
@@ -110,13 +114,13 @@ wl_write() {
     # (the server's data files) is part of this tool's time.
     head -c "$BIG" /dev/urandom >"$src"
     sync
-    if mount_or_fail "$tool" "$PFX/$tool" write write; then
+    if mount_or_fail "$tool" "$(out_pfx "$tool")" write write; then
         t0=$(now)
         timeout -k 10 "$T_BIG" dd if="$src" of="$MNT/write.bin" bs=1M 2>>"$STEP_LOG"
         rc=$?
         t_dd=$(now)
         if ((rc == 0)); then
-            guard "$T_BIG" "$RAW" wait-size "$PFX/$tool/write.bin" --size "$BIG" --timeout "$T_BIG"
+            guard "$T_BIG" "$RAW" wait-size "$(out_pfx "$tool")/write.bin" --size "$BIG" --timeout "$T_BIG"
             rc=$?
         fi
         t1=$(now)
@@ -138,13 +142,13 @@ raw_small() {
 wl_small() {
     local tool=$1 src="$DATA/small-$tool" t0 t1 t_cp rc
     "$PY" "$BENCH_DIR/mktree.py" small "$src" --files "$SMALL_N" --size 4096 >/dev/null
-    if mount_or_fail "$tool" "$PFX/$tool" small small; then
+    if mount_or_fail "$tool" "$(out_pfx "$tool")" small small; then
         t0=$(now)
         guard "$T_META" cp -r "$src" "$MNT/small"
         rc=$?
         t_cp=$(now)
         if ((rc == 0)); then
-            guard "$T_META" "$RAW" wait-count "$PFX/$tool/small/" --count "$SMALL_N" --timeout "$T_META"
+            guard "$T_META" "$RAW" wait-count "$(out_pfx "$tool")/small/" --count "$SMALL_N" --timeout "$T_META"
             rc=$?
         fi
         t1=$(now)
@@ -226,11 +230,11 @@ wl_rsync() {
     local tool=$1 src="$DATA/rsync-$tool" rc t1 links objects
     links=$("$PY" "$BENCH_DIR/mktree.py" rsync "$src" --files "$RSYNC_N" --dirs "$RSYNC_D" |
         grep -o '"symlinks": [0-9]*' | grep -o '[0-9]*$')
-    if mount_or_fail "$tool" "$PFX/$tool" rsync-1 rsync-1 rsync-1-bucket rsync-2; then
+    if mount_or_fail "$tool" "$(out_pfx "$tool")" rsync-1 rsync-1 rsync-1-bucket rsync-2; then
         rsync_once rsync-1 "$tool" "$src"
         # In the bucket: every file, and every symlink the tool could create (one object each).
         objects=$((RSYNC_N + ${links:-0} - SYMLINK_ERRORS))
-        guard "$T_META" "$RAW" wait-count "$PFX/$tool/rsync/" --count "$objects" --timeout "$T_META"
+        guard "$T_META" "$RAW" wait-count "$(out_pfx "$tool")/rsync/" --count "$objects" --timeout "$T_META"
         rc=$?
         t1=$(now)
         status_of $rc
@@ -239,7 +243,7 @@ wl_rsync() {
         rsync_once rsync-2 "$tool" "$src"
         unmount_tool
     fi
-    if mount_or_fail "$tool" "$PFX/$tool" rsync-3 rsync-3; then
+    if mount_or_fail "$tool" "$(out_pfx "$tool")" rsync-3 rsync-3; then
         rsync_once rsync-3 "$tool" "$src"
         unmount_tool
     fi
