@@ -166,14 +166,15 @@ pub struct Latency {
 const HEDGE_FACTOR: u32 = 4;
 
 impl Latency {
-    /// For small requests: hedged after 100 ms at the earliest, 2 s at the latest.
+    /// For small requests: hedged after 200 ms at the earliest, 2 s at the latest.
     pub fn small() -> Self {
-        Latency::new(Duration::from_millis(100), Duration::from_secs(2))
+        Latency::new(Duration::from_millis(200), Duration::from_secs(2))
     }
 
-    /// For data transfers: hedged after 300 ms at the earliest, 5 s at the latest.
+    /// For data transfers: hedged after 1 s at the earliest, 5 s at the latest (a part of
+    /// 8 MiB takes a few hundred milliseconds on a good link).
     pub fn data() -> Self {
-        Latency::new(Duration::from_millis(300), Duration::from_secs(5))
+        Latency::new(Duration::from_secs(1), Duration::from_secs(5))
     }
 
     fn new(floor: Duration, ceiling: Duration) -> Self {
@@ -542,15 +543,15 @@ mod tests {
         let latency = Latency::small();
         assert_eq!(
             latency.hedge_after(),
-            Duration::from_millis(100),
+            Duration::from_millis(200),
             "the floor at first"
         );
         for _ in 0..50 {
-            latency.record(Duration::from_millis(200));
+            latency.record(Duration::from_millis(300));
         }
         let usual = latency.hedge_after();
         assert!(
-            usual > Duration::from_millis(700) && usual <= Duration::from_millis(800),
+            usual > Duration::from_millis(1100) && usual <= Duration::from_millis(1200),
             "{usual:?}"
         );
         // A few 5 s stalls count as the hedge point, not as 5 s.
@@ -561,7 +562,7 @@ mod tests {
         for _ in 0..50 {
             latency.record(Duration::from_millis(1));
         }
-        assert_eq!(latency.hedge_after(), Duration::from_millis(100));
+        assert_eq!(latency.hedge_after(), Duration::from_millis(200));
     }
 
     #[tokio::test]
