@@ -22,11 +22,10 @@
 //!   thousand then costs a few times the usual latency, not the stall.
 
 use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::future::{select, Either};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::Rng;
 
 use super::{StoreError, StoreResult};
@@ -266,8 +265,13 @@ where
     }
 }
 
-/// One attempt of `call`: `f` once, or, when hedged and slow, twice at once with the first
-/// success winning (both failing: the later error).
+/// Attempts of one hedged call in flight at most: a hedge may stall too (one request in a
+/// thousand meets two stalls when 3 % stall), so a third starts if both run long.
+const MAX_IN_FLIGHT: usize = 3;
+
+/// One attempt of `call`: `f` once, or, when hedged and slow, up to `MAX_IN_FLIGHT` at once,
+/// each started `hedge_after` after the one before, the first answer winning — a success or
+/// a definite error such as 404; a transient failure of one waits for the others.
 async fn attempt<T, F, Fut>(call: &Call<'_>, f: &mut F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
@@ -276,33 +280,32 @@ where
     let Some(latency) = call.hedge else {
         return f().await;
     };
-    let began = Instant::now();
-    let mut first = pin!(f());
     let hedge_after = latency.hedge_after();
-    let result = match select(first.as_mut(), pin!(tokio::time::sleep(hedge_after))).await {
-        Either::Left((result, _)) => result,
-        Either::Right(((), _)) => {
-            tracing::debug!(
-                operation = call.what,
-                after_ms = hedge_after.as_millis() as u64,
-                "slow answer, hedging with a second attempt"
-            );
-            let hedge_began = Instant::now();
-            let second = pin!(f());
-            match select(first, second).await {
-                Either::Left((Ok(value), _)) => Ok(value),
-                Either::Right((Ok(value), _)) => {
-                    latency.record(hedge_began.elapsed());
+    let mut in_flight = FuturesUnordered::new();
+    let timed = |fut: Fut| async move {
+        let began = Instant::now();
+        (fut.await, began.elapsed())
+    };
+    in_flight.push(timed(f()));
+    let mut started = 1;
+    loop {
+        let next_hedge = tokio::time::sleep(hedge_after);
+        tokio::select! {
+            Some((result, took)) = in_flight.next() => match result {
+                Ok(value) => {
+                    latency.record(took);
                     return Ok(value);
                 }
-                Either::Left((Err(_), other)) | Either::Right((Err(_), other)) => other.await,
+                Err(e) if e.is_transient() && !in_flight.is_empty() => {}
+                Err(e) => return Err(e),
+            },
+            () = next_hedge, if started < MAX_IN_FLIGHT => {
+                tracing::debug!(operation = call.what, after_ms = hedge_after.as_millis() as u64, in_flight = in_flight.len(), "slow answer, hedging with another attempt");
+                in_flight.push(timed(f()));
+                started += 1;
             }
         }
-    };
-    if result.is_ok() {
-        latency.record(began.elapsed());
     }
-    result
 }
 
 #[cfg(test)]
@@ -501,6 +504,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn when_the_hedge_stalls_too_a_third_attempt_answers() {
+        let latency = Latency::small();
+        let calls = AtomicU32::new(0);
+        let p = RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            ..policy(0)
+        };
+        let started = Instant::now();
+        let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            if n < 2 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Ok(n)
+        })
+        .await;
+        assert_eq!(result.unwrap(), 2);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), MAX_IN_FLIGHT as u32);
+    }
+
+    #[tokio::test]
     async fn a_hedge_that_fails_leaves_the_first_attempt_to_answer() {
         let latency = Latency::small();
         let calls = AtomicU32::new(0);
@@ -510,7 +539,7 @@ mod tests {
         };
         let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                tokio::time::sleep(Duration::from_millis(400)).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
                 Ok(1)
             } else {
                 Err(server_error())
@@ -519,6 +548,31 @@ mod tests {
         .await;
         assert_eq!(result.unwrap(), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hedge_that_answers_not_found_wins_over_a_stalled_first_attempt() {
+        let latency = Latency::small();
+        let calls = AtomicU32::new(0);
+        let p = RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            ..policy(0)
+        };
+        let started = Instant::now();
+        let result: StoreResult<()> =
+            with_retries(&p, Call::small("test").hedged(&latency), || async {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Err(StoreError::NotFound)
+            })
+            .await;
+        assert!(matches!(result, Err(StoreError::NotFound)));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
