@@ -65,10 +65,11 @@ pub(super) fn finish(
         .map(|(kind, n)| format!("{kind}={n}"))
         .collect();
     info!(
-        "store requests: {} bytes_sent={} bytes_received={}",
+        "store requests: {} bytes_sent={} bytes_received={} hedged={}",
         counts.join(" "),
         stats.bytes_sent,
-        stats.bytes_received
+        stats.bytes_received,
+        stats.hedged
     );
     if !failed.is_empty() {
         // For `bucketfs unmount`, which waits for this process and then names them.

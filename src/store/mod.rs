@@ -173,6 +173,9 @@ pub struct StoreStats {
     pub bytes_sent: u64,
     /// Object data received in GET response bodies.
     pub bytes_received: u64,
+    /// Of `requests`, the hedged second (or third) attempts of slow reads and parts (see
+    /// `retry`): load the store took so that a stall cost less time.
+    pub hedged: u64,
 }
 
 impl StoreStats {

@@ -157,6 +157,8 @@ impl<'a> Call<'a> {
 #[derive(Debug)]
 pub struct Latency {
     average_micros: AtomicU64,
+    /// Hedged attempts made so far.
+    hedges: AtomicU64,
     floor: Duration,
     ceiling: Duration,
 }
@@ -165,9 +167,9 @@ pub struct Latency {
 const HEDGE_FACTOR: u32 = 4;
 
 impl Latency {
-    /// For small requests: hedged after 200 ms at the earliest, 2 s at the latest.
+    /// For small requests: hedged after 50 ms at the earliest, 2 s at the latest.
     pub fn small() -> Self {
-        Latency::new(Duration::from_millis(200), Duration::from_secs(2))
+        Latency::new(Duration::from_millis(50), Duration::from_secs(2))
     }
 
     /// For data transfers: hedged after 1 s at the earliest, 5 s at the latest (a part of
@@ -179,9 +181,15 @@ impl Latency {
     fn new(floor: Duration, ceiling: Duration) -> Self {
         Latency {
             average_micros: AtomicU64::new(0),
+            hedges: AtomicU64::new(0),
             floor,
             ceiling,
         }
+    }
+
+    /// Hedged attempts made so far (each also counts as a request of its kind).
+    pub fn hedges(&self) -> u64 {
+        self.hedges.load(Ordering::Relaxed)
     }
 
     /// How long an attempt may run before a second one starts beside it.
@@ -250,7 +258,13 @@ where
             Err(error) if retryable(&error) && policy.may_retry(retry + 1, started.elapsed()) => {
                 retry += 1;
                 let left = policy.retry_timeout.saturating_sub(started.elapsed());
-                let delay = policy.backoff(retry).min(left);
+                // A connection that failed (a pooled one the server closed, a reset) is
+                // retried at once the first time; a server that answered with an error
+                // gets the backoff.
+                let delay = match error {
+                    StoreError::Unreachable(_) if retry == 1 => Duration::ZERO,
+                    _ => policy.backoff(retry).min(left),
+                };
                 // The first retries are routine under a flaky network; a request still
                 // failing after several is worth a warning.
                 if retry <= 2 {
@@ -303,6 +317,7 @@ where
                 tracing::debug!(operation = call.what, after_ms = hedge_after.as_millis() as u64, in_flight = in_flight.len(), "slow answer, hedging with another attempt");
                 in_flight.push(timed(f()));
                 started += 1;
+                latency.hedges.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -531,7 +546,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_hedge_that_fails_leaves_the_first_attempt_to_answer() {
-        let latency = Latency::small();
+        // Hedged at 200 ms; the hedge fails at once; the next would start at 400 ms.
+        let latency = Latency::new(Duration::from_millis(200), Duration::from_secs(2));
         let calls = AtomicU32::new(0);
         let p = RetryPolicy {
             request_timeout: Duration::from_secs(30),
@@ -597,7 +613,7 @@ mod tests {
         let latency = Latency::small();
         assert_eq!(
             latency.hedge_after(),
-            Duration::from_millis(200),
+            Duration::from_millis(50),
             "the floor at first"
         );
         for _ in 0..50 {
@@ -616,7 +632,7 @@ mod tests {
         for _ in 0..50 {
             latency.record(Duration::from_millis(1));
         }
-        assert_eq!(latency.hedge_after(), Duration::from_millis(200));
+        assert_eq!(latency.hedge_after(), Duration::from_millis(50));
     }
 
     #[tokio::test]

@@ -1077,7 +1077,14 @@ impl ObjectStore for S3Store {
     }
 
     fn stats(&self) -> StoreStats {
-        self.stats.snapshot()
+        let l = &self.latency;
+        StoreStats {
+            hedged: [&l.head, &l.list, &l.get, &l.part]
+                .iter()
+                .map(|kind| kind.hedges())
+                .sum(),
+            ..self.stats.snapshot()
+        }
     }
 }
 
