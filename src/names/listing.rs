@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat};
 use super::rules::showable;
-use super::{Names, STALE_GRACE};
+use super::Names;
 
 /// One entry of a directory listing as served to readdir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl Names {
         }
         // Listed before: a store that takes longer than `STALE_GRACE` to list it again (a
         // stall, an outage) gets the last listing served meanwhile, while the new listing
-        // goes on and lands in the table when it ends.
+        // goes on and lands in the table when it ends (see `Names::refresh`).
         let this = self.clone();
         let relist = tokio::spawn(async move {
             let Some(_claim) = this.listings.claim(ino) else {
@@ -73,15 +73,9 @@ impl Names {
             };
             this.list_store(ino).await
         });
-        match tokio::time::timeout(STALE_GRACE, relist).await {
-            Ok(joined) => joined.expect("a listing task does not panic"),
-            Err(_) => {
-                tracing::debug!(
-                    dir = ino,
-                    "the store is slow to list: serving the last listing"
-                );
-                self.list_from_table(ino)
-            }
+        match self.refresh("a directory listing", relist).await {
+            Some(joined) => joined.expect("a listing task does not panic"),
+            None => self.list_from_table(ino),
         }
     }
 

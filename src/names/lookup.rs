@@ -13,7 +13,7 @@ use futures_util::stream::{self, StreamExt};
 
 use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat, ROOT_INO};
-use super::{Names, STALE_GRACE};
+use super::Names;
 use crate::store::{ObjectStore, StoreError};
 
 /// What the store holds under `dir_prefix` + `name`, or `None`.
@@ -91,16 +91,9 @@ impl Names {
         let asked = stat_name(&*self.store, &dir_prefix, name, self.started);
         let found = match known {
             // A name known before: a store slower than the grace leaves it as it was.
-            Some(ino) => match tokio::time::timeout(STALE_GRACE, asked).await {
-                Ok(found) => found?,
-                Err(_) => {
-                    tracing::debug!(
-                        parent,
-                        name,
-                        "the store is slow to answer: serving what was known"
-                    );
-                    return Ok(ino);
-                }
+            Some(ino) => match self.refresh(name, asked).await {
+                Some(found) => found?,
+                None => return Ok(ino),
             },
             None => asked.await?,
         };

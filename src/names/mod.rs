@@ -20,9 +20,13 @@ mod walk;
 
 /// How long a name or a listing this mount knew is refreshed from the store before the
 /// last known answer is served instead: a stalled or unreachable store must not stall a
-/// `stat` of a cached name or an `ls` of a cached directory (the refresh is tried again at
-/// the next use).
+/// `stat` of a cached name or an `ls` of a cached directory.
 pub const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Once a refresh ran past `STALE_GRACE`, names and listings this mount knew are served
+/// without asking for this long (a path of ten cached components, or an `ls -l` of cached
+/// entries, then costs one grace, not one per name); the next use after it asks again.
+pub const SLOW_STORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,6 +129,8 @@ pub struct Names {
     meta_inflight: InFlight<Ino>,
     /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
     meta_permits: tokio::sync::Semaphore,
+    /// When a refresh last ran past `STALE_GRACE` (see `SLOW_STORE_WINDOW`).
+    slow_store_at: Mutex<Option<Instant>>,
 }
 
 impl Names {
@@ -145,6 +151,7 @@ impl Names {
             misses: Default::default(),
             meta_inflight: Default::default(),
             meta_permits: tokio::sync::Semaphore::new(META_CONCURRENCY),
+            slow_store_at: Mutex::new(None),
         }
     }
 
@@ -249,6 +256,27 @@ impl Names {
             }
         }
         Ok(())
+    }
+
+    /// Refreshes what this mount knew, allowing the store `STALE_GRACE` to answer: `None`
+    /// when it did not (the caller serves what it knew), and for `SLOW_STORE_WINDOW` after
+    /// such a miss, `None` at once without asking.
+    async fn refresh<T>(&self, what: &str, ask: impl std::future::Future<Output = T>) -> Option<T> {
+        let slow_at = *self.slow_store_at.lock().unwrap();
+        if slow_at.is_some_and(|at| at.elapsed() < SLOW_STORE_WINDOW) {
+            return None;
+        }
+        match tokio::time::timeout(STALE_GRACE, ask).await {
+            Ok(answer) => Some(answer),
+            Err(_) => {
+                tracing::info!(
+                    what,
+                    "the store is slow to answer: serving what this mount knew for a few seconds"
+                );
+                *self.slow_store_at.lock().unwrap() = Some(Instant::now());
+                None
+            }
+        }
     }
 
     /// The node's attributes were confirmed by the store within the metadata TTL (or it
