@@ -53,15 +53,21 @@ fn a_part_that_fails_once_is_retried_and_the_object_is_correct() {
     let parts = proxy.count(|r| r.is_upload_part());
     assert_eq!(injected, 1, "{:#?}", proxy.requests());
     assert!(parts > 1, "a multipart upload: {parts} UploadPart requests");
-    // 12 MiB in 5 MiB parts: three parts, one of them sent twice.
-    assert_eq!(parts, 4, "{:#?}", proxy.requests());
     assert_eq!(
         proxy.count(|r| r.is_abort_multipart()),
         0,
         "one failed part does not abort the upload"
     );
     assert!(server.multipart_uploads(&prefix).is_empty());
-    m.unmount();
+    // 12 MiB in 5 MiB parts: three parts, one of them sent twice — plus the hedged attempts
+    // of parts that ran slow on a loaded machine, which the daemon counts.
+    let hedged = request_counts(&m.log_after_unmount())["hedged"];
+    assert_eq!(
+        parts as u64 - hedged,
+        4,
+        "{hedged} hedged: {:#?}",
+        proxy.requests()
+    );
 }
 
 #[test]
