@@ -106,6 +106,18 @@ impl StoreError {
         }
     }
 
+    /// The server asks to slow down (503 SlowDown, 429 Too Many Requests): retries must
+    /// back off, not come at once.
+    pub fn is_throttling(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Server {
+                status: 503 | 429,
+                ..
+            }
+        )
+    }
+
     /// `StoreError::Io` of `source` at `path`.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {

@@ -258,13 +258,17 @@ where
             Err(error) if retryable(&error) && policy.may_retry(retry + 1, started.elapsed()) => {
                 retry += 1;
                 let left = policy.retry_timeout.saturating_sub(started.elapsed());
-                // A connection that failed (a pooled one the server closed, a reset) is
-                // retried at once the first time; a server that answered with an error
-                // gets the backoff.
-                let delay = match error {
-                    StoreError::Unreachable(_) if retry == 1 => Duration::ZERO,
-                    _ => policy.backoff(retry).min(left),
+                // A one-off failure (a reset, a pooled connection the server closed, a 500)
+                // is retried at once the first time, and backs off from the second; a server
+                // asking to slow down gets the backoff from the first.
+                let delay = if error.is_throttling() {
+                    policy.backoff(retry)
+                } else if retry == 1 {
+                    Duration::ZERO
+                } else {
+                    policy.backoff(retry - 1)
                 };
+                let delay = delay.min(left);
                 // The first retries are routine under a flaky network; a request still
                 // failing after several is worth a warning.
                 if retry <= 2 {
@@ -280,12 +284,15 @@ where
 }
 
 /// Attempts of one hedged call in flight at most: a hedge may stall too (one request in a
-/// thousand meets two stalls when 3 % stall), so a third starts if both run long.
+/// thousand meets two stalls when 3 % stall), so a third starts if both run long. An attempt
+/// that failed frees its place for another, up to `MAX_STARTED` in all.
 const MAX_IN_FLIGHT: usize = 3;
+const MAX_STARTED: usize = 2 * MAX_IN_FLIGHT;
 
 /// One attempt of `call`: `f` once, or, when hedged and slow, up to `MAX_IN_FLIGHT` at once,
 /// each started `hedge_after` after the one before, the first answer winning — a success or
-/// a definite error such as 404; a transient failure of one waits for the others.
+/// a definite error such as 404; a transient failure of one waits for the others (and the
+/// next start), the last one's is the attempt's error.
 async fn attempt<T, F, Fut>(call: &Call<'_>, f: &mut F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
@@ -313,7 +320,7 @@ where
                 Err(e) if e.is_transient() && !in_flight.is_empty() => {}
                 Err(e) => return Err(e),
             },
-            () = next_hedge, if started < MAX_IN_FLIGHT => {
+            () = next_hedge, if in_flight.len() < MAX_IN_FLIGHT && started < MAX_STARTED => {
                 tracing::debug!(operation = call.what, after_ms = hedge_after.as_millis() as u64, in_flight = in_flight.len(), "slow answer, hedging with another attempt");
                 in_flight.push(timed(f()));
                 started += 1;
@@ -360,6 +367,53 @@ mod tests {
         .await;
         assert_eq!(result.unwrap(), 42);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_one_off_failure_is_retried_at_once_and_throttling_backs_off() {
+        let slow = RetryPolicy {
+            base_delay: Duration::from_millis(300),
+            max_delay: Duration::from_millis(300),
+            ..policy(1)
+        };
+        let timed = |error: StoreError| {
+            let slow = slow;
+            async move {
+                let calls = AtomicU32::new(0);
+                let started = Instant::now();
+                let result = with_retries(&slow, Call::small("test"), || {
+                    let error = error.clone();
+                    let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+                    async move {
+                        if first {
+                            Err(error)
+                        } else {
+                            Ok(())
+                        }
+                    }
+                })
+                .await;
+                assert!(result.is_ok());
+                started.elapsed()
+            }
+        };
+        let reset = timed(StoreError::Unreachable("connection reset".into())).await;
+        assert!(reset < Duration::from_millis(50), "{reset:?}");
+        let internal = timed(StoreError::Server {
+            status: 500,
+            message: "InternalError".into(),
+        })
+        .await;
+        assert!(internal < Duration::from_millis(50), "{internal:?}");
+        // Full jitter may pick a short delay: try a few times for one that shows the backoff.
+        let mut longest = Duration::ZERO;
+        for _ in 0..10 {
+            longest = longest.max(timed(server_error()).await);
+        }
+        assert!(
+            longest > Duration::from_millis(60),
+            "503 SlowDown backs off: {longest:?}"
+        );
     }
 
     #[tokio::test]
