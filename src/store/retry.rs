@@ -377,7 +377,6 @@ mod tests {
             ..policy(1)
         };
         let timed = |error: StoreError| {
-            let slow = slow;
             async move {
                 let calls = AtomicU32::new(0);
                 let started = Instant::now();
