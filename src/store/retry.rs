@@ -142,6 +142,15 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// `hedged` for a small request; a large one (a whole object's bytes) is not worth
+    /// sending twice.
+    pub fn hedged_if_small(self, latency: &'a Latency) -> Self {
+        match self.size {
+            Size::Small => self.hedged(latency),
+            Size::Data => self,
+        }
+    }
+
     /// Allows a second attempt beside a slow one. Only for requests that are safe to have
     /// in flight twice.
     pub fn hedged(self, latency: &'a Latency) -> Self {
@@ -376,25 +385,23 @@ mod tests {
             max_delay: Duration::from_millis(300),
             ..policy(1)
         };
-        let timed = |error: StoreError| {
-            async move {
-                let calls = AtomicU32::new(0);
-                let started = Instant::now();
-                let result = with_retries(&slow, Call::small("test"), || {
-                    let error = error.clone();
-                    let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
-                    async move {
-                        if first {
-                            Err(error)
-                        } else {
-                            Ok(())
-                        }
+        let timed = |error: StoreError| async move {
+            let calls = AtomicU32::new(0);
+            let started = Instant::now();
+            let result = with_retries(&slow, Call::small("test"), || {
+                let error = error.clone();
+                let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        Err(error)
+                    } else {
+                        Ok(())
                     }
-                })
-                .await;
-                assert!(result.is_ok());
-                started.elapsed()
-            }
+                }
+            })
+            .await;
+            assert!(result.is_ok());
+            started.elapsed()
         };
         let reset = timed(StoreError::Unreachable("connection reset".into())).await;
         assert!(reset < Duration::from_millis(50), "{reset:?}");
