@@ -171,3 +171,23 @@ async fn a_name_never_seen_waits_for_the_store() {
         "nothing to serve meanwhile: it waits"
     );
 }
+
+// Multi-threaded: the listing runs beside the lookups, as in the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_looked_up_name_by_name_is_listed_once_and_the_rest_cost_no_request() {
+    // rsync run again over a tree it sent: every name is looked up, one after the other.
+    let (fs, mem, _failing, _staging) = mount_with_files(40).await;
+    let dir = fs.lookup(ROOT_INO, OsStr::new("dir")).await.unwrap().ino;
+    let before = listings(&mem);
+    for i in 0..40 {
+        let name = format!("file-{i:03}");
+        fs.lookup(dir, OsStr::new(&name)).await.unwrap();
+        // A tool's pace: each lookup is a FUSE round trip and some work of its own.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let lists = listings(&mem) - before;
+    assert!(
+        lists <= 20,
+        "{lists} listings: the directory was listed ahead instead of one per name"
+    );
+}

@@ -7,6 +7,7 @@
 //! when first needed: `ensure_meta` for one node, `ensure_meta_all` for the entries readdir
 //! is about to return, in bounded parallel.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use futures_util::stream::{self, StreamExt};
@@ -53,6 +54,13 @@ pub async fn stat_name(
 /// fits in one page).
 const MISSES_BEFORE_LISTING: u32 = 2;
 
+/// Names found in the store one by one in a directory, within `FOUND_WINDOW`, before it is
+/// listed ahead with its entries' metadata (if one page holds it): rsync run again over a
+/// tree it sent looks every name up, and under a flaky network each of those lookups (a
+/// HEAD and a LIST, one after the other) cost it more than the whole listing.
+const FOUND_BEFORE_LISTING: u32 = 4;
+const FOUND_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Metadata HEADs in flight, however many readdir calls and run-ahead tasks ask at once
 /// (each readdir call starts the next entries' HEADs: unbounded, 10,000 entries opened
 /// hundreds of connections and took the server's CPU). With answers 30 ms away
@@ -64,7 +72,13 @@ pub const META_CONCURRENCY: usize = 64;
 impl Names {
     /// The inode for `parent/name`, from the table while fresh, else from the store.
     /// Takes no kernel reference.
-    pub async fn resolve(&self, parent: Ino, name: &str) -> NameResult<Ino> {
+    pub async fn resolve(self: &Arc<Self>, parent: Ino, name: &str) -> NameResult<Ino> {
+        let unknown = self.table().child(parent, name).is_none();
+        if unknown && self.listings.contains(&parent) {
+            // The directory is being listed ahead (a walk, or names found below): its
+            // answer is ours, and cheaper than asking for one name.
+            self.listings.settled(&parent).await;
+        }
         let known = {
             let t = self.table();
             let p = t.get(parent).ok_or(NameError::NotFound)?;
@@ -98,7 +112,17 @@ impl Names {
             None => asked.await?,
         };
         match found {
-            Some(stat) => Ok(self.table().upsert(parent, name, stat, Instant::now())),
+            Some(stat) => {
+                let ino = self.table().upsert(parent, name, stat, Instant::now());
+                if self.found_in(parent) {
+                    // A tool going through this directory name by name (rsync comparing
+                    // a tree it sent before): list it with its entries' metadata, so the
+                    // next names cost nothing.
+                    let names = self.clone();
+                    tokio::spawn(async move { names.read_ahead_listing(parent).await });
+                }
+                Ok(ino)
+            }
             None => {
                 {
                     let mut t = self.table();
@@ -211,6 +235,27 @@ impl Names {
         *n += 1;
         if *n >= MISSES_BEFORE_LISTING {
             misses.remove(&dir);
+            return true;
+        }
+        false
+    }
+
+    /// Counts a name found in the store in `dir`; true once `FOUND_BEFORE_LISTING` were
+    /// within `FOUND_WINDOW` of each other (a tool walking it, not an application opening
+    /// a few files now and then).
+    fn found_in(&self, dir: Ino) -> bool {
+        let mut found = self.found.lock().unwrap();
+        if found.len() > 10_000 {
+            found.clear(); // a bound, not a cache: counting starts again
+        }
+        let now = Instant::now();
+        let (since, n) = found.entry(dir).or_insert((now, 0));
+        if now.duration_since(*since) > FOUND_WINDOW {
+            (*since, *n) = (now, 0);
+        }
+        *n += 1;
+        if *n >= FOUND_BEFORE_LISTING {
+            found.remove(&dir);
             return true;
         }
         false

@@ -106,7 +106,7 @@ impl Default for NamesConfig {
 /// and `upsert` keep it so); `listed` holds a directory only while the table has every
 /// child its store listing had (changes through this mount are applied to the table).
 /// Lock order: `table` is taken last and never held across an `.await`; `walks` and
-/// `misses` are taken alone.
+/// `misses` and `found` are taken alone.
 pub struct Names {
     store: Arc<dyn ObjectStore>,
     /// Key prefix of the mount root: "" or ending with '/'.
@@ -125,6 +125,8 @@ pub struct Names {
     walks: Mutex<lru::LruCache<Ino, Ino>>,
     /// Names found missing per directory since its last listing (see `lookup`).
     misses: Mutex<HashMap<Ino, u32>>,
+    /// Names found in the store one by one per directory, since when (see `lookup`).
+    found: Mutex<HashMap<Ino, (Instant, u32)>>,
     /// Nodes whose metadata a HEAD is fetching now, each with the wake-up of its waiters.
     meta_inflight: InFlight<Ino>,
     /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
@@ -149,6 +151,7 @@ impl Names {
                 std::num::NonZeroUsize::new(walk::WALKS_REMEMBERED).unwrap(),
             )),
             misses: Default::default(),
+            found: Default::default(),
             meta_inflight: Default::default(),
             meta_permits: tokio::sync::Semaphore::new(META_CONCURRENCY),
             slow_store_at: Mutex::new(None),
@@ -289,7 +292,7 @@ impl Names {
     }
 
     /// Attributes of `ino`, refreshed from the store when older than the metadata TTL.
-    pub async fn getattr(&self, ino: Ino) -> NameResult<Attr> {
+    pub async fn getattr(self: &Arc<Self>, ino: Ino) -> NameResult<Attr> {
         let stale = {
             let t = self.table();
             let node = t.get(ino).ok_or(NameError::NotFound)?;
@@ -311,7 +314,7 @@ impl Names {
 
     /// Looks `name` up in `parent` and takes a kernel reference on the result, its stored
     /// metadata read first when only a listing named it.
-    pub async fn lookup(&self, parent: Ino, name: &str) -> NameResult<Attr> {
+    pub async fn lookup(self: &Arc<Self>, parent: Ino, name: &str) -> NameResult<Attr> {
         let ino = self.resolve(parent, name).await?;
         self.ensure_known(ino).await?;
         // (the HEAD may have found a listed "file" to be a symlink: a new inode)

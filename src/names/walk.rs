@@ -56,7 +56,7 @@ impl Names {
 
     /// Lists `dir` if one page holds it, then fetches its entries' metadata. A readdir of
     /// `dir` meanwhile waits for the listing (see `list_dir`) and the HEADs (`meta_settled`).
-    async fn read_ahead_listing(self: &Arc<Self>, dir: Ino) {
+    pub(super) async fn read_ahead_listing(self: &Arc<Self>, dir: Ino) {
         let entries = {
             let Some(_claim) = self.listings.claim(dir) else {
                 return;
