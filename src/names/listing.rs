@@ -50,12 +50,15 @@ impl Names {
 
     async fn list_dir(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
         let listed_before = self.listed.was_inserted(&ino);
-        if listed_before && self.listings.contains(&ino) {
-            // Listed again right now, slowly (see below): the last listing meanwhile.
-            return self.list_from_table(ino);
+        // A listing of this directory under way (a read-ahead, see `walk`, or a slow one
+        // started below): its result is ours — but when there is a last listing to serve,
+        // it is waited for no longer than a refresh.
+        if listed_before {
+            self.refresh("a directory listing", self.listings.settled(&ino))
+                .await;
+        } else {
+            self.listings.settled(&ino).await;
         }
-        // A read-ahead listing of this directory under way (see `walk`): its result is ours.
-        self.listings.settled(&ino).await;
         if self.listed.contains(&ino) {
             return self.list_from_table(ino);
         }
