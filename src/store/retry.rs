@@ -142,15 +142,6 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// `hedged` for a small request; a large one (a whole object's bytes) is not worth
-    /// sending twice.
-    pub fn hedged_if_small(self, latency: &'a Latency) -> Self {
-        match self.size {
-            Size::Small => self.hedged(latency),
-            Size::Data => self,
-        }
-    }
-
     /// Allows a second attempt beside a slow one. Only for requests that are safe to have
     /// in flight twice.
     pub fn hedged(self, latency: &'a Latency) -> Self {

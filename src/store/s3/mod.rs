@@ -182,19 +182,17 @@ pub struct S3Store {
     check_conditions: AtomicBool,
 }
 
-/// One latency record per kind of request that may be hedged: reads (they change nothing),
-/// parts (sending one twice stores the same part), small PUTs (the same bytes twice; a
-/// conditional one whose twin landed first is recognised by its MD5, as a retried one is) and
-/// unconditional DELETEs. Copies, conditional deletes and completions are not: a twin's
-/// refusal could arrive first and read as a conflict.
+/// One latency record per kind of request that may be hedged: reads (they change nothing) and
+/// parts (sending one twice stores the same part; a late twin after the completion is
+/// refused). No other write is: the twin left behind may be applied after the caller has
+/// moved on — a PUT landing after the DELETE that followed it brings a deleted file back
+/// (seen with small PUTs hedged: `git gc` on the mount failed its repack).
 #[derive(Debug)]
 struct Latencies {
     head: Latency,
     list: Latency,
     get: Latency,
     part: Latency,
-    put: Latency,
-    delete: Latency,
 }
 
 impl Default for Latencies {
@@ -204,8 +202,6 @@ impl Default for Latencies {
             list: Latency::small(),
             get: Latency::data(),
             part: Latency::data(),
-            put: Latency::small(),
-            delete: Latency::small(),
         }
     }
 }
@@ -640,7 +636,7 @@ impl ObjectStore for S3Store {
         let sent = body.clone();
         let data = with_retries(
             &self.retry,
-            Call::sized(&format!("PutObject {key}"), sent.len()).hedged_if_small(&self.latency.put),
+            Call::sized(&format!("PutObject {key}"), sent.len()),
             move || {
                 let body = body.clone();
                 async move {
@@ -726,7 +722,7 @@ impl ObjectStore for S3Store {
         let path = &object_path(key);
         let result = with_retries(
             &self.retry,
-            Call::small(&format!("DeleteObject {key}")).hedged(&self.latency.delete),
+            Call::small(&format!("DeleteObject {key}")),
             move || async move {
                 self.stats.request("DeleteObject", 0);
                 self.bucket.delete_object(path).await.map_err(map_s3_error)
@@ -1086,7 +1082,7 @@ impl ObjectStore for S3Store {
     fn stats(&self) -> StoreStats {
         let l = &self.latency;
         StoreStats {
-            hedged: [&l.head, &l.list, &l.get, &l.part, &l.put, &l.delete]
+            hedged: [&l.head, &l.list, &l.get, &l.part]
                 .iter()
                 .map(|kind| kind.hedges())
                 .sum(),
