@@ -35,7 +35,7 @@ const MIB: usize = 1 << 20;
 const KILLED_TOO: &str = "999999902";
 
 /// A mount over `store` with `opts` and no journal (as `tests::setup_with`).
-fn mount(store: Arc<dyn ObjectStore>, opts: FsOptions) -> (Arc<Fs>, tempfile::TempDir) {
+pub(super) fn mount(store: Arc<dyn ObjectStore>, opts: FsOptions) -> (Arc<Fs>, tempfile::TempDir) {
     let staging = tempfile::tempdir().unwrap();
     let fs = Fs::new(
         store,
@@ -50,7 +50,7 @@ fn mount(store: Arc<dyn ObjectStore>, opts: FsOptions) -> (Arc<Fs>, tempfile::Te
 }
 
 /// The memory store, and a failing store over it.
-fn failing() -> (Arc<MemoryStore>, Arc<FailingStore>) {
+pub(super) fn failing() -> (Arc<MemoryStore>, Arc<FailingStore>) {
     let mem = Arc::new(MemoryStore::new());
     let store = Arc::new(FailingStore::new(mem.clone()));
     (mem, store)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::tests::{options, put};
+use super::tests_failures::{failing, mount};
 use super::{Fs, ROOT_INO};
 use crate::config::FsOptions;
 use crate::names::STALE_GRACE;
@@ -27,29 +28,18 @@ async fn mount_with_files(
     Arc<FailingStore>,
     tempfile::TempDir,
 ) {
-    let mem = Arc::new(MemoryStore::new());
+    let (mem, failing) = failing();
     for i in 0..n {
         put(&mem, &format!("dir/file-{i:03}"), b"x").await;
     }
-    let failing = Arc::new(FailingStore::new(mem.clone()));
-    let staging = tempfile::tempdir().unwrap();
     let opts = FsOptions {
         metadata_ttl: TTL,
         dir_ttl: TTL,
         negative_ttl: TTL,
         ..options()
     };
-    let store: Arc<dyn ObjectStore> = failing.clone();
-    let fs = Fs::new(
-        store,
-        String::new(),
-        opts,
-        staging.path().to_path_buf(),
-        None,
-        None,
-        None,
-    );
-    (Arc::new(fs), mem, failing, staging)
+    let (fs, staging) = mount(failing.clone(), opts);
+    (fs, mem, failing, staging)
 }
 
 async fn list(fs: &Arc<Fs>, dir: u64) -> Vec<String> {

@@ -353,6 +353,14 @@ mod tests {
         }
     }
 
+    /// No retries, and attempts bounded far beyond the stalls of the hedging specs.
+    fn hedging_policy() -> RetryPolicy {
+        RetryPolicy {
+            request_timeout: Duration::from_secs(30),
+            ..policy(0)
+        }
+    }
+
     fn server_error() -> StoreError {
         StoreError::Server {
             status: 503,
@@ -555,10 +563,7 @@ mod tests {
     async fn a_stalled_hedged_attempt_is_overtaken_by_a_second_one() {
         let latency = Latency::small();
         let calls = AtomicU32::new(0);
-        let p = RetryPolicy {
-            request_timeout: Duration::from_secs(30),
-            ..policy(0)
-        };
+        let p = hedging_policy();
         let started = Instant::now();
         let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -579,10 +584,7 @@ mod tests {
     async fn when_the_hedge_stalls_too_a_third_attempt_answers() {
         let latency = Latency::small();
         let calls = AtomicU32::new(0);
-        let p = RetryPolicy {
-            request_timeout: Duration::from_secs(30),
-            ..policy(0)
-        };
+        let p = hedging_policy();
         let started = Instant::now();
         let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
             let n = calls.fetch_add(1, Ordering::SeqCst);
@@ -606,10 +608,7 @@ mod tests {
         // Hedged at 200 ms; the hedge fails at once; the next would start at 400 ms.
         let latency = Latency::new(Duration::from_millis(200), Duration::from_secs(2));
         let calls = AtomicU32::new(0);
-        let p = RetryPolicy {
-            request_timeout: Duration::from_secs(30),
-            ..policy(0)
-        };
+        let p = hedging_policy();
         let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
             if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -627,10 +626,7 @@ mod tests {
     async fn a_hedge_that_answers_not_found_wins_over_a_stalled_first_attempt() {
         let latency = Latency::small();
         let calls = AtomicU32::new(0);
-        let p = RetryPolicy {
-            request_timeout: Duration::from_secs(30),
-            ..policy(0)
-        };
+        let p = hedging_policy();
         let started = Instant::now();
         let result: StoreResult<()> =
             with_retries(&p, Call::small("test").hedged(&latency), || async {
@@ -651,10 +647,7 @@ mod tests {
     #[tokio::test]
     async fn an_unhedged_call_never_runs_twice_at_once() {
         let calls = AtomicU32::new(0);
-        let p = RetryPolicy {
-            request_timeout: Duration::from_secs(30),
-            ..policy(0)
-        };
+        let p = hedging_policy();
         let result = with_retries(&p, Call::small("test"), || async {
             calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(300)).await;
