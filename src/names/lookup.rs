@@ -61,6 +61,34 @@ const MISSES_BEFORE_LISTING: u32 = 2;
 const FOUND_BEFORE_LISTING: u32 = 4;
 const FOUND_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Lookups counted per directory (names found missing, names found one by one), to tell
+/// when a directory is worth listing whole. A bound, not a cache: past 10,000 directories
+/// counting starts again.
+#[derive(Default)]
+pub(super) struct DirTally(std::sync::Mutex<std::collections::HashMap<Ino, (Instant, u32)>>);
+
+impl DirTally {
+    /// Counts one for `dir`; true once `threshold` were counted (all within `window` of the
+    /// first, when given), and counting for `dir` starts again.
+    fn count(&self, dir: Ino, threshold: u32, window: Option<std::time::Duration>) -> bool {
+        let mut counts = self.0.lock().unwrap();
+        if counts.len() > 10_000 {
+            counts.clear();
+        }
+        let now = Instant::now();
+        let (since, n) = counts.entry(dir).or_insert((now, 0));
+        if window.is_some_and(|w| now.duration_since(*since) > w) {
+            (*since, *n) = (now, 0);
+        }
+        *n += 1;
+        if *n >= threshold {
+            counts.remove(&dir);
+            return true;
+        }
+        false
+    }
+}
+
 /// Metadata HEADs in flight, however many readdir calls and run-ahead tasks ask at once
 /// (each readdir call starts the next entries' HEADs: unbounded, 10,000 entries opened
 /// hundreds of connections and took the server's CPU). With answers 30 ms away
@@ -227,38 +255,15 @@ impl Names {
 
     /// Counts a name found missing in `dir`; true once `MISSES_BEFORE_LISTING` were.
     fn missed_in(&self, dir: Ino) -> bool {
-        let mut misses = self.misses.lock().unwrap();
-        if misses.len() > 10_000 {
-            misses.clear(); // a bound, not a cache: counting starts again
-        }
-        let n = misses.entry(dir).or_insert(0);
-        *n += 1;
-        if *n >= MISSES_BEFORE_LISTING {
-            misses.remove(&dir);
-            return true;
-        }
-        false
+        self.misses.count(dir, MISSES_BEFORE_LISTING, None)
     }
 
     /// Counts a name found in the store in `dir`; true once `FOUND_BEFORE_LISTING` were
     /// within `FOUND_WINDOW` of each other (a tool walking it, not an application opening
     /// a few files now and then).
     fn found_in(&self, dir: Ino) -> bool {
-        let mut found = self.found.lock().unwrap();
-        if found.len() > 10_000 {
-            found.clear(); // a bound, not a cache: counting starts again
-        }
-        let now = Instant::now();
-        let (since, n) = found.entry(dir).or_insert((now, 0));
-        if now.duration_since(*since) > FOUND_WINDOW {
-            (*since, *n) = (now, 0);
-        }
-        *n += 1;
-        if *n >= FOUND_BEFORE_LISTING {
-            found.remove(&dir);
-            return true;
-        }
-        false
+        self.found
+            .count(dir, FOUND_BEFORE_LISTING, Some(FOUND_WINDOW))
     }
 
     /// A name now exists here (created by this mount): forget that it was missing.

@@ -28,7 +28,6 @@ pub const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// entries, then costs one grace, not one per name); the next use after it asks again.
 pub const SLOW_STORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -124,9 +123,9 @@ pub struct Names {
     /// The subdirectory listed last in each directory being walked (see `walk`).
     walks: Mutex<lru::LruCache<Ino, Ino>>,
     /// Names found missing per directory since its last listing (see `lookup`).
-    misses: Mutex<HashMap<Ino, u32>>,
+    misses: lookup::DirTally,
     /// Names found in the store one by one per directory, since when (see `lookup`).
-    found: Mutex<HashMap<Ino, (Instant, u32)>>,
+    found: lookup::DirTally,
     /// Nodes whose metadata a HEAD is fetching now, each with the wake-up of its waiters.
     meta_inflight: InFlight<Ino>,
     /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
