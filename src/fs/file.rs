@@ -563,6 +563,7 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let _no_upload = self.settle_for_removal(content.as_deref()).await;
+        self.keep_if_open(ino).await;
         if self.names.table().get(ino).is_some_and(|n| n.remote()) {
             let key = self.names.file_key(ino)?;
             self.store.delete(&key).await?;
@@ -583,6 +584,40 @@ impl Fs {
         let content = content?;
         self.discard_content(content).await;
         Some(content.upload_lock.lock().await)
+    }
+
+    /// A file about to lose its name (unlink, or replaced by a rename) while it is open
+    /// keeps its bytes: whatever is still read from its object is copied into its staging
+    /// file before that object is deleted or replaced, so its descriptors read, write and
+    /// truncate it until the last close (then it is gone, and nothing of it is uploaded). A
+    /// file nobody has open needs nothing.
+    pub(super) async fn keep_if_open(&self, ino: Ino) {
+        let (open, remote) = match self.names.table().get(ino) {
+            Some(n) if n.kind() == Kind::File => (n.open_handles() > 0, n.remote()),
+            _ => return,
+        };
+        if !open {
+            return;
+        }
+        let existing = self
+            .names
+            .table()
+            .get(ino)
+            .and_then(|n| n.content().cloned());
+        let content = match existing {
+            Some(c) => c,
+            None if !remote => return,
+            None => match self.content_for_write(ino).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(ino, error = %e, "cannot keep the bytes of an open file that loses its name; reads of it may fail");
+                    return;
+                }
+            },
+        };
+        if let Err(e) = content.keep_locally().await {
+            tracing::warn!(ino, error = %e, "cannot keep the bytes of an open file that loses its name; reads of it may fail");
+        }
     }
 
     pub fn statfs(&self) -> Statfs {

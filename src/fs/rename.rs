@@ -82,6 +82,9 @@ impl Fs {
                 let replaced =
                     dst.and_then(|d| self.names.table().get(d).and_then(|n| n.content().cloned()));
                 let _no_upload = self.settle_for_removal(replaced.as_deref()).await;
+                if let Some(d) = dst {
+                    self.keep_if_open(d).await;
+                }
                 // What the new name must hold for the file to go there: what this mount saw
                 // (another host's newer object there is never replaced unseen).
                 let (replaced_remote, target) = {

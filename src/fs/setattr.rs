@@ -75,8 +75,8 @@ impl Fs {
         let (kind, pending, remote, size, meta) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            if !node.meta_dirty() {
-                return Ok(());
+            if !node.meta_dirty() || !node.linked() {
+                return Ok(()); // (an unlinked file, still open, has no object to hold it)
             }
             let pending = node.content().is_some_and(|c| c.is_dirty());
             (

@@ -401,6 +401,41 @@ async fn an_unlinked_open_file_is_not_resurrected_at_close() {
 }
 
 #[tokio::test]
+async fn a_stored_file_unlinked_or_replaced_while_open_reads_back_through_its_handle() {
+    let s = setup();
+    put(&s.mem, "a", b"stored bytes of a").await;
+    put(&s.mem, "b", b"stored bytes of b").await;
+    put(&s.mem, "new", b"replacement").await;
+    let a = s.fs.lookup(ROOT_INO, OsStr::new("a")).await.unwrap().ino;
+    let b = s.fs.lookup(ROOT_INO, OsStr::new("b")).await.unwrap().ino;
+    let (fa, _) = s.fs.open(a, libc::O_RDWR).await.unwrap();
+    let (fb, _) = s.fs.open(b, libc::O_RDONLY).await.unwrap();
+    s.fs.write(fa, 0, Bytes::from_static(b"STORED"))
+        .await
+        .unwrap();
+    s.fs.unlink(ROOT_INO, OsStr::new("a")).await.unwrap();
+    s.fs.rename(ROOT_INO, OsStr::new("new"), ROOT_INO, OsStr::new("b"), 0)
+        .await
+        .unwrap();
+    assert_eq!(s.mem.keys(), vec!["b".to_string()], "a deleted, b replaced");
+    assert_eq!(
+        &s.fs.read(fa, 0, 100).await.unwrap()[..],
+        b"STORED bytes of a"
+    );
+    assert_eq!(
+        &s.fs.read(fb, 0, 100).await.unwrap()[..],
+        b"stored bytes of b"
+    );
+    assert_eq!(s.fs.getattr(a).await.unwrap().nlink, 0);
+    for fh in [fa, fb] {
+        s.fs.flush(fh).await.unwrap();
+        s.fs.release(fh).await.unwrap();
+    }
+    assert_eq!(s.mem.keys(), vec!["b".to_string()]);
+    assert_eq!(&s.mem.bytes("b").unwrap()[..], b"replacement");
+}
+
+#[tokio::test]
 async fn a_file_not_yet_closed_is_listed() {
     let s = setup();
     let (_, fh) =

@@ -77,7 +77,8 @@ impl State {
 }
 
 /// Lock order (outermost first), with `Fs::keys` and the inode table around them:
-/// `Fs::keys` → `upload_lock` → `stream` → the inode table → `state` → `base`; `pending`
+/// `Fs::keys` → `upload_lock` → `stream` → `filling` → the inode table → `state` → `base`;
+/// `pending`
 /// is a leaf too (taken under the table, never with `state` or `base`). The tokio locks
 /// (`upload_lock`, `stream`) are held across store requests; the std ones never across an
 /// await.
@@ -89,6 +90,9 @@ pub struct Content {
     state: Mutex<State>,
     /// Held while this file is being uploaded, so uploads of one file never overlap.
     pub upload_lock: tokio::sync::Mutex<()>,
+    /// Writes and truncates hold it shared; `keep_locally` holds it exclusively while it
+    /// copies the base's bytes in, so no write lands between its read and its copy.
+    filling: tokio::sync::RwLock<()>,
     /// The upload that streams this file while it is written sequentially.
     pub stream: tokio::sync::Mutex<Stream>,
     /// Write-back of the closed file (see `localfile::LocalFiles`). A leaf lock.
@@ -165,6 +169,7 @@ impl Content {
             }),
             base: Mutex::new(base.map(Arc::new)),
             upload_lock: tokio::sync::Mutex::new(()),
+            filling: tokio::sync::RwLock::new(()),
             stream: tokio::sync::Mutex::new(Stream::Idle),
             pending: Mutex::new(Pending::default()),
             based_on: Mutex::new(None),
@@ -268,6 +273,46 @@ impl Content {
         }
     }
 
+    /// Copies every byte still read from the base object into the staging file and lets go
+    /// of the base: the content no longer needs its object, which is about to be deleted or
+    /// replaced while the file is open. Writes and truncates wait meanwhile.
+    pub async fn keep_locally(&self) -> Result<(), UploadError> {
+        const PIECE: u64 = 8 << 20;
+        let _no_change = self.filling.write().await;
+        let Some(base) = self.base() else {
+            return Ok(());
+        };
+        let gaps: Vec<Range<u64>> = {
+            let s = self.state.lock().unwrap();
+            s.written
+                .segments(0..s.base_valid)
+                .into_iter()
+                .filter_map(|(piece, written)| (!written).then_some(piece))
+                .collect()
+        };
+        for gap in gaps {
+            let mut at = gap.start;
+            while at < gap.end {
+                let len = PIECE.min(gap.end - at);
+                let data = base.object.read(at, len).await?;
+                let got = data.len() as u64;
+                if got > 0 {
+                    self.staging
+                        .write_at(at, data)
+                        .await
+                        .map_err(|e| self.fail(e))?;
+                    self.state.lock().unwrap().written.insert(at..at + got);
+                }
+                if got < len {
+                    break; // the rest of the gap reads as zeros, as it did from the base
+                }
+                at += got;
+            }
+        }
+        *self.base.lock().unwrap() = None;
+        Ok(())
+    }
+
     /// The key of the object unwritten bytes come from, if any.
     pub fn base_key(&self) -> Option<String> {
         self.base().map(|b| b.key.clone())
@@ -291,6 +336,7 @@ impl Content {
     }
 
     pub async fn write(&self, offset: u64, data: Bytes) -> io::Result<()> {
+        let _no_filling = self.filling.read().await;
         self.check_failed()?;
         let end = offset + data.len() as u64;
         if let Err(e) = self.staging.write_at(offset, data).await {
@@ -357,6 +403,7 @@ impl Content {
     }
 
     pub async fn truncate(&self, size: u64) -> io::Result<()> {
+        let _no_filling = self.filling.read().await;
         self.check_failed()?;
         if let Err(e) = self.staging.set_len(size).await {
             return Err(self.fail(e));

@@ -52,6 +52,8 @@ pub struct Attr {
     pub perm: u16,
     pub uid: u32,
     pub gid: u32,
+    /// Links: 0 once unlinked (still open), 2 for a directory, else 1.
+    pub nlink: u32,
 }
 
 /// What the names owner needs to know (derived from the mount's options).
@@ -222,6 +224,11 @@ impl Names {
                 .map_or(default_perm, |m| (m & 0o7777) as u16),
             uid: posix.and_then(|p| p.uid).unwrap_or(self.config.uid),
             gid: posix.and_then(|p| p.gid).unwrap_or(self.config.gid),
+            nlink: match node.kind {
+                _ if !node.linked => 0,
+                Kind::Dir => 2,
+                _ => 1,
+            },
         }
     }
 
