@@ -184,4 +184,51 @@ async fn checks(config: &Config, store: Arc<dyn ObjectStore>, report: &mut Repor
         Err(e) => Err(hint(config, &e)),
     };
     report.line("conditional writes", conditions);
+    report.line("key length", key_length(config).await);
+}
+
+/// Whether the server holds keys of `max_key_length` bytes, and if not, the longest it
+/// holds (Garage on LMDB: 471, refused with a 503 that looks like an outage): PUTs of
+/// ever shorter keys, each tried once (a refusal is not an outage to wait out).
+async fn key_length(config: &Config) -> Result<String, String> {
+    let mut once = config.clone();
+    if let Some(s3) = once.s3.as_mut() {
+        s3.retry.retry_timeout = std::time::Duration::ZERO;
+        s3.retry.max_retries = Some(0);
+    }
+    let store = once.open_store().map_err(|e| e.to_string())?;
+    let base = probe_key(config);
+    let max = config.fs.max_key_length;
+    let holds = |len: usize| {
+        let store = store.clone();
+        let key = format!("{base}{}", "k".repeat(len.saturating_sub(base.len())));
+        async move {
+            let held = store.put(&key, Bytes::new(), &PutOptions::default()).await;
+            if held.is_ok() {
+                let _ = store.delete(&key).await;
+            }
+            held.is_ok()
+        }
+    };
+    if holds(max).await {
+        return Ok(format!("keys of {max} bytes are held (max_key_length)"));
+    }
+    // The probe key itself was stored by the put check: search between it and `max`.
+    let (mut good, mut bad) = (base.len(), max);
+    if !holds(good).await {
+        return Err(format!("a key of {good} bytes was refused"));
+    }
+    while bad - good > 1 {
+        let mid = good + (bad - good) / 2;
+        if holds(mid).await {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Ok(format!(
+        "SHORTER: the server holds keys of at most {good} bytes, not {max}: set \
+         max_key_length = {good} (--max-key-length {good}), or creating deeper paths fails \
+         with EIO after the retries instead of ENAMETOOLONG"
+    ))
 }

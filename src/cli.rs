@@ -189,6 +189,7 @@ mod tests {
             "--retry-interval",
             "--write-back-delay",
             "--dir-read-ahead",
+            "--max-key-length",
             "--ignore-chmod",
             "--ignore-chown",
             "--ignore-utimens",
@@ -209,6 +210,7 @@ mod tests {
                 "--retry-timeout",
                 "--max-retries",
                 "--request-timeout",
+                "--max-key-length",
             ]
         );
     }

@@ -125,3 +125,95 @@ fn a_file_replaced_by_a_rename_while_open_stays_usable_until_closed() {
         vec![format!("{prefix}/f")]
     );
 }
+
+/// The longest key `server` holds, as `bucketfs check` measures it (1024 on S3; Garage on
+/// LMDB holds fewer and answers longer keys with a 503).
+fn measured_key_limit(server: &Server, prefix: &str) -> usize {
+    let out = bucketfs(
+        server,
+        &[
+            "check".into(),
+            format!("s3://{}/{prefix}", server.bucket_name()),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("key length"))
+        .unwrap_or_else(|| panic!("no key length line:\n{text}"));
+    let number = |after: &str| -> usize {
+        let rest = &line[line.find(after).expect(line) + after.len()..];
+        rest.split(' ').next().unwrap().parse().expect(line)
+    };
+    if line.contains("SHORTER") {
+        number("at most ")
+    } else {
+        number("keys of ")
+    }
+}
+
+/// A path whose key would be longer than the server holds fails with ENAMETOOLONG at mkdir,
+/// create, symlink and rename (not EIO after a minute of retries, and nothing is stored);
+/// one that just fits works.
+fn long_paths_are_refused_with_enametoolong(server: &Server, test: &str) -> usize {
+    let prefix = server.unique_prefix(test);
+    let limit = measured_key_limit(server, &prefix);
+    let m = Mount::new(
+        server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &["--max-key-length", &limit.to_string()],
+    );
+    let segment = "d".repeat(200);
+    let mut deep = m.dir.clone();
+    let mut used = prefix.len() + 1; // "PREFIX/"
+    while limit - used > 250 {
+        deep.push(&segment);
+        used += 201;
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let fits = "f".repeat(limit - used);
+    let too_long = "f".repeat(limit - used + 1);
+    let too_long_dir = "g".repeat(limit - used); // + the '/' of its marker
+    let enametoolong = |r: std::io::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG), "{what}: {e}");
+    };
+    fs::write(deep.join(&fits), b"just fits").unwrap();
+    enametoolong(fs::write(deep.join(&too_long), b"x"), "create");
+    enametoolong(fs::create_dir(deep.join(&too_long_dir)), "mkdir");
+    enametoolong(
+        std::os::unix::fs::symlink("t", deep.join(&too_long)),
+        "symlink",
+    );
+    enametoolong(
+        fs::rename(deep.join(&fits), deep.join(&too_long)),
+        "rename of a file",
+    );
+    fs::create_dir(m.path("short")).unwrap();
+    fs::write(m.path("short/x"), b"x").unwrap();
+    enametoolong(
+        fs::rename(m.path("short"), deep.join("s".repeat(limit - used - 1))),
+        "rename of a directory whose keys below would be too long",
+    );
+    assert_eq!(
+        fs::read(m.path("short/x")).unwrap(),
+        b"x",
+        "the directory stays"
+    );
+    drop(m);
+    let keys = server.keys(&format!("{prefix}/"));
+    assert!(keys.iter().any(|k| k.ends_with(&fits)), "{keys:?}");
+    assert!(keys.iter().all(|k| k.len() <= limit), "{keys:?}");
+    limit
+}
+
+#[test]
+fn a_path_longer_than_garage_holds_is_refused_with_enametoolong() {
+    long_paths_are_refused_with_enametoolong(&Server::running(), "long-keys");
+}
+
+#[test]
+fn a_path_longer_than_1024_bytes_is_refused_with_enametoolong() {
+    let limit = long_paths_are_refused_with_enametoolong(&Server::moto(), "long-keys-moto");
+    assert_eq!(limit, 1024, "moto holds keys as long as S3 does");
+}

@@ -189,6 +189,14 @@ define_options! {
         env: ["BUCKETFS_DIR_CACHE_ENTRIES"],
         flag: none,
     }
+    max_key_length: usize {
+        help: "Longest key (bytes, prefix included) the server holds: a create, mkdir, symlink \
+               or rename whose key would be longer fails with ENAMETOOLONG. S3 holds 1024; \
+               Garage on LMDB 471 (`bucketfs check` measures it)",
+        default: value(1024),
+        env: ["BUCKETFS_MAX_KEY_LENGTH"],
+        flag: value(MountAndCheck, "--max-key-length", "BYTES"),
+    }
     dir_read_ahead: usize {
         help: "Directories listed ahead while a tool walks a tree (find, du, rsync, ls -R): the \
                next N subdirectories, with their entries' metadata (0 = off)",

@@ -39,6 +39,8 @@ pub struct FsOptions {
     pub dir_cache_entries: usize,
     /// Sibling directories listed ahead of a tree walk (0 = off); see `names::walk`.
     pub dir_read_ahead: usize,
+    /// Longest key the server holds (bytes).
+    pub max_key_length: usize,
     /// Memory block cache, bytes (0 = off).
     pub memory_cache: u64,
     /// Memory for prefetched data in flight, all handles together, bytes.
@@ -148,6 +150,7 @@ impl FsOptions {
             dir_ttl: seconds("dir_ttl", s.dir_ttl)?,
             dir_cache_entries: s.dir_cache_entries,
             dir_read_ahead: s.dir_read_ahead,
+            max_key_length: s.max_key_length,
             memory_cache,
             prefetch_budget: memory_budget - memory_cache,
             disk_cache: s.disk_cache.0,

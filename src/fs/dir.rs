@@ -176,7 +176,7 @@ impl Fs {
             Err(NameError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
-        let key = format!("{}{}/", self.names.dir_prefix(parent)?, name);
+        let key = self.names.child_key(parent, name, Kind::Dir)?;
         let meta = self.new_meta(Kind::Dir, owner);
         let mtime = SystemTime::now();
         let opts = PutOptions {

@@ -17,7 +17,7 @@ pub enum FsError {
     NotDir,
     #[error("is a directory")]
     IsDir,
-    #[error("name longer than 255 bytes")]
+    #[error("name too long (255 bytes a name; a whole key at most max_key_length, 1,024 on S3)")]
     NameTooLong,
     #[error("invalid argument: {0}")]
     Invalid(&'static str),
@@ -55,7 +55,7 @@ impl From<NameError> for FsError {
         match e {
             NameError::NotFound => FsError::NotFound,
             NameError::NotDir => FsError::NotDir,
-            NameError::TooLong => FsError::NameTooLong,
+            NameError::TooLong | NameError::KeyTooLong => FsError::NameTooLong,
             NameError::Invalid(why) => FsError::Invalid(why),
             NameError::Store(e) => FsError::Store(e),
         }

@@ -61,6 +61,7 @@ impl Fs {
         if flags & libc::O_EXCL != 0 && self.names.table().child(parent, name).is_some() {
             return Err(FsError::Exists);
         }
+        let key = self.names.child_key(parent, name, Kind::File)?;
         let content = self.files.empty()?;
         content.set_based_on(Some(Condition::Absent)); // a new name: nothing to replace
         let meta = self.new_meta(Kind::File, owner);
@@ -73,7 +74,6 @@ impl Fs {
             meta: None,
         };
         if flags & libc::O_EXCL != 0 && self.opts.exclusive_in_bucket {
-            let key = format!("{}{name}", self.names.dir_prefix(parent)?);
             let mut opts = self.opts.objects.for_key(&key);
             opts.metadata = self.stored_metadata(Some(&meta));
             opts.condition = Some(Condition::Absent);

@@ -17,10 +17,8 @@ use crate::localfile::content::Content;
 use crate::names::inode::{Ino, Kind};
 use crate::names::rules::check_name;
 use crate::names::NameError;
-use crate::store::{list_all, Condition, ObjectStore, StoreError};
-use crate::upload::options::OptionsResolver;
+use crate::store::{list_all, Condition, StoreError};
 use crate::upload::UploadError;
-use crate::upload::Uploader;
 
 /// Copies or deletes for a directory rename in flight at once.
 const RENAME_CONCURRENCY: usize = 16;
@@ -96,7 +94,7 @@ impl Fs {
                 };
                 let target = self.under_policy(target);
                 let from = self.names.file_key(src)?;
-                let to = format!("{}{}", self.names.dir_prefix(new_parent)?, new_name);
+                let to = self.names.child_key(new_parent, new_name, src_kind)?;
                 let moved = Moved {
                     new_parent,
                     new_name,
@@ -119,10 +117,8 @@ impl Fs {
                     self.store.delete(&d_prefix).await?;
                 }
                 let from = self.names.dir_prefix(src)?;
-                let to = format!("{}{}/", self.names.dir_prefix(new_parent)?, new_name);
-                let copies =
-                    move_prefix(&self.store, &self.uploader, &self.opts.objects, &from, &to)
-                        .await?;
+                let to = self.names.child_key(new_parent, new_name, Kind::Dir)?;
+                let copies = self.move_prefix(&from, &to).await?;
                 self.names.table().rename(src, new_parent, new_name);
                 // Files below it with local content: their unchanged bytes are now read from
                 // the copies, and those still to upload go to their new keys (the journal
@@ -272,6 +268,43 @@ impl Fs {
     }
 
     /// True when `ino` is `ancestor` or lies below it.
+    /// Copies every key under `from` to the same relative key under `to` (of any size), then
+    /// deletes the originals. Sources are deleted only once every copy succeeded, so a failure
+    /// loses nothing. Returns the ETag of each copy by its source key.
+    async fn move_prefix(&self, from: &str, to: &str) -> FsResult<HashMap<String, Option<String>>> {
+        let objs: Vec<(String, u64)> = list_all(&*self.store, from)
+            .await?
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        // Every key must fit under its new name before anything is copied.
+        for (key, _) in &objs {
+            self.names
+                .check_key(&format!("{to}{}", &key[from.len()..]))?;
+        }
+        let (from, to) = (from.to_string(), to.to_string());
+        let copies = Arc::new(Mutex::new(HashMap::new()));
+        for_each_concurrent(&objs, |(key, size)| {
+            let uploader = self.uploader.clone();
+            let target = format!("{to}{}", &key[from.len()..]);
+            let opts = self.opts.objects.for_key(&target);
+            let copies = copies.clone();
+            async move {
+                let etag = uploader.copy(&key, &target, size, &opts, true).await?;
+                copies.lock().unwrap().insert(key, etag);
+                Ok(())
+            }
+        })
+        .await?;
+        for_each_concurrent(&objs, |(key, _)| {
+            let store = self.store.clone();
+            async move { Ok(store.delete(&key).await?) }
+        })
+        .await?;
+        let copies = std::mem::take(&mut *copies.lock().unwrap());
+        Ok(copies)
+    }
+
     fn is_within(&self, ino: Ino, ancestor: Ino) -> bool {
         let t = self.names.table();
         let mut cur = ino;
@@ -295,44 +328,6 @@ struct Moved<'a> {
     replaced_remote: bool,
     /// The condition on the new key: what this mount saw there (keep-both), or none.
     target: Option<Condition>,
-}
-
-/// Copies every key under `from` to the same relative key under `to` (of any size), then
-/// deletes the originals. Sources are deleted only once every copy succeeded, so a failure
-/// loses nothing. Returns the ETag of each copy by its source key.
-async fn move_prefix(
-    store: &Arc<dyn ObjectStore>,
-    uploader: &Uploader,
-    objects: &OptionsResolver,
-    from: &str,
-    to: &str,
-) -> FsResult<HashMap<String, Option<String>>> {
-    let objs: Vec<(String, u64)> = list_all(&**store, from)
-        .await?
-        .into_iter()
-        .map(|o| (o.key, o.size))
-        .collect();
-    let (from, to) = (from.to_string(), to.to_string());
-    let copies = Arc::new(Mutex::new(HashMap::new()));
-    for_each_concurrent(&objs, |(key, size)| {
-        let uploader = uploader.clone();
-        let target = format!("{to}{}", &key[from.len()..]);
-        let opts = objects.for_key(&target);
-        let copies = copies.clone();
-        async move {
-            let etag = uploader.copy(&key, &target, size, &opts, true).await?;
-            copies.lock().unwrap().insert(key, etag);
-            Ok(())
-        }
-    })
-    .await?;
-    for_each_concurrent(&objs, |(key, _)| {
-        let store = store.clone();
-        async move { Ok(store.delete(&key).await?) }
-    })
-    .await?;
-    let copies = std::mem::take(&mut *copies.lock().unwrap());
-    Ok(copies)
 }
 
 /// Runs `f` on every item with at most `RENAME_CONCURRENCY` in flight; the first error wins.

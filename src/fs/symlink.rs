@@ -34,7 +34,7 @@ impl Fs {
             Err(NameError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
-        let key = format!("{}{}", self.names.dir_prefix(parent)?, name);
+        let key = self.names.child_key(parent, name, Kind::Symlink)?;
         let owner = Owner {
             perm: 0o777,
             ..owner

@@ -12,6 +12,8 @@ pub enum NameError {
     NotDir,
     #[error("name longer than 255 bytes")]
     TooLong,
+    #[error("the path's key would be longer than the server holds (max_key_length)")]
+    KeyTooLong,
     #[error("invalid name: {0}")]
     Invalid(&'static str),
     #[error("object store: {0}")]

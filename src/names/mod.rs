@@ -68,6 +68,8 @@ pub struct NamesConfig {
     pub dir_cache_entries: usize,
     /// Sibling directories listed ahead of a tree walk (0 = off).
     pub dir_read_ahead: usize,
+    /// Longest key the server holds: longer new names are refused (`child_key`).
+    pub max_key_length: usize,
     /// Listings are followed by the HEADs of their entries (mode, owner, mtime, symlink).
     pub listing_metadata: bool,
     /// Attributes of objects that store none.
@@ -86,6 +88,7 @@ impl From<&FsOptions> for NamesConfig {
             dir_ttl: o.dir_ttl,
             dir_cache_entries: o.dir_cache_entries,
             dir_read_ahead: o.dir_read_ahead,
+            max_key_length: o.max_key_length,
             listing_metadata: o.listing_metadata,
             file_mode: o.file_mode,
             dir_mode: o.dir_mode,
@@ -188,6 +191,20 @@ impl Names {
         } else {
             format!("{}{}/", self.prefix, path)
         })
+    }
+
+    /// The key a new entry `name` of kind `kind` in `parent` would have (a directory's
+    /// marker ends in '/'); `KeyTooLong` when the server cannot hold it.
+    pub fn child_key(&self, parent: Ino, name: &str, kind: Kind) -> NameResult<String> {
+        let slash = if kind == Kind::Dir { "/" } else { "" };
+        let key = format!("{}{name}{slash}", self.dir_prefix(parent)?);
+        self.check_key(&key)?;
+        Ok(key)
+    }
+
+    /// `KeyTooLong` when the server cannot hold `key` (`max_key_length`).
+    pub fn check_key(&self, key: &str) -> NameResult<()> {
+        rules::check_key(key, self.config.max_key_length)
     }
 
     /// The key holding `ino`'s metadata: the object, or a directory's marker.

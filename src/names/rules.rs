@@ -12,6 +12,15 @@ use super::error::{NameError, NameResult};
 /// Longest name Linux accepts for one path component.
 pub const NAME_MAX: usize = 255;
 
+/// Checks that `key` fits in a server holding keys of at most `max` bytes (S3: 1024,
+/// `max_key_length`): a deeper path than that cannot be created.
+pub fn check_key(key: &str, max: usize) -> NameResult<()> {
+    if key.len() > max {
+        return Err(NameError::KeyTooLong);
+    }
+    Ok(())
+}
+
 /// Checks a name handed to us by the kernel (create, mkdir, rename target, lookup).
 pub fn check_name(name: &OsStr) -> NameResult<&str> {
     if name.len() > NAME_MAX {
@@ -43,6 +52,15 @@ mod tests {
             Err(NameError::TooLong)
         ));
         assert!(check_name(OsStr::new(&"x".repeat(255))).is_ok());
+    }
+
+    #[test]
+    fn keys_over_1024_bytes_are_too_long() {
+        assert!(check_key(&"k".repeat(1024), 1024).is_ok());
+        assert!(matches!(
+            check_key(&"k".repeat(1025), 1024),
+            Err(NameError::KeyTooLong)
+        ));
     }
 
     #[test]
