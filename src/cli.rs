@@ -193,6 +193,7 @@ mod tests {
             "--ignore-chmod",
             "--ignore-chown",
             "--ignore-utimens",
+            "--aws-file-metadata",
             "--no-listing-metadata",
             "--foreground",
             "--log-file",

@@ -217,3 +217,52 @@ fn a_path_longer_than_1024_bytes_is_refused_with_enametoolong() {
     let limit = long_paths_are_refused_with_enametoolong(&Server::moto(), "long-keys-moto");
     assert_eq!(limit, 1024, "moto holds keys as long as S3 does");
 }
+
+/// An object stored by an AWS file service (DataSync, FSx for Lustre) shows the mode, owner
+/// and times of its `file-*` metadata; with `--aws-file-metadata` a chmod and a touch are
+/// stored in those keys too (beside the s3fs ones).
+#[test]
+fn the_aws_file_services_metadata_is_read_and_written_when_asked() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("aws-meta");
+    server.put_with_metadata(
+        &format!("{prefix}/from-datasync"),
+        b"data",
+        &[
+            ("file-permissions", "0100604"),
+            ("file-owner", "1234"),
+            ("file-group", "2345"),
+            ("file-mtime", "1595002920123456789ns"),
+        ],
+    );
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &["--aws-file-metadata"],
+    );
+    let meta = fs::metadata(m.path("from-datasync")).unwrap();
+    assert_eq!(meta.mode(), 0o100604);
+    assert_eq!((meta.uid(), meta.gid()), (1234, 2345));
+    assert_eq!(
+        (meta.mtime(), meta.mtime_nsec()),
+        (1_595_002_920, 123_456_789)
+    );
+    fs::write(m.path("mine"), b"x").unwrap();
+    fs::set_permissions(m.path("mine"), fs::Permissions::from_mode(0o640)).unwrap();
+    set_times(&m.path("mine"), 1_700_000_000, 5).unwrap();
+    m.unmount();
+    let head = server.head_full(&format!("{prefix}/mine")).unwrap();
+    let stored = head.metadata.unwrap_or_default();
+    let get = |k: &str| stored.get(k).map(String::as_str);
+    assert_eq!(get("file-permissions"), Some("0100640"), "{stored:?}");
+    assert_eq!(get("mode"), Some("33184"), "the s3fs key too: {stored:?}");
+    assert_eq!(
+        get("file-mtime"),
+        Some("1700000000000000005ns"),
+        "{stored:?}"
+    );
+    assert!(
+        get("file-owner").is_some() && get("file-group").is_some(),
+        "{stored:?}"
+    );
+}

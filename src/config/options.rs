@@ -290,6 +290,14 @@ define_options! {
         env: ["BUCKETFS_IGNORE_UTIMENS"],
         flag: switch(Mount, "--ignore-utimens" => true),
     }
+    aws_file_metadata: bool {
+        help: "Also store mode, owner and times in the keys AWS file services read (DataSync, \
+               FSx for Lustre: x-amz-meta-file-permissions, -file-owner, -file-group, \
+               -file-mtime, -file-atime); they are always read",
+        default: value(false),
+        env: ["BUCKETFS_AWS_FILE_METADATA"],
+        flag: switch(Mount, "--aws-file-metadata" => true),
+    }
     conflict: String {
         help: "What an upload does when another client changed or created the object since this \
                file was opened: keep-both (the other client's object stays under the name, this \

@@ -61,6 +61,8 @@ pub struct FsOptions {
     pub ignore_chmod: bool,
     pub ignore_chown: bool,
     pub ignore_utimens: bool,
+    /// Also write the AWS file services' metadata keys (`names::posix::encode`).
+    pub aws_file_metadata: bool,
     /// readdir fetches the metadata (mode, owner, mtime, symlink) of listed entries.
     pub listing_metadata: bool,
     /// What an upload does when another client changed the object meanwhile.
@@ -164,6 +166,7 @@ impl FsOptions {
             ignore_chmod: s.ignore_chmod,
             ignore_chown: s.ignore_chown,
             ignore_utimens: s.ignore_utimens,
+            aws_file_metadata: s.aws_file_metadata,
             listing_metadata: s.listing_metadata,
             conflict: ConflictPolicy::parse(&s.conflict)?,
             exclusive_in_bucket: s.exclusive_in_bucket,

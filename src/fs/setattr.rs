@@ -149,7 +149,7 @@ impl Fs {
     pub(super) fn stored_metadata(&self, meta: Option<&Meta>) -> crate::store::UserMetadata {
         let meta = meta.cloned().unwrap_or_default();
         let mut out = meta.user;
-        metadata::encode(&meta.posix, &mut out);
+        metadata::encode(&meta.posix, &mut out, self.opts.aws_file_metadata);
         out
     }
 

@@ -12,7 +12,8 @@
 //!
 //! | tool | keys | format |
 //! |---|---|---|
-//! | s3fs-fuse | `mode`, `uid`, `gid`, `mtime`, `ctime`, `atime` | decimal `st_mode` with type bits (`33188`); times `SECONDS` or `SECONDS.NNNNNNNNN` |
+//! | s3fs-fuse | `mode`, `uid`, `gid`, `mtime`, `ctime`, `atime`, `rdev` | decimal `st_mode` with type bits (`33188`); times `SECONDS` or `SECONDS.NNNNNNNNN`; `rdev` decimal (a device's number) |
+//! | AWS file services (DataSync, FSx for Lustre, S3 File Gateway) | `file-permissions`, `file-owner`, `file-group`, `file-mtime`, `file-atime`, `file-ctime` | permissions octal with type bits (`0100664`); times integer nanoseconds with an `ns` suffix (`1595002920000000000ns`) |
 //! | rclone | `mtime` | float seconds, trailing zeros dropped (`1606478323.1234`) |
 //! | rclone `--metadata` | `mode`, `uid`, `gid`, `atime`, `btime` | mode octal with type bits (`100664`, docs show `0100664`); times RFC 3339 |
 //! | geesefs | `mode`, `uid`, `gid`, `mtime` (names configurable), `--symlink-target` | decimal `st_mode`; mtime integer seconds; target percent-escaped |
@@ -21,8 +22,9 @@
 //! | s3cmd | `s3cmd-attrs` | `atime:S/ctime:S/gid:N/gname:g/md5:h/mode:33188/mtime:S/uid:N/uname:u` (mode decimal) |
 //! | MinIO mc `-a` | `mc-attrs` | as s3cmd, times `SECONDS#NANOSECONDS` (nanoseconds as an integer, not a fraction) |
 //!
-//! rclone's `btime` and the `rdev` of rclone and geesefs have no field here; they stay
-//! ordinary user metadata. Times before the epoch or after year 9999 are ignored.
+//! rclone's `btime` has no field here; it stays ordinary user metadata. Times before the
+//! epoch or after year 9999 are ignored. bucketfs writes the AWS convention too when asked
+//! (`aws_file_metadata`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +58,15 @@ pub const GID_KEY: &str = "gid";
 pub const MTIME_KEY: &str = "mtime";
 pub const ATIME_KEY: &str = "atime";
 pub const CTIME_KEY: &str = "ctime";
+/// The device number of a character or block device (decimal, Linux's encoding).
+pub const RDEV_KEY: &str = "rdev";
+/// AWS file services: permissions octal with type bits, times `NANOSECONDSns`.
+pub const AWS_PERMISSIONS_KEY: &str = "file-permissions";
+pub const AWS_OWNER_KEY: &str = "file-owner";
+pub const AWS_GROUP_KEY: &str = "file-group";
+pub const AWS_MTIME_KEY: &str = "file-mtime";
+pub const AWS_ATIME_KEY: &str = "file-atime";
+pub const AWS_CTIME_KEY: &str = "file-ctime";
 /// geesefs: the target of a symlink, percent-escaped (`%25` for `%`, `%XX` for unprintables).
 pub const GEESEFS_SYMLINK_KEY: &str = "--symlink-target";
 /// gsutil `-P` / `gcloud storage --preserve-posix`.
@@ -72,13 +83,20 @@ pub const S3CMD_ATTRS_KEY: &str = "s3cmd-attrs";
 pub const MC_ATTRS_KEY: &str = "mc-attrs";
 
 /// Every key that belongs to a convention handled here.
-const POSIX_KEYS: [&str; 15] = [
+const POSIX_KEYS: [&str; 22] = [
     MODE_KEY,
     UID_KEY,
     GID_KEY,
     MTIME_KEY,
     ATIME_KEY,
     CTIME_KEY,
+    RDEV_KEY,
+    AWS_PERMISSIONS_KEY,
+    AWS_OWNER_KEY,
+    AWS_GROUP_KEY,
+    AWS_MTIME_KEY,
+    AWS_ATIME_KEY,
+    AWS_CTIME_KEY,
     GEESEFS_SYMLINK_KEY,
     GCS_MODE_KEY,
     GCS_UID_KEY,
@@ -100,6 +118,8 @@ pub struct Posix {
     pub mtime: Option<std::time::SystemTime>,
     pub atime: Option<std::time::SystemTime>,
     pub ctime: Option<std::time::SystemTime>,
+    /// Device number of a character or block device (the encoding FUSE and `stat` use).
+    pub rdev: Option<u32>,
     /// Target of a symlink kept in metadata (geesefs style) rather than in the object body.
     pub symlink_target: Option<String>,
 }
@@ -114,6 +134,7 @@ impl Posix {
             mtime: self.mtime.or(other.mtime),
             atime: self.atime.or(other.atime),
             ctime: self.ctime.or(other.ctime),
+            rdev: self.rdev.or(other.rdev),
             symlink_target: self.symlink_target.or(other.symlink_target),
         }
     }
@@ -126,6 +147,7 @@ impl Posix {
 pub fn parse(meta: &UserMetadata) -> Posix {
     [
         s3fs(meta),
+        aws(meta),
         rclone(meta),
         geesefs(meta),
         gcs(meta),
@@ -142,20 +164,53 @@ pub fn parse(meta: &UserMetadata) -> Posix {
 /// without type bits is written as octal with a leading `0` (`0644`): s3fs and geesefs read
 /// `mode` with C/Go base-0 rules and rclone as octal, so all of them and [`parse`] read it
 /// back right, where a bare decimal `420` would read as octal 0o420.
-pub fn encode(p: &Posix, out: &mut UserMetadata) {
+///
+/// With `aws`, the AWS file services' keys are written as well (`file-permissions` octal
+/// with type bits, `file-owner`, `file-group`, `file-mtime`/`-atime`/`-ctime` in
+/// nanoseconds with an `ns` suffix), so DataSync and FSx for Lustre read the same attributes.
+pub fn encode(p: &Posix, out: &mut UserMetadata, aws: bool) {
     out.retain(|key, _| !is_posix_key(key));
-    let fields = [
+    let s3fs = [
         (MODE_KEY, p.mode.map(format_mode)),
         (UID_KEY, p.uid.map(|uid| uid.to_string())),
         (GID_KEY, p.gid.map(|gid| gid.to_string())),
         (MTIME_KEY, p.mtime.map(format_time)),
         (ATIME_KEY, p.atime.map(format_time)),
         (CTIME_KEY, p.ctime.map(format_time)),
+        (RDEV_KEY, p.rdev.map(|rdev| rdev.to_string())),
     ];
-    for (key, value) in fields {
+    let aws_fields = [
+        (AWS_PERMISSIONS_KEY, p.mode.map(|m| format!("0{m:o}"))),
+        (AWS_OWNER_KEY, p.uid.map(|uid| uid.to_string())),
+        (AWS_GROUP_KEY, p.gid.map(|gid| gid.to_string())),
+        (AWS_MTIME_KEY, p.mtime.map(format_nanos)),
+        (AWS_ATIME_KEY, p.atime.map(format_nanos)),
+        (AWS_CTIME_KEY, p.ctime.map(format_nanos)),
+    ];
+    let aws_fields = if aws { &aws_fields[..] } else { &[] };
+    for (key, value) in s3fs.iter().chain(aws_fields) {
         if let Some(value) = value {
-            out.insert(key.to_owned(), value);
+            out.insert(key.to_string(), value.clone());
         }
+    }
+}
+
+/// A time as the AWS file services write it: nanoseconds since the epoch, then `ns`.
+fn format_nanos(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    format!("{}ns", since.as_nanos())
+}
+
+/// A time as the AWS file services write it (`1595002920000000000ns`); any other form
+/// [`parse_time`] reads is taken too.
+fn parse_nanos(value: &str) -> Option<SystemTime> {
+    match value.strip_suffix("ns") {
+        Some(nanos) => {
+            let nanos = decimal_u64(nanos)?;
+            let per_second = u64::from(NANOS_PER_SECOND);
+            epoch_time(nanos / per_second, (nanos % per_second) as u32)
+        }
+        None => parse_time(value),
     }
 }
 
@@ -193,7 +248,22 @@ fn s3fs(meta: &UserMetadata) -> Posix {
         mtime: get(meta, MTIME_KEY).and_then(parse_time),
         atime: get(meta, ATIME_KEY).and_then(parse_time),
         ctime: get(meta, CTIME_KEY).and_then(parse_time),
+        rdev: get(meta, RDEV_KEY).and_then(decimal_u32),
         symlink_target: None,
+    }
+}
+
+/// AWS file services (DataSync, FSx for Lustre, S3 File Gateway): `file-permissions` octal
+/// with type bits (`0100664`), decimal owner and group, times in nanoseconds (`…ns`).
+fn aws(meta: &UserMetadata) -> Posix {
+    Posix {
+        mode: get(meta, AWS_PERMISSIONS_KEY).and_then(octal_mode),
+        uid: get(meta, AWS_OWNER_KEY).and_then(decimal_u32),
+        gid: get(meta, AWS_GROUP_KEY).and_then(decimal_u32),
+        mtime: get(meta, AWS_MTIME_KEY).and_then(parse_nanos),
+        atime: get(meta, AWS_ATIME_KEY).and_then(parse_nanos),
+        ctime: get(meta, AWS_CTIME_KEY).and_then(parse_nanos),
+        ..Posix::default()
     }
 }
 
@@ -225,8 +295,7 @@ fn gcs(meta: &UserMetadata) -> Posix {
         gid: get(meta, GCS_GID_KEY).and_then(decimal_u32),
         mtime: gcsfuse_mtime.or_else(|| get(meta, GCS_MTIME_KEY).and_then(parse_time)),
         atime: get(meta, GCS_ATIME_KEY).and_then(parse_time),
-        ctime: None,
-        symlink_target: None,
+        ..Posix::default()
     }
 }
 
@@ -260,7 +329,7 @@ fn parse_attrs(attrs: &str) -> Posix {
         mtime: field("mtime").and_then(attr_time),
         atime: field("atime").and_then(attr_time),
         ctime: field("ctime").and_then(attr_time),
-        symlink_target: None,
+        ..Posix::default()
     }
 }
 
@@ -487,7 +556,7 @@ mod tests {
                 mtime: Some(at(1_700_000_000, 0)),
                 atime: Some(at(1_700_000_001, 500_000_000)),
                 ctime: Some(at(1_700_000_002, 1)),
-                symlink_target: None,
+                ..Posix::default()
             }
         );
     }
@@ -609,7 +678,7 @@ mod tests {
                 mtime: Some(at(1_584_097_909, 0)),
                 atime: Some(at(1_584_989_483, 0)),
                 ctime: Some(at(1_584_097_909, 0)),
-                symlink_target: None,
+                ..Posix::default()
             }
         );
     }
@@ -774,11 +843,54 @@ mod tests {
             mtime: Some(at(1_700_000_000, 1)),
             atime: Some(at(1_700_000_001, 999_999_999)),
             ctime: Some(at(1_700_000_002, 123_456_789)),
+            rdev: Some(0x0801),
             symlink_target: None,
         };
+        for aws in [false, true] {
+            let mut out = UserMetadata::new();
+            encode(&p, &mut out, aws);
+            assert_eq!(parse(&out), p, "aws: {aws}");
+            out.retain(|k, _| k.starts_with("file-"));
+            if aws {
+                assert_eq!(
+                    parse(&out),
+                    Posix {
+                        rdev: None,
+                        ..p.clone()
+                    },
+                    "the AWS keys alone"
+                );
+            } else {
+                assert!(out.is_empty(), "AWS keys only when asked");
+            }
+        }
+    }
+
+    #[test]
+    fn aws_file_services_keys_are_octal_permissions_and_nanosecond_times() {
+        let p = parse(&meta(&[
+            ("file-permissions", "0100664"),
+            ("file-owner", "500"),
+            ("file-group", "501"),
+            ("file-mtime", "1595002920123456789ns"),
+            ("file-atime", "1595002921000000000ns"),
+        ]));
+        assert_eq!(p.mode, Some(0o100664));
+        assert_eq!((p.uid, p.gid), (Some(500), Some(501)));
+        assert_eq!(p.mtime, Some(at(1_595_002_920, 123_456_789)));
+        assert_eq!(p.atime, Some(at(1_595_002_921, 0)));
+        assert!(is_posix_key("file-permissions"), "not shown as user.*");
+        let both = parse(&meta(&[("mode", "33188"), ("file-permissions", "0100600")]));
+        assert_eq!(both.mode, Some(0o100644), "the s3fs key wins");
+    }
+
+    #[test]
+    fn a_device_number_is_the_decimal_rdev_key() {
+        let p = parse(&meta(&[("mode", "8630"), ("rdev", "259")])); // 0o20666, 1:3
+        assert_eq!((p.mode, p.rdev), (Some(0o020666), Some(259)));
         let mut out = UserMetadata::new();
-        encode(&p, &mut out);
-        assert_eq!(parse(&out), p);
+        encode(&p, &mut out, false);
+        assert_eq!(out.get("rdev").map(String::as_str), Some("259"));
     }
 
     #[test]
@@ -792,7 +904,7 @@ mod tests {
             ..Posix::default()
         };
         let mut out = UserMetadata::new();
-        encode(&p, &mut out);
+        encode(&p, &mut out, false);
         assert_eq!(
             out,
             meta(&[
@@ -824,7 +936,7 @@ mod tests {
             symlink_target: Some("ignored".into()),
             ..Posix::default()
         };
-        encode(&p, &mut out);
+        encode(&p, &mut out, false);
         assert_eq!(
             out,
             meta(&[
@@ -839,7 +951,7 @@ mod tests {
     #[test]
     fn encode_writes_only_fields_that_are_some() {
         let mut out = UserMetadata::new();
-        encode(&Posix::default(), &mut out);
+        encode(&Posix::default(), &mut out, false);
         assert!(out.is_empty());
     }
 
@@ -850,7 +962,7 @@ mod tests {
             ..Posix::default()
         };
         let mut out = UserMetadata::new();
-        encode(&p, &mut out);
+        encode(&p, &mut out, false);
         assert_eq!(out.get("mode").map(String::as_str), Some("0644"));
         assert_eq!(parse(&out).mode, Some(0o644));
     }
@@ -884,7 +996,6 @@ mod tests {
     fn other_keys_are_user_keys() {
         for key in [
             "btime",
-            "rdev",
             "md5chksum",
             "color",
             "modes",

@@ -84,6 +84,18 @@ impl Server {
             .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
     }
 
+    /// PUT with user metadata (`x-amz-meta-NAME: VALUE` for each pair), as another tool
+    /// would store it.
+    pub fn put_with_metadata(&self, key: &str, data: &[u8], metadata: &[(&str, &str)]) {
+        let mut put = self.bucket.put_object_builder(key, data);
+        for (name, value) in metadata {
+            put = put.with_metadata(name, value).unwrap();
+        }
+        self.rt
+            .block_on(put.execute())
+            .unwrap_or_else(|e| panic!("direct PUT {key}: {e}"));
+    }
+
     /// The object's bytes, or `None` if it does not exist.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         match self.rt.block_on(self.bucket.get_object(key)) {
