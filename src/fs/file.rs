@@ -316,6 +316,7 @@ impl Fs {
         match kind {
             Kind::Dir => return Err(FsError::IsDir),
             Kind::Symlink => return Err(FsError::Invalid("cannot truncate a symlink")),
+            Kind::Special(_) => return Err(FsError::Invalid("cannot truncate a special file")),
             Kind::File => {}
         }
         self.names.ensure_meta(ino).await?;

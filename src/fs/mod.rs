@@ -6,7 +6,8 @@
 //! handles and the uploader. Each operation is an `async fn` returning `FsResult`; the FUSE
 //! adapter runs them on tokio tasks, so a slow store request only delays the operation that
 //! needs it. The operations are split by concern: `dir` (readdir, mkdir, rmdir), `file`
-//! (open, read, write, flush, truncate, unlink), `rename`, `setattr`, `symlink`, `xattr`,
+//! (open, read, write, flush, truncate, unlink), `rename`, `setattr`, `special` (mknod),
+//! `symlink`, `xattr`,
 //! `writeback` (uploads of closed files), `status`.
 mod dir;
 pub mod error;
@@ -14,6 +15,7 @@ mod file;
 pub mod handle;
 mod rename;
 mod setattr;
+mod special;
 pub mod status;
 mod symlink;
 mod writeback;

@@ -67,12 +67,12 @@ impl Fs {
         let kind_of = |ino: Ino| self.names.table().get(ino).map(|n| n.kind());
         let src_kind = kind_of(src).ok_or(FsError::NotFound)?;
         match (src_kind, dst.and_then(kind_of)) {
-            (Kind::File | Kind::Symlink, Some(Kind::Dir)) => return Err(FsError::IsDir),
-            (Kind::Dir, Some(Kind::File | Kind::Symlink)) => return Err(FsError::NotDir),
+            (k, Some(Kind::Dir)) if k != Kind::Dir => return Err(FsError::IsDir),
+            (Kind::Dir, Some(k)) if k != Kind::Dir => return Err(FsError::NotDir),
             _ => {}
         }
         match src_kind {
-            Kind::File | Kind::Symlink => {
+            Kind::File | Kind::Symlink | Kind::Special(_) => {
                 // Keys stay put meanwhile (lock order: `keys` before any `upload_lock`).
                 let _keys_stay = self.keys.read().await;
                 // Whatever the replaced file had pending is moot now; what its key holds

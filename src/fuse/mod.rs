@@ -55,6 +55,10 @@ fn file_type(kind: Kind) -> FileType {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Symlink => FileType::Symlink,
+        Kind::Special(libc::S_IFIFO) => FileType::NamedPipe,
+        Kind::Special(libc::S_IFSOCK) => FileType::Socket,
+        Kind::Special(libc::S_IFCHR) => FileType::CharDevice,
+        Kind::Special(_) => FileType::BlockDevice,
     }
 }
 
@@ -72,7 +76,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: 4096,
         flags: 0,
     }
@@ -199,6 +203,27 @@ impl Filesystem for FuseAdapter {
             match fs.mkdir(parent.0, &name, owner).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno("mkdir", &e)),
+            }
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)] // fuser's signature
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = name.to_owned();
+        let owner = owner(req, mode, umask);
+        self.run(|fs, ttl| async move {
+            match fs.mknod(parent.0, &name, mode, rdev, owner).await {
+                Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
+                Err(e) => reply.error(errno("mknod", &e)),
             }
         });
     }

@@ -22,6 +22,9 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// A FIFO, socket, character or block device (`mknod`): an empty object whose stored
+    /// mode carries these type bits (`S_IFIFO`, `S_IFSOCK`, `S_IFCHR`, `S_IFBLK`).
+    Special(u32),
 }
 
 impl Kind {
@@ -31,8 +34,17 @@ impl Kind {
             Kind::File => libc::S_IFREG,
             Kind::Dir => libc::S_IFDIR,
             Kind::Symlink => libc::S_IFLNK,
+            Kind::Special(type_bits) => type_bits,
         };
         type_bits | (perm & 0o7777)
+    }
+
+    /// The special kind of a mode's type bits, if they are one.
+    pub fn special(mode: u32) -> Option<Kind> {
+        let type_bits = mode & libc::S_IFMT;
+        [libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFCHR, libc::S_IFBLK]
+            .contains(&type_bits)
+            .then_some(Kind::Special(type_bits))
     }
 }
 
@@ -70,11 +82,12 @@ impl Meta {
         if self.posix.symlink_target.is_some() {
             return Some(Kind::Symlink);
         }
-        match self.posix.mode? & libc::S_IFMT {
+        let mode = self.posix.mode?;
+        match mode & libc::S_IFMT {
             libc::S_IFLNK => Some(Kind::Symlink),
             libc::S_IFDIR => Some(Kind::Dir),
             libc::S_IFREG => Some(Kind::File),
-            _ => None,
+            _ => Kind::special(mode),
         }
     }
 }
@@ -350,12 +363,14 @@ impl Stat {
         }
     }
 
-    /// A file, directory or symlink as HEAD describes it (the stored mtime wins).
+    /// A file, directory, symlink or special file as HEAD describes it (the stored mtime
+    /// wins).
     pub fn from_head(kind: Kind, info: &ObjectInfo) -> Stat {
         let meta = Meta::from_info(info);
         let kind = match (kind, meta.kind()) {
             (Kind::Dir, _) => Kind::Dir,
             (_, Some(Kind::Symlink)) => Kind::Symlink,
+            (_, Some(special @ Kind::Special(_))) => special,
             _ => Kind::File,
         };
         Stat {
@@ -434,9 +449,12 @@ impl InodeTable {
     pub fn upsert(&mut self, parent: Ino, name: &str, stat: Stat, now: Instant) -> Ino {
         if let Some(ino) = self.child(parent, name) {
             let node = self.nodes.get_mut(&ino).expect("child points at a node");
-            // A listing cannot tell a symlink from a file: keep what a HEAD said.
+            // A listing cannot tell a symlink or a special file from a file: keep what a HEAD
+            // said.
             let same_kind = node.kind == stat.kind
-                || (stat.meta.is_none() && node.kind == Kind::Symlink && stat.kind == Kind::File);
+                || (stat.meta.is_none()
+                    && matches!(node.kind, Kind::Symlink | Kind::Special(_))
+                    && stat.kind == Kind::File);
             if same_kind {
                 if node.content.is_none() && !node.meta_dirty {
                     let same_object = node.etag.is_some() && node.etag == stat.etag;

@@ -54,6 +54,8 @@ pub struct Attr {
     pub gid: u32,
     /// Links: 0 once unlinked (still open), 2 for a directory, else 1.
     pub nlink: u32,
+    /// A device's number (0 for every other kind).
+    pub rdev: u32,
 }
 
 /// What the names owner needs to know (derived from the mount's options).
@@ -225,7 +227,7 @@ impl Names {
         };
         let posix = node.meta.as_ref().map(|m| &m.posix);
         let default_perm = match node.kind {
-            Kind::File => self.config.file_mode,
+            Kind::File | Kind::Special(_) => self.config.file_mode,
             Kind::Dir => self.config.dir_mode,
             Kind::Symlink => 0o777,
         };
@@ -241,6 +243,7 @@ impl Names {
                 .map_or(default_perm, |m| (m & 0o7777) as u16),
             uid: posix.and_then(|p| p.uid).unwrap_or(self.config.uid),
             gid: posix.and_then(|p| p.gid).unwrap_or(self.config.gid),
+            rdev: posix.and_then(|p| p.rdev).unwrap_or(0),
             nlink: match node.kind {
                 _ if !node.linked => 0,
                 Kind::Dir => 2,
