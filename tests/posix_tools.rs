@@ -17,7 +17,7 @@ use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -102,7 +102,8 @@ fn write_random(path: &Path, rng: &mut StdRng, min: usize, max: usize) {
 /// One entry of a tree, as `lstat` and a read show it.
 #[derive(Debug, PartialEq)]
 struct Entry {
-    kind: char, // f, d or l
+    kind: char, // f, d, l; p (FIFO), s (socket), c and b (devices)
+    rdev: u64,  // devices
     mode: u32,  // st_mode & 0o7777
     uid: u32,
     gid: u32,
@@ -125,9 +126,18 @@ fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
                 'd'
             } else if ft.is_symlink() {
                 'l'
+            } else if ft.is_fifo() {
+                'p'
+            } else if ft.is_socket() {
+                's'
+            } else if ft.is_char_device() {
+                'c'
+            } else if ft.is_block_device() {
+                'b'
             } else {
                 'f'
             },
+            rdev: md.rdev(),
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),
@@ -153,7 +163,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
             e.size = md.len();
             e.target = fs::read_link(&path)
                 .unwrap_or_else(|err| panic!("readlink {}: {err}", path.display()));
-        } else {
+        } else if e.kind == 'f' {
             e.size = md.len();
             let data =
                 fs::read(&path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()));
@@ -195,6 +205,9 @@ fn differences(
         if got.kind != want.kind {
             d.push(format!("type {} instead of {}", got.kind, want.kind));
         } else {
+            if got.rdev != want.rdev {
+                d.push(format!("device {:x} instead of {:x}", got.rdev, want.rdev));
+            }
             if got.mode != want.mode {
                 d.push(format!("mode {:o} instead of {:o}", got.mode, want.mode));
             }
@@ -1158,4 +1171,192 @@ fn user_xattrs_are_user_metadata_and_s3_ones_describe_the_object() {
     );
     let shown = String::from_utf8(get_xattr(&f, "s3.etag").unwrap()).unwrap();
     assert_eq!(shown, etag.trim_matches('"'));
+}
+
+/// mknod(2) of `mode` (type and permission bits) with device number `major:minor`.
+fn mknod(path: &Path, mode: u32, major: u32, minor: u32) {
+    let p = c_path(path);
+    // SAFETY: a valid C string.
+    let rc = unsafe { libc::mknod(p.as_ptr(), mode, libc::makedev(major, minor)) };
+    assert_eq!(
+        rc,
+        0,
+        "mknod {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A backup of a whole tree as root, the way `rsync -aHAX --devices --specials` does it:
+/// a FIFO, a socket, a character and a block device, symlinks, user xattrs, a sparse file
+/// and a hard link go into the mount and back out; after a remount everything but the hard
+/// link (S3 cannot share one object under two keys: rsync reports it and exits 23) is
+/// identical by type, device number, mode, owner, mtime (to the nanosecond), bytes and
+/// xattrs.
+#[test]
+fn rsync_ahax_with_devices_and_specials_round_trips_everything_but_hard_links() {
+    if !is_root() {
+        eprintln!("skipped: device nodes need root");
+        return;
+    }
+    let server = Server::running();
+    let prefix = server.unique_prefix("rsync-ahax");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tree");
+    fs::create_dir_all(src.join("dev")).unwrap();
+    let mut rng = StdRng::seed_from_u64(17);
+    write_random(&src.join("a.txt"), &mut rng, 1000, 5000);
+    set_xattr(&src.join("a.txt"), "user.color", b"blue");
+    let sparse = fs::File::create(src.join("sparse.img")).unwrap();
+    sparse.set_len(12 << 20).unwrap();
+    sparse.write_all_at(b"in the middle", 6 << 20).unwrap();
+    drop(sparse);
+    symlink("a.txt", src.join("link-to-a")).unwrap();
+    fs::hard_link(src.join("a.txt"), src.join("hard-link-to-a")).unwrap();
+    mknod(&src.join("dev/fifo"), libc::S_IFIFO | 0o640, 0, 0);
+    mknod(&src.join("dev/null-like"), libc::S_IFCHR | 0o666, 1, 3);
+    mknod(&src.join("dev/disk"), libc::S_IFBLK | 0o660, 8, 17);
+    drop(std::os::unix::net::UnixListener::bind(src.join("dev/socket")).unwrap());
+    for (i, rel) in [
+        "a.txt",
+        "sparse.img",
+        "link-to-a",
+        "dev/fifo",
+        "dev/null-like",
+        "dev/disk",
+        "dev/socket",
+        "dev",
+        ".",
+    ]
+    .iter()
+    .enumerate()
+    {
+        set_mtime(&src.join(rel), 1_600_000_000 + i as i64, 123_456_789);
+    }
+    let rsync = |from: &Path, to: &Path| {
+        tool("rsync")
+            .args(["-aHAX", "--devices", "--specials"])
+            .arg(format!("{}/", from.display()))
+            .arg(format!("{}/", to.display()))
+            .output()
+            .unwrap()
+    };
+
+    // (into a directory of the mount: the mount root's own times are not stored)
+    let m = mount(&server, &prefix);
+    let dst = m.path("backup");
+    let out = rsync(&src, &dst);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(23),
+        "only the hard link fails: {stderr}"
+    );
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("hard-link-to-a") && !l.starts_with("rsync error: some files"))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "rsync complained of more than the hard link: {stderr}"
+    );
+    // One of the two names of the hard-linked file arrives (rsync chooses which).
+    let (kept, lost) = if dst.join("a.txt").exists() {
+        ("a.txt", "hard-link-to-a")
+    } else {
+        ("hard-link-to-a", "a.txt")
+    };
+    let expected = tmp.path().join("expected");
+    run_ok(tool("cp").args(["-a"]).arg(&src).arg(&expected));
+    fs::remove_file(expected.join(lost)).unwrap();
+    set_mtime(&expected, 1_600_000_008, 123_456_789);
+    let check = Check {
+        nanos: true,
+        dir_mtimes: true,
+    };
+    assert_same_tree(&expected, &dst, check, "the mount after rsync in");
+    m.unmount();
+
+    let m = mount(&server, &prefix);
+    let dst = m.path("backup");
+    assert_same_tree(&expected, &dst, check, "a fresh mount");
+    assert_eq!(get_xattr(&dst.join(kept), "user.color").unwrap(), b"blue");
+    let back = tmp.path().join("back");
+    let out = rsync(&dst, &back);
+    assert!(
+        out.status.success(),
+        "rsync out: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_tree(&expected, &back, check, "the tree rsynced back out");
+    assert_eq!(get_xattr(&back.join(kept), "user.color").unwrap(), b"blue");
+    m.unmount();
+}
+
+/// `tar -x` of an archive holding a FIFO, a device and a hard link: the FIFO and the device
+/// are created (mknod), the hard link fails with tar's own message (EPERM: S3 cannot share
+/// an object under two keys), and every other entry arrives intact.
+#[test]
+fn tar_x_creates_fifos_and_devices_and_loses_only_hard_links() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("tar-special");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("tree");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    let mut rng = StdRng::seed_from_u64(23);
+    write_random(&src.join("sub/data.bin"), &mut rng, 20_000, 40_000);
+    fs::hard_link(src.join("sub/data.bin"), src.join("sub/same-data.bin")).unwrap();
+    mknod(&src.join("sub/pipe"), libc::S_IFIFO | 0o600, 0, 0);
+    if is_root() {
+        mknod(&src.join("sub/tty-like"), libc::S_IFCHR | 0o620, 4, 64);
+    }
+    for rel in ["sub/data.bin", "sub/pipe", "sub", "."] {
+        set_mtime(&src.join(rel), 1_650_000_000, 0);
+    }
+    let archive = tmp.path().join("tree.tar");
+    run_ok(
+        tool("tar")
+            .arg("-cf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&src)
+            .arg("."),
+    );
+
+    let m = mount(&server, &prefix);
+    let dst = m.path("x");
+    fs::create_dir(&dst).unwrap();
+    let out = tool("tar")
+        .arg("-xpf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dst)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("same-data.bin") && !l.contains("Exiting with failure"))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "tar complained of more than the hard link: {stderr}"
+    );
+    assert!(
+        stderr.contains("Operation not permitted"),
+        "the hard link: {stderr}"
+    );
+    let expected = tmp.path().join("expected");
+    run_ok(tool("cp").args(["-a"]).arg(&src).arg(&expected));
+    fs::remove_file(expected.join("sub/same-data.bin")).unwrap();
+    set_mtime(&expected.join("sub"), 1_650_000_000, 0);
+    set_mtime(&expected, 1_650_000_000, 0);
+    let check = Check {
+        nanos: false,
+        dir_mtimes: true,
+    };
+    assert_same_tree(&expected, &dst, check, "tar -x into the mount");
+    m.unmount();
+    let m = mount(&server, &prefix);
+    assert_same_tree(&expected, &m.path("x"), check, "a fresh mount");
 }

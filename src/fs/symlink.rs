@@ -73,6 +73,12 @@ impl Fs {
         self.referenced(ino)
     }
 
+    /// Hard links cannot exist: S3 cannot keep one object under two keys (a copy would
+    /// drift apart at the next write). `EPERM`, as on filesystems without hard links.
+    pub fn link() -> FsError {
+        FsError::NotPermitted("hard links: S3 cannot keep one object under two names")
+    }
+
     pub async fn readlink(&self, ino: Ino) -> FsResult<Bytes> {
         let (kind, target, in_meta) = {
             let t = self.names.table();

@@ -943,7 +943,9 @@ async fn check_tree(m: &Mount, model: &Model) -> Result<(), String> {
                         mtime: attr.mtime,
                     }
                 }
-                Kind::Symlink => return Err(format!("{child} is a symlink")),
+                Kind::Symlink | Kind::Special(_) => {
+                    return Err(format!("{child} is a {:?}", attr.kind))
+                }
             };
             if shown.insert(child.clone(), node).is_some() {
                 return Err(format!("{child} is listed twice"));

@@ -713,3 +713,67 @@ async fn the_write_back_loop_uploads_a_closed_file_once_its_delay_is_over() {
     );
     loop_task.abort();
 }
+
+#[tokio::test]
+async fn mknod_stores_an_empty_object_whose_mode_and_rdev_say_what_it_is() {
+    let s = setup();
+    let dev = libc::makedev(8, 17) as u32;
+    let attr =
+        s.fs.mknod(
+            ROOT_INO,
+            OsStr::new("disk"),
+            libc::S_IFBLK | 0o660,
+            dev,
+            OWNER,
+        )
+        .await
+        .unwrap();
+    assert_eq!((attr.kind, attr.rdev), (Kind::Special(libc::S_IFBLK), dev));
+    s.fs.mknod(
+        ROOT_INO,
+        OsStr::new("pipe"),
+        libc::S_IFIFO | 0o600,
+        0,
+        OWNER,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.mem.bytes("disk").unwrap().len(), 0);
+    assert_eq!(
+        meta(&s.mem, "disk", "mode"),
+        Some((libc::S_IFBLK | 0o640).to_string()),
+        "the caller's permission bits (OWNER's 0640)"
+    );
+    assert_eq!(meta(&s.mem, "disk", "rdev"), Some(dev.to_string()));
+    assert_eq!(
+        meta(&s.mem, "pipe", "rdev"),
+        None,
+        "only devices have a number"
+    );
+    // Another mount of the same bucket sees them for what they are.
+    let store: Arc<dyn ObjectStore> = s.mem.clone();
+    let other = Fs::new(
+        store,
+        String::new(),
+        options(),
+        std::env::temp_dir(),
+        None,
+        None,
+        None,
+    );
+    let disk = other.lookup(ROOT_INO, OsStr::new("disk")).await.unwrap();
+    assert_eq!((disk.kind, disk.rdev), (Kind::Special(libc::S_IFBLK), dev));
+    let pipe = other.lookup(ROOT_INO, OsStr::new("pipe")).await.unwrap();
+    assert_eq!(pipe.kind, Kind::Special(libc::S_IFIFO));
+    assert!(matches!(
+        s.fs.mknod(
+            ROOT_INO,
+            OsStr::new("pipe"),
+            libc::S_IFIFO | 0o600,
+            0,
+            OWNER
+        )
+        .await,
+        Err(FsError::Exists)
+    ));
+}
