@@ -266,3 +266,57 @@ fn the_aws_file_services_metadata_is_read_and_written_when_asked() {
         "{stored:?}"
     );
 }
+
+fn times(path: &std::path::Path) -> ((i64, i64), (i64, i64)) {
+    let m = fs::symlink_metadata(path).unwrap();
+    ((m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec()))
+}
+
+fn later() {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
+/// ctime and directory times move as on a local disk: a directory's mtime and ctime when
+/// an entry comes, goes or is renamed in or out; a file's ctime (not its mtime) at chmod and
+/// rename. What is stored anyway survives a remount: the chmod's ctime, the mtime it did not
+/// change, and a directory mtime set by utimens.
+#[test]
+fn ctime_and_directory_times_move_as_on_a_local_disk() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("ctime");
+    let m = mount(&server, &prefix);
+    let (d, e) = (m.path("d"), m.path("e"));
+    fs::create_dir(&d).unwrap();
+    fs::create_dir(&e).unwrap();
+    let (d_mtime, d_ctime) = times(&d);
+    later();
+    fs::write(d.join("f"), b"data").unwrap();
+    let (new_mtime, new_ctime) = times(&d);
+    assert!(new_mtime > d_mtime && new_ctime > d_ctime, "a new entry");
+    let (f_mtime, f_ctime) = times(&d.join("f"));
+    later();
+    fs::set_permissions(d.join("f"), fs::Permissions::from_mode(0o600)).unwrap();
+    let (mtime, chmod_ctime) = times(&d.join("f"));
+    assert!(chmod_ctime > f_ctime, "chmod changes the ctime");
+    assert_eq!(mtime, f_mtime, "and not the mtime");
+    let (e_mtime, _) = times(&e);
+    let (d_mtime, _) = times(&d);
+    later();
+    fs::rename(d.join("f"), e.join("g")).unwrap();
+    assert!(times(&d).0 > d_mtime, "renamed out");
+    assert!(times(&e).0 > e_mtime, "renamed in");
+    assert!(
+        times(&e.join("g")).1 > chmod_ctime,
+        "the renamed file's ctime"
+    );
+    assert_eq!(times(&e.join("g")).0, f_mtime, "not its mtime");
+    set_times(&e, 1_600_000_000, 7).unwrap();
+    assert_eq!(times(&e).0, (1_600_000_000, 7), "utimens stands");
+    m.unmount();
+
+    let m = mount(&server, &prefix);
+    let (mtime, ctime) = times(&m.path("e/g"));
+    assert_eq!(mtime, f_mtime, "the mtime survives chmod and rename");
+    assert_eq!(ctime, chmod_ctime, "the stored ctime is the chmod's");
+    assert_eq!(times(&m.path("e")).0, (1_600_000_000, 7));
+}

@@ -200,6 +200,7 @@ impl Fs {
             .upsert(parent, name, stat, Instant::now());
         // Just made: nothing lies under it, so lookups inside need not ask the store.
         self.names.made_empty(ino);
+        self.names.entries_changed(&[parent]);
         self.referenced(ino)
     }
 
@@ -214,6 +215,7 @@ impl Fs {
         self.ensure_empty(ino, &prefix).await?;
         self.store.delete(&prefix).await?;
         self.names.table().unlink(parent, name);
+        self.names.entries_changed(&[parent]);
         Ok(())
     }
 

@@ -108,6 +108,7 @@ impl Fs {
             node.created_here(content);
             ino
         };
+        self.names.entries_changed(&[parent]);
         let attr = self.referenced(ino)?;
         Ok((attr, self.new_file_handle(ino, true)))
     }
@@ -569,7 +570,14 @@ impl Fs {
             let key = self.names.file_key(ino)?;
             self.store.delete(&key).await?;
         }
-        self.names.table().unlink(parent, name);
+        {
+            let mut t = self.names.table();
+            if let Some(node) = t.get_mut(ino) {
+                node.status_changed(); // no link left (seen through a descriptor still open)
+            }
+            t.unlink(parent, name);
+        }
+        self.names.entries_changed(&[parent]);
         Ok(())
     }
 

@@ -38,6 +38,13 @@ impl Fs {
         self.rename_checked(parent, name, new_parent, new_name, flags)
             .await?;
         self.names.name_appeared(new_parent, new_name);
+        {
+            let mut t = self.names.table();
+            if let Some(moved) = t.child(new_parent, new_name).and_then(|i| t.get_mut(i)) {
+                moved.status_changed();
+            }
+        }
+        self.names.entries_changed(&[parent, new_parent]);
         Ok(())
     }
 

@@ -183,4 +183,7 @@ fn apply(node: &mut Node, set: &SetAttr) {
             *node_mtime = mtime;
         }
     });
+    if set.mtime.is_some() {
+        node.times_set();
+    }
 }

@@ -66,6 +66,7 @@ impl Fs {
             .names
             .table()
             .upsert(parent, name, stat, Instant::now());
+        self.names.entries_changed(&[parent]);
         self.referenced(ino)
     }
 }

@@ -70,6 +70,7 @@ impl Fs {
             }
             ino
         };
+        self.names.entries_changed(&[parent]);
         self.referenced(ino)
     }
 

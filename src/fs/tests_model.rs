@@ -326,6 +326,14 @@ fn is_below(path: &str, dir: &str) -> bool {
 }
 
 impl Model {
+    /// This mount added, removed or renamed `path`: its directory's mtime is now (SEMANTICS:
+    /// directory times), so the one utimens set is no longer checked.
+    fn entries_changed(&mut self, path: &str) {
+        if let Some(MNode::Dir { mtime, .. }) = parent_of(path).and_then(|p| self.tree.get_mut(p)) {
+            *mtime = None;
+        }
+    }
+
     fn parent_is_dir(&self, path: &str) -> bool {
         match parent_of(path) {
             None => true,
@@ -580,6 +588,7 @@ async fn step(
             f.saved = false;
             f.pending = true;
             let id = model.add_file(p, f);
+            model.entries_changed(p);
             model.handles.push(id);
             m.fhs.push(fh);
         }
@@ -699,6 +708,8 @@ async fn step(
             let got = fs.rename(sp, OsStr::new(sn), dp, OsStr::new(dn), 0).await;
             if expect("rename", got, want)?.is_some() {
                 model.rename(from, to);
+                model.entries_changed(from);
+                model.entries_changed(to);
             }
         }
         Op::Unlink(p) => {
@@ -714,6 +725,7 @@ async fn step(
             let _ = fs.lookup(parent, OsStr::new(name)).await;
             if expect("unlink", fs.unlink(parent, OsStr::new(name)).await, want)?.is_some() {
                 model.tree.remove(*p);
+                model.entries_changed(p);
             }
         }
         Op::Chmod(p, perm) => {
@@ -780,6 +792,7 @@ async fn step(
                         mtime: None,
                     },
                 );
+                model.entries_changed(p);
             }
         }
         Op::Rmdir(p) => {
@@ -796,6 +809,7 @@ async fn step(
             let _ = fs.lookup(parent, OsStr::new(name)).await;
             if expect("rmdir", fs.rmdir(parent, OsStr::new(name)).await, want)?.is_some() {
                 model.tree.remove(*p);
+                model.entries_changed(p);
             }
         }
         Op::Drain => {

@@ -777,3 +777,134 @@ async fn mknod_stores_an_empty_object_whose_mode_and_rdev_say_what_it_is() {
         Err(FsError::Exists)
     ));
 }
+
+/// A moment later than every time taken before it (the clock moves on).
+async fn tick() -> SystemTime {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    SystemTime::now()
+}
+
+#[tokio::test]
+async fn the_ctime_moves_with_every_change_and_a_chmod_stores_it() {
+    let s = setup();
+    let ino = write_file(&s.fs, ROOT_INO, "f", b"data").await;
+    let created = s.fs.getattr(ino).await.unwrap();
+    let before = tick().await;
+    let set = SetAttr {
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    let chmodded = s.fs.setattr(ino, set).await.unwrap();
+    assert!(chmodded.ctime >= before, "chmod changes the ctime");
+    assert_eq!(chmodded.mtime, created.mtime, "and not the mtime");
+    let stored = meta(&s.mem, "f", "ctime").expect("stored with the mode");
+    assert_eq!(stored, crate::names::posix::format_time(chmodded.ctime));
+
+    let before = tick().await;
+    s.fs.setxattr(ino, "user.tag", b"v", 0).await.unwrap();
+    assert!(s.fs.getattr(ino).await.unwrap().ctime >= before, "setxattr");
+
+    let before = tick().await;
+    let (fh, _) = s.fs.open(ino, libc::O_RDWR).await.unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(b"D")).await.unwrap();
+    let written = s.fs.getattr(ino).await.unwrap();
+    assert!(written.ctime >= before && written.mtime >= before, "write");
+    s.fs.flush(fh).await.unwrap();
+    s.fs.release(fh).await.unwrap();
+    assert_eq!(
+        meta(&s.mem, "f", "ctime"),
+        None,
+        "a write leaves it to Last-Modified"
+    );
+
+    let before = tick().await;
+    s.fs.rename(ROOT_INO, OsStr::new("f"), ROOT_INO, OsStr::new("g"), 0)
+        .await
+        .unwrap();
+    let g = s.fs.lookup(ROOT_INO, OsStr::new("g")).await.unwrap();
+    assert!(g.ctime >= before, "rename");
+
+    let unchanged = g.ctime;
+    tick().await;
+    let refused = SetAttr {
+        size: Some(1),
+        ..SetAttr::default()
+    };
+    let dir =
+        s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER)
+            .await
+            .unwrap()
+            .ino;
+    let dir_ctime = s.fs.getattr(dir).await.unwrap().ctime;
+    assert!(
+        s.fs.setattr(dir, refused).await.is_err(),
+        "truncating a directory fails"
+    );
+    let after = s.fs.getattr(dir).await.unwrap().ctime;
+    assert_eq!(after, dir_ctime, "a failed change");
+    assert_eq!(s.fs.getattr(g.ino).await.unwrap().ctime, unchanged);
+}
+
+#[tokio::test]
+async fn a_directory_s_times_move_when_entries_come_and_go_until_utimens_sets_them() {
+    let s = setup();
+    let d = s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER).await.unwrap();
+    let e = s.fs.mkdir(ROOT_INO, OsStr::new("e"), OWNER).await.unwrap();
+    let attr = |s: &Setup, ino| {
+        let fs = s.fs.clone();
+        async move { fs.getattr(ino).await.unwrap() }
+    };
+
+    let before = tick().await;
+    write_file(&s.fs, d.ino, "f", b"x").await;
+    let a = attr(&s, d.ino).await;
+    assert!(a.mtime >= before && a.ctime >= before, "create");
+
+    let before = tick().await;
+    s.fs.rename(d.ino, OsStr::new("f"), e.ino, OsStr::new("f"), 0)
+        .await
+        .unwrap();
+    assert!(attr(&s, d.ino).await.mtime >= before, "renamed out of d");
+    assert!(attr(&s, e.ino).await.mtime >= before, "renamed into e");
+
+    let before = tick().await;
+    s.fs.unlink(e.ino, OsStr::new("f")).await.unwrap();
+    assert!(attr(&s, e.ino).await.mtime >= before, "unlink");
+
+    let before = tick().await;
+    s.fs.symlink(d.ino, OsStr::new("l"), b"t", OWNER)
+        .await
+        .unwrap();
+    assert!(attr(&s, d.ino).await.mtime >= before, "symlink");
+
+    let set = SetAttr {
+        mtime: Some(at(1_600_000_000, 0)),
+        ..SetAttr::default()
+    };
+    s.fs.setattr(d.ino, set).await.unwrap();
+    assert_eq!(
+        attr(&s, d.ino).await.mtime,
+        at(1_600_000_000, 0),
+        "utimens stands"
+    );
+    let untouched = attr(&s, ROOT_INO).await.mtime;
+    s.fs.setattr(
+        d.ino,
+        SetAttr {
+            mode: Some(0o700),
+            ..SetAttr::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        attr(&s, d.ino).await.mtime,
+        at(1_600_000_000, 0),
+        "chmod is no entry change"
+    );
+    assert_eq!(
+        attr(&s, ROOT_INO).await.mtime,
+        untouched,
+        "nor is a change below"
+    );
+}

@@ -126,6 +126,14 @@ pub struct Node {
     pub(super) children: BTreeMap<String, Ino>,
     /// ETag of the content the kernel's page cache may hold from an earlier open.
     pub(super) kept_etag: Option<String>,
+    /// When this mount last changed the node's status (write, truncate, chmod, chown,
+    /// utimens, setxattr, rename, unlink; a directory's entries): its ctime while the mount
+    /// lives, where newer than the stored one. Only what is stored anyway is stored.
+    pub(super) changed_here: Option<SystemTime>,
+    /// Directories: when this mount last added, removed or renamed an entry in it — its
+    /// mtime while the mount lives, until a utimens sets one (kept in memory only: no
+    /// request per entry).
+    pub(super) entries_changed: Option<SystemTime>,
 }
 
 /// What is known of the node (read-only outside the names owner).
@@ -216,36 +224,68 @@ impl Node {
         self.content.take()
     }
 
-    /// Written or truncated: the mtime is now, and a stored mtime no longer holds (the
-    /// upload's Last-Modified will say when the file was last written).
+    /// Written or truncated: the mtime and ctime are now, and a stored mtime or ctime no
+    /// longer holds (the upload's Last-Modified will say when the file was last written:
+    /// nothing changes per write but this node).
     pub fn written(&mut self) {
-        self.mtime = SystemTime::now();
+        let now = SystemTime::now();
+        self.mtime = now;
+        self.changed_here = Some(now);
         if let Some(meta) = self.meta.as_mut() {
             meta.posix.mtime = None;
+            meta.posix.ctime = None;
         }
     }
 
-    /// chmod, chown, utimens: `edit` changes the POSIX attributes and the mtime. The
-    /// metadata is marked changed only when a value really differs (a chmod to the same
-    /// mode stores nothing).
+    /// chmod, chown, utimens: `edit` changes the POSIX attributes and the mtime; the ctime
+    /// is now. The metadata (with the new ctime, and the mtime as it is) is marked changed
+    /// only when a value really differs (a chmod to the same mode stores nothing).
     pub fn change_posix(&mut self, edit: impl FnOnce(Kind, &mut Posix, &mut SystemTime)) {
+        let now = SystemTime::now();
         let meta = self.meta.get_or_insert_with(Meta::default);
         let before = (meta.posix.clone(), self.mtime);
         edit(self.kind, &mut meta.posix, &mut self.mtime);
         if (&meta.posix, self.mtime) != (&before.0, before.1) {
+            meta.posix.ctime = Some(now);
+            // Storing metadata rewrites the object: its new Last-Modified is no mtime.
+            meta.posix.mtime.get_or_insert(self.mtime);
             self.meta_dirty = true;
         }
+        self.changed_here = Some(now);
     }
 
-    /// setxattr, removexattr: `edit` changes the `user.*` attributes; a failed edit changes
-    /// nothing.
+    /// utimens set the times: they stand, not when the directory's entries last changed.
+    pub fn times_set(&mut self) {
+        self.entries_changed = None;
+    }
+
+    /// setxattr, removexattr: `edit` changes the `user.*` attributes, and the ctime is now;
+    /// a failed edit changes nothing.
     pub fn edit_user<E>(
         &mut self,
         edit: impl FnOnce(&mut UserMetadata) -> Result<(), E>,
     ) -> Result<(), E> {
-        edit(&mut self.meta.get_or_insert_with(Meta::default).user)?;
+        let now = SystemTime::now();
+        let meta = self.meta.get_or_insert_with(Meta::default);
+        edit(&mut meta.user)?;
+        meta.posix.ctime = Some(now);
+        meta.posix.mtime.get_or_insert(self.mtime); // (see `change_posix`)
         self.meta_dirty = true;
+        self.changed_here = Some(now);
         Ok(())
+    }
+
+    /// Renamed, or unlinked while open: the ctime is now (kept in memory).
+    pub fn status_changed(&mut self) {
+        self.changed_here = Some(SystemTime::now());
+    }
+
+    /// A directory in which this mount just added, removed or renamed an entry: its mtime
+    /// and ctime are now (kept in memory).
+    pub fn entries_changed(&mut self) {
+        let now = SystemTime::now();
+        self.entries_changed = Some(now);
+        self.changed_here = Some(now);
     }
 
     /// The metadata as it is now left with an upload.
@@ -409,6 +449,8 @@ impl InodeTable {
             content: None,
             children: BTreeMap::new(),
             kept_etag: None,
+            changed_here: None,
+            entries_changed: None,
         };
         InodeTable {
             nodes: HashMap::from([(ROOT_INO, root)]),
@@ -502,6 +544,8 @@ impl InodeTable {
                 content: None,
                 children: BTreeMap::new(),
                 kept_etag: None,
+                changed_here: None,
+                entries_changed: None,
             },
         );
         if let Some(p) = self.nodes.get_mut(&parent) {

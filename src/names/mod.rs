@@ -231,13 +231,17 @@ impl Names {
             Kind::Dir => self.config.dir_mode,
             Kind::Symlink => 0o777,
         };
+        let mtime = node.entries_changed.unwrap_or(node.mtime);
+        let stored_ctime = posix.and_then(|p| p.ctime).unwrap_or(node.mtime);
         Attr {
             ino,
             kind: node.kind,
             size,
-            mtime: node.mtime,
+            mtime,
             atime: posix.and_then(|p| p.atime).unwrap_or(node.mtime),
-            ctime: posix.and_then(|p| p.ctime).unwrap_or(node.mtime),
+            ctime: node
+                .changed_here
+                .map_or(stored_ctime, |here| here.max(stored_ctime)),
             perm: posix
                 .and_then(|p| p.mode)
                 .map_or(default_perm, |m| (m & 0o7777) as u16),
@@ -361,6 +365,17 @@ impl Names {
     /// The kernel dropped `n` references to `ino`.
     pub fn forget(&self, ino: Ino, n: u64) {
         self.table().forget(ino, n);
+    }
+
+    /// This mount added, removed or renamed an entry of each of `dirs` (after the operation
+    /// succeeded): their mtime and ctime are now.
+    pub fn entries_changed(&self, dirs: &[Ino]) {
+        let mut t = self.table();
+        for dir in dirs {
+            if let Some(node) = t.get_mut(*dir) {
+                node.entries_changed();
+            }
+        }
     }
 
     /// This mount made `dir` (mkdir): it is empty, so its listing is complete.
