@@ -195,6 +195,7 @@ mod tests {
             "--no-listing-metadata",
             "--foreground",
             "--log-file",
+            "--log-format",
         ] {
             assert!(mount.iter().any(|l| l == flag), "mount {flag}");
         }

@@ -37,7 +37,7 @@ pub use unmount::unmount;
 pub fn mount(config: Config, mountpoint: PathBuf, foreground: bool) -> ExitCode {
     let child = std::env::var_os(background::READY_ENV).is_some();
     if foreground || child {
-        background::init_logging();
+        background::init_logging(config.log_format);
     }
     let ready = background::Ready { pipe: child };
     let mountpoint = match preflight::mountpoint(&mountpoint, config.allow_non_empty) {
