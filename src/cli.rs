@@ -1,7 +1,8 @@
 //! The command line: `bucketfs mount`, `unmount`, `status` and `check`. The flags of options
 //! form the top layer of the configuration; they, their help and their environment names are
 //! written from the option table (`config/options.rs`), so only the commands and the flags
-//! that are no option (`--config`, `--foreground`) are defined here.
+//! that are no option (`--config`, `--foreground`) are defined here. Called as `mount.bucketfs`
+//! (argv[0]), the binary is the mount helper instead (`mount_helper`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{CheckFlags, Config, ConfigError, Layer, MountFlags};
 use crate::console::usage_error;
+use crate::daemon::ReportFormat;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +38,9 @@ pub enum Command {
     Status {
         /// The directory where bucketfs is mounted.
         mountpoint: PathBuf,
+        /// One JSON object, for scripts (its fields are described in README).
+        #[arg(long)]
+        json: bool,
     },
     /// Check credentials, the bucket, and list/put/get/delete under the prefix.
     Check(Box<CheckArgs>),
@@ -51,8 +56,8 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Flags over environment over config file over defaults.
-    fn resolve(&self, flags: Layer) -> Result<Config, ConfigError> {
+    /// Flags (or mount options) over environment over config file over defaults.
+    pub(crate) fn resolve(&self, flags: Layer) -> Result<Config, ConfigError> {
         let config_path = self
             .config
             .clone()
@@ -118,6 +123,11 @@ impl MountArgs {
 }
 
 pub fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    if crate::mount_helper::called_as_helper(argv0.as_ref()) {
+        return crate::mount_helper::main(args);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Mount(args) => match args.resolve() {
@@ -125,7 +135,13 @@ pub fn main() -> ExitCode {
             Err(e) => usage_error(e),
         },
         Command::Unmount { mountpoint } => crate::daemon::unmount(&mountpoint),
-        Command::Status { mountpoint } => crate::daemon::status(&mountpoint),
+        Command::Status { mountpoint, json } => {
+            let format = match json {
+                true => ReportFormat::Json,
+                false => ReportFormat::Text,
+            };
+            crate::daemon::status(&mountpoint, format)
+        }
         Command::Check(args) => match args.resolve() {
             Ok(config) => crate::check::run(&config),
             Err(e) => usage_error(e),

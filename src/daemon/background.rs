@@ -73,8 +73,11 @@ pub(super) fn spawn_background(config: &Config, mountpoint: &Path) -> ExitCode {
         Ok(e) => e,
         Err(e) => return usage_error(format!("cannot find the bucketfs binary: {e}")),
     };
+    // The same command line, argv[0] included: `mount.bucketfs` runs as the mount helper.
+    let mut args = std::env::args_os();
     let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
+    cmd.arg0(args.next().unwrap_or_default())
+        .args(args)
         .arg("--foreground")
         .env(READY_ENV, "1")
         .stdin(Stdio::null())
