@@ -1,8 +1,9 @@
-//! The command line: `bucketfs mount`, `unmount`, `status` and `check`. The flags of options
-//! form the top layer of the configuration; they, their help and their environment names are
-//! written from the option table (`config/options.rs`), so only the commands and the flags
-//! that are no option (`--config`, `--foreground`) are defined here. Called as `mount.bucketfs`
-//! (argv[0]), the binary is the mount helper instead (`mount_helper`).
+//! The command line: `bucketfs mount`, `unmount`, `status` and `check` (and, hidden,
+//! `completions` and `man`: `cli_docs`). The flags of options form the top layer of the
+//! configuration; they, their help and their environment names are written from the option
+//! table (`config/options.rs`), so only the commands and the flags that are no option
+//! (`--config`, `--foreground`) are defined here. Called as `mount.bucketfs` (argv[0]), the
+//! binary is the mount helper instead (`mount_helper`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,12 @@ pub enum Command {
     },
     /// Check credentials, the bucket, and list/put/get/delete under the prefix.
     Check(Box<CheckArgs>),
+    /// Print the shell completion script for SHELL (see `cli_docs`).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Print bucketfs(1), or write every command's man page to DIR (see `cli_docs`).
+    #[command(hide = true)]
+    Man { dir: Option<PathBuf> },
 }
 
 /// The config file of `mount` and `check`.
@@ -146,6 +153,8 @@ pub fn main() -> ExitCode {
             Ok(config) => crate::check::run(&config),
             Err(e) => usage_error(e),
         },
+        Command::Completions { shell } => crate::cli_docs::completions(shell),
+        Command::Man { dir } => crate::cli_docs::man(dir.as_deref()),
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod check;
 pub mod cli;
+pub mod cli_docs;
 pub mod config;
 pub mod console;
 pub mod daemon;
