@@ -265,6 +265,29 @@ mod tests {
     }
 
     #[test]
+    fn the_systemd_unit_runs_a_notify_service_in_the_foreground_with_its_config_file() {
+        let unit = include_str!("../contrib/bucketfs@.service");
+        assert!(unit.lines().any(|l| l == "Type=notify"));
+        let exec = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap()
+            .replace("%i", "data");
+        let mut words = exec.split_whitespace();
+        assert!(words.next().unwrap().ends_with("/bucketfs"));
+        let cli = Cli::try_parse_from(std::iter::once("bucketfs").chain(words)).unwrap();
+        let Command::Mount(args) = cli.command else {
+            panic!("mount");
+        };
+        assert!(args.foreground, "systemd waits for READY=1 from its main process");
+        assert_eq!(
+            args.config.config.as_deref(),
+            Some(std::path::Path::new("/etc/bucketfs/data.toml"))
+        );
+        assert_eq!(args.positional, ["/mnt/data"]);
+    }
+
+    #[test]
     fn check_takes_an_optional_source_and_the_store_flags() {
         let cli =
             Cli::try_parse_from(["bucketfs", "check", "--region", "r", "s3://bucket"]).unwrap();
