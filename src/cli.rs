@@ -279,7 +279,10 @@ mod tests {
         let Command::Mount(args) = cli.command else {
             panic!("mount");
         };
-        assert!(args.foreground, "systemd waits for READY=1 from its main process");
+        assert!(
+            args.foreground,
+            "systemd waits for READY=1 from its main process"
+        );
         assert_eq!(
             args.config.config.as_deref(),
             Some(std::path::Path::new("/etc/bucketfs/data.toml"))

@@ -91,14 +91,19 @@ impl MountOptions {
     pub fn parse(text: &str, sloppy: bool) -> Result<MountOptions, ConfigError> {
         let mut out = MountOptions::default();
         for (name, value) in split(text) {
-            let generic = GENERIC.iter().find(|(n, _)| *n == name);
-            match (name.as_str(), value) {
-                _ if name.starts_with("x-") || name == "comment" => {}
-                (_, None) if generic.is_some() => {
-                    if let Some((option, Generic::Refused(fix))) = generic {
-                        return Err(ConfigError::MountOptionRefused { option, fix });
+            if name.starts_with("x-") || name == "comment" {
+                continue;
+            }
+            // With or without a value: mount(8) passes `user=NAME` for `user`.
+            if let Some((option, generic)) = GENERIC.iter().find(|(n, _)| *n == name) {
+                match generic {
+                    Generic::Ignored => continue,
+                    Generic::Refused(fix) => {
+                        return Err(ConfigError::MountOptionRefused { option, fix })
                     }
                 }
+            }
+            match (name.as_str(), value) {
                 ("ro", None) => out.layer.read_only = Some(true),
                 ("config", Some(path)) => out.config = Some(PathBuf::from(path)),
                 ("config", None) => {
@@ -191,7 +196,7 @@ mod tests {
     #[test]
     fn the_generic_options_of_mount_and_systemd_are_ignored() {
         let o = parse(
-            "defaults,_netdev,nofail,noauto,auto,user,users,rw,nodev,nosuid,exec,noatime,\
+            "defaults,_netdev,nofail,noauto,auto,user=alice,users,rw,nodev,nosuid,exec,noatime,\
              relatime,x-systemd.automount,x-systemd.mount-timeout=30,comment=backup",
         )
         .unwrap();

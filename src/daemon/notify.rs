@@ -47,7 +47,7 @@ impl Notifier {
     }
 
     /// Sends one message (`KEY=VALUE` lines).
-    pub(super) fn send(&self, message: &str) {
+    fn send(&self, message: &str) {
         if let Some((sock, addr)) = &self.target {
             if let Err(e) = sock.send_to_addr(message.as_bytes(), addr) {
                 debug!(error = %e, "cannot notify systemd");
