@@ -1,7 +1,9 @@
-//! The command line: `bucketfs mount`, `unmount`, `status` and `check`. The flags of options
-//! form the top layer of the configuration; they, their help and their environment names are
-//! written from the option table (`config/options.rs`), so only the commands and the flags
-//! that are no option (`--config`, `--foreground`) are defined here.
+//! The command line: `bucketfs mount`, `unmount`, `status` and `check` (and, hidden,
+//! `completions` and `man`: `cli_docs`). The flags of options form the top layer of the
+//! configuration; they, their help and their environment names are written from the option
+//! table (`config/options.rs`), so only the commands and the flags that are no option
+//! (`--config`, `--foreground`) are defined here. Called as `mount.bucketfs` (argv[0]), the
+//! binary is the mount helper instead (`mount_helper`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{CheckFlags, Config, ConfigError, Layer, MountFlags};
 use crate::console::usage_error;
+use crate::daemon::ReportFormat;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,9 +39,18 @@ pub enum Command {
     Status {
         /// The directory where bucketfs is mounted.
         mountpoint: PathBuf,
+        /// One JSON object, for scripts (its fields are described in README).
+        #[arg(long)]
+        json: bool,
     },
     /// Check credentials, the bucket, and list/put/get/delete under the prefix.
     Check(Box<CheckArgs>),
+    /// Print the shell completion script for SHELL (see `cli_docs`).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Print bucketfs(1), or write every command's man page to DIR (see `cli_docs`).
+    #[command(hide = true)]
+    Man { dir: Option<PathBuf> },
 }
 
 /// The config file of `mount` and `check`.
@@ -51,8 +63,8 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Flags over environment over config file over defaults.
-    fn resolve(&self, flags: Layer) -> Result<Config, ConfigError> {
+    /// Flags (or mount options) over environment over config file over defaults.
+    pub(crate) fn resolve(&self, flags: Layer) -> Result<Config, ConfigError> {
         let config_path = self
             .config
             .clone()
@@ -118,6 +130,11 @@ impl MountArgs {
 }
 
 pub fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    if crate::mount_helper::called_as_helper(argv0.as_ref()) {
+        return crate::mount_helper::main(args);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Mount(args) => match args.resolve() {
@@ -125,11 +142,19 @@ pub fn main() -> ExitCode {
             Err(e) => usage_error(e),
         },
         Command::Unmount { mountpoint } => crate::daemon::unmount(&mountpoint),
-        Command::Status { mountpoint } => crate::daemon::status(&mountpoint),
+        Command::Status { mountpoint, json } => {
+            let format = match json {
+                true => ReportFormat::Json,
+                false => ReportFormat::Text,
+            };
+            crate::daemon::status(&mountpoint, format)
+        }
         Command::Check(args) => match args.resolve() {
             Ok(config) => crate::check::run(&config),
             Err(e) => usage_error(e),
         },
+        Command::Completions { shell } => crate::cli_docs::completions(shell),
+        Command::Man { dir } => crate::cli_docs::man(dir.as_deref()),
     }
 }
 
@@ -197,6 +222,7 @@ mod tests {
             "--no-listing-metadata",
             "--foreground",
             "--log-file",
+            "--log-format",
         ] {
             assert!(mount.iter().any(|l| l == flag), "mount {flag}");
         }
@@ -239,6 +265,32 @@ mod tests {
         assert_eq!(flags.listing_metadata, Some(false));
         assert_eq!(flags.part_size, Some(crate::config::Size(16 << 20)));
         assert_eq!(args.positional, ["s3://bucket/p", "/mnt"]);
+    }
+
+    #[test]
+    fn the_systemd_unit_runs_a_notify_service_in_the_foreground_with_its_config_file() {
+        let unit = include_str!("../contrib/bucketfs@.service");
+        assert!(unit.lines().any(|l| l == "Type=notify"));
+        let exec = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap()
+            .replace("%i", "data");
+        let mut words = exec.split_whitespace();
+        assert!(words.next().unwrap().ends_with("/bucketfs"));
+        let cli = Cli::try_parse_from(std::iter::once("bucketfs").chain(words)).unwrap();
+        let Command::Mount(args) = cli.command else {
+            panic!("mount");
+        };
+        assert!(
+            args.foreground,
+            "systemd waits for READY=1 from its main process"
+        );
+        assert_eq!(
+            args.config.config.as_deref(),
+            Some(std::path::Path::new("/etc/bucketfs/data.toml"))
+        );
+        assert_eq!(args.positional, ["/mnt/data"]);
     }
 
     #[test]

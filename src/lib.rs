@@ -4,18 +4,20 @@
 //! semantics over three owners: `names` — inodes, lookup, listings, metadata; `localfile` —
 //! staged content, journal, write-back queue; `cache::reader` — every object byte) →
 //! `upload` (PUT and multipart) → `store` (one `ObjectStore` trait: S3, a local directory,
-//! or memory). `cli`, `config`,
-//! `check` and `daemon` sit at the edge; `console` (lines on stderr) serves `cli` and `daemon`.
+//! or memory). `cli`, `mount_helper`
+//! (`mount -t bucketfs`), `config`, `check` and `daemon` sit at the edge; `console` (lines on stderr) serves `cli` and `daemon`.
 
 pub mod cache;
 pub mod check;
 pub mod cli;
+pub mod cli_docs;
 pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod fs;
 pub mod fuse;
 pub mod localfile;
+pub mod mount_helper;
 pub mod names;
 pub mod store;
 pub mod upload;

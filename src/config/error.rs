@@ -157,6 +157,31 @@ pub enum ConfigError {
     #[error("local source {} is not a directory: create it first", root.display())]
     LocalSourceNotDirectory { root: PathBuf },
 
+    /// A mount option (`mount -o`) that is no option of bucketfs.
+    #[error(
+        "unknown mount option `{option}`: use the keys of config.example.toml (e.g. part_size=16MiB, read_only), config=FILE, or the generic options README lists"
+    )]
+    UnknownMountOption { option: String },
+
+    /// A mount option bucketfs refuses on purpose (a secret, a file-only option, `suid`).
+    #[error("mount option `{option}` is refused: {fix}")]
+    MountOptionRefused {
+        option: &'static str,
+        fix: &'static str,
+    },
+
+    /// A mount option that takes a value, given without one.
+    #[error("mount option `{option}` needs a value: write {option}=VALUE")]
+    MountOptionNeedsValue { option: &'static str },
+
+    /// A bad value of the mount option `option` (`key=value`).
+    #[error("mount option `{option}`: {error}")]
+    InMountOption {
+        option: String,
+        #[source]
+        error: Box<ConfigError>,
+    },
+
     /// Command-line arguments in a shape the command does not take.
     #[error("usage: {0}")]
     Usage(&'static str),

@@ -9,7 +9,8 @@
 //! test checks against the table; unknown keys are refused.
 //!
 //! Files: `options.rs` the table, `table.rs` the macro that reads it, `values.rs` the value
-//! types, `file.rs` / `env.rs` / `flags.rs` the three layers, `resolve.rs` the checks and the
+//! types, `file.rs` / `env.rs` / `flags.rs` the three layers (`mount_options.rs`: the `-o`
+//! options of `mount -t bucketfs`, in place of the flags), `resolve.rs` the checks and the
 //! resolved structs, `source.rs` the SOURCE argument, `error.rs` the errors.
 
 mod env;
@@ -18,6 +19,7 @@ mod error;
 mod example;
 mod file;
 mod flags;
+mod mount_options;
 mod options;
 mod resolve;
 mod source;
@@ -26,7 +28,8 @@ mod values;
 
 pub use error::{ConfigError, Place};
 pub use flags::{CheckFlags, MountFlags};
+pub use mount_options::MountOptions;
 pub use options::{Layer, RuleLayer, Settings, ENV_VARS, KEYS};
-pub use resolve::{Config, ConflictPolicy, FsOptions, MAX_PART_SIZE, MIN_PART_SIZE};
+pub use resolve::{Config, ConflictPolicy, FsOptions, LogFormat, MAX_PART_SIZE, MIN_PART_SIZE};
 pub use source::Source;
 pub use values::{Mode, OptionValue, Size};

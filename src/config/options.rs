@@ -6,7 +6,7 @@
 //! `config.example.toml` (a test fails until the example documents it with this default).
 //!
 //! ```text
-//! [#[secret]]                   value never shown by Debug
+//! [#[secret]]                   value never shown by Debug, and no mount option (`-o`)
 //! key: Type {
 //!     help: "...",              --help text and field doc
 //!     default: value(EXPR)      fixed default, shown in --help, checked in the example
@@ -19,6 +19,9 @@
 //! }
 //! ```
 //! SCOPE is `Mount` (`bucketfs mount`) or `MountAndCheck` (also `bucketfs check`).
+//!
+//! Every option with an environment name is also a mount option of `mount -t bucketfs`
+//! (`-o key=value`, read as its environment text; see `mount_options.rs`).
 
 use std::path::PathBuf;
 
@@ -329,6 +332,13 @@ define_options! {
         default: none("CACHE_DIR/<mount>/bucketfs.log"),
         env: ["BUCKETFS_LOG_FILE"],
         flag: value(Mount, "--log-file", "FILE"),
+    }
+    log_format: String {
+        help: "Format of the daemon's log lines: text, or json (one JSON object per line, for \
+               log shippers)",
+        default: value(String::from("text")),
+        env: ["BUCKETFS_LOG_FORMAT"],
+        flag: value(Mount, "--log-format", "FORMAT"),
     }
 
     // --- Options of new objects ----------------------------------------------------------------

@@ -174,6 +174,29 @@ impl FsOptions {
     }
 }
 
+/// How the daemon writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per event (the default).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    fn parse(value: &str) -> Result<LogFormat, ConfigError> {
+        match value {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(ConfigError::UnknownName {
+                what: "log format",
+                value: other.to_string(),
+                expected: "text or json".into(),
+            }),
+        }
+    }
+}
+
 /// The fully resolved configuration of one mount (or `check`).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -187,6 +210,7 @@ pub struct Config {
     pub allow_non_empty: bool,
     pub cache_dir: PathBuf,
     pub log_file: Option<PathBuf>,
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -200,6 +224,7 @@ impl Config {
         };
         let source = Source::parse(&source_text)?;
         let fs = FsOptions::from_settings(&s)?;
+        let log_format = LogFormat::parse(&s.log_format)?;
         let request_timeout = seconds("request_timeout", s.request_timeout)?;
         if request_timeout.is_zero() {
             return Err(ConfigError::OutOfRange {
@@ -269,6 +294,7 @@ impl Config {
             allow_non_empty: s.allow_non_empty,
             cache_dir,
             log_file: s.log_file,
+            log_format,
         })
     }
 
@@ -501,6 +527,22 @@ mod tests {
         assert!(d.listing_metadata);
         assert!(!d.read_only);
         assert_eq!(cfg.s3.unwrap().region, "us-east-1");
+    }
+
+    #[test]
+    fn the_log_format_is_text_unless_json_is_asked_for() {
+        assert_eq!(s3(Layer::default()).unwrap().log_format, LogFormat::Text);
+        let json = s3(Layer {
+            log_format: Some("json".into()),
+            ..Layer::default()
+        });
+        assert_eq!(json.unwrap().log_format, LogFormat::Json);
+        let e = s3(Layer {
+            log_format: Some("xml".into()),
+            ..Layer::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "unknown log format `xml`: use text or json");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - `Layer::from_env`: the environment reader (first non-empty name of an option wins);
 //! - `Layer::flag_args` / `Layer::from_flags`: the clap flags of `mount` and `check`, their
 //!   help text (with the default and the environment names), and the layer they give;
+//! - `Layer::set_mount_option`: one `-o key=value` of `mount -t bucketfs`;
 //! - `Settings`: a merged layer with the table's defaults applied, what `resolve` validates;
 //! - `KEYS` and `ENV_VARS`, and `Layer::differs_from_defaults` for the checks of
 //!   `config.example.toml`.
@@ -58,6 +59,37 @@ macro_rules! define_options {
             $layer.$key = Some(value);
         }
     };
+
+    // ---- Mount options (`-o key=value` of mount(8)) ----------------------------------------
+    (@mount_option $field:expr, $ty:ty, $key:ident, $text:ident, [secret], $env:tt) => {
+        Err($crate::config::ConfigError::MountOptionRefused {
+            option: stringify!($key),
+            fix: "mount options show in ps and /etc/fstab is readable by everyone: put it in \
+                  the config file (config=FILE, mode 0600) or the environment",
+        })
+    };
+    (@mount_option $field:expr, $ty:ty, $key:ident, $text:ident, [], none) => {
+        Err($crate::config::ConfigError::MountOptionRefused {
+            option: stringify!($key),
+            fix: "it is set in the config file only: use config=FILE",
+        })
+    };
+    (@mount_option $field:expr, $ty:ty, $key:ident, $text:ident, [],
+        [$($var:literal),+ $(,)?]) => {(|| {
+        let text = $text
+            .or(<$ty as $crate::config::values::OptionValue>::WITHOUT_VALUE)
+            .ok_or($crate::config::ConfigError::MountOptionNeedsValue {
+                option: stringify!($key),
+            })?;
+        let value = <$ty as $crate::config::values::OptionValue>::from_env(text).map_err(|e| {
+            $crate::config::ConfigError::InMountOption {
+                option: format!("{}={text}", stringify!($key)),
+                error: Box::new(e),
+            }
+        })?;
+        $field = Some(value);
+        Ok(())
+    })()};
 
     // ---- Flags ----------------------------------------------------------------------------
     (@flag_arg $key:ident : $ty:ty, $help:literal, $default:expr, $env:tt, none) => {
@@ -171,6 +203,25 @@ macro_rules! define_options {
                 let mut layer = Layer::default();
                 $(define_options!(@read_env layer.$key: $ty, get, $env);)*
                 Ok(layer)
+            }
+
+            /// Sets the option `key` from a mount option: `-o key=text`, or `-o key` (`text`
+            /// `None`, only for booleans: true), read as the option's environment text is.
+            /// Secrets and file-only options (`rules`) are refused; `None` if no option has
+            /// that key.
+            pub(crate) fn set_mount_option(
+                &mut self,
+                key: &str,
+                text: Option<&str>,
+            ) -> Option<Result<(), $crate::config::ConfigError>> {
+                $(
+                    if key == stringify!($key) {
+                        return Some(define_options!(
+                            @mount_option self.$key, $ty, $key, text, [$($marker)?], $env
+                        ));
+                    }
+                )*
+                None
             }
 
             /// The flags of the options a command takes, in table order.

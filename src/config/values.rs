@@ -25,6 +25,10 @@ pub trait OptionValue: DeserializeOwned + Clone + Send + Sync + 'static {
             })
     }
 
+    /// What a mount option of this type given without a value (`-o read_only`) stands for;
+    /// `None`: the option needs a value.
+    const WITHOUT_VALUE: Option<&'static str> = None;
+
     /// How clap parses the value of this type's flags.
     fn value_parser() -> clap::builder::ValueParser;
 
@@ -65,8 +69,11 @@ impl OptionValue for PathBuf {
     }
 }
 
-/// Booleans in the environment are `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`.
+/// Booleans in the environment are `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`; a
+/// mount option without a value (`-o read_only`) is true.
 impl OptionValue for bool {
+    const WITHOUT_VALUE: Option<&'static str> = Some("true");
+
     fn from_env(text: &str) -> Result<Self, ConfigError> {
         match text.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),

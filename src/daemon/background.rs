@@ -14,25 +14,30 @@ use std::process::{Command, ExitCode, Stdio};
 use tracing::error;
 
 use super::preflight;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::console::usage_error;
 
 /// Set in the environment of the background child; its stdout is then the ready pipe.
 pub(super) const READY_ENV: &str = "BUCKETFS_READY_PIPE";
 
-/// Logs to stderr: the terminal in the foreground, the log file in the background child.
-pub(super) fn init_logging() {
+/// Logs to stderr: the terminal in the foreground, the log file in the background child; as
+/// text, or as one JSON object per line (`--log-format json`).
+pub(super) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("bucketfs=info,fuser=error"));
     // A log write that fails (a full disk, `2>/dev/full`) loses that line. tracing-subscriber
     // would otherwise report it with `eprintln!`, which panics when stderr cannot be written:
     // the daemon died and left its mount dead.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
-        .log_internal_errors(false)
-        .try_init();
+        .log_internal_errors(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn log_path(config: &Config) -> PathBuf {
@@ -68,8 +73,11 @@ pub(super) fn spawn_background(config: &Config, mountpoint: &Path) -> ExitCode {
         Ok(e) => e,
         Err(e) => return usage_error(format!("cannot find the bucketfs binary: {e}")),
     };
+    // The same command line, argv[0] included: `mount.bucketfs` runs as the mount helper.
+    let mut args = std::env::args_os();
     let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
+    cmd.arg0(args.next().unwrap_or_default())
+        .args(args)
         .arg("--foreground")
         .env(READY_ENV, "1")
         .stdin(Stdio::null())

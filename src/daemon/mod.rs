@@ -11,9 +11,10 @@
 //! The modules, in the order a mount lives through them: `preflight` (refusals before
 //! anything is mounted), `background` (the detached child, its log and the ready pipe), `open`
 //! (store, runtime, caches, journal, recovery), `serve` (the FUSE session and the write-back
-//! loop), `shutdown` (signals, draining uploads, the exit status). The commands that talk to a
-//! running daemon: `unmount` and `status_socket` (`bucketfs status`), which find it through
-//! `runtime_files`. Only `cli` calls in here; nothing here calls `cli`.
+//! loop), `notify` (systemd's `READY=1`, `STATUS=`, `STOPPING=1`), `shutdown` (signals,
+//! draining uploads, the exit status). The commands that talk to a running daemon: `unmount`
+//! and `status_socket` (`bucketfs status`, its JSON in `status_json`), which find it through
+//! `runtime_files`. Only `cli` and `mount_helper` call in here; nothing here calls them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,15 +22,17 @@ use std::process::ExitCode;
 use crate::config::Config;
 
 mod background;
+mod notify;
 mod open;
 mod preflight;
 mod runtime_files;
 mod serve;
 mod shutdown;
+mod status_json;
 mod status_socket;
 mod unmount;
 
-pub use status_socket::status;
+pub use status_socket::{status, ReportFormat};
 pub use unmount::unmount;
 
 /// `bucketfs mount`: the checks, then serving here (`--foreground`, or as the background
@@ -37,7 +40,7 @@ pub use unmount::unmount;
 pub fn mount(config: Config, mountpoint: PathBuf, foreground: bool) -> ExitCode {
     let child = std::env::var_os(background::READY_ENV).is_some();
     if foreground || child {
-        background::init_logging();
+        background::init_logging(config.log_format);
     }
     let ready = background::Ready { pipe: child };
     let mountpoint = match preflight::mountpoint(&mountpoint, config.allow_non_empty) {

@@ -1,11 +1,13 @@
 //! Checks made before anything is mounted, so a start that cannot work is refused with one
 //! line and leaves the system as it was: the mountpoint is a directory, is not already served
 //! by a FUSE daemon (a second mount would stack on top of it), and is empty unless the user
-//! accepts hiding its files; the cache directory can really be written (a full or read-only
-//! filesystem lets directories and empty files be created, then fails the first write).
+//! accepts hiding its files (a `/dev/fd/N` mountpoint: N is an open FUSE device); the cache
+//! directory can really be written (a full or read-only filesystem lets directories and empty
+//! files be created, then fails the first write).
 
 use std::fmt;
 use std::io::Write;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 /// Why a mount is refused before it starts.
@@ -19,6 +21,8 @@ pub enum Refusal {
     /// A FUSE filesystem is already mounted there: (mountpoint, fstype, source).
     AlreadyMounted(PathBuf, String, String),
     NotEmpty(PathBuf),
+    /// `/dev/fd/N` where N is not an open FUSE device.
+    NotAFuseDescriptor(PathBuf),
     /// The cache directory cannot be written: (cache dir, the error of the write).
     CacheDirNotWritable(PathBuf, std::io::Error),
 }
@@ -57,6 +61,12 @@ impl fmt::Display for Refusal {
                 "mountpoint {} is not empty and the mount would hide its files: use an empty directory, or pass --allow-non-empty",
                 p.display()
             ),
+            Refusal::NotAFuseDescriptor(p) => write!(
+                f,
+                "{} is not an open /dev/fuse descriptor: pass the descriptor of a FUSE device \
+                 that is already mounted, or a directory",
+                p.display()
+            ),
             Refusal::CacheDirNotWritable(p, e) => write!(
                 f,
                 "cache directory {} cannot be written ({e}): free space there or choose another with --cache-dir",
@@ -66,9 +76,30 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The descriptor a `/dev/fd/N` mountpoint names: a FUSE device that a privileged parent
+/// opened and mounted (as container and Kubernetes drivers do), served as it is. `None` for
+/// any other path.
+pub fn fuse_fd(path: &Path) -> Option<RawFd> {
+    path.to_str()?.strip_prefix("/dev/fd/")?.parse().ok()
+}
+
+/// True if `fd` is open on the FUSE device (`/dev/fuse`, character device 10:229).
+fn is_fuse_device(fd: RawFd) -> bool {
+    // SAFETY: fstat only writes the struct it is given; a closed fd fails with EBADF.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    ok && st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(10, 229)
+}
+
 /// The absolute mountpoint, once it is a directory nothing FUSE is mounted on, and empty
-/// unless `allow_non_empty`.
+/// unless `allow_non_empty`; or `/dev/fd/N` as it is, once N is open on the FUSE device.
 pub fn mountpoint(path: &Path, allow_non_empty: bool) -> Result<PathBuf, Refusal> {
+    if let Some(fd) = fuse_fd(path) {
+        return match is_fuse_device(fd) {
+            true => Ok(path.to_path_buf()),
+            false => Err(Refusal::NotAFuseDescriptor(path.to_path_buf())),
+        };
+    }
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -196,6 +227,32 @@ mod tests {
 41 22 0:36 / /mnt/plain rw,relatime - tmpfs tmpfs rw,size=1024k
 42 41 0:37 / /mnt/plain rw,nosuid,nodev - fuse.bucketfs bucketfs:s3://other/ rw,user_id=0
 ";
+
+    #[test]
+    fn dev_fd_names_a_descriptor_that_must_be_a_fuse_device() {
+        assert_eq!(fuse_fd(Path::new("/dev/fd/7")), Some(7));
+        assert_eq!(fuse_fd(Path::new("/dev/fd/x")), None);
+        assert_eq!(fuse_fd(Path::new("/mnt/fd/7")), None);
+        let file = tempfile::tempfile().unwrap();
+        let path = format!("/dev/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        let e = mountpoint(Path::new(&path), false).unwrap_err();
+        assert!(matches!(e, Refusal::NotAFuseDescriptor(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("not an open /dev/fuse descriptor"),
+            "{e}"
+        );
+        let fuse = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse");
+        if let Ok(fuse) = fuse {
+            let path = format!("/dev/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fuse));
+            assert_eq!(
+                mountpoint(Path::new(&path), false).unwrap(),
+                Path::new(&path)
+            );
+        }
+    }
 
     #[test]
     fn mountinfo_mountpoints_are_unescaped() {

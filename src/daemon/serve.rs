@@ -1,17 +1,23 @@
 //! Serving a mount: the FUSE session on its own thread, the tokio runtime every operation runs
-//! on, the write-back loop that uploads closed files once they are due, and the status
-//! socket. `serve` runs the whole life of the daemon in order — open (`open`), mount, report
-//! "ready", wait for the unmount and finish (`shutdown`) — so the sequence reads in one place.
+//! on, the write-back loop that uploads closed files once they are due, the status socket and
+//! systemd's notifications. `serve` runs the whole life of the daemon in order — open
+//! (`open`), mount (or take the descriptor of `/dev/fd/N`, already mounted by the parent),
+//! report "ready" (to the waiting parent and to systemd), wait for the unmount and finish
+//! (`shutdown`) — so the sequence reads in one place.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use fuser::{MountOption, Session, SessionACL};
 use tracing::{info, warn};
 
 use super::background::Ready;
+use super::notify::{keep_status_current, Notifier};
 use super::open;
+use super::preflight;
 use super::runtime_files::{not_stored_file_for, pid_file_for, socket_for, write_pid_file};
 use super::shutdown::{self, Signals};
 use super::status_socket::serve_status;
@@ -51,7 +57,19 @@ pub(super) fn serve(
     } else {
         SessionACL::Owner
     };
-    let mut session = match Session::new(adapter, &mountpoint, &fuse_config) {
+    let fd_session = preflight::fuse_fd(&mountpoint);
+    let session = match fd_session {
+        // SAFETY: preflight checked that the descriptor is open on /dev/fuse; it was handed
+        // to this process to serve, and nothing else here uses it.
+        Some(fd) => Session::from_fd(
+            adapter,
+            unsafe { OwnedFd::from_raw_fd(fd) },
+            fuse_config.acl,
+            fuse_config,
+        ),
+        None => Session::new(adapter, &mountpoint, &fuse_config),
+    };
+    let mut session = match session {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_dir(&opened.staging);
@@ -76,7 +94,11 @@ pub(super) fn serve(
         let _ = done_tx.send(());
         result
     });
-    let device = mount_device(&mountpoint);
+    // A descriptor's mount is the parent's: its mountpoint is not known here.
+    let device = fd_session
+        .is_none()
+        .then(|| mount_device(&mountpoint))
+        .flatten();
     if let Some(dev) = device {
         raise_kernel_readahead(dev, config.fs.read_ahead);
     }
@@ -90,10 +112,29 @@ pub(super) fn serve(
     info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
     ready.ok();
     start_guard.started();
+    let notifier = Arc::new(Notifier::from_env());
+    notifier.ready(&opened.fs.status().pending_line(SystemTime::now()));
+    let status_task = notifier.enabled().then(|| {
+        opened
+            .rt
+            .spawn(keep_status_current(notifier.clone(), opened.fs.clone()))
+    });
 
-    shutdown::wait_for_unmount(&opened.rt, signals, unmounter, done_rx, device);
-    if let Ok(Err(e)) = loop_thread.join() {
-        warn!(error = %e, "the FUSE session ended with an error");
+    let ended = shutdown::wait_for_unmount(
+        &opened.rt,
+        signals,
+        unmounter,
+        done_rx,
+        device,
+        fd_session.is_some(),
+    );
+    if let Some(task) = status_task {
+        task.abort();
+    }
+    if ended {
+        if let Ok(Err(e)) = loop_thread.join() {
+            warn!(error = %e, "the FUSE session ended with an error");
+        }
     }
     Ok(shutdown::finish(
         opened,
@@ -101,6 +142,7 @@ pub(super) fn serve(
         &mountpoint,
         &pid_file,
         &socket,
+        &notifier,
     ))
 }
 
@@ -148,9 +190,17 @@ fn raise_kernel_readahead(dev: u64, read_ahead: u64) {
     }
 }
 
+/// The mount's source as `/proc/mounts` shows it: the source as an fstab line writes it
+/// (`s3://BUCKET/PREFIX`, no trailing slash), so that `mount -a` finds a line already mounted
+/// and skips it (it compares source and target).
 fn fs_name(config: &Config) -> String {
     match &config.source {
-        crate::config::Source::S3 { bucket, prefix } => format!("bucketfs:s3://{bucket}/{prefix}"),
-        crate::config::Source::Local { root } => format!("bucketfs:file://{}", root.display()),
+        crate::config::Source::S3 { bucket, prefix } if prefix.is_empty() => {
+            format!("s3://{bucket}")
+        }
+        crate::config::Source::S3 { bucket, prefix } => {
+            format!("s3://{bucket}/{}", prefix.trim_end_matches('/'))
+        }
+        crate::config::Source::Local { root } => format!("file://{}", root.display()),
     }
 }

@@ -1,32 +1,45 @@
 //! How a serving daemon ends. Whatever ends the mount — a signal (SIGTERM, SIGINT), which
 //! unmounts it here, or an unmount from outside (`bucketfs unmount`, `umount`,
 //! `fusermount3 -u`) — every pending upload is finished before the process exits, with
-//! progress in the log. Files that could not be stored are listed in the runtime directory for
-//! `bucketfs unmount` to name, and the exit status is 1; otherwise 0.
+//! progress in the log (and in systemd's `STATUS=`, after `STOPPING=1`). Files that could not
+//! be stored are listed in the runtime directory for `bucketfs unmount` to name, and the exit
+//! status is 1; otherwise 0.
+//!
+//! A session served on a descriptor its parent mounted (`/dev/fd/N`) cannot be unmounted
+//! here: on a signal the daemon finishes its uploads while still serving, then exits, and the
+//! parent unmounts.
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, warn};
 
+use super::notify::Notifier;
 use super::open::Opened;
 use super::runtime_files::not_stored_file_for;
 use crate::config::Config;
 use crate::fs::Fs;
 
 /// Waits until the FUSE session ends (`done_rx`). A signal first unmounts; if the mount is
-/// still in use after a grace period, the connection of `device` is aborted.
+/// still in use after a grace period, the connection of `device` is aborted. A session on a
+/// descriptor the parent mounted (`fd_session`) is not unmounted here: on a signal this
+/// returns at once, and false (the session goes on until the parent unmounts).
 pub(super) fn wait_for_unmount(
     rt: &tokio::runtime::Runtime,
     signals: Signals,
     mut unmounter: fuser::SessionUnmounter,
     mut done_rx: tokio::sync::oneshot::Receiver<()>,
     device: Option<u64>,
-) {
+    fd_session: bool,
+) -> bool {
     rt.block_on(async {
         tokio::select! {
             signal = signals.next() => {
+                if fd_session {
+                    info!(signal, "stopping; the process that mounted the descriptor unmounts");
+                    return false;
+                }
                 info!(signal, "unmounting");
                 if let Err(e) = unmounter.unmount() {
                     warn!(error = %e, "unmount failed");
@@ -41,7 +54,8 @@ pub(super) fn wait_for_unmount(
             }
             _ = &mut done_rx => info!("unmounted"),
         }
-    });
+        true
+    })
 }
 
 /// After the session ended: uploads what is pending, tidies the journal, logs the store's
@@ -53,8 +67,11 @@ pub(super) fn finish(
     mountpoint: &Path,
     pid_file: &Path,
     socket: &Path,
+    notifier: &Notifier,
 ) -> ExitCode {
-    let failed = opened.rt.block_on(drain_with_progress(&opened.fs));
+    let failed = opened
+        .rt
+        .block_on(drain_with_progress(&opened.fs, notifier));
     if let Err(e) = opened.journal.close() {
         warn!(error = %e, "cannot tidy the write-back journal");
     }
@@ -105,14 +122,23 @@ fn abort_connection(dev: u64) {
 }
 
 /// Drains pending uploads, logging progress every few seconds for long drains (on stderr
-/// in the foreground; `bucketfs unmount` shows it too).
-async fn drain_with_progress(fs: &Fs) -> Vec<String> {
+/// in the foreground; `bucketfs unmount` shows it too) and telling systemd (`STOPPING=1`,
+/// then the progress in `STATUS=`).
+async fn drain_with_progress(fs: &Fs, notifier: &Notifier) -> Vec<String> {
     let started = Instant::now();
+    let unmounting = |fs: &Fs| {
+        let pending = fs.status().pending_line(SystemTime::now());
+        format!(
+            "unmounting for {} s; {pending}",
+            started.elapsed().as_secs()
+        )
+    };
+    notifier.stopping(&unmounting(fs));
     let drain = fs.drain();
     tokio::pin!(drain);
-    loop {
+    let failed = loop {
         tokio::select! {
-            failed = &mut drain => return failed,
+            failed = &mut drain => break failed,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {
                 let status = fs.status();
                 info!(
@@ -121,9 +147,15 @@ async fn drain_with_progress(fs: &Fs) -> Vec<String> {
                     bytes = status.pending_bytes,
                     "still uploading pending files before exit"
                 );
+                notifier.status(&unmounting(fs));
             }
         }
-    }
+    };
+    notifier.status(&match failed.len() {
+        0 => "unmounted; all uploads finished".to_string(),
+        n => format!("unmounted; {n} files not stored (see the log)"),
+    });
+    failed
 }
 
 /// SIGTERM and SIGINT, registered when created.

@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use super::runtime_files::{not_stored_file_for, pid_file_for, read_pid};
-use super::status_socket::query_status;
+use super::status_socket::{query_status, ReportFormat};
 use crate::console::{stderr_line, usage_error};
 
 /// `bucketfs unmount`: unmounts, then waits for the daemon to finish its uploads and exit.
@@ -29,7 +29,7 @@ pub fn unmount(mountpoint: &Path) -> ExitCode {
         let mut next_report = Instant::now() + Duration::from_secs(2);
         while process_alive(pid) {
             if Instant::now() >= next_report {
-                let pending = query_status(&abs)
+                let pending = query_status(&abs, ReportFormat::Text)
                     .ok()
                     .and_then(|r| {
                         r.lines()

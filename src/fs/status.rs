@@ -62,16 +62,24 @@ impl Fs {
 }
 
 impl Status {
-    /// The report, one fact per line.
-    pub fn render(&self, now: SystemTime) -> String {
-        let age = |t: SystemTime| now.duration_since(t).unwrap_or_default().as_secs();
-        let mut out = format!(
+    /// The first line of the report: "pending uploads: N files, B bytes[, oldest waiting S s]"
+    /// (also systemd's `STATUS=`).
+    pub fn pending_line(&self, now: SystemTime) -> String {
+        let mut line = format!(
             "pending uploads: {} files, {} bytes",
             self.pending, self.pending_bytes
         );
         if let Some(oldest) = self.oldest {
-            let _ = write!(out, ", oldest waiting {} s", age(oldest));
+            let age = now.duration_since(oldest).unwrap_or_default().as_secs();
+            let _ = write!(line, ", oldest waiting {age} s");
         }
+        line
+    }
+
+    /// The report, one fact per line.
+    pub fn render(&self, now: SystemTime) -> String {
+        let age = |t: SystemTime| now.duration_since(t).unwrap_or_default().as_secs();
+        let mut out = self.pending_line(now);
         if !self.unsaved.is_empty() {
             let _ = write!(
                 out,
