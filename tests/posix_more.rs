@@ -320,3 +320,31 @@ fn ctime_and_directory_times_move_as_on_a_local_disk() {
     assert_eq!(ctime, chmod_ctime, "the stored ctime is the chmod's");
     assert_eq!(times(&m.path("e")).0, (1_600_000_000, 7));
 }
+
+/// A FIFO made on the mount (mkfifo) is a FIFO: what one process writes another reads,
+/// through the kernel (never through S3), and it is still a FIFO after a remount.
+#[test]
+fn a_fifo_on_the_mount_carries_data_between_processes() {
+    let server = Server::running();
+    let prefix = server.unique_prefix("fifo");
+    let m = mount(&server, &prefix);
+    let fifo = m.path("pipe");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::write(fifo, b"through the pipe").unwrap())
+    };
+    assert_eq!(fs::read(&fifo).unwrap(), b"through the pipe");
+    writer.join().unwrap();
+    m.unmount();
+    assert_eq!(
+        server.get(&format!("{prefix}/pipe")).unwrap(),
+        b"",
+        "an empty object"
+    );
+    let m = mount(&server, &prefix);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::metadata(m.path("pipe")).unwrap().file_type().is_fifo());
+}

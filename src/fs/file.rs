@@ -601,30 +601,21 @@ impl Fs {
     /// truncate it until the last close (then it is gone, and nothing of it is uploaded). A
     /// file nobody has open needs nothing.
     pub(super) async fn keep_if_open(&self, ino: Ino) {
-        let (open, remote) = match self.names.table().get(ino) {
-            Some(n) if n.kind() == Kind::File => (n.open_handles() > 0, n.remote()),
+        let (content, remote) = match self.names.table().get(ino) {
+            Some(n) if n.kind() == Kind::File && n.open_handles() > 0 => {
+                (n.content().cloned(), n.remote())
+            }
             _ => return,
         };
-        if !open {
-            return;
-        }
-        let existing = self
-            .names
-            .table()
-            .get(ino)
-            .and_then(|n| n.content().cloned());
-        let content = match existing {
-            Some(c) => c,
-            None if !remote => return,
+        let kept = match content {
+            Some(c) => c.keep_locally().await.map_err(FsError::from),
+            None if !remote => return, // all of it is here
             None => match self.content_for_write(ino).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(ino, error = %e, "cannot keep the bytes of an open file that loses its name; reads of it may fail");
-                    return;
-                }
+                Ok(c) => c.keep_locally().await.map_err(FsError::from),
+                Err(e) => Err(e),
             },
         };
-        if let Err(e) = content.keep_locally().await {
+        if let Err(e) = kept {
             tracing::warn!(ino, error = %e, "cannot keep the bytes of an open file that loses its name; reads of it may fail");
         }
     }

@@ -274,7 +274,6 @@ impl Fs {
         Ok(copied)
     }
 
-    /// True when `ino` is `ancestor` or lies below it.
     /// Copies every key under `from` to the same relative key under `to` (of any size), then
     /// deletes the originals. Sources are deleted only once every copy succeeded, so a failure
     /// loses nothing. Returns the ETag of each copy by its source key.
@@ -312,6 +311,7 @@ impl Fs {
         Ok(copies)
     }
 
+    /// True when `ino` is `ancestor` or lies below it.
     fn is_within(&self, ino: Ino, ancestor: Ino) -> bool {
         let t = self.names.table();
         let mut cur = ino;

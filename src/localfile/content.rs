@@ -78,10 +78,9 @@ impl State {
 
 /// Lock order (outermost first), with `Fs::keys` and the inode table around them:
 /// `Fs::keys` → `upload_lock` → `stream` → `filling` → the inode table → `state` → `base`;
-/// `pending`
-/// is a leaf too (taken under the table, never with `state` or `base`). The tokio locks
-/// (`upload_lock`, `stream`) are held across store requests; the std ones never across an
-/// await.
+/// `pending` is a leaf too (taken under the table, never with `state` or `base`). The tokio
+/// locks (`upload_lock`, `stream`, `filling`) are held across store requests; the std ones
+/// never across an await.
 pub struct Content {
     staging: StagingFile,
     /// Replaced (`rebase`) once the file is uploaded: the new object holds the same bytes
