@@ -118,14 +118,16 @@ impl Fs {
                 // its new key: an upload landing under the old prefix after the listing
                 // would be left behind.
                 let _keys = self.keys.write().await;
+                let from = self.names.dir_prefix(src)?;
+                let to = self.names.child_key(new_parent, new_name, Kind::Dir)?;
+                // Listed (and every new key checked) before anything changes.
+                let objs = self.keys_to_move(&from, &to).await?;
                 if let Some(d) = dst {
                     let d_prefix = self.names.dir_prefix(d)?;
                     self.ensure_empty(d, &d_prefix).await?;
                     self.store.delete(&d_prefix).await?;
                 }
-                let from = self.names.dir_prefix(src)?;
-                let to = self.names.child_key(new_parent, new_name, Kind::Dir)?;
-                let copies = self.move_prefix(&from, &to).await?;
+                let copies = self.move_prefix(objs, &from, &to).await?;
                 self.names.table().rename(src, new_parent, new_name);
                 // Files below it with local content: their unchanged bytes are now read from
                 // the copies, and those still to upload go to their new keys (the journal
@@ -274,20 +276,30 @@ impl Fs {
         Ok(copied)
     }
 
-    /// Copies every key under `from` to the same relative key under `to` (of any size), then
-    /// deletes the originals. Sources are deleted only once every copy succeeded, so a failure
-    /// loses nothing. Returns the ETag of each copy by its source key.
-    async fn move_prefix(&self, from: &str, to: &str) -> FsResult<HashMap<String, Option<String>>> {
+    /// The keys (and sizes) under `from`, each checked to fit under `to` in its place.
+    async fn keys_to_move(&self, from: &str, to: &str) -> FsResult<Vec<(String, u64)>> {
         let objs: Vec<(String, u64)> = list_all(&*self.store, from)
             .await?
             .into_iter()
             .map(|o| (o.key, o.size))
             .collect();
-        // Every key must fit under its new name before anything is copied.
         for (key, _) in &objs {
             self.names
                 .check_key(&format!("{to}{}", &key[from.len()..]))?;
         }
+        Ok(objs)
+    }
+
+    /// Copies `objs`, every key under `from` (`keys_to_move`), to the same relative key under
+    /// `to` (of any size), then deletes the originals. Sources are deleted only once every
+    /// copy succeeded, so a failure loses nothing. Returns the ETag of each copy by its
+    /// source key.
+    async fn move_prefix(
+        &self,
+        objs: Vec<(String, u64)>,
+        from: &str,
+        to: &str,
+    ) -> FsResult<HashMap<String, Option<String>>> {
         let (from, to) = (from.to_string(), to.to_string());
         let copies = Arc::new(Mutex::new(HashMap::new()));
         for_each_concurrent(&objs, |(key, size)| {

@@ -908,3 +908,37 @@ async fn a_directory_s_times_move_when_entries_come_and_go_until_utimens_sets_th
         "nor is a change below"
     );
 }
+
+#[tokio::test]
+async fn a_directory_rename_whose_keys_would_be_too_long_changes_nothing() {
+    let opts = FsOptions {
+        max_key_length: 20,
+        ..options()
+    };
+    let s = super::tests::setup_with("", opts);
+    let src =
+        s.fs.mkdir(ROOT_INO, OsStr::new("src"), OWNER)
+            .await
+            .unwrap();
+    write_file(&s.fs, src.ino, "a-long-name", b"x").await; // "src/a-long-name": 15
+    s.fs.mkdir(ROOT_INO, OsStr::new("empty-target"), OWNER)
+        .await
+        .unwrap();
+    let moved =
+        s.fs.rename(
+            ROOT_INO,
+            OsStr::new("src"),
+            ROOT_INO,
+            OsStr::new("empty-target"),
+            0,
+        )
+        .await;
+    assert!(matches!(moved, Err(FsError::NameTooLong)), "{moved:?}");
+    let mut keys = s.mem.keys();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["empty-target/", "src/", "src/a-long-name"],
+        "nothing moved or lost"
+    );
+}
