@@ -566,9 +566,13 @@ impl Fs {
         }
         let _no_upload = self.settle_for_removal(content.as_deref()).await;
         self.keep_if_open(ino).await;
-        if self.names.table().get(ino).is_some_and(|n| n.remote()) {
+        let stored = match self.names.table().get(ino) {
+            Some(n) if n.remote() => Some(based_on(n)),
+            _ => None,
+        };
+        if let Some(seen) = stored {
             let key = self.names.file_key(ino)?;
-            self.store.delete(&key).await?;
+            self.delete_if_unchanged(&key, seen).await?;
         }
         {
             let mut t = self.names.table();
@@ -593,6 +597,29 @@ impl Fs {
         let content = content?;
         self.discard_content(content).await;
         Some(content.upload_lock.lock().await)
+    }
+
+    /// Deletes `key` while it holds the object this mount saw (`seen`): another host's newer
+    /// version stays under the name (it shows again at the next lookup), and that is logged.
+    /// Under the `overwrite` policy, or without an ETag, the DELETE is unconditional.
+    pub(super) async fn delete_if_unchanged(
+        &self,
+        key: &str,
+        seen: Option<Condition>,
+    ) -> FsResult<()> {
+        match self.under_policy(seen) {
+            Some(Condition::Is(etag)) => match self.store.delete_if_match(key, &etag).await {
+                Err(StoreError::PreconditionFailed) => {
+                    tracing::warn!(
+                        key,
+                        "another client replaced the file since this mount saw it: its version stays"
+                    );
+                    Ok(())
+                }
+                other => Ok(other?),
+            },
+            _ => Ok(self.store.delete(key).await?),
+        }
     }
 
     /// A file about to lose its name (unlink, or replaced by a rename) while it is open

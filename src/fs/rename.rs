@@ -233,9 +233,6 @@ impl Fs {
         Ok(())
     }
 
-    /// Server-side copy (of any size) keeping the object's metadata and re-applying the
-    /// object options (S3 does not carry SSE, ACL or storage class over by itself), then
-    /// delete.
     /// Copies a stored file to its new key (only while that holds `target`: else `EEXIST`,
     /// and nothing changed), then deletes the source (only while it is `etag`). Returns the
     /// copy's ETag.
@@ -260,19 +257,10 @@ impl Fs {
             }
             other => other?,
         };
-        match self.under_policy(etag.map(|e| Condition::Is(e.to_string()))) {
-            // The source is deleted only while it is the object that was renamed: another
-            // host's newer version of it stays.
-            Some(Condition::Is(etag)) => match self.store.delete_if_match(from, &etag).await {
-                Err(StoreError::PreconditionFailed) => tracing::warn!(
-                    from,
-                    to,
-                    "another client replaced the source during the rename: its version stays"
-                ),
-                other => other?,
-            },
-            _ => self.store.delete(from).await?,
-        }
+        // The source is deleted only while it is the object that was renamed: another host's
+        // newer version of it stays.
+        self.delete_if_unchanged(from, etag.map(|e| Condition::Is(e.to_string())))
+            .await?;
         Ok(copied)
     }
 

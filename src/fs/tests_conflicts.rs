@@ -337,3 +337,28 @@ async fn a_rename_onto_a_name_another_client_took_meanwhile_is_refused() {
     assert_eq!(s.mem.bytes("b").unwrap(), "theirs");
     assert_eq!(s.mem.bytes("a").unwrap(), "mine", "nothing moved");
 }
+
+#[tokio::test]
+async fn an_unlink_of_a_file_another_client_replaced_meanwhile_leaves_the_new_version() {
+    // (attributes trusted for a minute: the unlink does not look at the store first)
+    let s = setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: std::time::Duration::from_secs(60),
+            ..options()
+        },
+    );
+    put(&s.mem, "a", b"old").await;
+    put(&s.mem, "b", b"mine").await;
+    s.fs.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
+    s.fs.lookup(ROOT_INO, OsStr::new("b")).await.unwrap();
+    put(&s.mem, "a", b"newer").await; // another host, after this mount saw "old"
+    s.fs.unlink(ROOT_INO, OsStr::new("a")).await.unwrap();
+    s.fs.unlink(ROOT_INO, OsStr::new("b")).await.unwrap();
+    assert_eq!(
+        s.mem.bytes("a").unwrap(),
+        "newer",
+        "the other host's version is not deleted"
+    );
+    assert!(s.mem.bytes("b").is_none(), "what this mount saw is deleted");
+}
