@@ -129,6 +129,26 @@ impl Fs {
                 }
                 let copies = self.move_prefix(objs, &from, &to).await?;
                 self.names.table().rename(src, new_parent, new_name);
+                // Stored files below it are their copies now, with the copies' ETags (a
+                // later unlink or upload is conditional on them).
+                let stored: Vec<Ino> = self
+                    .names
+                    .table()
+                    .all()
+                    .filter(|(_, n)| n.kind() != Kind::Dir && n.remote())
+                    .map(|(i, _)| i)
+                    .collect();
+                for ino in stored.into_iter().filter(|i| self.is_within(*i, src)) {
+                    let Ok(key) = self.names.file_key(ino) else {
+                        continue;
+                    };
+                    let old = format!("{from}{}", &key[to.len()..]);
+                    if let (Some(etag), Some(node)) =
+                        (copies.get(&old), self.names.table().get_mut(ino))
+                    {
+                        node.copied(etag.clone());
+                    }
+                }
                 // Files below it with local content: their unchanged bytes are now read from
                 // the copies, and those still to upload go to their new keys (the journal
                 // says so).
