@@ -144,6 +144,8 @@ mod tests;
 #[cfg(test)]
 mod tests_conflicts;
 #[cfg(test)]
+mod tests_durability;
+#[cfg(test)]
 mod tests_failures;
 #[cfg(test)]
 mod tests_model;
