@@ -49,7 +49,7 @@ impl Fs {
     /// has failed. Files still open for writing are left to their close and reported.
     pub async fn flush_paths(&self, paths: &[String]) -> Flushed {
         let wanted = |path: &str| paths.is_empty() || paths.iter().any(|p| is_under(path, p));
-        let mut files = self.pending_under(&wanted);
+        let files = self.pending_under(&wanted);
         let deadline = Instant::now() + RELEASE_GRACE;
         while files.iter().any(|&(ino, _)| self.handles.open_for_writing(ino))
             && Instant::now() < deadline
@@ -57,10 +57,11 @@ impl Fs {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (open, files): (Vec<_>, Vec<_>) = files
-            .drain(..)
+            .into_iter()
             .partition(|&(ino, _)| self.handles.open_for_writing(ino));
         let prefix = self.names.prefix().to_string();
-        let orphans: Vec<_> = (self.files.orphans().into_iter())
+        let orphans: Vec<_> = (self.files.orphans())
+            .into_iter()
             .filter(|o| {
                 o.entry
                     .key
