@@ -15,7 +15,8 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -44,7 +45,11 @@ fn s3_state(path: &Path) -> String {
 
 /// `bucketfs flush` with these arguments.
 fn flush(args: &[&Path]) -> Output {
-    Command::new(&*BIN).arg("flush").args(args).output().unwrap()
+    Command::new(&*BIN)
+        .arg("flush")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// The object's ETag as the bucket shows it, without quotes.
@@ -118,8 +123,10 @@ fn a_file_goes_local_uploading_stored_and_flush_returns_once_it_is_in_the_bucket
 fn a_failed_upload_is_failed_and_flush_exits_1_naming_the_file() {
     let server = Server::running();
     let prefix = server.unique_prefix("flush-fails");
-    let proxy = Proxy::start(server.endpoint(), |req| {
-        if req.is_put_object() && req.target.contains("/bad.txt") {
+    let refusing = Arc::new(AtomicBool::new(true));
+    let refuse = refusing.clone();
+    let proxy = Proxy::start(server.endpoint(), move |req| {
+        if refuse.load(Ordering::SeqCst) && req.is_put_object() && req.target.contains("/bad.txt") {
             Action::Reject {
                 status: "403 Forbidden",
                 code: "AccessDenied",
@@ -146,6 +153,7 @@ fn a_failed_upload_is_failed_and_flush_exits_1_naming_the_file() {
 
     let out = flush(&[&m.dir]);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("flush said: {stderr}");
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line per file not stored: {stderr}");
@@ -164,7 +172,20 @@ fn a_failed_upload_is_failed_and_flush_exits_1_naming_the_file() {
     assert!(state.starts_with("failed: "), "{state}");
     let etag = etag_in_bucket(&server, &format!("{prefix}/good.txt"));
     assert_eq!(s3_state(&m.path("good.txt")), format!("stored {etag}"));
-    drop(m); // its unmount fails to store bad.txt, as it must
+
+    // The server takes it again: a flush uploads it now (the retry would wait a minute).
+    refusing.store(false, Ordering::SeqCst);
+    let out = flush(&[&m.dir, &m.path("bad.txt")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.get(&format!("{prefix}/bad.txt")).as_deref(),
+        Some(&b"bad"[..])
+    );
+    m.unmount();
 }
 
 #[test]

@@ -51,7 +51,9 @@ impl Fs {
         let wanted = |path: &str| paths.is_empty() || paths.iter().any(|p| is_under(path, p));
         let files = self.pending_under(&wanted);
         let deadline = Instant::now() + RELEASE_GRACE;
-        while files.iter().any(|&(ino, _)| self.handles.open_for_writing(ino))
+        while files
+            .iter()
+            .any(|&(ino, _)| self.handles.open_for_writing(ino))
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -70,14 +72,20 @@ impl Fs {
             })
             .collect();
         let tried = files.len() + orphans.len();
-        let mut failed = self.upload_all(files.into_iter().map(|(i, _)| i).collect()).await;
+        let mut failed = self
+            .upload_all(files.into_iter().map(|(i, _)| i).collect())
+            .await;
         failed.extend(self.upload_orphans(orphans).await);
         let stored = tried.saturating_sub(failed.len());
         let path_of = |key: &str| key.strip_prefix(&prefix).unwrap_or(key).to_string();
         let mut not_stored = BTreeMap::new();
         for p in self.parked_files() {
             if wanted(&path_of(&p.entry.key)) {
-                let why = format!("{}; the bytes written here are kept in {}", p.reason, p.data.display());
+                let why = format!(
+                    "{}; the bytes written here are kept in {}",
+                    p.reason,
+                    p.data.display()
+                );
                 not_stored.insert(path_of(&p.entry.key), why);
             }
         }

@@ -13,11 +13,12 @@ use tokio::sync::Semaphore;
 
 use super::error::FsError;
 use super::flush::{Flushed, STILL_OPEN};
-use super::tests::{options, setup_with, write_file, Setup, OWNER};
-use super::tests_failures::mount;
+use super::tests::{options, put, setup_with, write_file, Setup, OWNER};
+use super::tests_failures::{failing, mount};
+use super::tests_posix::{journaled, journaled_as, KILLED};
 use super::{Fs, Ino, ROOT_INO};
 use crate::config::FsOptions;
-use crate::store::failing::{FailingStore, Failure, Op};
+use crate::store::failing::{unreachable, Failure, Op};
 use crate::store::memory::MemoryStore;
 use crate::store::{ObjectStore, StoreError};
 
@@ -46,7 +47,11 @@ fn paths(p: &[&str]) -> Vec<String> {
 async fn a_written_file_is_local_then_uploading_then_stored_with_the_objects_etag() {
     let Setup { fs, mem, _staging } = setup_with("", delayed());
     let ino = write_file(&fs, ROOT_INO, "f", b"data").await;
-    assert_eq!(state(&fs, ino).await, "local", "closed, waiting for the delay");
+    assert_eq!(
+        state(&fs, ino).await,
+        "local",
+        "closed, waiting for the delay"
+    );
 
     let gate = Arc::new(Semaphore::new(0));
     mem.gate_puts(gate.clone());
@@ -74,8 +79,7 @@ async fn a_written_file_is_local_then_uploading_then_stored_with_the_objects_eta
 
 #[tokio::test]
 async fn a_failing_upload_shows_failed_with_its_reason_until_one_succeeds() {
-    let mem = Arc::new(MemoryStore::new());
-    let store = Arc::new(FailingStore::new(mem.clone()));
+    let (mem, store) = failing();
     let (fs, _staging) = mount(store.clone(), delayed());
     store.fail(
         Failure::on(Op::PutObject)
@@ -200,4 +204,45 @@ async fn directories_and_symlinks_are_stored_and_the_state_cannot_be_set() {
             .contains("s3."),
         "read by name, never listed"
     );
+}
+
+#[tokio::test]
+async fn an_entry_an_earlier_daemon_left_is_not_stored_until_flushed() {
+    let (mem, failing) = failing();
+    put(&mem, "f", b"old").await;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
+        let ino = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap().ino;
+        let (fh, _) = fs.open(ino, libc::O_WRONLY).await.unwrap();
+        fs.write(fh, 0, Bytes::from_static(b"closed"))
+            .await
+            .unwrap();
+        fs.flush(fh).await.unwrap();
+        fs.release(fh).await.unwrap();
+        // Dropped without a drain: what a kill -9 leaves.
+    }
+    failing.fail(Failure::on(Op::PutObject).with(unreachable()));
+    let fs = journaled(failing.clone(), dir.path(), Duration::from_secs(3600));
+    assert_eq!(fs.recover().await, (0, 1));
+    let ino = fs.lookup(ROOT_INO, OsStr::new("f")).await.unwrap().ino;
+    let shown = state(&fs, ino).await;
+    assert!(
+        shown.starts_with("failed: "),
+        "the bucket's old object is not what was written: {shown}"
+    );
+
+    failing.heal();
+    let flushed = fs.flush_paths(&paths(&["f"])).await;
+    assert_eq!(
+        flushed,
+        Flushed {
+            stored: 1,
+            not_stored: vec![]
+        }
+    );
+    assert_eq!(&mem.bytes("f").unwrap()[..], b"closed");
+    tokio::time::sleep(Duration::from_millis(5)).await; // past the metadata TTL (0 here)
+    let want = format!("stored {}", etag(&mem, "f").await);
+    assert_eq!(state(&fs, ino).await, want);
 }
