@@ -14,7 +14,8 @@
 //! loop), `notify` (systemd's `READY=1`, `STATUS=`, `STOPPING=1`), `shutdown` (signals,
 //! draining uploads, the exit status). The commands that talk to a running daemon: `unmount`,
 //! `status_socket` (`bucketfs status`, its JSON in `status_json`) and `flush` (`bucketfs
-//! flush`, a request on the same socket), which find it through `runtime_files`. Only `cli` and `mount_helper` call in here; nothing here calls them.
+//! flush`, a request on the same socket), which find it through `runtime_files`. Only `cli`
+//! and `mount_helper` call in here; nothing here calls them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

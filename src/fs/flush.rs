@@ -6,11 +6,12 @@
 //! (`upload_all`, `upload_orphans`), which wait for an upload of the file already in flight
 //! and leave a failed one to the write-back loop's retries. One difference: a file still
 //! held open for writing is not uploaded — its writer is not done, so what it would store is
-//! not what the file will hold; it is uploaded after its last close, and reported here. Files
-//! that can never be stored and were kept in the cache directory (`bucketfs status`' NOT
-//! STORED) are reported too, until they are dealt with: they are not in the bucket.
+//! not what the file will hold; it is uploaded after its last close, and reported here.
 //! `close(2)` returns before the kernel's RELEASE reaches the daemon, so a file whose writer
 //! has just closed it is given a moment (`RELEASE_GRACE`) to be released first.
+//!
+//! Files that can never be stored and were kept in the cache directory (`bucketfs status`'
+//! NOT STORED) are reported too, until they are dealt with: they are not in the bucket.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -62,7 +63,9 @@ impl Fs {
             .into_iter()
             .partition(|&(ino, _)| self.handles.open_for_writing(ino));
         let prefix = self.names.prefix().to_string();
-        let orphans: Vec<_> = (self.files.orphans())
+        let orphans: Vec<_> = self
+            .files
+            .orphans()
             .into_iter()
             .filter(|o| {
                 o.entry
