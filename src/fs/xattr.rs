@@ -2,8 +2,7 @@
 //! (stored like chmod's changes: with a pending upload, else by a copy onto itself), and
 //! read-only `s3.*` attributes show what S3 says about the object (ETag, content type,
 //! storage class, version id) and whether the file is in the bucket yet (`s3.state`, see
-//! `state`). Other namespaces (security, system, trusted) are not
-//! supported (ENOTSUP).
+//! `state`). Other namespaces (security, system, trusted) are not supported (ENOTSUP).
 //!
 //! `listxattr` names only the `user.*` attributes: `s3.*` ones are read by name. Tools that
 //! copy every listed attribute (`rsync -X`, `cp --preserve=xattr`, `tar --xattrs`) would
