@@ -246,3 +246,41 @@ async fn an_entry_an_earlier_daemon_left_is_not_stored_until_flushed() {
     let want = format!("stored {}", etag(&mem, "f").await);
     assert_eq!(state(&fs, ino).await, want);
 }
+
+#[tokio::test]
+async fn an_earlier_daemons_entry_is_uploaded_once_when_two_flushes_race() {
+    let mem = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fs = journaled_as(mem.clone(), dir.path(), Duration::from_secs(3600), KILLED);
+        write_file(&fs, ROOT_INO, "f", b"closed").await;
+        // Dropped without a drain: what a kill -9 leaves.
+    }
+    mem.fail_puts(1);
+    let fs = Arc::new(journaled(
+        mem.clone(),
+        dir.path(),
+        Duration::from_secs(3600),
+    ));
+    assert_eq!(fs.recover().await, (0, 1), "pending after a failed PUT");
+
+    let gate = Arc::new(Semaphore::new(0));
+    mem.gate_puts(gate.clone());
+    let flushes: Vec<_> = (0..2)
+        .map(|_| {
+            let fs = fs.clone();
+            tokio::spawn(async move { fs.flush_paths(&[]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await; // both have started
+    gate.add_permits(100);
+    for flush in flushes {
+        assert_eq!(flush.await.unwrap().not_stored, vec![]);
+    }
+    assert_eq!(&mem.bytes("f").unwrap()[..], b"closed");
+    assert_eq!(
+        mem.stats().count("PutObject"),
+        2,
+        "the failed PUT, then one upload: the second flush waited for the first"
+    );
+}

@@ -316,18 +316,23 @@ impl Fs {
             .await
     }
 
+    /// Uploads one entry of an earlier daemon, unless another upload of it (a flush's, the
+    /// write-back loop's) stored it meanwhile: one upload of it at a time, as of a file.
     async fn upload_orphan(&self, o: &Arc<Orphan>) -> FsResult<()> {
+        let _keys_stay = self.keys.read().await;
+        let _one_upload = o.content.upload_lock.lock().await;
+        if self.files.orphan_by_id(&o.id).is_none() {
+            return Ok(()); // stored (or parked, and reported) by the upload before
+        }
         let entry = &o.entry;
         let mut opts = self.opts.objects.for_key(&entry.key);
         opts.metadata = entry.metadata.clone();
         opts.condition = self.under_policy(o.content.based_on());
         let source: Arc<dyn PartSource> = o.content.clone();
-        let result = {
-            let _keys_stay = self.keys.read().await;
-            self.uploader
-                .upload(&entry.key, source, entry.size, &opts)
-                .await
-        };
+        let result = self
+            .uploader
+            .upload(&entry.key, source, entry.size, &opts)
+            .await;
         let conditional = opts.condition.is_some();
         let result = self
             .unless_stored_already(&entry.key, &o.content, entry.size, conditional, result)
