@@ -67,12 +67,7 @@ impl Fs {
             .files
             .orphans()
             .into_iter()
-            .filter(|o| {
-                o.entry
-                    .key
-                    .strip_prefix(&prefix)
-                    .is_some_and(|path| wanted(path))
-            })
+            .filter(|o| o.entry.key.strip_prefix(&prefix).is_some_and(&wanted))
             .collect();
         let tried = files.len() + orphans.len();
         let mut failed = self
