@@ -143,7 +143,8 @@ async fn a_file_still_open_for_writing_is_named_not_uploaded() {
         .await
         .unwrap();
     fs.write(fh, 0, Bytes::from_static(b"half")).await.unwrap();
-    write_file(&fs, ROOT_INO, "closed", b"done").await;
+    let closed = write_file(&fs, ROOT_INO, "closed", b"done").await;
+    let (reading, _) = fs.open(closed, libc::O_RDONLY).await.unwrap();
 
     let flushed = fs.flush_paths(&[]).await;
     assert_eq!(flushed.stored, 1, "{flushed:?}");
@@ -152,6 +153,11 @@ async fn a_file_still_open_for_writing_is_named_not_uploaded() {
         vec![("open".to_string(), STILL_OPEN.to_string())]
     );
     assert!(mem.bytes("open").is_none(), "its writer is not done");
+    assert!(
+        mem.bytes("closed").is_some(),
+        "a reader does not hold a file back"
+    );
+    fs.release(reading).await.unwrap();
     assert_eq!(state(&fs, attr.ino).await, "local");
 
     fs.flush(fh).await.unwrap();
