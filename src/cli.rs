@@ -1,4 +1,4 @@
-//! The command line: `bucketfs mount`, `unmount`, `status` and `check` (and, hidden,
+//! The command line: `bucketfs mount`, `unmount`, `status`, `flush` and `check` (and, hidden,
 //! `completions` and `man`: `cli_docs`). The flags of options form the top layer of the
 //! configuration; they, their help and their environment names are written from the option
 //! table (`config/options.rs`), so only the commands and the flags that are no option
@@ -42,6 +42,15 @@ pub enum Command {
         /// One JSON object, for scripts (its fields are described in README).
         #[arg(long)]
         json: bool,
+    },
+    /// Upload now what is not in the bucket yet under each PATH (default: the whole mount),
+    /// and return once it is; exit 1 naming each file that is not stored and why.
+    Flush {
+        /// The directory where bucketfs is mounted.
+        mountpoint: PathBuf,
+        /// Files or directories in the mount (absolute, or relative to the current
+        /// directory).
+        paths: Vec<PathBuf>,
     },
     /// Check credentials, the bucket, and list/put/get/delete under the prefix.
     Check(Box<CheckArgs>),
@@ -149,6 +158,7 @@ pub fn main() -> ExitCode {
             };
             crate::daemon::status(&mountpoint, format)
         }
+        Command::Flush { mountpoint, paths } => crate::daemon::flush(&mountpoint, &paths),
         Command::Check(args) => match args.resolve() {
             Ok(config) => crate::check::run(&config),
             Err(e) => usage_error(e),

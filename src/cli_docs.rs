@@ -52,6 +52,7 @@ mod tests {
             "bucketfs.1",
             "bucketfs-unmount.1",
             "bucketfs-status.1",
+            "bucketfs-flush.1",
             "bucketfs-check.1",
         ] {
             assert!(dir.path().join(page).exists(), "{page}");

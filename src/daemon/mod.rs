@@ -12,9 +12,10 @@
 //! anything is mounted), `background` (the detached child, its log and the ready pipe), `open`
 //! (store, runtime, caches, journal, recovery), `serve` (the FUSE session and the write-back
 //! loop), `notify` (systemd's `READY=1`, `STATUS=`, `STOPPING=1`), `shutdown` (signals,
-//! draining uploads, the exit status). The commands that talk to a running daemon: `unmount`
-//! and `status_socket` (`bucketfs status`, its JSON in `status_json`), which find it through
-//! `runtime_files`. Only `cli` and `mount_helper` call in here; nothing here calls them.
+//! draining uploads, the exit status). The commands that talk to a running daemon: `unmount`,
+//! `status_socket` (`bucketfs status`, its JSON in `status_json`) and `flush` (`bucketfs
+//! flush`, a request on the same socket), which find it through `runtime_files`. Only `cli`
+//! and `mount_helper` call in here; nothing here calls them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use crate::config::Config;
 
 mod background;
+mod flush;
 mod notify;
 mod open;
 mod preflight;
@@ -32,6 +34,7 @@ mod status_json;
 mod status_socket;
 mod unmount;
 
+pub use flush::flush;
 pub use status_socket::{status, ReportFormat};
 pub use unmount::unmount;
 

@@ -3,6 +3,11 @@
 //! failures; the command connects, asks for the report as text or as JSON (one line, `text`
 //! or `json`), prints it and exits. `bucketfs unmount` reads the same report to show the
 //! progress of a long drain.
+//!
+//! The protocol: the client sends one request line, the daemon answers and closes the
+//! connection. `text` (or nothing within a second, or anything unknown): the text report;
+//! `json`: the report as one JSON line (`status_json`); `flush` with optional paths: uploads
+//! what is pending under them and answers once done, one JSON line (see `flush`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::warn;
 
+use super::flush;
 use super::runtime_files::socket_for;
 use super::status_json::status_json;
 use crate::console::{stderr_line, usage_error};
@@ -55,6 +61,14 @@ async fn answer(conn: tokio::net::UnixStream, fs: Arc<Fs>, mountpoint: PathBuf) 
     let mut conn = BufReader::new(conn);
     let mut request = String::new();
     let _ = tokio::time::timeout(Duration::from_secs(1), conn.read_line(&mut request)).await;
+    let request = request.trim_end_matches(['\r', '\n']);
+    if let Some(args) = request.strip_prefix(flush::REQUEST) {
+        if args.is_empty() || args.starts_with(' ') {
+            let answer = flush::answer(&fs, args).await;
+            let _ = conn.get_mut().write_all(answer.as_bytes()).await;
+            return;
+        }
+    }
     let status = fs.status();
     let now = SystemTime::now();
     let pid = std::process::id();

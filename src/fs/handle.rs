@@ -47,6 +47,15 @@ impl HandleTable {
             .ok_or(FsError::BadHandle)
     }
 
+    /// True while a writable handle of file `ino` is open (not yet released).
+    pub fn open_for_writing(&self, ino: Ino) -> bool {
+        self.map
+            .lock()
+            .unwrap()
+            .values()
+            .any(|h| matches!(**h, Handle::File { ino: i, writable: true, .. } if i == ino))
+    }
+
     pub fn remove(&self, fh: u64) -> FsResult<Arc<Handle>> {
         self.map
             .lock()

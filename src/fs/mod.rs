@@ -8,14 +8,17 @@
 //! needs it. The operations are split by concern: `dir` (readdir, mkdir, rmdir), `file`
 //! (open, read, write, flush, truncate, unlink), `rename`, `setattr`, `special` (mknod),
 //! `symlink`, `xattr`,
-//! `writeback` (uploads of closed files), `status`.
+//! `writeback` (uploads of closed files), `flush` (`bucketfs flush`: pending files under some
+//! paths uploaded now), `state` (`s3.state`: is a file in the bucket yet), `status`.
 mod dir;
 pub mod error;
 mod file;
+pub mod flush;
 pub mod handle;
 mod rename;
 mod setattr;
 mod special;
+pub mod state;
 pub mod status;
 mod symlink;
 mod writeback;
@@ -140,6 +143,8 @@ impl Fs {
 mod tests;
 #[cfg(test)]
 mod tests_conflicts;
+#[cfg(test)]
+mod tests_durability;
 #[cfg(test)]
 mod tests_failures;
 #[cfg(test)]

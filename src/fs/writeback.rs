@@ -15,6 +15,7 @@
 //! another client changed or created the object meanwhile, the other client's object stays
 //! and this file's bytes are stored under a conflict name next to it (`keep_conflict`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
@@ -253,23 +254,23 @@ impl Fs {
                 "uploading pending files before exit"
             );
         }
-        let mut failed = self.upload_all(pending).await;
-        failed.extend(self.upload_orphans(orphans).await);
+        let mut failed: Vec<String> = self.upload_all(pending).await.into_keys().collect();
+        failed.extend(self.upload_orphans(orphans).await.into_keys());
         failed.extend(self.files.unsaved());
         failed.sort();
         failed.dedup();
         failed
     }
 
-    /// Uploads these files; returns the keys of those that failed.
-    async fn upload_all(&self, inos: Vec<Ino>) -> Vec<String> {
+    /// Uploads these files; returns the keys of those that failed, with their errors.
+    pub(super) async fn upload_all(&self, inos: Vec<Ino>) -> BTreeMap<String, FsError> {
         stream::iter(inos)
             .map(|ino| async move {
                 let key = self.names.file_key(ino).ok();
                 let result = self.upload_if_dirty(ino).await;
                 self.drop_clean_content(ino);
                 // (logged and recorded for `status` by the upload)
-                result.err().and(key)
+                Some((key?, result.err()?))
             })
             .buffer_unordered(CONCURRENCY)
             .filter_map(std::future::ready)
@@ -295,18 +296,19 @@ impl Fs {
     }
 
     /// Uploads these entries of earlier daemons; those that fail and can be retried stay in
-    /// `orphans` with a backoff. Returns the keys of the ones that failed (parked included).
-    async fn upload_orphans(&self, orphans: Vec<Arc<Orphan>>) -> Vec<String> {
+    /// `orphans` with a backoff. Returns the keys of the ones that failed (parked included),
+    /// with their errors.
+    pub(super) async fn upload_orphans(
+        &self,
+        orphans: Vec<Arc<Orphan>>,
+    ) -> BTreeMap<String, FsError> {
         stream::iter(orphans)
             .map(|o| async move {
-                match self.upload_orphan(&o).await {
-                    Ok(()) => None,
-                    Err(FsError::NotStored(_)) => {
-                        self.files.orphan_gone(&o);
-                        Some(o.entry.key.clone())
-                    }
-                    Err(_) => Some(o.entry.key.clone()), // pending, tried again later
-                }
+                let e = self.upload_orphan(&o).await.err()?;
+                if matches!(e, FsError::NotStored(_)) {
+                    self.files.orphan_gone(&o);
+                } // else pending, tried again later
+                Some((o.entry.key.clone(), e))
             })
             .buffer_unordered(CONCURRENCY)
             .filter_map(std::future::ready)
@@ -314,18 +316,23 @@ impl Fs {
             .await
     }
 
+    /// Uploads one entry of an earlier daemon, unless another upload of it (a flush's, the
+    /// write-back loop's) stored it meanwhile: one upload of it at a time, as of a file.
     async fn upload_orphan(&self, o: &Arc<Orphan>) -> FsResult<()> {
+        let _keys_stay = self.keys.read().await;
+        let _one_upload = o.content.upload_lock.lock().await;
+        if self.files.orphan_by_id(&o.id).is_none() {
+            return Ok(()); // stored (or parked, and reported) by the upload before
+        }
         let entry = &o.entry;
         let mut opts = self.opts.objects.for_key(&entry.key);
         opts.metadata = entry.metadata.clone();
         opts.condition = self.under_policy(o.content.based_on());
         let source: Arc<dyn PartSource> = o.content.clone();
-        let result = {
-            let _keys_stay = self.keys.read().await;
-            self.uploader
-                .upload(&entry.key, source, entry.size, &opts)
-                .await
-        };
+        let result = self
+            .uploader
+            .upload(&entry.key, source, entry.size, &opts)
+            .await;
         let conditional = opts.condition.is_some();
         let result = self
             .unless_stored_already(&entry.key, &o.content, entry.size, conditional, result)

@@ -1,8 +1,8 @@
 //! Extended attributes: `user.NAME` is the object's user metadata `x-amz-meta-NAME`
 //! (stored like chmod's changes: with a pending upload, else by a copy onto itself), and
 //! read-only `s3.*` attributes show what S3 says about the object (ETag, content type,
-//! storage class, version id). Other namespaces (security, system, trusted) are not
-//! supported (ENOTSUP).
+//! storage class, version id) and whether the file is in the bucket yet (`s3.state`, see
+//! `state`). Other namespaces (security, system, trusted) are not supported (ENOTSUP).
 //!
 //! `listxattr` names only the `user.*` attributes: `s3.*` ones are read by name. Tools that
 //! copy every listed attribute (`rsync -X`, `cp --preserve=xattr`, `tar --xattrs`) would
@@ -17,6 +17,9 @@ use super::Fs;
 use crate::names::inode::{Ino, Kind, Node};
 use crate::names::posix as metadata;
 use crate::store::UserMetadata;
+
+/// `s3.state`: where the file's bytes are (see `fs::state`), on every file and directory.
+const STATE: &str = "state";
 
 /// S3's limit on the user metadata of one object (names and values together).
 const MAX_METADATA: usize = 2048;
@@ -105,6 +108,10 @@ impl Fs {
             return Err(unsupported());
         }
         self.getattr(ino).await?; // the ETag is current
+        if matches!(name, Name::S3(STATE)) {
+            let state = self.upload_state(ino).ok_or(FsError::NotFound)?;
+            return Ok(state.to_string().into_bytes());
+        }
         self.names.ensure_meta(ino).await?;
         let t = self.names.table();
         let node = t.get(ino).ok_or(FsError::NotFound)?;

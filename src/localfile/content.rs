@@ -109,6 +109,8 @@ struct Pending {
     journal: Option<String>,
     /// Upload attempts that failed in a row.
     failures: u32,
+    /// Why the last attempt failed, until an upload succeeds (`s3.state`).
+    last_failure: Option<String>,
 }
 
 /// Streaming of a file written from its start: parts leave while the file is written.
@@ -434,14 +436,27 @@ impl Content {
     pub fn settled(&self) -> Option<String> {
         let mut pending = self.pending.lock().unwrap();
         pending.failures = 0;
+        pending.last_failure = None;
         pending.journal.take()
     }
 
-    /// An upload of it failed: returns how many failed in a row.
-    pub fn upload_failed(&self) -> u32 {
+    /// An upload of it failed with `error`: returns how many failed in a row.
+    pub fn upload_failed(&self, error: &str) -> u32 {
         let mut pending = self.pending.lock().unwrap();
         pending.failures += 1;
+        pending.last_failure = Some(error.to_string());
         pending.failures
+    }
+
+    /// Why its last upload failed, if the last one did (none since succeeded).
+    pub fn last_failure(&self) -> Option<String> {
+        self.pending.lock().unwrap().last_failure.clone()
+    }
+
+    /// True while an upload of it is in flight (it holds `upload_lock`; so does a rename
+    /// of the file for the moment it changes names).
+    pub fn upload_in_flight(&self) -> bool {
+        self.upload_lock.try_lock().is_err()
     }
 
     /// The version and size an upload starting now will store.
@@ -450,12 +465,19 @@ impl Content {
         (s.version, s.size)
     }
 
+    /// An upload of `version` succeeded: that version is in the bucket, and no failure
+    /// counts any more.
     pub fn mark_uploaded(&self, version: u64) {
-        let mut s = self.state.lock().unwrap();
-        s.uploaded = s.uploaded.max(version);
-        if s.uploaded == s.version {
-            s.dirty_since = None;
+        {
+            let mut s = self.state.lock().unwrap();
+            s.uploaded = s.uploaded.max(version);
+            if s.uploaded == s.version {
+                s.dirty_since = None;
+            }
         }
+        let mut pending = self.pending.lock().unwrap();
+        pending.failures = 0;
+        pending.last_failure = None;
     }
 
     /// A change of the staging file failed: nothing of this content is uploaded any more

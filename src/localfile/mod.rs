@@ -225,8 +225,9 @@ impl LocalFiles {
             }
         }
         tracing::error!(key, error = %e, "upload failed; it stays pending and is tried again");
-        self.failures.record(key, &e.to_string());
-        let failures = content.upload_failed();
+        let error = e.to_string();
+        self.failures.record(key, &error);
+        let failures = content.upload_failed(&error);
         let backoff = self
             .config
             .retry_interval
@@ -393,6 +394,16 @@ impl LocalFiles {
             .unwrap()
             .iter()
             .find(|o| o.id == id)
+            .cloned()
+    }
+
+    /// The orphan still pending for `key`, if any.
+    pub fn orphan_for_key(&self, key: &str) -> Option<Arc<Orphan>> {
+        self.orphans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|o| o.entry.key == key)
             .cloned()
     }
 
