@@ -256,3 +256,46 @@ fn the_binary_prints_completions_and_man_pages() {
         "{help}"
     );
 }
+
+/// As root the daemon and the commands meet in `/run/bucketfs` whatever `XDG_RUNTIME_DIR`
+/// says: `bucketfs status` and `unmount` from a root login shell (which has one) find a
+/// daemon that systemd started (which has none).
+#[test]
+fn as_root_status_and_unmount_find_the_daemon_whatever_xdg_runtime_dir_says() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the runtime directory differs per user only for root");
+        return;
+    }
+    let server = Server::running();
+    let prefix = server.unique_prefix("xdg");
+    let m = Mount::new(
+        &server,
+        &format!("s3://{}/{prefix}", server.bucket_name()),
+        &[],
+    );
+    let login_shell = tempfile::tempdir().unwrap();
+    let out = Command::new(&*BIN)
+        .args(["status"])
+        .arg(&m.dir)
+        .env("XDG_RUNTIME_DIR", login_shell.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "status from a shell with XDG_RUNTIME_DIR: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&*BIN)
+        .args(["unmount"])
+        .arg(&m.dir)
+        .env("XDG_RUNTIME_DIR", login_shell.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "unmount from a shell with XDG_RUNTIME_DIR: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&m.dir));
+}

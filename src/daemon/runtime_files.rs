@@ -7,17 +7,18 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// Per-user directory for pid files.
+/// Per-user directory for pid files. Root's is always `/run/bucketfs`, whatever
+/// `XDG_RUNTIME_DIR` says: a daemon started by systemd (which has none) and `bucketfs
+/// status` from a root login shell (which has one) must find the same files.
 fn runtime_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        return PathBuf::from(d).join("bucketfs");
-    }
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     if uid == 0 {
-        PathBuf::from("/run/bucketfs")
-    } else {
-        std::env::temp_dir().join(format!("bucketfs-{uid}"))
+        return PathBuf::from("/run/bucketfs");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("bucketfs"),
+        None => std::env::temp_dir().join(format!("bucketfs-{uid}")),
     }
 }
 
