@@ -275,27 +275,18 @@ fn as_root_status_and_unmount_find_the_daemon_whatever_xdg_runtime_dir_says() {
         &[],
     );
     let login_shell = tempfile::tempdir().unwrap();
-    let out = Command::new(&*BIN)
-        .args(["status"])
-        .arg(&m.dir)
-        .env("XDG_RUNTIME_DIR", login_shell.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "status from a shell with XDG_RUNTIME_DIR: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&*BIN)
-        .args(["unmount"])
-        .arg(&m.dir)
-        .env("XDG_RUNTIME_DIR", login_shell.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "unmount from a shell with XDG_RUNTIME_DIR: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for command in ["status", "unmount"] {
+        let out = Command::new(&*BIN)
+            .arg(command)
+            .arg(&m.dir)
+            .env("XDG_RUNTIME_DIR", login_shell.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command} from a shell with XDG_RUNTIME_DIR: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(!is_mounted(&m.dir));
 }

@@ -185,7 +185,6 @@ impl Fs {
             ..self.opts.objects.for_key(&key)
         };
         self.store.put(&key, Bytes::new(), &opts).await?;
-        self.names.name_appeared(parent, name);
         let stat = Stat {
             kind: Kind::Dir,
             size: 0,
@@ -194,14 +193,22 @@ impl Fs {
             remote: true,
             meta: Some(meta),
         };
+        let ino = self.entered(parent, name, stat);
+        // Just made: nothing lies under it, so lookups inside need not ask the store.
+        self.names.made_empty(ino);
+        self.referenced(ino)
+    }
+
+    /// `parent/name`, just stored as `stat` says, enters the names (its directory's times
+    /// move). Returns its inode.
+    pub(super) fn entered(&self, parent: Ino, name: &str, stat: Stat) -> Ino {
+        self.names.name_appeared(parent, name);
         let ino = self
             .names
             .table()
             .upsert(parent, name, stat, Instant::now());
-        // Just made: nothing lies under it, so lookups inside need not ask the store.
-        self.names.made_empty(ino);
         self.names.entries_changed(&[parent]);
-        self.referenced(ino)
+        ino
     }
 
     pub async fn rmdir(&self, parent: Ino, name: &std::ffi::OsStr) -> FsResult<()> {

@@ -129,39 +129,34 @@ impl Fs {
                 }
                 let copies = self.move_prefix(objs, &from, &to).await?;
                 self.names.table().rename(src, new_parent, new_name);
-                // Stored files below it are their copies now, with the copies' ETags (a
-                // later unlink or upload is conditional on them).
-                let stored: Vec<Ino> = self
+                let below: Vec<(Ino, bool, Option<Arc<Content>>)> = self
                     .names
                     .table()
                     .all()
-                    .filter(|(_, n)| n.kind() != Kind::Dir && n.remote())
-                    .map(|(i, _)| i)
+                    .filter(|(_, n)| n.kind() != Kind::Dir)
+                    .map(|(i, n)| (i, n.remote(), n.content().cloned()))
                     .collect();
-                for ino in stored.into_iter().filter(|i| self.is_within(*i, src)) {
-                    let Ok(key) = self.names.file_key(ino) else {
-                        continue;
-                    };
-                    let old = format!("{from}{}", &key[to.len()..]);
-                    if let (Some(etag), Some(node)) =
-                        (copies.get(&old), self.names.table().get_mut(ino))
-                    {
-                        node.copied(etag.clone());
-                    }
-                }
-                // Files below it with local content: their unchanged bytes are now read from
-                // the copies, and those still to upload go to their new keys (the journal
-                // says so).
-                let local: Vec<(Ino, Arc<Content>)> = self
-                    .names
-                    .table()
-                    .all()
-                    .filter_map(|(i, n)| n.content().cloned().map(|c| (i, c)))
-                    .collect();
-                for (ino, content) in local {
+                for (ino, stored, content) in below {
                     if !self.is_within(ino, src) {
                         continue;
                     }
+                    // A stored file is its copy now, with the copy's ETag (a later unlink or
+                    // upload is conditional on it).
+                    if stored {
+                        if let Ok(key) = self.names.file_key(ino) {
+                            let old = format!("{from}{}", &key[to.len()..]);
+                            if let (Some(etag), Some(node)) =
+                                (copies.get(&old), self.names.table().get_mut(ino))
+                            {
+                                node.copied(etag.clone());
+                            }
+                        }
+                    }
+                    // A file with local content reads its unchanged bytes from the copies, and
+                    // is uploaded to its new key (the journal says so).
+                    let Some(content) = content else {
+                        continue;
+                    };
                     // Its new key held nothing of its own: uploaded unconditionally.
                     content.set_based_on(None);
                     if let Some(old) = content.base_key() {

@@ -5,7 +5,7 @@
 //! inode: the kernel carries a FIFO's data between the processes of this host, and a mount
 //! is `nodev`, so a device node cannot be opened through it.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -53,7 +53,6 @@ impl Fs {
         let mut opts = self.opts.objects.for_key(&key);
         opts.metadata = self.stored_metadata(Some(&meta));
         let etag = self.store.put(&key, Bytes::new(), &opts).await?;
-        self.names.name_appeared(parent, name);
         let stat = Stat {
             kind,
             size: 0,
@@ -62,11 +61,7 @@ impl Fs {
             remote: true,
             meta: Some(meta),
         };
-        let ino = self
-            .names
-            .table()
-            .upsert(parent, name, stat, Instant::now());
-        self.names.entries_changed(&[parent]);
+        let ino = self.entered(parent, name, stat);
         self.referenced(ino)
     }
 }

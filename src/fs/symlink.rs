@@ -2,7 +2,7 @@
 //! `x-amz-meta-mode` has the S_IFLNK type bits. A target kept in metadata instead (geesefs)
 //! is read too. Hard links cannot exist in S3 and are refused (EPERM, in the adapter).
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -52,25 +52,15 @@ impl Fs {
         opts.metadata = self.stored_metadata(stat.meta.as_ref());
         let body = Bytes::copy_from_slice(target);
         let etag = self.store.put(&key, body.clone(), &opts).await?;
-        self.names.name_appeared(parent, name);
-        let ino = {
-            let mut t = self.names.table();
-            let ino = t.upsert(
-                parent,
-                name,
-                Stat {
-                    etag,
-                    remote: true,
-                    ..stat
-                },
-                Instant::now(),
-            );
-            if let Some(node) = t.get_mut(ino) {
-                node.target_known(body);
-            }
-            ino
+        let stored = Stat {
+            etag,
+            remote: true,
+            ..stat
         };
-        self.names.entries_changed(&[parent]);
+        let ino = self.entered(parent, name, stored);
+        if let Some(node) = self.names.table().get_mut(ino) {
+            node.target_known(body);
+        }
         self.referenced(ino)
     }
 

@@ -22,6 +22,18 @@ fn conflict_copies(s: &Setup, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// A mount that trusts the attributes it saw for a minute: an operation on a name does not
+/// look at the store first, so another client's change meanwhile goes unseen until then.
+fn trusting_attributes() -> Setup {
+    setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: std::time::Duration::from_secs(60),
+            ..options()
+        },
+    )
+}
+
 /// Opens `name` for writing, writes `data` at 0, and returns the handle (not closed).
 async fn open_and_write(s: &Setup, name: &str, data: &'static [u8]) -> u64 {
     let ino = s.fs.lookup(ROOT_INO, OsStr::new(name)).await.unwrap().ino;
@@ -240,14 +252,7 @@ async fn an_exclusive_create_reserves_the_name_in_the_bucket_at_once() {
 
 #[tokio::test]
 async fn a_rename_whose_source_another_client_replaced_meanwhile_leaves_the_new_source() {
-    // (attributes trusted for a minute: the rename does not look at the store first)
-    let s = setup_with(
-        "",
-        FsOptions {
-            metadata_ttl: std::time::Duration::from_secs(60),
-            ..options()
-        },
-    );
+    let s = trusting_attributes(); // (the rename does not look at the store first)
     put(&s.mem, "a", b"old").await;
     s.fs.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
     put(&s.mem, "a", b"newer").await; // another host, after this mount saw "old"
@@ -340,14 +345,7 @@ async fn a_rename_onto_a_name_another_client_took_meanwhile_is_refused() {
 
 #[tokio::test]
 async fn an_unlink_of_a_file_another_client_replaced_meanwhile_leaves_the_new_version() {
-    // (attributes trusted for a minute: the unlink does not look at the store first)
-    let s = setup_with(
-        "",
-        FsOptions {
-            metadata_ttl: std::time::Duration::from_secs(60),
-            ..options()
-        },
-    );
+    let s = trusting_attributes(); // (the unlink does not look at the store first)
     put(&s.mem, "a", b"old").await;
     put(&s.mem, "b", b"mine").await;
     s.fs.lookup(ROOT_INO, OsStr::new("a")).await.unwrap();
