@@ -16,6 +16,7 @@ pub mod console;
 pub mod daemon;
 pub mod fs;
 pub mod fuse;
+pub mod latency;
 pub mod localfile;
 pub mod mount_helper;
 pub mod names;

@@ -118,6 +118,35 @@ impl StoreError {
         )
     }
 
+    /// How a request that failed with this error ended, as the metrics name it (the label
+    /// `outcome` of `bucketfs_s3_requests_total`; `ok` is a success's).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            StoreError::NotFound | StoreError::NoSuchBucket => "not_found",
+            StoreError::AccessDenied(_) | StoreError::BadCredentials(_) => "access_denied",
+            StoreError::PreconditionFailed => "precondition_failed",
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Unreachable(_) => "network_error",
+            e if e.is_throttling() => "throttled",
+            StoreError::Server { .. } | StoreError::NotImplemented(_) => "server_error",
+            StoreError::InvalidRange
+            | StoreError::SseCustomerKey(_)
+            | StoreError::InvalidPart(_)
+            | StoreError::Rejected { .. }
+            | StoreError::WrongRegion(_)
+            | StoreError::InvalidRequest(_)
+            | StoreError::KeyRefused { .. } => "client_error",
+            StoreError::BadResponse(_) => "bad_response",
+            StoreError::Io { .. }
+            | StoreError::MetadataFile { .. }
+            | StoreError::Unsupported(_)
+            | StoreError::TaskFailed { .. }
+            | StoreError::ReadAheadDropped
+            | StoreError::Setup(_)
+            | StoreError::Client(_) => "other",
+        }
+    }
+
     /// `StoreError::Io` of `source` at `path`.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         StoreError::Io {

@@ -24,10 +24,12 @@ pub use sse_c::SseCKey;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+
+use crate::latency::LatencyHistogram;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -167,8 +169,19 @@ pub struct MultipartUploadInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Requests by S3 operation name (`GetObject`, `PutObject`, `UploadPartCopy`, ...). Every
-    /// attempt counts, retries included.
+    /// attempt counts, retries included, when it is sent.
     pub requests: BTreeMap<&'static str, u64>,
+    /// Requests that ended, by operation and outcome: `ok`, a failure's
+    /// [`StoreError::outcome`], or for one given up unanswered `timeout` (its attempt ran
+    /// out of time) or `cancelled` (a hedged twin answered first, or nobody waited any more).
+    /// Kept by the stores that count through the retry layer (`s3`).
+    pub outcomes: BTreeMap<(&'static str, &'static str), u64>,
+    /// Time from sending to the answer, by operation, of the requests that got one (not of
+    /// those that timed out or were cancelled).
+    pub latency: BTreeMap<&'static str, LatencyHistogram>,
+    /// Requests sent again after a transient failure, by operation (each also counts in
+    /// `requests`).
+    pub retries: BTreeMap<&'static str, u64>,
     /// Object data sent in request bodies (PUT, UploadPart; retries included). Copies send none.
     pub bytes_sent: u64,
     /// Object data received in GET response bodies.
@@ -200,6 +213,22 @@ impl StatsCounter {
         let mut stats = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *stats.requests.entry(kind).or_insert(0) += 1;
         stats.bytes_sent += body_bytes;
+    }
+
+    /// A request of `kind` ended with `outcome` (see `StoreStats::outcomes`); `answered`:
+    /// how long its answer took, when it got one.
+    pub fn ended(&self, kind: &'static str, outcome: &'static str, answered: Option<Duration>) {
+        let mut stats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *stats.outcomes.entry((kind, outcome)).or_insert(0) += 1;
+        if let Some(took) = answered {
+            stats.latency.entry(kind).or_default().record(took);
+        }
+    }
+
+    /// A request of `kind` is sent again after a transient failure.
+    pub fn retried(&self, kind: &'static str) {
+        let mut stats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *stats.retries.entry(kind).or_insert(0) += 1;
     }
 
     /// `n` bytes of object data received.

@@ -20,15 +20,19 @@
 //!   *hedged*: when its attempt runs far past the usual latency of its kind ([`Latency`]), a
 //!   second attempt starts beside it and the first answer wins. One stalled request out of a
 //!   thousand then costs a few times the usual latency, not the stall.
+//!
+//! Since every request passes here, a counted call ([`Call::counted`]) is counted here too,
+//! each request as it is sent and as it ends (its outcome and, when answered, its latency),
+//! and each retry: `StoreStats`, which the metrics show.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::Rng;
 
-use super::{StoreError, StoreResult};
+use super::{StatsCounter, StoreError, StoreResult};
 
 /// Upper bound of one attempt of a small request, whatever `request_timeout` says: HEAD, LIST
 /// and DELETE answer in milliseconds from a healthy server.
@@ -91,7 +95,7 @@ impl RetryPolicy {
     }
 
     /// The bound on one attempt of `call`.
-    fn attempt_timeout(&self, call: &Call) -> Duration {
+    fn attempt_timeout<T>(&self, call: &Call<T>) -> Duration {
         match call.size {
             Size::Small if self.request_timeout.is_zero() => SMALL_REQUEST_TIMEOUT,
             Size::Small => self.request_timeout.min(SMALL_REQUEST_TIMEOUT),
@@ -106,31 +110,46 @@ enum Size {
     Data,
 }
 
-/// One request as the retry loop sees it: its name for log lines, whether it is small, and
-/// the latency record of its kind when it may be hedged.
-pub struct Call<'a> {
+/// One request as the retry loop sees it: its name for log lines, whether it is small, the
+/// latency record of its kind when it may be hedged, and where it is counted. `T` is what
+/// an answer gives.
+pub struct Call<'a, T> {
     what: &'a str,
     size: Size,
     hedge: Option<&'a Latency>,
+    counted: Option<Counted<'a>>,
+    /// The outcome of an answer the request gives as a value but that is a refusal (a
+    /// 400/403 the S3 store keeps raw to read it closer), `None` for a success.
+    refusal: fn(&T) -> Option<&'static str>,
 }
 
-impl<'a> Call<'a> {
-    /// A request that answers in milliseconds when all is well (HEAD, LIST, DELETE, ...).
-    pub fn small(what: &'a str) -> Self {
+/// Where and under which operation name the requests of a call are counted.
+struct Counted<'a> {
+    stats: &'a StatsCounter,
+    kind: &'static str,
+    /// Object data in each request's body.
+    body_bytes: u64,
+}
+
+impl<'a, T> Call<'a, T> {
+    fn new(what: &'a str, size: Size) -> Self {
         Call {
             what,
-            size: Size::Small,
+            size,
             hedge: None,
+            counted: None,
+            refusal: |_| None,
         }
+    }
+
+    /// A request that answers in milliseconds when all is well (HEAD, LIST, DELETE, ...).
+    pub fn small(what: &'a str) -> Self {
+        Call::new(what, Size::Small)
     }
 
     /// A request whose time grows with the bytes it moves (GET, PUT, UploadPart, copies).
     pub fn data(what: &'a str) -> Self {
-        Call {
-            what,
-            size: Size::Data,
-            hedge: None,
-        }
+        Call::new(what, Size::Data)
     }
 
     /// Small below 1 MiB of body, else data.
@@ -148,6 +167,75 @@ impl<'a> Call<'a> {
         Call {
             hedge: Some(latency),
             ..self
+        }
+    }
+
+    /// Counts each request in `stats` as one of `kind` with `body_bytes` of object data in
+    /// its body, as it ends, and each retry.
+    pub fn counted(self, stats: &'a StatsCounter, kind: &'static str, body_bytes: u64) -> Self {
+        Call {
+            counted: Some(Counted {
+                stats,
+                kind,
+                body_bytes,
+            }),
+            ..self
+        }
+    }
+
+    /// Answers `refusal` says are refusals count under its outcome instead of `ok`.
+    pub fn refusals(self, refusal: fn(&T) -> Option<&'static str>) -> Self {
+        Call { refusal, ..self }
+    }
+
+    /// Sends one request of this call (`request`), counted as sent and as ended. One dropped
+    /// before its answer ended `timeout` when `timed_out` is set by then, else `cancelled`.
+    async fn send<Fut>(&self, request: Fut, timed_out: &AtomicBool) -> StoreResult<T>
+    where
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let Some(counted) = &self.counted else {
+            return request.await;
+        };
+        counted.stats.request(counted.kind, counted.body_bytes);
+        let mut on_its_way = OnItsWay {
+            counted,
+            timed_out,
+            answered: false,
+        };
+        let began = Instant::now();
+        let result = request.await;
+        let outcome = match &result {
+            Ok(answer) => (self.refusal)(answer).unwrap_or("ok"),
+            Err(e) => e.outcome(),
+        };
+        on_its_way.answered = true;
+        (counted.stats).ended(counted.kind, outcome, Some(began.elapsed()));
+        result
+    }
+
+    fn retried(&self) {
+        if let Some(counted) = &self.counted {
+            counted.stats.retried(counted.kind);
+        }
+    }
+}
+
+/// A counted request until its answer: dropped before, it ended unanswered.
+struct OnItsWay<'a> {
+    counted: &'a Counted<'a>,
+    timed_out: &'a AtomicBool,
+    answered: bool,
+}
+
+impl Drop for OnItsWay<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let outcome = match self.timed_out.load(Ordering::Relaxed) {
+                true => "timeout",
+                false => "cancelled",
+            };
+            (self.counted.stats).ended(self.counted.kind, outcome, None);
         }
     }
 }
@@ -223,7 +311,11 @@ const QUICK_RETRIES: u32 = 4;
 /// `StoreError::Timeout`) and, for a hedged call, may run twice at once.
 ///
 /// `f` must build a fresh request on every call (S3 signatures carry a timestamp).
-pub async fn with_retries<T, F, Fut>(policy: &RetryPolicy, call: Call<'_>, f: F) -> StoreResult<T>
+pub async fn with_retries<T, F, Fut>(
+    policy: &RetryPolicy,
+    call: Call<'_, T>,
+    f: F,
+) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = StoreResult<T>>,
@@ -235,7 +327,7 @@ where
 /// that are only safe to repeat when the previous attempt certainly never reached the server.
 pub async fn with_retries_if<T, F, Fut, R>(
     policy: &RetryPolicy,
-    call: Call<'_>,
+    call: Call<'_, T>,
     retryable: R,
     mut f: F,
 ) -> StoreResult<T>
@@ -248,19 +340,29 @@ where
     let timeout = policy.attempt_timeout(&call);
     let mut retry = 0u32;
     loop {
-        let attempt = attempt(&call, &mut f);
-        let result = if timeout.is_zero() {
-            attempt.await
-        } else {
-            match tokio::time::timeout(timeout, attempt).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Timeout(timeout)),
+        let timed_out = AtomicBool::new(false);
+        let result = {
+            let attempt = attempt(&call, &mut f, &timed_out);
+            if timeout.is_zero() {
+                attempt.await
+            } else {
+                // Pinned here, so that its requests still in flight are dropped (and counted
+                // as timed out) only at the end of this block, after the flag is set.
+                let attempt = std::pin::pin!(tokio::time::timeout(timeout, attempt));
+                match attempt.await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        timed_out.store(true, Ordering::Relaxed);
+                        Err(StoreError::Timeout(timeout))
+                    }
+                }
             }
         };
         match result {
             Ok(value) => return Ok(value),
             Err(error) if retryable(&error) && policy.may_retry(retry + 1, started.elapsed()) => {
                 retry += 1;
+                call.retried();
                 let left = policy.retry_timeout.saturating_sub(started.elapsed());
                 // A one-off failure (a reset, a pooled connection the server closed, a 500)
                 // is retried at once the first time and after a quarter of the backoff for
@@ -299,21 +401,21 @@ const MAX_STARTED: usize = 2 * MAX_IN_FLIGHT;
 /// each started `hedge_after` after the one before, the first answer winning — a success or
 /// a definite error such as 404; a transient failure of one waits for the others (and the
 /// next start), the last one's is the attempt's error.
-async fn attempt<T, F, Fut>(call: &Call<'_>, f: &mut F) -> StoreResult<T>
+async fn attempt<T, F, Fut>(call: &Call<'_, T>, f: &mut F, timed_out: &AtomicBool) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = StoreResult<T>>,
 {
     let Some(latency) = call.hedge else {
-        return f().await;
+        return call.send(f(), timed_out).await;
     };
     let hedge_after = latency.hedge_after();
     let mut in_flight = FuturesUnordered::new();
-    let timed = |fut: Fut| async move {
+    let timed = |fut| async move {
         let began = Instant::now();
         (fut.await, began.elapsed())
     };
-    in_flight.push(timed(f()));
+    in_flight.push(timed(call.send(f(), timed_out)));
     let mut started = 1;
     loop {
         let next_hedge = tokio::time::sleep(hedge_after);
@@ -328,7 +430,7 @@ where
             },
             () = next_hedge, if in_flight.len() < MAX_IN_FLIGHT && started < MAX_STARTED => {
                 tracing::debug!(operation = call.what, after_ms = hedge_after.as_millis() as u64, in_flight = in_flight.len(), "slow answer, hedging with another attempt");
-                in_flight.push(timed(f()));
+                in_flight.push(timed(call.send(f(), timed_out)));
                 started += 1;
                 latency.hedges.fetch_add(1, Ordering::Relaxed);
             }
@@ -534,19 +636,19 @@ mod tests {
             ..RetryPolicy::default()
         };
         assert_eq!(
-            p.attempt_timeout(&Call::small("HEAD")),
+            p.attempt_timeout(&Call::<()>::small("HEAD")),
             SMALL_REQUEST_TIMEOUT
         );
         assert_eq!(
-            p.attempt_timeout(&Call::data("GET")),
+            p.attempt_timeout(&Call::<()>::data("GET")),
             Duration::from_secs(30)
         );
         assert_eq!(
-            p.attempt_timeout(&Call::sized("PUT", 4096)),
+            p.attempt_timeout(&Call::<()>::sized("PUT", 4096)),
             SMALL_REQUEST_TIMEOUT
         );
         assert_eq!(
-            p.attempt_timeout(&Call::sized("PUT", 8 << 20)),
+            p.attempt_timeout(&Call::<()>::sized("PUT", 8 << 20)),
             Duration::from_secs(30)
         );
         let short = RetryPolicy {
@@ -554,7 +656,7 @@ mod tests {
             ..p
         };
         assert_eq!(
-            short.attempt_timeout(&Call::small("HEAD")),
+            short.attempt_timeout(&Call::<()>::small("HEAD")),
             Duration::from_secs(2)
         );
     }
@@ -578,6 +680,33 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= latency.floor, "{took:?}");
         assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_counted_hedge_that_wins_leaves_its_twin_counted_as_cancelled() {
+        let latency = Latency::small();
+        let stats = StatsCounter::default();
+        let calls = AtomicU32::new(0);
+        let call = Call::small("test")
+            .hedged(&latency)
+            .counted(&stats, "GetObject", 0);
+        let result = with_retries(&hedging_policy(), call, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_secs(3)).await; // a stall
+            }
+            Ok(())
+        })
+        .await;
+        assert!(result.is_ok());
+        let st = stats.snapshot();
+        assert_eq!(st.count("GetObject"), 2, "both were sent");
+        let outcomes: Vec<_> = st.outcomes.into_iter().collect();
+        assert_eq!(
+            outcomes,
+            [(("GetObject", "cancelled"), 1), (("GetObject", "ok"), 1)]
+        );
+        assert_eq!(st.latency["GetObject"].count(), 1, "only the answer's");
+        assert!(st.retries.is_empty(), "a hedge is no retry");
     }
 
     #[tokio::test]

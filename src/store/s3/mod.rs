@@ -42,8 +42,9 @@
 //! another key becomes `StoreError::SseCustomerKey`; HEAD answers carry no error text, so a
 //! failed HEAD asks a 1-byte GET for the reason.
 //!
-//! Every request (every attempt) is counted by operation name, with the object bytes sent and
-//! received: `ObjectStore::stats`.
+//! Every request (every attempt) is counted by operation name (by the retry layer: when sent,
+//! and when it ends, by outcome, with its latency), with the object bytes sent and received:
+//! `ObjectStore::stats`.
 //!
 //! Keys are passed to rust-s3 as `/` + key: rust-s3 strips one leading `/`, so keys that
 //! themselves start with `/` survive.
@@ -91,8 +92,8 @@ use headers::{
 use listing_encoding::{Names, ENCODING_TYPE};
 use signing::{object_path, send_command, send_command_with_body, Integrity};
 use sse_c_errors::{
-    map_sse_c_write_error, map_sse_c_write_http, read_failure, split_client_error, ClientError,
-    ReadFailure,
+    map_sse_c_write_error, map_sse_c_write_http, read_failure, refusal, split_client_error,
+    ClientError, ReadFailure,
 };
 
 mod checksums;
@@ -360,9 +361,11 @@ impl S3Store {
         let bucket = self.read_bucket(with_key);
         with_retries(
             &self.retry,
-            Call::small(&format!("HeadObject {key}")).hedged(&self.latency.head),
+            Call::small(&format!("HeadObject {key}"))
+                .hedged(&self.latency.head)
+                .counted(&self.stats, "HeadObject", 0)
+                .refusals(refusal),
             move || async move {
-                self.stats.request("HeadObject", 0);
                 let data = send_command(bucket, path, Command::HeadObject, false).await;
                 split_client_error(data.map(|data| head_result(&data.headers())))
             },
@@ -395,9 +398,11 @@ impl S3Store {
         };
         with_retries(
             &self.retry,
-            Call::data(&format!("GetObject {key} {start}..{end}")).hedged(&self.latency.get),
+            Call::data(&format!("GetObject {key} {start}..{end}"))
+                .hedged(&self.latency.get)
+                .counted(&self.stats, "GetObject", 0)
+                .refusals(refusal),
             move || async move {
-                self.stats.request("GetObject", 0);
                 let command = Command::GetObjectRange {
                     start,
                     end: Some(end - 1),
@@ -569,9 +574,10 @@ impl ObjectStore for S3Store {
         let token = &token;
         let (result, _status) = with_retries(
             &self.retry,
-            Call::small(&format!("ListObjectsV2 {prefix}")).hedged(&self.latency.list),
+            Call::small(&format!("ListObjectsV2 {prefix}"))
+                .hedged(&self.latency.list)
+                .counted(&self.stats, "ListObjectsV2", 0),
             move || async move {
-                self.stats.request("ListObjectsV2", 0);
                 self.list_bucket
                     .list_page(
                         prefix.to_string(),
@@ -636,12 +642,15 @@ impl ObjectStore for S3Store {
         let sent = body.clone();
         let data = with_retries(
             &self.retry,
-            Call::sized(&format!("PutObject {key}"), sent.len()),
+            Call::sized(&format!("PutObject {key}"), sent.len()).counted(
+                &self.stats,
+                "PutObject",
+                sent.len() as u64,
+            ),
             move || {
                 let body = body.clone();
                 async move {
                     attempts.fetch_add(1, Ordering::Relaxed);
-                    self.stats.request("PutObject", body.len() as u64);
                     let command = Command::PutObject {
                         content: &[], // the body goes separately, see send_command_with_body
                         content_type,
@@ -685,9 +694,10 @@ impl ObjectStore for S3Store {
             let bucket = &self.bucket_with_headers(&headers)?;
             let result = with_retries(
                 &self.retry,
-                Call::data(&format!("CopyObject {from} -> {to}")),
+                Call::data(&format!("CopyObject {from} -> {to}"))
+                    .counted(&self.stats, "CopyObject", 0)
+                    .refusals(refusal),
                 move || async move {
-                    self.stats.request("CopyObject", 0);
                     let command = Command::CopyObject { from: source };
                     let answer = send_command(bucket, path, command, false).await;
                     let data = match split_client_error(answer)? {
@@ -722,11 +732,8 @@ impl ObjectStore for S3Store {
         let path = &object_path(key);
         let result = with_retries(
             &self.retry,
-            Call::small(&format!("DeleteObject {key}")),
-            move || async move {
-                self.stats.request("DeleteObject", 0);
-                self.bucket.delete_object(path).await.map_err(map_s3_error)
-            },
+            Call::small(&format!("DeleteObject {key}")).counted(&self.stats, "DeleteObject", 0),
+            move || async move { self.bucket.delete_object(path).await.map_err(map_s3_error) },
         )
         .await;
         match result {
@@ -742,11 +749,12 @@ impl ObjectStore for S3Store {
         let bucket = &self.bucket_with_headers(&condition_headers(Some(&condition)))?;
         let result = with_retries(
             &self.retry,
-            Call::small(&format!("DeleteObject {key} if {etag}")),
-            move || async move {
-                self.stats.request("DeleteObject", 0);
-                bucket.delete_object(path).await.map_err(map_s3_error)
-            },
+            Call::small(&format!("DeleteObject {key} if {etag}")).counted(
+                &self.stats,
+                "DeleteObject",
+                0,
+            ),
+            move || async move { bucket.delete_object(path).await.map_err(map_s3_error) },
         )
         .await;
         match result {
@@ -769,11 +777,14 @@ impl ObjectStore for S3Store {
         let never_sent = &AtomicBool::new(false);
         with_retries_if(
             &self.retry,
-            Call::small(&format!("CreateMultipartUpload {key}")),
+            Call::small(&format!("CreateMultipartUpload {key}")).counted(
+                &self.stats,
+                "CreateMultipartUpload",
+                0,
+            ),
             |_| never_sent.load(Ordering::SeqCst),
             move || async move {
                 never_sent.store(false, Ordering::SeqCst);
-                self.stats.request("CreateMultipartUpload", 0);
                 let command = Command::InitiateMultipartUpload { content_type };
                 match send_command(bucket, path, command, false).await {
                     Ok(data) => {
@@ -813,11 +824,12 @@ impl ObjectStore for S3Store {
         let crc = &checksums::crc32(&body);
         let etag = with_retries(
             &self.retry,
-            Call::data(&format!("UploadPart {key} #{number}")).hedged(&self.latency.part),
+            Call::data(&format!("UploadPart {key} #{number}"))
+                .hedged(&self.latency.part)
+                .counted(&self.stats, "UploadPart", body.len() as u64),
             move || {
                 let body = body.clone();
                 async move {
-                    self.stats.request("UploadPart", body.len() as u64);
                     let command = Command::PutObject {
                         content: &[], // the body goes separately, see send_command_with_body
                         content_type: DEFAULT_CONTENT_TYPE,
@@ -884,9 +896,10 @@ impl ObjectStore for S3Store {
                 &self.retry,
                 Call::data(&format!(
                     "UploadPartCopy {key} #{number} <- {source_key} {range:?}"
-                )),
+                ))
+                .counted(&self.stats, "UploadPartCopy", 0)
+                .refusals(refusal),
                 move || async move {
-                    self.stats.request("UploadPartCopy", 0);
                     let command = Command::CopyObject { from: source };
                     let answer = send_command(bucket, path, command, false).await;
                     let data = match split_client_error(answer)? {
@@ -958,11 +971,14 @@ impl ObjectStore for S3Store {
         let upload_id = &s3::signing::uri_encode(upload_id, true);
         let data = with_retries(
             &self.retry,
-            Call::data(&format!("CompleteMultipartUpload {key}")),
+            Call::data(&format!("CompleteMultipartUpload {key}")).counted(
+                &self.stats,
+                "CompleteMultipartUpload",
+                0,
+            ),
             move || {
                 let body = body.clone();
                 async move {
-                    self.stats.request("CompleteMultipartUpload", 0);
                     // The document goes separately (it carries the part checksums). With
                     // SSE-C the key goes too: S3 wants it to complete an upload created with
                     // a checksum algorithm.
@@ -997,9 +1013,12 @@ impl ObjectStore for S3Store {
         let upload_id = &s3::signing::uri_encode(upload_id, true);
         let result = with_retries(
             &self.retry,
-            Call::small(&format!("AbortMultipartUpload {key}")),
+            Call::small(&format!("AbortMultipartUpload {key}")).counted(
+                &self.stats,
+                "AbortMultipartUpload",
+                0,
+            ),
             move || async move {
-                self.stats.request("AbortMultipartUpload", 0);
                 self.bucket
                     .abort_upload(path, upload_id)
                     .await
@@ -1028,9 +1047,12 @@ impl ObjectStore for S3Store {
             let cursor_now = &cursor;
             let (page, _status) = with_retries(
                 &self.retry,
-                Call::small(&format!("ListMultipartUploads {}", prefix.unwrap_or(""))),
+                Call::small(&format!("ListMultipartUploads {}", prefix.unwrap_or(""))).counted(
+                    &self.stats,
+                    "ListMultipartUploads",
+                    0,
+                ),
                 move || async move {
-                    self.stats.request("ListMultipartUploads", 0);
                     self.list_bucket
                         .list_multiparts_uploads_page(
                             prefix,

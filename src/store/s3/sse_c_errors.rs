@@ -27,6 +27,16 @@ pub(super) fn split_client_error<T>(
     }
 }
 
+/// The outcome (`StoreError::outcome`) of an answer `split_client_error` kept raw: a
+/// refusal, though the request returns it as a value.
+pub(super) fn refusal<T>(answer: &Result<T, ClientError>) -> Option<&'static str> {
+    match answer {
+        Ok(_) => None,
+        Err((403, _)) => Some("access_denied"),
+        Err(_) => Some("client_error"),
+    }
+}
+
 /// What a 400/403 answer to a request that reads an object (GET, HEAD, copy source) means.
 #[derive(Debug)]
 pub(super) enum ReadFailure {

@@ -1183,3 +1183,75 @@ async fn counts_requests_and_bytes() {
     );
     assert_eq!(st.bytes_received, 4);
 }
+
+#[tokio::test]
+async fn each_request_is_counted_by_outcome_with_the_latency_of_its_answer_and_each_retry() {
+    let (endpoint, _) = serve(vec![
+        response("503 Slow Down", &[], &error_body("SlowDown")),
+        response("200 OK", &["ETag: \"p\""], ""),
+        response("404 Not Found", &[], ""),
+        response("403 Forbidden", &[], ""),
+        response("500 Internal Error", &[], &error_body("InternalError")),
+        response("206 Partial Content", &[], "0123"),
+    ]);
+    let s = store(endpoint, 3, T);
+    s.put("k", Bytes::from_static(b"hello"), &PutOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(s.head("gone").await, Err(StoreError::NotFound)));
+    // A 403 to a HEAD is kept raw to be read closer: still a refusal, not an `ok`.
+    assert!(s.head("secret").await.is_err());
+    s.get_range("k", 0..4).await.unwrap();
+    let st = s.stats();
+    let outcomes: Vec<_> = st.outcomes.iter().map(|(k, n)| (*k, *n)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (("GetObject", "ok"), 1),
+            (("GetObject", "server_error"), 1),
+            (("HeadObject", "access_denied"), 1),
+            (("HeadObject", "not_found"), 1),
+            (("PutObject", "ok"), 1),
+            (("PutObject", "throttled"), 1),
+        ]
+    );
+    let retries: Vec<_> = st.retries.iter().map(|(k, n)| (*k, *n)).collect();
+    assert_eq!(retries, [("GetObject", 1), ("PutObject", 1)]);
+    let answered = |kind| st.latency.get(kind).map_or(0, |h| h.count());
+    assert_eq!(
+        (
+            answered("PutObject"),
+            answered("HeadObject"),
+            answered("GetObject")
+        ),
+        (2, 2, 2),
+        "every answer, failures included, has its latency"
+    );
+    assert_eq!(
+        st.total_requests(),
+        6,
+        "each request counted once when sent"
+    );
+}
+
+#[tokio::test]
+async fn requests_that_run_out_of_time_end_as_timeouts_without_a_latency() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            if let Ok((stream, _)) = listener.accept() {
+                held.push(stream);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let s = store(endpoint, 1, Duration::from_millis(200));
+    assert!(matches!(s.delete("k").await, Err(StoreError::Timeout(_))));
+    let st = s.stats();
+    assert_eq!(st.outcomes.get(&("DeleteObject", "timeout")), Some(&2));
+    assert_eq!(st.outcomes.len(), 1);
+    assert_eq!(st.retries.get("DeleteObject"), Some(&1));
+    assert!(st.latency.is_empty(), "{:?}", st.latency);
+}
