@@ -7,9 +7,11 @@
 //! - `prefetch`: per-handle adaptive read-ahead with parallel ranged GETs.
 //! - `reader`: the one reader every object byte goes through (caches, read-ahead budget,
 //!   the cache identity of a version).
+//! - `stats`: hits and misses of both caches, bytes read ahead and left unread.
 
 pub mod blocks;
 pub mod disk;
 pub mod prefetch;
 pub mod reader;
+pub mod stats;
 pub mod ttl;

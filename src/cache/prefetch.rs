@@ -23,8 +23,12 @@
 //! shared memory cache (and the disk cache if enabled).
 //! Every GET of one handle is pinned to the ETag seen at open, so a concurrent overwrite
 //! fails the read (ESTALE) instead of mixing two versions.
+//!
+//! Cache hits and misses and the bytes read ahead, used or not, are counted here, where they
+//! happen (`Caches::counters`, see `stats`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -33,6 +37,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::blocks::{BlockCache, BlockId};
 use super::disk::DiskCache;
+use super::stats::{CacheCounters, CacheStats};
 use crate::store::{ObjectStore, StoreError};
 
 /// Where fetched blocks live, shared by every handle of the mount.
@@ -42,6 +47,7 @@ pub struct Caches {
     /// Prefetch memory budget in KiB.
     pub budget: Arc<Semaphore>,
     pub block_size: u64,
+    pub counters: CacheCounters,
 }
 
 impl Caches {
@@ -52,7 +58,14 @@ impl Caches {
             disk,
             budget: Arc::new(Semaphore::new((budget / 1024).max(1) as usize)),
             block_size: BLOCK_SIZE,
+            counters: CacheCounters::default(),
         }
+    }
+
+    /// What the caches and the read-ahead did so far, and what the caches hold now.
+    pub fn stats(&self) -> CacheStats {
+        let disk_size = self.disk.as_ref().map(|d| d.size());
+        (self.counters).snapshot(self.memory.size() as u64, disk_size)
     }
 }
 
@@ -113,6 +126,27 @@ struct Held {
     /// starts at once, without it.
     hurry: Arc<watch::Sender<bool>>,
     read: u64,
+    /// The chunk was read ahead: what of it is read is counted there.
+    ahead: Option<Arc<ReadAhead>>,
+}
+
+/// A chunk fetched by read-ahead: how many of its bytes arrived and how many the handle
+/// read. Those it let go unread are counted when the last holder (a block the handle holds,
+/// or the fetch itself) drops it.
+struct ReadAhead {
+    caches: Arc<Caches>,
+    fetched: AtomicU64,
+    read: AtomicU64,
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        let fetched = self.fetched.load(Ordering::Relaxed);
+        let unused = fetched.saturating_sub(self.read.load(Ordering::Relaxed));
+        if unused > 0 {
+            self.caches.counters.read_ahead_unused(unused);
+        }
+    }
 }
 
 /// Where a read finds one of its blocks.
@@ -235,6 +269,7 @@ impl Prefetcher {
     fn source(&self, w: &mut Window, index: u64) -> Source {
         if !w.inflight.contains_key(&index) {
             if let Some(data) = self.caches.memory.get(&self.block_id(index)) {
+                self.caches.counters.memory_hit(data.len() as u64);
                 return Source::Cached(data);
             }
             self.request(w, index, index, index);
@@ -279,8 +314,20 @@ impl Prefetcher {
             while end <= last && !end.is_multiple_of(per_chunk) && missing(w, end) {
                 end += 1;
             }
-            let (hurry, hurried) = watch::channel(index <= needed);
-            let fetch = self.spawn_fetch(index, end, hurried);
+            let read_now = index <= needed;
+            let ahead = match read_now {
+                true => {
+                    self.caches.counters.memory_misses(end - index);
+                    None
+                }
+                false => Some(Arc::new(ReadAhead {
+                    caches: self.caches.clone(),
+                    fetched: AtomicU64::new(0),
+                    read: AtomicU64::new(0),
+                })),
+            };
+            let (hurry, hurried) = watch::channel(read_now);
+            let fetch = self.spawn_fetch(index, end, hurried, ahead.clone());
             let hurry = Arc::new(hurry);
             for b in index..end {
                 let held = Held {
@@ -288,6 +335,7 @@ impl Prefetcher {
                     fetch: fetch.clone(),
                     hurry: hurry.clone(),
                     read: 0,
+                    ahead: ahead.clone(),
                 };
                 w.inflight.insert(b, held);
             }
@@ -298,8 +346,14 @@ impl Prefetcher {
     /// Fetches blocks `first..end` (from the disk cache if it has them all, else one GET).
     /// Until `needed` is true (a read waits for the blocks), the fetch is read-ahead: it
     /// waits for its share of the budget, and gives up if nobody holds the chunk any more
-    /// (a seek).
-    fn spawn_fetch(&self, first: u64, end: u64, needed: watch::Receiver<bool>) -> Fetch {
+    /// (a seek). `ahead`: the chunk is read ahead of any read, and its bytes count so.
+    fn spawn_fetch(
+        &self,
+        first: u64,
+        end: u64,
+        needed: watch::Receiver<bool>,
+        ahead: Option<Arc<ReadAhead>>,
+    ) -> Fetch {
         let bs = self.caches.block_size;
         let start = first * bs;
         let stop = (end * bs).min(self.version.size);
@@ -320,17 +374,26 @@ impl Prefetcher {
                 },
                 permit = budget.clone().acquire_many_owned(kib) => permit.ok(),
             };
-            let chunk = |data| Chunk {
-                data,
-                _budget: budget.map(Arc::new),
+            let chunk = |data: Bytes| {
+                if let Some(ahead) = &ahead {
+                    ahead.fetched.store(data.len() as u64, Ordering::Relaxed);
+                    caches.counters.read_ahead(data.len() as u64);
+                }
+                Chunk {
+                    data,
+                    _budget: budget.map(Arc::new),
+                }
             };
+            let blocks = ids.len() as u64;
             if let Some(disk) = &caches.disk {
                 if let Some(data) = from_disk(disk, &ids).await {
+                    caches.counters.disk_hits(blocks, data.len() as u64);
                     for (id, block) in ids.iter().zip(split(&data, bs)) {
                         caches.memory.insert(id.clone(), block);
                     }
                     return Ok(chunk(data));
                 }
+                caches.counters.disk_misses(blocks);
             }
             let data = store
                 .get_range_if_match(&version.key, start..stop, version.pin.as_deref())
@@ -361,6 +424,9 @@ async fn needed_now(mut needed: watch::Receiver<bool>) -> bool {
 fn mark_read(w: &mut Window, index: u64, n: u64, len: u64) {
     if let Some(held) = w.inflight.get_mut(&index) {
         held.read += n;
+        if let Some(ahead) = &held.ahead {
+            ahead.read.fetch_add(n, Ordering::Relaxed);
+        }
         if held.read >= len {
             w.inflight.remove(&index);
         }
@@ -395,6 +461,7 @@ mod tests {
             disk: None,
             budget,
             block_size: 1024,
+            counters: CacheCounters::default(),
         })
     }
 
@@ -438,6 +505,53 @@ mod tests {
         assert_eq!(window(&p), 16 * 1024, "the window grew to its maximum");
         let gets = mem.stats().count("GetObject");
         assert!(gets < 20, "chunks, not one GET per read: {gets}");
+    }
+
+    #[tokio::test]
+    async fn a_whole_read_counts_its_misses_and_read_ahead_and_leaves_nothing_unused() {
+        let (mem, caches, version, data) = setup(100_000).await;
+        let p = Prefetcher::new(mem.clone(), caches.clone(), version.clone(), 16 * 1024);
+        let mut read = 0;
+        while read < data.len() {
+            read += p.read(read as u64, 4000).await.unwrap().len();
+        }
+        drop(p);
+        let st = caches.stats();
+        assert!(st.memory_misses >= 1, "the first blocks: {st:?}");
+        assert_eq!(st.memory_hits, 0, "{st:?}");
+        let fetched = mem.stats().bytes_received;
+        assert!(
+            st.read_ahead_bytes > fetched / 2 && st.read_ahead_bytes < fetched,
+            "most was read ahead of the reads, not the first blocks: {st:?}"
+        );
+        assert_eq!(st.read_ahead_unused_bytes, 0, "all of it was read");
+        assert_eq!(st.disk_size, None);
+        assert!(st.memory_size > 0);
+
+        // Another handle finds the last block (672 bytes) in the memory cache.
+        let again = Prefetcher::new(mem.clone(), caches.clone(), version, 16 * 1024);
+        again.read(99_500, 500).await.unwrap();
+        let st = caches.stats();
+        assert_eq!((st.memory_hits, st.memory_hit_bytes), (1, 672), "{st:?}");
+        assert_eq!(mem.stats().bytes_received, fetched, "no GET");
+    }
+
+    #[tokio::test]
+    async fn what_a_handle_read_ahead_and_let_go_unread_is_counted_unused() {
+        let (mem, caches, version, _) = setup(100_000).await;
+        let p = Prefetcher::new(mem.clone(), caches.clone(), version, 16 * 1024);
+        for block in 0..4 {
+            p.read(block * 1024, 1024).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // fetches land
+        drop(p); // closed after 4 KiB
+        let st = caches.stats();
+        assert!(st.read_ahead_bytes > 4096, "{st:?}");
+        assert!(
+            st.read_ahead_unused_bytes > 0
+                && st.read_ahead_unused_bytes + 4096 >= st.read_ahead_bytes,
+            "all read ahead but what the four reads took: {st:?}"
+        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use super::disk::DiskCache;
 use super::prefetch::{Caches, Prefetcher, Version};
+use super::stats::CacheStats;
 use crate::config::FsOptions;
 use crate::store::{ObjectInfo, ObjectStore, StoreResult};
 
@@ -104,6 +105,11 @@ impl Reader {
             version,
             self.read_ahead,
         )
+    }
+
+    /// What the caches and the read-ahead did so far (see `stats`).
+    pub fn stats(&self) -> CacheStats {
+        self.caches.stats()
     }
 
     /// What the store says of `key` now (to tell whether a version is still there).

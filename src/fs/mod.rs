@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use crate::cache::disk::DiskCache;
 use crate::cache::reader::{Reader, ReaderConfig};
+use crate::cache::stats::CacheStats;
 use crate::config::FsOptions;
 use crate::localfile::journal::Journal;
 use crate::localfile::{LocalFileConfig, LocalFiles};
@@ -108,6 +109,11 @@ impl Fs {
 
     pub fn options(&self) -> &FsOptions {
         &self.opts
+    }
+
+    /// What the block caches and the read-ahead did so far (for the metrics).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.reader.stats()
     }
 
     fn check_writable(&self) -> FsResult<()> {

@@ -3,7 +3,8 @@
 //! left in the journal alike), the files that can never be stored and were kept in the cache
 //! directory (see `Journal::park`), the conflicts with other clients (see
 //! `Fs::keep_conflict`), and the most recent upload failures, so an upload error after
-//! `close` is never only in the log.
+//! `close` is never only in the log. The metrics show the same facts, and the counts of all
+//! failures and of the journal entries replayed at start.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -22,6 +23,10 @@ pub struct Status {
     pub oldest: Option<SystemTime>,
     /// Most recent first.
     pub failures: Vec<Failure>,
+    /// Upload failures since the mount, all of them.
+    pub failure_total: u64,
+    /// Entries of earlier daemons' journals read back at start (`Fs::recover`).
+    pub replayed: u64,
     /// Files that could not be stored, kept in the cache directory (oldest first).
     pub unsaved: Vec<Parked>,
     /// Files another client changed meanwhile, most recent first, and how many in all.
@@ -32,8 +37,11 @@ pub struct Status {
 impl Fs {
     pub fn status(&self) -> Status {
         let (conflicts, conflict_total) = self.files.conflicts();
+        let (failures, failure_total) = self.files.failures();
         let mut status = Status {
-            failures: self.files.recent_failures(),
+            failures,
+            failure_total,
+            replayed: self.files.replayed(),
             conflicts,
             conflict_total,
             ..Status::default()

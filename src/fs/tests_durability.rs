@@ -269,6 +269,8 @@ async fn an_earlier_daemons_entry_is_uploaded_once_when_two_flushes_race() {
         Duration::from_secs(3600),
     ));
     assert_eq!(fs.recover().await, (0, 1), "pending after a failed PUT");
+    let status = fs.status();
+    assert_eq!((status.failure_total, status.failures.len()), (1, 1));
 
     let gate = Arc::new(Semaphore::new(0));
     mem.gate_puts(gate.clone());

@@ -598,10 +598,12 @@ async fn a_closed_file_left_by_a_killed_daemon_is_uploaded_by_the_next_one() {
     assert_eq!(&mem.bytes("old").unwrap()[..], b"0123456789");
     let fs = journaled(mem.clone(), dir.path(), Duration::from_secs(3600));
     assert_eq!(fs.recover().await, (2, 0));
+    assert_eq!(fs.status().replayed, 2, "both entries read back");
     assert_eq!(&mem.bytes("new").unwrap()[..], b"fresh bytes");
     assert_eq!(meta(&mem, "new", "mode").as_deref(), Some("33216")); // 0o100700
     assert_eq!(&mem.bytes("old").unwrap()[..], b"01AB456789");
     assert_eq!(fs.recover().await, (0, 0), "nothing left to replay");
+    assert_eq!(fs.status().replayed, 2);
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("staging"))
         .unwrap()
         .collect();

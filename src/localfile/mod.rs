@@ -16,6 +16,7 @@ mod ranges;
 pub mod staging;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,8 @@ pub struct LocalFiles {
     orphans: Mutex<Vec<Arc<Orphan>>>,
     /// Keys of files parked during this daemon's life, reported when it exits. A leaf lock.
     unsaved: Mutex<Vec<String>>,
+    /// Journal entries of earlier daemons read back (`recover`).
+    replayed: AtomicU64,
 }
 
 impl LocalFiles {
@@ -122,6 +125,7 @@ impl LocalFiles {
             host: conflicts::host_name(),
             orphans: Mutex::default(),
             unsaved: Mutex::default(),
+            replayed: AtomicU64::new(0),
         }
     }
 
@@ -299,9 +303,14 @@ impl LocalFiles {
         self.failures.record(key, error);
     }
 
-    /// The most recent upload failures, newest first.
-    pub fn recent_failures(&self) -> Vec<failures::Failure> {
-        self.failures.recent()
+    /// The most recent upload failures, newest first, and how many there were in all.
+    pub fn failures(&self) -> (Vec<failures::Failure>, u64) {
+        (self.failures.recent(), self.failures.total())
+    }
+
+    /// How many journal entries of earlier daemons `recover` read back.
+    pub fn replayed(&self) -> u64 {
+        self.replayed.load(Ordering::Relaxed)
     }
 
     /// Keys of the files parked during this daemon's life.
@@ -335,6 +344,8 @@ impl LocalFiles {
                 return Vec::new();
             }
         };
+        self.replayed
+            .fetch_add(entries.len() as u64, Ordering::Relaxed);
         let orphans: Vec<Arc<Orphan>> = entries
             .into_iter()
             .filter_map(|(id, entry)| self.orphan(id, entry))
