@@ -18,6 +18,7 @@ pub mod fs;
 pub mod fuse;
 pub mod latency;
 pub mod localfile;
+pub mod metrics;
 pub mod mount_helper;
 pub mod names;
 pub mod store;

@@ -115,6 +115,12 @@ pub enum ConfigError {
     )]
     BadEndpoint { url: String, problem: String },
 
+    /// `metrics_addr` is not an IP address and a port.
+    #[error(
+        "metrics_addr `{value}` is not an IP address and port: use e.g. 127.0.0.1:9100 (host names are not looked up)"
+    )]
+    BadMetricsAddr { value: String },
+
     /// Two options that exclude each other are both set.
     #[error("{first} and {second} cannot both be set: {fix}")]
     Conflict {

@@ -340,6 +340,13 @@ define_options! {
         env: ["BUCKETFS_LOG_FORMAT"],
         flag: value(Mount, "--log-format", "FORMAT"),
     }
+    metrics_addr: String {
+        help: "Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9100 (an IP \
+               address and a port)",
+        default: none("off"),
+        env: ["BUCKETFS_METRICS_ADDR"],
+        flag: value(Mount, "--metrics-addr", "ADDR"),
+    }
 
     // --- Options of new objects ----------------------------------------------------------------
     sse: String {

@@ -5,6 +5,7 @@
 //! same conversion of the defaults alone, so the daemon and the tests share one set of
 //! defaults and a test can write `FsOptions { read_only: true, ..Default::default() }`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,6 +212,8 @@ pub struct Config {
     pub cache_dir: PathBuf,
     pub log_file: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// Where to serve the metrics (`None`: nowhere).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -225,6 +228,15 @@ impl Config {
         let source = Source::parse(&source_text)?;
         let fs = FsOptions::from_settings(&s)?;
         let log_format = LogFormat::parse(&s.log_format)?;
+        let metrics_addr = s
+            .metrics_addr
+            .as_deref()
+            .map(|text| {
+                text.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::BadMetricsAddr { value: text.into() })
+            })
+            .transpose()?;
         let request_timeout = seconds("request_timeout", s.request_timeout)?;
         if request_timeout.is_zero() {
             return Err(ConfigError::OutOfRange {
@@ -295,6 +307,7 @@ impl Config {
             cache_dir,
             log_file: s.log_file,
             log_format,
+            metrics_addr,
         })
     }
 
@@ -543,6 +556,37 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.to_string(), "unknown log format `xml`: use text or json");
+    }
+
+    #[test]
+    fn metrics_are_served_nowhere_unless_an_ip_address_and_port_is_given() {
+        assert_eq!(s3(Layer::default()).unwrap().metrics_addr, None);
+        let with = |addr: &str| {
+            s3(Layer {
+                metrics_addr: Some(addr.into()),
+                ..Layer::default()
+            })
+        };
+        assert_eq!(
+            with("127.0.0.1:9100").unwrap().metrics_addr,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(
+            with("[::1]:9100").unwrap().metrics_addr,
+            Some("[::1]:9100".parse().unwrap())
+        );
+        for bad in ["localhost:9100", "127.0.0.1", "9100", "127.0.0.1:http"] {
+            let e = with(bad).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::BadMetricsAddr { value } if value == bad),
+                "{e:?}"
+            );
+        }
+        assert_eq!(
+            with("127.0.0.1").unwrap_err().to_string(),
+            "metrics_addr `127.0.0.1` is not an IP address and port: use e.g. 127.0.0.1:9100 \
+             (host names are not looked up)"
+        );
     }
 
     #[test]

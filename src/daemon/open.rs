@@ -23,7 +23,7 @@ use crate::upload::registry::{abort_stale, UploadRegistry};
 /// they were did: the runtime last.
 pub(super) struct Opened {
     pub(super) fs: Arc<Fs>,
-    /// The store `fs` uses, kept for its request counts at exit.
+    /// The store `fs` uses, kept for its request counts (the metrics, the line at exit).
     pub(super) store_stats: Arc<dyn ObjectStore>,
     pub(super) journal: Arc<Journal>,
     /// This daemon's staging directory (`staging-<pid>`), removed at exit once empty.

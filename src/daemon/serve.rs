@@ -1,6 +1,6 @@
 //! Serving a mount: the FUSE session on its own thread, the tokio runtime every operation runs
-//! on, the write-back loop that uploads closed files once they are due, the status socket and
-//! systemd's notifications. `serve` runs the whole life of the daemon in order — open
+//! on, the write-back loop that uploads closed files once they are due, the status socket,
+//! the metrics page (`--metrics-addr`, bound first of all) and systemd's notifications. `serve` runs the whole life of the daemon in order — open
 //! (`open`), mount (or take the descriptor of `/dev/fd/N`, already mounted by the parent),
 //! report "ready" (to the waiting parent and to systemd), wait for the unmount and finish
 //! (`shutdown`) — so the sequence reads in one place.
@@ -23,7 +23,9 @@ use super::shutdown::{self, Signals};
 use super::status_socket::serve_status;
 use crate::config::Config;
 use crate::fs::Fs;
+use crate::fuse::stats::FuseStats;
 use crate::fuse::FuseAdapter;
+use crate::metrics::{self, Metrics, Sources};
 
 /// A start that failed: the reporter, handed back, and the line for the user.
 pub(super) type ServeError = (Ready, String);
@@ -35,11 +37,21 @@ pub(super) fn serve(
     mountpoint: PathBuf,
     ready: Ready,
 ) -> Result<ExitCode, ServeError> {
+    // Before anything else: an address that cannot be served stops the start.
+    let metrics_listener = match config.metrics_addr.map(metrics::bind).transpose() {
+        Ok(l) => l,
+        Err(e) => return Err((ready, e.to_string())),
+    };
     let opened = match open::open(&config) {
         Ok(o) => o,
         Err(msg) => return Err((ready, msg)),
     };
-    let adapter = FuseAdapter::new(opened.fs.clone(), opened.rt.handle().clone());
+    let fuse_stats = Arc::new(FuseStats::default());
+    let adapter = FuseAdapter::new(
+        opened.fs.clone(),
+        opened.rt.handle().clone(),
+        fuse_stats.clone(),
+    );
 
     let mut options = vec![
         MountOption::FSName(fs_name(&config)),
@@ -109,6 +121,14 @@ pub(super) fn serve(
         opened.fs.clone(),
         mountpoint.clone(),
     ));
+    if let Some(listener) = metrics_listener {
+        let metrics = Metrics::new(Sources {
+            store: opened.store_stats.clone(),
+            fs: opened.fs.clone(),
+            fuse: fuse_stats,
+        });
+        opened.rt.spawn(metrics::serve(listener, Arc::new(metrics)));
+    }
     info!(mountpoint = %mountpoint.display(), source = ?config.source, "mounted");
     ready.ok();
     start_guard.started();

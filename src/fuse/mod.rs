@@ -1,9 +1,11 @@
 //! The FUSE adapter: decodes fuser calls, runs the matching `Fs` operation on a tokio task,
 //! and answers the kernel from that task. fuser's session loop therefore only dispatches: a
 //! slow S3 request delays its own reply, never the next request. Errors become errno in
-//! `errno`, the only place that does so.
+//! `errno`, the only place that does so. Every operation is counted, with its time, in
+//! `stats`.
 
 pub mod errno;
+pub mod stats;
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -11,7 +13,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use fuser::{
@@ -24,6 +26,7 @@ use fuser::{
 use crate::fs::{xattr, Attr, Fs, Owner, SetAttr};
 use crate::names::inode::Kind;
 use errno::errno;
+use stats::FuseStats;
 
 /// Largest write the kernel may send in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -32,21 +35,38 @@ pub struct FuseAdapter {
     fs: Arc<Fs>,
     rt: tokio::runtime::Handle,
     ttl: Duration,
+    stats: Arc<FuseStats>,
 }
 
 impl FuseAdapter {
-    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle) -> Self {
+    /// Serves `fs` on the runtime `rt`, counting every operation in `stats`.
+    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle, stats: Arc<FuseStats>) -> Self {
         let ttl = fs.options().metadata_ttl;
-        FuseAdapter { fs, rt, ttl }
+        FuseAdapter { fs, rt, ttl, stats }
     }
 
-    /// Runs `op` on the runtime; it owns the reply and answers when done.
-    fn run<F, Fut>(&self, op: F)
+    /// Runs the operation `op` on the runtime (`task`: it owns the reply and answers when
+    /// done), counted once it has answered.
+    fn run<F, Fut>(&self, op: &'static str, task: F)
     where
         F: FnOnce(Arc<Fs>, Duration) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.rt.spawn(op(self.fs.clone(), self.ttl));
+        let began = Instant::now();
+        let task = task(self.fs.clone(), self.ttl);
+        let stats = self.stats.clone();
+        self.rt.spawn(async move {
+            task.await;
+            stats.record(op, began.elapsed());
+        });
+    }
+
+    /// Answers the operation `op` here, on the session's thread (`answer` is quick),
+    /// counted like the others.
+    fn here(&self, op: &'static str, answer: impl FnOnce()) {
+        let began = Instant::now();
+        answer();
+        self.stats.record(op, began.elapsed());
     }
 }
 
@@ -129,7 +149,7 @@ impl Filesystem for FuseAdapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_owned();
-        self.run(|fs, ttl| async move {
+        self.run("lookup", |fs, ttl| async move {
             match fs.lookup(parent.0, &name).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno("lookup", &e)),
@@ -138,11 +158,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.fs.forget(ino.0, nlookup);
+        self.here("forget", || self.fs.forget(ino.0, nlookup));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.run(|fs, ttl| async move {
+        self.run("getattr", |fs, ttl| async move {
             match fs.getattr(ino.0).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
                 Err(e) => reply.error(errno("getattr", &e)),
@@ -180,7 +200,7 @@ impl Filesystem for FuseAdapter {
             atime: atime.map(time),
             mtime: mtime.map(time),
         };
-        self.run(|fs, ttl| async move {
+        self.run("setattr", |fs, ttl| async move {
             match fs.setattr(ino.0, set).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
                 Err(e) => reply.error(errno("setattr", &e)),
@@ -199,7 +219,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name.to_owned();
         let owner = owner(req, mode, umask);
-        self.run(|fs, ttl| async move {
+        self.run("mkdir", |fs, ttl| async move {
             match fs.mkdir(parent.0, &name, owner).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno("mkdir", &e)),
@@ -220,7 +240,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name.to_owned();
         let owner = owner(req, mode, umask);
-        self.run(|fs, ttl| async move {
+        self.run("mknod", |fs, ttl| async move {
             match fs.mknod(parent.0, &name, mode, rdev, owner).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno("mknod", &e)),
@@ -230,16 +250,16 @@ impl Filesystem for FuseAdapter {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
-        self.run(
-            |fs, _| async move { empty_reply(reply, "unlink", fs.unlink(parent.0, &name).await) },
-        );
+        self.run("unlink", |fs, _| async move {
+            empty_reply(reply, "unlink", fs.unlink(parent.0, &name).await)
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
-        self.run(
-            |fs, _| async move { empty_reply(reply, "rmdir", fs.rmdir(parent.0, &name).await) },
-        );
+        self.run("rmdir", |fs, _| async move {
+            empty_reply(reply, "rmdir", fs.rmdir(parent.0, &name).await)
+        });
     }
 
     fn symlink(
@@ -253,7 +273,7 @@ impl Filesystem for FuseAdapter {
         let name = link_name.to_owned();
         let target = target.as_os_str().as_bytes().to_vec();
         let owner = owner(req, 0o777, 0);
-        self.run(|fs, ttl| async move {
+        self.run("symlink", |fs, ttl| async move {
             match fs.symlink(parent.0, &name, &target, owner).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(errno("symlink", &e)),
@@ -262,7 +282,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.run(|fs, _| async move {
+        self.run("readlink", |fs, _| async move {
             match fs.readlink(ino.0).await {
                 Ok(target) => reply.data(&target),
                 Err(e) => reply.error(errno("readlink", &e)),
@@ -281,7 +301,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let (name, newname) = (name.to_owned(), newname.to_owned());
-        self.run(|fs, _| async move {
+        self.run("rename", |fs, _| async move {
             let result = fs
                 .rename(parent.0, &name, newparent.0, &newname, flags.bits())
                 .await;
@@ -297,11 +317,11 @@ impl Filesystem for FuseAdapter {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(errno("link", &Fs::link()));
+        self.here("link", || reply.error(errno("link", &Fs::link())));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.run(|fs, _| async move {
+        self.run("open", |fs, _| async move {
             match fs.open(ino.0, flags.0).await {
                 Ok((fh, keep_cache)) => {
                     let flags = if keep_cache {
@@ -327,7 +347,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.run(|fs, _| async move {
+        self.run("read", |fs, _| async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(errno("read", &e)),
@@ -348,7 +368,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyWrite,
     ) {
         let data = Bytes::copy_from_slice(data);
-        self.run(|fs, _| async move {
+        self.run("write", |fs, _| async move {
             match fs.write(fh.0, offset, data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno("write", &e)),
@@ -364,7 +384,9 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.run(|fs, _| async move { empty_reply(reply, "flush", fs.flush(fh.0).await) });
+        self.run("flush", |fs, _| async move {
+            empty_reply(reply, "flush", fs.flush(fh.0).await)
+        });
     }
 
     fn release(
@@ -377,7 +399,9 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(|fs, _| async move { empty_reply(reply, "release", fs.release(fh.0).await) });
+        self.run("release", |fs, _| async move {
+            empty_reply(reply, "release", fs.release(fh.0).await)
+        });
     }
 
     fn fsync(
@@ -388,11 +412,13 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(|fs, _| async move { empty_reply(reply, "fsync", fs.fsync(fh.0).await) });
+        self.run("fsync", |fs, _| async move {
+            empty_reply(reply, "fsync", fs.fsync(fh.0).await)
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.run(|fs, _| async move {
+        self.run("opendir", |fs, _| async move {
             match fs.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(errno("opendir", &e)),
@@ -408,7 +434,7 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.run(|fs, _| async move {
+        self.run("readdir", |fs, _| async move {
             let filled = fs
                 .fill_dir(fh.0, offset, false, |l| {
                     let e = &l.entry;
@@ -430,7 +456,7 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.run(|fs, ttl| async move {
+        self.run("readdirplus", |fs, ttl| async move {
             let filled = fs
                 .fill_dir(fh.0, offset, true, |l| {
                     let e = &l.entry;
@@ -462,7 +488,9 @@ impl Filesystem for FuseAdapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        empty_reply(reply, "releasedir", self.fs.releasedir(fh.0));
+        self.here("releasedir", || {
+            empty_reply(reply, "releasedir", self.fs.releasedir(fh.0))
+        });
     }
 
     fn fsyncdir(
@@ -473,16 +501,18 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        self.here("fsyncdir", || reply.ok());
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name.to_string_lossy().into_owned();
         if !xattr::may_exist(&name) {
             // SELinux label, ACLs, capabilities: answered right here, without a task.
-            return reply.error(errno("getxattr", &xattr::unsupported()));
+            return self.here("getxattr", || {
+                reply.error(errno("getxattr", &xattr::unsupported()))
+            });
         }
-        self.run(|fs, _| async move {
+        self.run("getxattr", |fs, _| async move {
             match fs.getxattr(ino.0, &name).await {
                 Ok(value) => xattr_reply(reply, &value, size),
                 Err(e) => reply.error(errno("getxattr", &e)),
@@ -491,7 +521,7 @@ impl Filesystem for FuseAdapter {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.run(|fs, _| async move {
+        self.run("listxattr", |fs, _| async move {
             match fs.listxattr(ino.0).await {
                 Ok(names) => xattr_reply(reply, &names, size),
                 Err(e) => reply.error(errno("listxattr", &e)),
@@ -511,7 +541,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name.to_string_lossy().into_owned();
         let value = value.to_vec();
-        self.run(|fs, _| async move {
+        self.run("setxattr", |fs, _| async move {
             let result = fs.setxattr(ino.0, &name, &value, flags).await;
             empty_reply(reply, "setxattr", result)
         });
@@ -519,16 +549,18 @@ impl Filesystem for FuseAdapter {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_string_lossy().into_owned();
-        self.run(|fs, _| async move {
+        self.run("removexattr", |fs, _| async move {
             empty_reply(reply, "removexattr", fs.removexattr(ino.0, &name).await)
         });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let s = self.fs.statfs();
-        reply.statfs(
-            s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
-        );
+        self.here("statfs", || {
+            let s = self.fs.statfs();
+            reply.statfs(
+                s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+            )
+        });
     }
 
     fn create(
@@ -543,7 +575,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name.to_owned();
         let owner = owner(req, mode, umask);
-        self.run(|fs, ttl| async move {
+        self.run("create", |fs, ttl| async move {
             match fs.create(parent.0, &name, flags, owner).await {
                 Ok((a, fh)) => reply.created(
                     &ttl,
