@@ -5,7 +5,9 @@
 //! staged content, journal, write-back queue; `cache::reader` — every object byte) →
 //! `upload` (PUT and multipart) → `store` (one `ObjectStore` trait: S3, a local directory,
 //! or memory). `cli`, `mount_helper`
-//! (`mount -t bucketfs`), `config`, `check` and `daemon` sit at the edge; `console` (lines on stderr) serves `cli` and `daemon`.
+//! (`mount -t bucketfs`), `config`, `check`, `daemon` and `metrics` (the `/metrics` page) sit
+//! at the edge; `console` (lines on stderr) serves `cli` and `daemon`; `latency` (a histogram
+//! the store and the adapter keep) serves every layer.
 
 pub mod cache;
 pub mod check;
