@@ -65,7 +65,7 @@ impl Caches {
     /// What the caches and the read-ahead did so far, and what the caches hold now.
     pub fn stats(&self) -> CacheStats {
         let disk_size = self.disk.as_ref().map(|d| d.size());
-        (self.counters).snapshot(self.memory.size() as u64, disk_size)
+        self.counters.snapshot(self.memory.size() as u64, disk_size)
     }
 }
 

@@ -1,9 +1,10 @@
 //! Serving a mount: the FUSE session on its own thread, the tokio runtime every operation runs
 //! on, the write-back loop that uploads closed files once they are due, the status socket,
-//! the metrics page (`--metrics-addr`, bound first of all) and systemd's notifications. `serve` runs the whole life of the daemon in order — open
-//! (`open`), mount (or take the descriptor of `/dev/fd/N`, already mounted by the parent),
-//! report "ready" (to the waiting parent and to systemd), wait for the unmount and finish
-//! (`shutdown`) — so the sequence reads in one place.
+//! the metrics page (`--metrics-addr`, bound first of all) and systemd's notifications.
+//! `serve` runs the whole life of the daemon in order — open (`open`), mount (or take the
+//! descriptor of `/dev/fd/N`, already mounted by the parent), report "ready" (to the waiting
+//! parent and to systemd), wait for the unmount and finish (`shutdown`) — so the sequence
+//! reads in one place.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};

@@ -45,15 +45,15 @@ impl FuseAdapter {
         FuseAdapter { fs, rt, ttl, stats }
     }
 
-    /// Runs the operation `op` on the runtime (`task`: it owns the reply and answers when
-    /// done), counted once it has answered.
+    /// Runs the operation `op` on the runtime (`task`, given the filesystem, the attribute
+    /// TTL and `op`: it owns the reply and answers when done), counted once it has answered.
     fn run<F, Fut>(&self, op: &'static str, task: F)
     where
-        F: FnOnce(Arc<Fs>, Duration) -> Fut,
+        F: FnOnce(Arc<Fs>, Duration, &'static str) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let began = Instant::now();
-        let task = task(self.fs.clone(), self.ttl);
+        let task = task(self.fs.clone(), self.ttl, op);
         let stats = self.stats.clone();
         self.rt.spawn(async move {
             task.await;
@@ -61,11 +61,11 @@ impl FuseAdapter {
         });
     }
 
-    /// Answers the operation `op` here, on the session's thread (`answer` is quick),
-    /// counted like the others.
-    fn here(&self, op: &'static str, answer: impl FnOnce()) {
+    /// Answers the operation `op` here, on the session's thread (`answer`, given `op`, is
+    /// quick), counted like the others.
+    fn here(&self, op: &'static str, answer: impl FnOnce(&'static str)) {
         let began = Instant::now();
-        answer();
+        answer(op);
         self.stats.record(op, began.elapsed());
     }
 }
@@ -149,23 +149,23 @@ impl Filesystem for FuseAdapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_owned();
-        self.run("lookup", |fs, ttl| async move {
+        self.run("lookup", |fs, ttl, op| async move {
             match fs.lookup(parent.0, &name).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno("lookup", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.here("forget", || self.fs.forget(ino.0, nlookup));
+        self.here("forget", |_| self.fs.forget(ino.0, nlookup));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.run("getattr", |fs, ttl| async move {
+        self.run("getattr", |fs, ttl, op| async move {
             match fs.getattr(ino.0).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
-                Err(e) => reply.error(errno("getattr", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -200,10 +200,10 @@ impl Filesystem for FuseAdapter {
             atime: atime.map(time),
             mtime: mtime.map(time),
         };
-        self.run("setattr", |fs, ttl| async move {
+        self.run("setattr", |fs, ttl, op| async move {
             match fs.setattr(ino.0, set).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
-                Err(e) => reply.error(errno("setattr", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -219,10 +219,10 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name.to_owned();
         let owner = owner(req, mode, umask);
-        self.run("mkdir", |fs, ttl| async move {
+        self.run("mkdir", |fs, ttl, op| async move {
             match fs.mkdir(parent.0, &name, owner).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno("mkdir", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -240,25 +240,25 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name.to_owned();
         let owner = owner(req, mode, umask);
-        self.run("mknod", |fs, ttl| async move {
+        self.run("mknod", |fs, ttl, op| async move {
             match fs.mknod(parent.0, &name, mode, rdev, owner).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno("mknod", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
-        self.run("unlink", |fs, _| async move {
-            empty_reply(reply, "unlink", fs.unlink(parent.0, &name).await)
+        self.run("unlink", |fs, _, op| async move {
+            empty_reply(reply, op, fs.unlink(parent.0, &name).await)
         });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_owned();
-        self.run("rmdir", |fs, _| async move {
-            empty_reply(reply, "rmdir", fs.rmdir(parent.0, &name).await)
+        self.run("rmdir", |fs, _, op| async move {
+            empty_reply(reply, op, fs.rmdir(parent.0, &name).await)
         });
     }
 
@@ -273,19 +273,19 @@ impl Filesystem for FuseAdapter {
         let name = link_name.to_owned();
         let target = target.as_os_str().as_bytes().to_vec();
         let owner = owner(req, 0o777, 0);
-        self.run("symlink", |fs, ttl| async move {
+        self.run("symlink", |fs, ttl, op| async move {
             match fs.symlink(parent.0, &name, &target, owner).await {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno("symlink", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.run("readlink", |fs, _| async move {
+        self.run("readlink", |fs, _, op| async move {
             match fs.readlink(ino.0).await {
                 Ok(target) => reply.data(&target),
-                Err(e) => reply.error(errno("readlink", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -301,11 +301,11 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let (name, newname) = (name.to_owned(), newname.to_owned());
-        self.run("rename", |fs, _| async move {
+        self.run("rename", |fs, _, op| async move {
             let result = fs
                 .rename(parent.0, &name, newparent.0, &newname, flags.bits())
                 .await;
-            empty_reply(reply, "rename", result)
+            empty_reply(reply, op, result)
         });
     }
 
@@ -317,11 +317,11 @@ impl Filesystem for FuseAdapter {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.here("link", || reply.error(errno("link", &Fs::link())));
+        self.here("link", |op| reply.error(errno(op, &Fs::link())));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.run("open", |fs, _| async move {
+        self.run("open", |fs, _, op| async move {
             match fs.open(ino.0, flags.0).await {
                 Ok((fh, keep_cache)) => {
                     let flags = if keep_cache {
@@ -331,7 +331,7 @@ impl Filesystem for FuseAdapter {
                     };
                     reply.opened(FileHandle(fh), flags)
                 }
-                Err(e) => reply.error(errno("open", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -347,10 +347,10 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.run("read", |fs, _| async move {
+        self.run("read", |fs, _, op| async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno("read", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -368,10 +368,10 @@ impl Filesystem for FuseAdapter {
         reply: ReplyWrite,
     ) {
         let data = Bytes::copy_from_slice(data);
-        self.run("write", |fs, _| async move {
+        self.run("write", |fs, _, op| async move {
             match fs.write(fh.0, offset, data).await {
                 Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno("write", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -384,8 +384,8 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.run("flush", |fs, _| async move {
-            empty_reply(reply, "flush", fs.flush(fh.0).await)
+        self.run("flush", |fs, _, op| async move {
+            empty_reply(reply, op, fs.flush(fh.0).await)
         });
     }
 
@@ -399,8 +399,8 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.run("release", |fs, _| async move {
-            empty_reply(reply, "release", fs.release(fh.0).await)
+        self.run("release", |fs, _, op| async move {
+            empty_reply(reply, op, fs.release(fh.0).await)
         });
     }
 
@@ -412,16 +412,16 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.run("fsync", |fs, _| async move {
-            empty_reply(reply, "fsync", fs.fsync(fh.0).await)
+        self.run("fsync", |fs, _, op| async move {
+            empty_reply(reply, op, fs.fsync(fh.0).await)
         });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.run("opendir", |fs, _| async move {
+        self.run("opendir", |fs, _, op| async move {
             match fs.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(errno("opendir", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -434,7 +434,7 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.run("readdir", |fs, _| async move {
+        self.run("readdir", |fs, _, op| async move {
             let filled = fs
                 .fill_dir(fh.0, offset, false, |l| {
                     let e = &l.entry;
@@ -443,7 +443,7 @@ impl Filesystem for FuseAdapter {
                 .await;
             match filled {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("readdir", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -456,7 +456,7 @@ impl Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.run("readdirplus", |fs, ttl| async move {
+        self.run("readdirplus", |fs, ttl, op| async move {
             let filled = fs
                 .fill_dir(fh.0, offset, true, |l| {
                     let e = &l.entry;
@@ -475,7 +475,7 @@ impl Filesystem for FuseAdapter {
                 .await;
             match filled {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("readdirplus", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -488,8 +488,8 @@ impl Filesystem for FuseAdapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.here("releasedir", || {
-            empty_reply(reply, "releasedir", self.fs.releasedir(fh.0))
+        self.here("releasedir", |op| {
+            empty_reply(reply, op, self.fs.releasedir(fh.0))
         });
     }
 
@@ -501,30 +501,30 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.here("fsyncdir", || reply.ok());
+        self.here("fsyncdir", |_| reply.ok());
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name.to_string_lossy().into_owned();
         if !xattr::may_exist(&name) {
             // SELinux label, ACLs, capabilities: answered right here, without a task.
-            return self.here("getxattr", || {
-                reply.error(errno("getxattr", &xattr::unsupported()))
+            return self.here("getxattr", |op| {
+                reply.error(errno(op, &xattr::unsupported()))
             });
         }
-        self.run("getxattr", |fs, _| async move {
+        self.run("getxattr", |fs, _, op| async move {
             match fs.getxattr(ino.0, &name).await {
                 Ok(value) => xattr_reply(reply, &value, size),
-                Err(e) => reply.error(errno("getxattr", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.run("listxattr", |fs, _| async move {
+        self.run("listxattr", |fs, _, op| async move {
             match fs.listxattr(ino.0).await {
                 Ok(names) => xattr_reply(reply, &names, size),
-                Err(e) => reply.error(errno("listxattr", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }
@@ -541,21 +541,21 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name.to_string_lossy().into_owned();
         let value = value.to_vec();
-        self.run("setxattr", |fs, _| async move {
+        self.run("setxattr", |fs, _, op| async move {
             let result = fs.setxattr(ino.0, &name, &value, flags).await;
-            empty_reply(reply, "setxattr", result)
+            empty_reply(reply, op, result)
         });
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.to_string_lossy().into_owned();
-        self.run("removexattr", |fs, _| async move {
-            empty_reply(reply, "removexattr", fs.removexattr(ino.0, &name).await)
+        self.run("removexattr", |fs, _, op| async move {
+            empty_reply(reply, op, fs.removexattr(ino.0, &name).await)
         });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.here("statfs", || {
+        self.here("statfs", |_| {
             let s = self.fs.statfs();
             reply.statfs(
                 s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
@@ -575,7 +575,7 @@ impl Filesystem for FuseAdapter {
     ) {
         let name = name.to_owned();
         let owner = owner(req, mode, umask);
-        self.run("create", |fs, ttl| async move {
+        self.run("create", |fs, ttl, op| async move {
             match fs.create(parent.0, &name, flags, owner).await {
                 Ok((a, fh)) => reply.created(
                     &ttl,
@@ -584,7 +584,7 @@ impl Filesystem for FuseAdapter {
                     FileHandle(fh),
                     FopenFlags::empty(),
                 ),
-                Err(e) => reply.error(errno("create", &e)),
+                Err(e) => reply.error(errno(op, &e)),
             }
         });
     }

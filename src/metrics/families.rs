@@ -4,7 +4,6 @@
 //! and suffix to the names written here).
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
@@ -23,7 +22,7 @@ const SECONDS: Option<&Unit> = Some(&Unit::Seconds);
 const NO_LABELS: [(&str, &str); 0] = [];
 
 /// The collector the registry asks at every scrape.
-pub(super) struct Families(pub(super) Arc<Sources>);
+pub(super) struct Families(pub(super) Sources);
 
 impl fmt::Debug for Families {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -235,7 +234,8 @@ fn uploads(out: &mut DescriptorEncoder, sources: &Sources) -> fmt::Result {
 }
 
 fn counter(m: &mut MetricEncoder, labels: &impl EncodeLabelSet, value: u64) -> fmt::Result {
-    (m.encode_family(labels)?).encode_counter::<NoLabelSet, _, u64>(&value, None)
+    let mut sample = m.encode_family(labels)?;
+    sample.encode_counter::<NoLabelSet, _, u64>(&value, None)
 }
 
 fn histogram(
@@ -245,5 +245,6 @@ fn histogram(
 ) -> fmt::Result {
     let buckets: Vec<(f64, u64)> = latency.buckets().collect();
     let sum = latency.sum().as_secs_f64();
-    (m.encode_family(labels)?).encode_histogram::<NoLabelSet>(sum, latency.count(), &buckets, None)
+    let mut sample = m.encode_family(labels)?;
+    sample.encode_histogram::<NoLabelSet>(sum, latency.count(), &buckets, None)
 }

@@ -42,7 +42,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(sources: Sources) -> Metrics {
         let mut registry = Registry::with_prefix("bucketfs");
-        registry.register_collector(Box::new(families::Families(Arc::new(sources))));
+        registry.register_collector(Box::new(families::Families(sources)));
         Metrics { registry }
     }
 

@@ -171,7 +171,7 @@ impl<'a, T> Call<'a, T> {
     }
 
     /// Counts each request in `stats` as one of `kind` with `body_bytes` of object data in
-    /// its body, as it ends, and each retry.
+    /// its body, when it is sent and when it ends; and each retry.
     pub fn counted(self, stats: &'a StatsCounter, kind: &'static str, body_bytes: u64) -> Self {
         Call {
             counted: Some(Counted {
@@ -210,7 +210,9 @@ impl<'a, T> Call<'a, T> {
             Err(e) => e.outcome(),
         };
         on_its_way.answered = true;
-        (counted.stats).ended(counted.kind, outcome, Some(began.elapsed()));
+        counted
+            .stats
+            .ended(counted.kind, outcome, Some(began.elapsed()));
         result
     }
 
@@ -235,7 +237,7 @@ impl Drop for OnItsWay<'_> {
                 true => "timeout",
                 false => "cancelled",
             };
-            (self.counted.stats).ended(self.counted.kind, outcome, None);
+            self.counted.stats.ended(self.counted.kind, outcome, None);
         }
     }
 }
