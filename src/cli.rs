@@ -229,7 +229,7 @@ mod tests {
             "--ignore-chown",
             "--ignore-utimens",
             "--aws-file-metadata",
-            "--no-listing-metadata",
+            "--listing-metadata",
             "--foreground",
             "--log-file",
             "--log-format",
@@ -260,7 +260,7 @@ mod tests {
             "-f",
             "s3://bucket/p",
             "--read-only",
-            "--no-listing-metadata",
+            "--listing-metadata",
             "--part-size",
             "16MiB",
             "/mnt",
@@ -272,7 +272,7 @@ mod tests {
         assert!(args.foreground);
         let flags = &args.options.0;
         assert_eq!(flags.read_only, Some(true));
-        assert_eq!(flags.listing_metadata, Some(false));
+        assert_eq!(flags.listing_metadata, Some(true));
         assert_eq!(flags.part_size, Some(crate::config::Size(16 << 20)));
         assert_eq!(args.positional, ["s3://bucket/p", "/mnt"]);
     }

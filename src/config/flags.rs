@@ -139,10 +139,10 @@ mod tests {
     }
 
     #[test]
-    fn negative_switches_set_false() {
-        let l = mount(&["--no-listing-metadata"]).unwrap();
-        assert_eq!(l.listing_metadata, Some(false));
-        assert!(mount(&["--listing-metadata"]).is_err());
+    fn switches_set_their_value_and_take_none() {
+        let l = mount(&["--listing-metadata"]).unwrap();
+        assert_eq!(l.listing_metadata, Some(true));
+        assert!(mount(&["--listing-metadata=false"]).is_err());
     }
 
     #[test]

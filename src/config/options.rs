@@ -320,12 +320,15 @@ define_options! {
         flag: switch(Mount, "--exclusive-in-bucket" => true),
     }
     listing_metadata: bool {
-        help: "readdir HEADs listed objects for their mode, owner, mtime and symlink target \
-               (--no-listing-metadata: it does not, so listings are faster and show the defaults \
-               until a file is looked up)",
-        default: value(true),
+        help: "readdir HEADs every listed object at once for its mode, owner, mtime and type \
+               (--listing-metadata). Off, a listing costs its LIST pages only: names, sizes and \
+               types come from them, and an entry's stored attributes are read when a tool asks \
+               for them (stat, ls -l), ahead of it in parallel when it goes through a \
+               directory in order. A symlink or special file another tool stored shows as a \
+               regular file to readdir until its attributes are read",
+        default: value(false),
         env: ["BUCKETFS_LISTING_METADATA"],
-        flag: switch(Mount, "--no-listing-metadata" => false),
+        flag: switch(Mount, "--listing-metadata" => true),
     }
     log_file: PathBuf {
         help: "Log file of the background daemon",

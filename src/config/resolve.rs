@@ -524,7 +524,7 @@ mod tests {
         assert_eq!(d.write_back_delay, Duration::from_millis(500));
         assert_eq!(d.prefetch_budget, (128 - 32) << 20);
         assert_eq!(d.uid, current_uid());
-        assert!(d.listing_metadata);
+        assert!(!d.listing_metadata, "names-only listings");
         assert!(!d.read_only);
         assert_eq!(cfg.s3.unwrap().region, "us-east-1");
     }

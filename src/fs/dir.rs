@@ -19,7 +19,7 @@ use crate::names::inode::{Ino, Kind, Stat};
 use crate::names::listing_inos as inos;
 use crate::names::rules::check_name;
 use crate::names::NameError;
-use crate::names::{DirEntry, Names};
+use crate::names::{DirEntry, Names, META_RUN_AHEAD};
 use crate::store::PutOptions;
 
 /// One entry of a readdirplus answer (see `Fs::readdir_attrs`).
@@ -38,9 +38,6 @@ pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 /// Directory entries prepared at a time for one readdir reply (their metadata is fetched
 /// in parallel first).
 const READDIR_BATCH: usize = 64;
-
-/// How many entries past the ones being returned readdir starts fetching metadata for.
-const META_RUN_AHEAD: usize = 512;
 
 impl Fs {
     pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {

@@ -607,8 +607,59 @@ async fn a_directory_larger_than_one_page_is_not_listed_for_misses() {
 }
 
 #[tokio::test]
+async fn a_listing_costs_no_head_and_a_tool_stating_its_entries_in_order_gets_them_read_ahead() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    for i in 0..1000 {
+        put(&s.mem, &format!("f{i:04}"), b"x").await;
+    }
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    let listed = s.fs.readdir_attrs(fh, 0, 2000).await.unwrap();
+    assert_eq!(listed.len(), 1002);
+    assert_eq!(s.mem.stats().count("HeadObject"), 0, "names only");
+    assert!(
+        listed.iter().skip(2).all(|l| !l.known),
+        "attributes not read are not handed out as known"
+    );
+    // A lone stat costs its own HEAD, and nothing more.
+    s.fs.lookup(ROOT_INO, OsStr::new("f0500")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(s.mem.stats().count("HeadObject"), 1);
+    // `ls -l`: every entry stated in order, one at a time, each HEAD 5 ms away.
+    s.mem.set_latency(Duration::from_millis(5));
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let f = s.fs.lookup(ROOT_INO, OsStr::new(&format!("f{i:04}"))).await;
+        assert_eq!(f.unwrap().size, 1);
+    }
+    assert_eq!(
+        s.mem.stats().count("HeadObject"),
+        1000,
+        "one HEAD per entry"
+    );
+    let max = s.mem.max_heads_in_flight();
+    assert!(
+        max >= crate::names::META_CONCURRENCY / 2,
+        "the HEADs ran ahead in parallel: at most {max} at once, {:?} in all",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahead() {
-    let s = setup();
+    let s = setup_with(
+        "",
+        FsOptions {
+            listing_metadata: true,
+            ..options()
+        },
+    );
     for i in 0..1000 {
         put(&s.mem, &format!("f{i:04}"), b"x").await;
     }
@@ -637,7 +688,13 @@ async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahea
 
 #[tokio::test]
 async fn the_heads_of_a_listings_first_page_start_while_the_next_page_is_listed() {
-    let s = setup();
+    let s = setup_with(
+        "",
+        FsOptions {
+            listing_metadata: true,
+            ..options()
+        },
+    );
     for i in 0..1500 {
         put(&s.mem, &format!("f{i:04}"), b"x").await;
     }

@@ -17,6 +17,7 @@ async fn tree(read_ahead: usize) -> (Setup, u64) {
             dir_ttl: Duration::from_secs(60),
             metadata_ttl: Duration::from_secs(60),
             dir_read_ahead: read_ahead,
+            listing_metadata: true,
             ..options()
         },
     );

@@ -38,7 +38,7 @@ pub use error::{NameError, NameResult};
 use inflight::InFlight;
 use inode::{Ino, InodeTable, Kind, Node, ROOT_INO};
 pub use listing::{inos as listing_inos, DirEntry};
-pub use lookup::META_CONCURRENCY;
+pub use lookup::{META_CONCURRENCY, META_RUN_AHEAD};
 
 /// Attributes of one inode, as the kernel will see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +111,8 @@ impl Default for NamesConfig {
 /// name is in `negative` only while the table has no child by that name (`name_appeared`
 /// and `upsert` keep it so); `listed` holds a directory only while the table has every
 /// child its store listing had (changes through this mount are applied to the table).
-/// Lock order: `table` is taken last and never held across an `.await`; `walks` and
-/// `misses` and `found` are taken alone.
+/// Lock order: `table` is taken last and never held across an `.await`; `walks`, `misses`
+/// and `found` are taken alone, `meta_ahead` before `table`.
 pub struct Names {
     store: Arc<dyn ObjectStore>,
     /// Key prefix of the mount root: "" or ending with '/'.
@@ -137,6 +137,9 @@ pub struct Names {
     meta_inflight: InFlight<Ino>,
     /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
     meta_permits: tokio::sync::Semaphore,
+    /// Per directory, how far the HEADs run ahead of a tool asking for its entries'
+    /// attributes in order (see `lookup`).
+    meta_ahead: Mutex<lru::LruCache<Ino, lookup::MetaAhead>>,
     /// When a refresh last ran past `STALE_GRACE` (see `SLOW_STORE_WINDOW`).
     slow_store_at: Mutex<Option<Instant>>,
 }
@@ -160,6 +163,9 @@ impl Names {
             found: Default::default(),
             meta_inflight: Default::default(),
             meta_permits: tokio::sync::Semaphore::new(META_CONCURRENCY),
+            meta_ahead: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(walk::WALKS_REMEMBERED).unwrap(),
+            )),
             slow_store_at: Mutex::new(None),
         }
     }
@@ -275,10 +281,20 @@ impl Names {
         Ok(self.attr_of(ino, node))
     }
 
-    /// Reads the stored metadata of `ino` unless it is known. When another task's HEAD was
-    /// in flight and failed, it is made again here, so the caller gets its error rather
-    /// than a made-up `NotFound`.
-    pub async fn ensure_known(&self, ino: Ino) -> NameResult<()> {
+    /// Reads the stored metadata of `ino` unless it is known (with the HEADs of the entries
+    /// after it, when a tool goes through its directory: see `meta_run_ahead`). When another
+    /// task's HEAD was in flight and failed, it is made again here, so the caller gets its
+    /// error rather than a made-up `NotFound`.
+    pub async fn ensure_known(self: &Arc<Self>, ino: Ino) -> NameResult<()> {
+        let unknown = {
+            let t = self.table();
+            t.get(ino)
+                .filter(|n| n.linked && !Self::attrs_known(ino, n))
+                .map(|n| (n.parent, n.name.clone()))
+        };
+        if let Some((parent, name)) = unknown {
+            self.meta_run_ahead(parent, &name);
+        }
         for _ in 0..2 {
             self.fetch_meta(ino).await?;
             let t = self.table();
