@@ -99,7 +99,7 @@ impl Fs {
         let mut out = Vec::with_capacity(batch.len());
         for (i, e) in batch.iter().enumerate() {
             // An entry's inode may have been replaced (a listed "file" that is a symlink).
-            let ino = match e.name.as_str() {
+            let ino = match &*e.name {
                 "." | ".." => e.ino,
                 name => t.child(dir, name).unwrap_or(e.ino),
             };
@@ -139,7 +139,7 @@ impl Fs {
                 if add(listed) {
                     return Ok(());
                 }
-                let name = listed.entry.name.as_str();
+                let name = &*listed.entry.name;
                 if plus && name != "." && name != ".." {
                     // (gone meanwhile: the kernel's forget will find nothing to drop)
                     let _ = self.names.referenced(listed.entry.ino);
@@ -188,7 +188,7 @@ impl Fs {
             mtime,
             etag: None,
             remote: true,
-            meta: Some(meta),
+            meta: Some(Box::new(meta)),
         };
         let ino = self.entered(parent, name, stat);
         // Just made: nothing lies under it, so lookups inside need not ask the store.

@@ -90,7 +90,7 @@ pub(super) async fn names(fs: &Arc<Fs>, dir: u64) -> Vec<(String, Kind)> {
     entries
         .iter()
         .skip(2)
-        .map(|e| (e.name.clone(), e.kind))
+        .map(|e| (e.name.to_string(), e.kind))
         .collect()
 }
 

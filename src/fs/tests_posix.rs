@@ -249,7 +249,7 @@ async fn with_listing_metadata_a_listing_fetches_the_metadata_of_the_entries_it_
         .unwrap();
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let entries = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
-    let x = entries.iter().find(|l| l.entry.name == "x").unwrap();
+    let x = entries.iter().find(|l| &*l.entry.name == "x").unwrap();
     assert_eq!(x.attr.perm, 0o755);
 }
 
@@ -258,7 +258,7 @@ async fn listed_ino(s: &Setup, name: &str, plus: bool) -> u64 {
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let mut ino = None;
     s.fs.fill_dir(fh, 0, plus, |l| {
-        if l.entry.name == name {
+        if &*l.entry.name == name {
             ino = Some(l.entry.ino);
         }
         false
@@ -342,17 +342,17 @@ async fn listed_entries_whose_metadata_was_not_read_are_not_given_as_known() {
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let entries = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
     for name in ["secret", "d"] {
-        let e = entries.iter().find(|l| l.entry.name == name).unwrap();
+        let e = entries.iter().find(|l| &*l.entry.name == name).unwrap();
         assert!(
             !e.known,
             "{name}: only listed, its attributes are not the stored ones"
         );
     }
-    let dot = entries.iter().find(|l| l.entry.name == ".").unwrap();
+    let dot = entries.iter().find(|l| &*l.entry.name == ".").unwrap();
     assert!(dot.known, "the mount root has nothing stored");
     let ino = entries
         .iter()
-        .find(|l| l.entry.name == "secret")
+        .find(|l| &*l.entry.name == "secret")
         .unwrap()
         .entry
         .ino;
@@ -454,7 +454,11 @@ async fn a_symlink_is_an_object_holding_its_target() {
             .unwrap();
         let fh = other.fs.opendir(ROOT_INO).await.unwrap();
         let entries = other.fs.readdir_attrs(fh, 0, 64).await.unwrap();
-        let listed = &entries.iter().find(|l| l.entry.name == "l").unwrap().entry;
+        let listed = &entries
+            .iter()
+            .find(|l| &*l.entry.name == "l")
+            .unwrap()
+            .entry;
         let want = if listing_metadata {
             Kind::Symlink
         } else {

@@ -35,7 +35,10 @@ async fn list(fs: &Arc<Fs>, dir: u64) -> Vec<String> {
     let fh = fs.opendir(dir).await.unwrap();
     let entries = fs.readdir_attrs(fh, 0, 1000).await.unwrap();
     fs.releasedir(fh).unwrap();
-    entries.into_iter().map(|l| l.entry.name).collect()
+    entries
+        .into_iter()
+        .map(|l| l.entry.name.to_string())
+        .collect()
 }
 
 async fn subdir(fs: &Arc<Fs>, t: u64, name: &str) -> u64 {

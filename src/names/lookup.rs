@@ -300,7 +300,7 @@ impl Names {
             };
             let t = self.table();
             let Some(node) = t.get(dir) else { return };
-            let next: Vec<(&String, Ino)> = node
+            let next: Vec<(&Arc<str>, Ino)> = node
                 .children
                 .range::<str, _>((Excluded(from), Unbounded))
                 .map(|(n, ino)| (n, *ino))

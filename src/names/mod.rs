@@ -10,6 +10,7 @@
 //! handle.
 
 pub mod error;
+mod etag;
 mod inflight;
 pub mod inode;
 mod listing;
@@ -237,7 +238,7 @@ impl Names {
             Kind::Dir => self.config.dir_mode,
             Kind::Symlink => 0o777,
         };
-        let mtime = node.entries_changed.unwrap_or(node.mtime);
+        let mtime = node.entries_changed_at().unwrap_or(node.mtime);
         let stored_ctime = posix.and_then(|p| p.ctime).unwrap_or(node.mtime);
         Attr {
             ino,
@@ -246,7 +247,7 @@ impl Names {
             mtime,
             atime: posix.and_then(|p| p.atime).unwrap_or(node.mtime),
             ctime: node
-                .changed_here
+                .changed_here()
                 .map_or(stored_ctime, |here| here.max(stored_ctime)),
             perm: posix
                 .and_then(|p| p.mode)
