@@ -192,6 +192,14 @@ define_options! {
         env: ["BUCKETFS_DIR_CACHE_ENTRIES"],
         flag: none,
     }
+    name_cache_entries: usize {
+        help: "How many names (files, directories) the inode table keeps at most: past it, \
+               those the kernel has forgotten and nothing holds (no open handle, no pending \
+               upload) are dropped, least recently confirmed first, ~300 bytes each",
+        default: value(250_000),
+        env: ["BUCKETFS_NAME_CACHE_ENTRIES"],
+        flag: value(Mount, "--name-cache-entries", "N"),
+    }
     max_key_length: usize {
         help: "Longest key (bytes, prefix included) the server holds: a create, mkdir, symlink \
                or rename whose key would be longer fails with ENAMETOOLONG. S3 holds 1024; \

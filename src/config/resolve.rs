@@ -37,6 +37,8 @@ pub struct FsOptions {
     pub negative_cache_entries: usize,
     pub dir_ttl: Duration,
     pub dir_cache_entries: usize,
+    /// Names the inode table keeps past those in use (see `names::inode::InodeTable::evict`).
+    pub name_cache_entries: usize,
     /// Sibling directories listed ahead of a tree walk (0 = off); see `names::walk`.
     pub dir_read_ahead: usize,
     /// Longest key the server holds (bytes).
@@ -151,6 +153,7 @@ impl FsOptions {
             negative_cache_entries: s.negative_cache_entries,
             dir_ttl: seconds("dir_ttl", s.dir_ttl)?,
             dir_cache_entries: s.dir_cache_entries,
+            name_cache_entries: s.name_cache_entries.max(1),
             dir_read_ahead: s.dir_read_ahead,
             max_key_length: s.max_key_length,
             memory_cache,

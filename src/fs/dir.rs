@@ -46,6 +46,8 @@ impl Fs {
         if node.kind() != Kind::Dir {
             return Err(FsError::NotDir);
         }
+        drop(t);
+        self.names.dir_opened(ino);
         Ok(self.handles.insert(Handle::Dir {
             ino,
             entries: std::sync::Mutex::new(None),
@@ -54,7 +56,10 @@ impl Fs {
     }
 
     pub fn releasedir(&self, fh: u64) -> FsResult<()> {
-        self.handles.remove(fh).map(|_| ())
+        if let Handle::Dir { ino, .. } = &*self.handles.remove(fh)? {
+            self.names.dir_closed(*ino);
+        }
+        Ok(())
     }
 
     /// Up to `count` entries from `offset` of the directory open as `fh`, each with its

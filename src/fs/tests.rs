@@ -652,6 +652,79 @@ async fn a_listing_costs_no_head_and_a_tool_stating_its_entries_in_order_gets_th
 }
 
 #[tokio::test]
+async fn a_tool_slower_than_the_ttl_through_a_long_listing_finds_its_entries_fresh() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: Duration::from_millis(200),
+            dir_ttl: Duration::from_millis(200),
+            ..options()
+        },
+    );
+    for i in 0..2000 {
+        put(&s.mem, &format!("f{i:04}"), b"x").await;
+    }
+    s.mem.set_latency(Duration::from_millis(1));
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    assert_eq!(s.fs.readdir(fh, 0).await.unwrap().len(), 2002);
+    // `ls -l` at its own pace: about 500 ms for 2,000 entries, longer than the TTLs.
+    for i in 0..2000 {
+        s.fs.lookup(ROOT_INO, OsStr::new(&format!("f{i:04}")))
+            .await
+            .unwrap();
+        if i % 8 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let stats = s.mem.stats();
+    assert_eq!(
+        (stats.count("ListObjectsV2"), stats.count("HeadObject")),
+        (2, 2000),
+        "one listing (two pages) and one HEAD per entry, read ahead: nothing asked again"
+    );
+}
+
+#[tokio::test]
+async fn names_past_the_cache_bound_are_dropped_and_found_again_when_asked_for() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            name_cache_entries: 100,
+            metadata_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    for i in 0..300 {
+        put(&s.mem, &format!("d/f{i:03}"), b"x").await;
+    }
+    let d = s.fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap().ino;
+    assert_eq!(names(&s.fs, d).await.len(), 300);
+    assert!(
+        s.fs.names.table().node_count() > 300,
+        "just listed: all kept for the grace"
+    );
+    // Past the grace, the next name entered trims the table to a tenth below the bound.
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    put(&s.mem, "e", b"x").await;
+    s.fs.lookup(ROOT_INO, OsStr::new("e")).await.unwrap();
+    assert!(
+        s.fs.names.table().node_count() <= 100,
+        "{}",
+        s.fs.names.table().node_count()
+    );
+    // The listing is no longer complete: every name is still found, by asking the store.
+    let lists = s.mem.stats().count("ListObjectsV2");
+    for i in [0, 150, 299] {
+        let f = s.fs.lookup(d, OsStr::new(&format!("f{i:03}"))).await;
+        assert_eq!(f.unwrap().size, 1, "f{i:03}");
+    }
+    assert!(s.fs.lookup(d, OsStr::new("f300")).await.is_err());
+    assert_eq!(names(&s.fs, d).await.len(), 300);
+    assert!(s.mem.stats().count("ListObjectsV2") > lists);
+}
+
+#[tokio::test]
 async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahead() {
     let s = setup_with(
         "",

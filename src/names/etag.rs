@@ -40,17 +40,6 @@ impl ETag {
             ETag::Other(text) => text.to_string(),
         }
     }
-
-    /// `text` is this ETag (as the store gives it).
-    pub fn is(&self, text: &str) -> bool {
-        *self == ETag::new(text)
-    }
-}
-
-impl From<&str> for ETag {
-    fn from(text: &str) -> ETag {
-        ETag::new(text)
-    }
 }
 
 /// The 16 bytes of 32 lowercase hex digits (uppercase is kept as text: it would not come back
@@ -87,7 +76,6 @@ mod tests {
             "",
         ] {
             assert_eq!(ETag::new(text).text(), text);
-            assert!(ETag::new(text).is(text));
         }
     }
 

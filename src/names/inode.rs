@@ -397,8 +397,13 @@ impl Node {
         }
     }
 
-    /// A HEAD told the stored metadata (of the same kind of node).
+    /// A HEAD told the stored metadata (of the same kind of node). A HEAD that found the
+    /// object (or the marker) confirms it, as a listing does: a tool going through a long
+    /// listing finds the entries read ahead of it fresh, however long ago the listing was.
     pub fn headed(&mut self, stat: Stat) {
+        if stat.remote {
+            self.validated = Some(Instant::now());
+        }
         if self.content.is_none() {
             self.mtime = stat.mtime;
         }
@@ -647,6 +652,62 @@ impl InodeTable {
         }
     }
 
+    /// Past `limit` nodes, drops the ones nothing needs until a tenth below it (a scan of the
+    /// table then pays for a tenth of its size in insertions), those least recently
+    /// confirmed by the store first. Kept: the root, nodes the kernel holds (its lookups)
+    /// or that are open, nodes with local content or metadata not yet stored, directories
+    /// with children, the entries of a directory open for reading (its handle serves them by
+    /// inode), and nodes confirmed within `grace` (a tool is about to use them). Returns the
+    /// parents that lost children: their listings are no longer complete.
+    pub fn evict(&mut self, limit: usize, grace: std::time::Duration) -> Vec<Ino> {
+        if self.nodes.len() <= limit {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let being_read: std::collections::HashSet<Ino> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.kind == Kind::Dir && n.open > 0)
+            .map(|(ino, _)| *ino)
+            .collect();
+        let mut unused: Vec<(Option<Instant>, Ino)> = self
+            .nodes
+            .iter()
+            .filter(|(ino, n)| {
+                **ino != ROOT_INO
+                    && n.linked
+                    && n.lookups == 0
+                    && n.open == 0
+                    && n.content.is_none()
+                    && !n.meta_dirty
+                    && n.children.is_empty()
+                    && !being_read.contains(&n.parent)
+                    && n.validated.is_none_or(|v| now.duration_since(v) >= grace)
+            })
+            .map(|(ino, n)| (n.validated, *ino))
+            .collect();
+        unused.sort_unstable();
+        let excess = self.nodes.len() - (limit - limit / 10);
+        let mut parents: Vec<Ino> = Vec::new();
+        for (_, ino) in unused.into_iter().take(excess) {
+            let node = self.nodes.remove(&ino).expect("just seen");
+            if let Some(p) = self.nodes.get_mut(&node.parent) {
+                if p.children.get(&node.name) == Some(&ino) {
+                    p.children.remove(&node.name);
+                }
+            }
+            parents.push(node.parent);
+        }
+        parents.sort_unstable();
+        parents.dedup();
+        parents
+    }
+
+    /// How many nodes the table holds.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Every node (for draining pending uploads).
     pub fn all(&self) -> impl Iterator<Item = (Ino, &Node)> {
         self.nodes.iter().map(|(i, n)| (*i, n))
@@ -703,6 +764,74 @@ mod tests {
         assert!(t.get(f).is_some(), "kernel still holds it");
         t.forget(f, 2);
         assert!(t.get(f).is_none());
+    }
+}
+
+#[cfg(test)]
+mod eviction {
+    use super::*;
+    use std::time::Duration;
+
+    fn file() -> Stat {
+        Stat {
+            kind: Kind::File,
+            size: 1,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+            remote: true,
+            meta: None,
+        }
+    }
+
+    /// A table with directory `d` holding `n` files confirmed `age` ago.
+    fn table(n: usize, age: Duration) -> (InodeTable, Ino) {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let then = Instant::now() - age;
+        let dir = Stat {
+            kind: Kind::Dir,
+            ..file()
+        };
+        let d = t.upsert(ROOT_INO, "d", dir, then);
+        for i in 0..n {
+            t.upsert(d, &format!("f{i:03}"), file(), then);
+        }
+        (t, d)
+    }
+
+    #[test]
+    fn past_the_limit_names_nothing_holds_go_least_recently_confirmed_first() {
+        let (mut t, d) = table(100, Duration::from_secs(60));
+        let recent = t.upsert(
+            d,
+            "recent",
+            file(),
+            Instant::now() - Duration::from_secs(30),
+        );
+        let held = t.child(d, "f050").unwrap();
+        t.get_mut(held).unwrap().lookups = 1;
+        assert_eq!(t.node_count(), 103);
+        assert_eq!(t.evict(50, Duration::from_secs(5)), vec![d]);
+        assert_eq!(t.node_count(), 45, "a tenth below the limit");
+        assert_eq!(t.child(d, "f050"), Some(held), "the kernel holds it");
+        assert!(t.child(d, "recent").is_some_and(|i| i == recent));
+        assert!(t.child(d, "f000").is_none(), "the oldest went first");
+        assert_eq!(t.path(held).as_deref(), Some("d/f050"));
+    }
+
+    #[test]
+    fn within_the_limit_or_the_grace_or_while_the_directory_is_read_nothing_goes() {
+        let (mut t, _) = table(100, Duration::from_secs(60));
+        assert!(t.evict(200, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.node_count(), 102);
+
+        let (mut t, _) = table(100, Duration::ZERO);
+        assert!(t.evict(10, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.node_count(), 102, "all just confirmed");
+
+        let (mut t, d) = table(100, Duration::from_secs(60));
+        t.get_mut(d).unwrap().open = 1;
+        assert!(t.evict(10, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.node_count(), 102, "a handle serves them");
     }
 }
 

@@ -96,7 +96,9 @@ impl Names {
             .list_children(&dir_prefix, None, early_metadata)
             .await?
             .expect("no page limit");
-        self.apply_listing(ino, &children, started)
+        let listed = self.apply_listing(ino, &children, started);
+        self.trim();
+        listed
     }
 
     /// Starts the HEADs of files one page of a listing found, while the next pages are

@@ -161,6 +161,7 @@ impl Names {
         match found {
             Some(stat) => {
                 let ino = self.table().upsert(parent, name, stat, Instant::now());
+                self.trim();
                 if self.found_in(parent) {
                     // A tool going through this directory name by name (rsync comparing
                     // a tree it sent before): list it with its entries' metadata, so the

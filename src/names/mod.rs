@@ -29,6 +29,10 @@ pub const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// entries, then costs one grace, not one per name); the next use after it asks again.
 pub const SLOW_STORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Names confirmed by the store this recently are not evicted from a full table: the tool
+/// that asked for them (a lookup, a listing being read) is about to use them.
+const EVICT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -69,6 +73,8 @@ pub struct NamesConfig {
     /// How long a complete listing answers lookups of names it lacks.
     pub dir_ttl: std::time::Duration,
     pub dir_cache_entries: usize,
+    /// Names the inode table keeps past those in use (see `InodeTable::evict`).
+    pub name_cache_entries: usize,
     /// Sibling directories listed ahead of a tree walk (0 = off).
     pub dir_read_ahead: usize,
     /// Longest key the server holds: longer new names are refused (`child_key`).
@@ -90,6 +96,7 @@ impl From<&FsOptions> for NamesConfig {
             negative_cache_entries: o.negative_cache_entries,
             dir_ttl: o.dir_ttl,
             dir_cache_entries: o.dir_cache_entries,
+            name_cache_entries: o.name_cache_entries,
             dir_read_ahead: o.dir_read_ahead,
             max_key_length: o.max_key_length,
             listing_metadata: o.listing_metadata,
@@ -287,13 +294,13 @@ impl Names {
     /// task's HEAD was in flight and failed, it is made again here, so the caller gets its
     /// error rather than a made-up `NotFound`.
     pub async fn ensure_known(self: &Arc<Self>, ino: Ino) -> NameResult<()> {
-        let unknown = {
+        let named = {
             let t = self.table();
             t.get(ino)
-                .filter(|n| n.linked && !Self::attrs_known(ino, n))
+                .filter(|n| n.linked && ino != ROOT_INO)
                 .map(|n| (n.parent, n.name.clone()))
         };
-        if let Some((parent, name)) = unknown {
+        if let Some((parent, name)) = named {
             self.meta_run_ahead(parent, &name);
         }
         for _ in 0..2 {
@@ -363,6 +370,23 @@ impl Names {
     /// metadata read first when only a listing named it.
     pub async fn lookup(self: &Arc<Self>, parent: Ino, name: &str) -> NameResult<Attr> {
         let ino = self.resolve(parent, name).await?;
+        match self.known_and_referenced(parent, name, ino).await {
+            // Dropped from a full table (see `trim`) while its metadata was read, or
+            // deleted meanwhile: the store says which.
+            Err(NameError::NotFound) if self.table().get(ino).is_none() => {
+                let ino = self.resolve(parent, name).await?;
+                self.known_and_referenced(parent, name, ino).await
+            }
+            found => found,
+        }
+    }
+
+    async fn known_and_referenced(
+        self: &Arc<Self>,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+    ) -> NameResult<Attr> {
         self.ensure_known(ino).await?;
         // (the HEAD may have found a listed "file" to be a symlink: a new inode)
         let ino = self.table().child(parent, name).unwrap_or(ino);
@@ -382,6 +406,35 @@ impl Names {
     /// The kernel dropped `n` references to `ino`.
     pub fn forget(&self, ino: Ino, n: u64) {
         self.table().forget(ino, n);
+        self.trim();
+    }
+
+    /// Keeps the table within `name_cache_entries` (see `InodeTable::evict`): a directory
+    /// that lost a child this way no longer has a complete listing.
+    fn trim(&self) {
+        let parents = self
+            .table()
+            .evict(self.config.name_cache_entries, EVICT_GRACE);
+        for parent in parents {
+            self.listed.remove(&parent);
+        }
+    }
+
+    /// A handle on directory `ino` was opened: its entries stay in the table while it is
+    /// read (the handle serves them by inode).
+    pub fn dir_opened(&self, ino: Ino) {
+        if let Some(node) = self.table().get_mut(ino) {
+            node.open += 1;
+        }
+    }
+
+    /// A handle on directory `ino` was closed.
+    pub fn dir_closed(&self, ino: Ino) {
+        let mut t = self.table();
+        if let Some(node) = t.get_mut(ino) {
+            node.closed();
+        }
+        t.reclaim(ino);
     }
 
     /// This mount added, removed or renamed an entry of each of `dirs` (after the operation
