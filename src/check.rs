@@ -62,7 +62,7 @@ pub fn open_store(
         ));
     };
     let store = S3Store::new(settings).map_err(|e| failure("credentials", hint(config, &e)))?;
-    let located = rt.block_on(tokio::time::timeout(PROBE_PATIENCE, store.locate()));
+    let located = rt.block_on(async { tokio::time::timeout(PROBE_PATIENCE, store.locate()).await });
     let (store, region) = match located {
         Ok(Ok(located)) => located,
         Ok(Err(e)) => return Err(failure("region", hint(config, &e))),

@@ -532,6 +532,22 @@ mod tests {
     }
 
     #[test]
+    fn a_region_given_empty_is_no_region_and_is_asked_of_the_server() {
+        let region = |r: &str| {
+            s3(Layer {
+                region: Some(r.into()),
+                ..Layer::default()
+            })
+            .unwrap()
+            .s3
+            .unwrap()
+            .region
+        };
+        assert_eq!(region(" "), None);
+        assert_eq!(region("eu-west-2").as_deref(), Some("eu-west-2"));
+    }
+
+    #[test]
     fn the_log_format_is_text_unless_json_is_asked_for() {
         assert_eq!(s3(Layer::default()).unwrap().log_format, LogFormat::Text);
         let json = s3(Layer {
