@@ -58,10 +58,12 @@
 //! - `sse_c_errors`: telling SSE-C problems apart in 400/403 answers;
 //! - `convert`: S3 answers to the store's types (times, `ObjectInfo`, ranged bodies);
 //! - `listing_encoding`: listings with URL-encoded keys, decoded (XML text cannot carry
-//!   every key: a `\r` would come back as `\n`).
+//!   every key: a `\r` would come back as `\n`);
+//! - `region`: the bucket's region, asked of the server when none is configured
+//!   (`S3Store::locate`).
 //!
-//! `tests_wire` runs the store against a canned-response HTTP server; `tests_live` against a
-//! real S3 server (ignored by default).
+//! `tests_wire` runs the store against a canned-response HTTP server (`tests_region` too, for
+//! `locate`); `tests_live` against a real S3 server (ignored by default).
 
 use std::fmt;
 use std::ops::Range;
