@@ -22,8 +22,8 @@
 //!
 //! A transient failure (5xx, throttling, a dropped connection) is retried as any request is;
 //! no answer at all is an error (nothing else would work either). A configured region is used
-//! as it is, without a request. The store found for one region is the same store, its
-//! `Bucket`s pointed at the region found (their credentials, client and counters are kept).
+//! as it is, without a request. The region found becomes the store's: its `Bucket`s are
+//! pointed at it, keeping their credentials, connection pool and counters.
 
 use std::fmt;
 
@@ -72,7 +72,7 @@ pub enum Clue {
     ErrorDocument {
         request: &'static str,
         status: u16,
-        code: String,
+        code: Option<String>,
     },
 }
 
@@ -115,7 +115,8 @@ impl fmt::Display for Clue {
                 code,
             } => write!(
                 f,
-                "<Region> in the {code} error answered to {request} (HTTP {status})"
+                "<Region> in the {} error answered to {request} (HTTP {status})",
+                code.as_deref().unwrap_or("unnamed")
             ),
         }
     }
@@ -184,15 +185,8 @@ impl S3Store {
         const HEAD: &str = "HeadBucket";
         const LIST: &str = "ListObjectsV2";
         let head = self.ask(HEAD, Command::HeadObject).await?;
-        let head_status = head.status_code();
-        if let Some(name) = header_region(&head) {
-            return Ok(Ok((
-                name,
-                Clue::Header {
-                    request: HEAD,
-                    status: head_status,
-                },
-            )));
+        if let Some(named) = named_region(HEAD, &head) {
+            return Ok(Ok(named));
         }
         if succeeded(&head) {
             return Ok(Err(NotNamed::Accepted { request: HEAD }));
@@ -205,38 +199,16 @@ impl S3Store {
             max_keys: Some(1),
         };
         let list = self.ask(LIST, list).await?;
-        let status = list.status_code();
-        if let Some(name) = header_region(&list) {
-            return Ok(Ok((
-                name,
-                Clue::Header {
-                    request: LIST,
-                    status,
-                },
-            )));
+        if let Some(named) = named_region(LIST, &list) {
+            return Ok(Ok(named));
         }
         if succeeded(&list) {
             return Ok(Err(NotNamed::Accepted { request: LIST }));
         }
-        let body = String::from_utf8_lossy(list.as_slice());
-        let code = xml_tag(&body, "Code");
-        if let Some(name) = xml_tag(&body, "Region").filter(|r| is_region_name(r)) {
-            let code = code.unwrap_or_else(|| "unnamed".into());
-            return Ok(Ok((
-                name,
-                Clue::ErrorDocument {
-                    request: LIST,
-                    status,
-                    code,
-                },
-            )));
-        }
-        let message = xml_tag(&body, "Message");
-        let list = match error_detail(status, code.as_deref(), message.as_deref(), &body) {
-            detail if detail.starts_with("HTTP ") => detail,
-            detail => format!("HTTP {status} ({detail})"),
-        };
-        Ok(Err(NotNamed::Refused { head_status, list }))
+        Ok(Err(NotNamed::Refused {
+            head_status: head.status_code(),
+            list: failure_text(&list),
+        }))
     }
 
     /// One question to the bucket (its root, `/BUCKET/`), signed for the store's region, its
@@ -250,7 +222,7 @@ impl S3Store {
             let answer = send_command_any_status(&self.bucket, path, command.clone())
                 .await
                 .map_err(map_s3_error)?;
-            if !succeeded(&answer) && header_region(&answer).is_none() {
+            if !succeeded(&answer) && named_region(request, &answer).is_none() {
                 let failure = map_http_error(
                     answer.status_code(),
                     &String::from_utf8_lossy(answer.as_slice()),
@@ -269,10 +241,41 @@ fn succeeded(answer: &ResponseData) -> bool {
     (200..300).contains(&answer.status_code())
 }
 
-/// The region named by the answer's `x-amz-bucket-region` header.
-fn header_region(answer: &ResponseData) -> Option<String> {
-    let value = answer.headers().get(REGION_HEADER)?.trim().to_string();
-    is_region_name(&value).then_some(value)
+/// The region `answer` (to `request`) names, and where: its `x-amz-bucket-region` header, or
+/// `<Region>` in its error document (a HEAD answer has none).
+fn named_region(request: &'static str, answer: &ResponseData) -> Option<(String, Clue)> {
+    let status = answer.status_code();
+    if let Some(name) = answer.headers().get(REGION_HEADER) {
+        let name = name.trim();
+        if is_region_name(name) {
+            return Some((name.to_string(), Clue::Header { request, status }));
+        }
+    }
+    if succeeded(answer) {
+        return None;
+    }
+    let body = String::from_utf8_lossy(answer.as_slice());
+    let name = xml_tag(&body, "Region").filter(|r| is_region_name(r))?;
+    let code = xml_tag(&body, "Code");
+    Some((
+        name,
+        Clue::ErrorDocument {
+            request,
+            status,
+            code,
+        },
+    ))
+}
+
+/// `HTTP STATUS (Code: Message)` of a failed answer.
+fn failure_text(answer: &ResponseData) -> String {
+    let status = answer.status_code();
+    let body = String::from_utf8_lossy(answer.as_slice());
+    let (code, message) = (xml_tag(&body, "Code"), xml_tag(&body, "Message"));
+    match error_detail(status, code.as_deref(), message.as_deref(), &body) {
+        detail if detail.starts_with("HTTP ") => detail,
+        detail => format!("HTTP {status} ({detail})"),
+    }
 }
 
 /// What may be a region's name (it becomes part of a host name and of every signature):

@@ -92,7 +92,7 @@ async fn a_head_bucket_that_fails_unnamed_is_asked_again_as_a_listing_whose_erro
             HowKnown::Found(Clue::ErrorDocument {
                 request: "ListObjectsV2",
                 status: code,
-                code: error.into()
+                code: Some(error.into())
             }),
         );
         assert_eq!(region.name, "eu-west-2");
