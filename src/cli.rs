@@ -72,7 +72,8 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Flags (or mount options) over environment over config file over defaults.
+    /// Flags (or mount options) over environment over config file over defaults (the region
+    /// over the AWS profile's).
     pub(crate) fn resolve(&self, flags: Layer) -> Result<Config, ConfigError> {
         let config_path = self
             .config
@@ -82,8 +83,9 @@ impl ConfigFile {
             Some(p) => Layer::from_file(&p)?,
             None => Layer::default(),
         };
-        let env = Layer::from_env(|k| std::env::var(k).ok())?;
-        Config::resolve(flags.over(env.over(file)))
+        let get = |k: &str| std::env::var(k).ok();
+        let env = Layer::from_env(get)?;
+        Config::resolve(flags.over(env.over(file)).or_profile_region(&get))
     }
 }
 
@@ -160,7 +162,7 @@ pub fn main() -> ExitCode {
         }
         Command::Flush { mountpoint, paths } => crate::daemon::flush(&mountpoint, &paths),
         Command::Check(args) => match args.resolve() {
-            Ok(config) => crate::check::run(&config),
+            Ok(config) => crate::check::run(config),
             Err(e) => usage_error(e),
         },
         Command::Completions { shell } => crate::cli_docs::completions(shell),

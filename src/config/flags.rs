@@ -200,7 +200,8 @@ mod tests {
             help("part_size"),
             "Multipart part size, at least 5MiB [default: 8MiB] [env: BUCKETFS_PART_SIZE]"
         );
-        assert!(help("region").contains("[default: us-east-1] [env: BUCKETFS_REGION, AWS_REGION"));
+        assert!(help("region")
+            .contains("[default: asked of the server] [env: BUCKETFS_REGION, AWS_REGION"));
         assert!(help("uid").contains("[default: the user who mounts]"));
         assert!(!help("read_only").contains("default"), "switches show none");
     }

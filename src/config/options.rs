@@ -53,8 +53,9 @@ define_options! {
         flag: value(MountAndCheck, "--endpoint", "URL"),
     }
     region: String {
-        help: "Region of the bucket",
-        default: value(String::from("us-east-1")),
+        help: "Region of the bucket; unset: the AWS profile's region (~/.aws/config), else the \
+               region the server names at start (HeadBucket), else us-east-1",
+        default: none("asked of the server"),
         env: ["BUCKETFS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION", "S3_REGION"],
         flag: value(MountAndCheck, "--region", "REGION"),
     }

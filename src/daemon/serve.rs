@@ -31,11 +31,11 @@ pub(super) type ServeError = (Ready, String);
 /// Serves `mountpoint` until it is unmounted; the exit status says whether every file was
 /// stored.
 pub(super) fn serve(
-    config: Config,
+    mut config: Config,
     mountpoint: PathBuf,
     ready: Ready,
 ) -> Result<ExitCode, ServeError> {
-    let opened = match open::open(&config) {
+    let opened = match open::open(&mut config) {
         Ok(o) => o,
         Err(msg) => return Err((ready, msg)),
     };
