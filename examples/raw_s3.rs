@@ -8,10 +8,13 @@
 //!
 //!   get KEY [--parallel N] [--part-size BYTES]          parallel ranged GETs, bytes discarded
 //!   put KEY --size BYTES [--parallel N] [--part-size B]  multipart PUT of random data
-//!   list PREFIX [--heads N]                              ListObjectsV2, pages of 1000; with
-//!                                                        --heads, then a HEAD of every key,
-//!                                                        N in flight (what `ls -l` needs to
-//!                                                        show stored modes and mtimes)
+//!   list PREFIX [--heads N]                              ListObjectsV2 without a delimiter
+//!                                                        (every key below PREFIX: the flat,
+//!                                                        recursive listing of a walk), pages
+//!                                                        of 1000; with --heads, then a HEAD
+//!                                                        of every key, N in flight (what
+//!                                                        `ls -l` needs to show stored modes
+//!                                                        and mtimes)
 //!   put-many PREFIX --count N --size BYTES [--parallel P] [--dirs D]
 //!   head KEY                                             size of one object
 //!   wait-size KEY --size BYTES [--timeout S]             poll HEAD until the object has that size
@@ -67,8 +70,8 @@ enum Cmd {
         #[arg(long, default_value_t = 8 << 20)]
         part_size: u64,
     },
-    /// List every key under PREFIX (ListObjectsV2, pages of 1000), then HEAD each key with
-    /// `--heads` in flight if given.
+    /// List every key under PREFIX (ListObjectsV2 without a delimiter: recursive, pages of
+    /// 1000), then HEAD each key with `--heads` in flight if given.
     List {
         prefix: String,
         #[arg(long)]

@@ -1,12 +1,15 @@
 //! `bucketfs check`: proves a configuration works before anyone mounts it, one line per
-//! check, and turns store errors into hints a user can act on (also used by `mount`).
+//! check, and turns store errors into hints a user can act on. A mount starts the same way:
+//! `open_store` (the store, in the bucket's region) and `probe` (its first requests).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::runtime::Runtime;
 
 use crate::config::{Config, ConflictPolicy, Source};
+use crate::store::s3::{BucketRegion, S3Store};
 use crate::store::{ListPage, ObjectStore, PutOptions, StoreError};
 
 /// A store error worded for the person running bucketfs, with what to try.
@@ -39,6 +42,47 @@ pub fn hint(config: &Config, err: &StoreError) -> String {
     }
 }
 
+/// The store of a mount or a check, signing for the bucket's region, and that region with how
+/// it is known (`None` for a local source).
+///
+/// Opening it may block (the credential chain may ask the network): call it outside the
+/// runtime's tasks. When no region is configured, the server is asked on `rt`
+/// (`S3Store::locate`), within the patience of a first request, and the region is kept in
+/// `config`, so that stores opened from it later sign for it without asking.
+pub fn open_store(
+    config: &mut Config,
+    rt: &Runtime,
+) -> Result<(Arc<dyn ObjectStore>, Option<BucketRegion>), OpenFailure> {
+    let failure = |step, why| OpenFailure { step, why };
+    let Some(settings) = &config.s3 else {
+        let store = config.open_store();
+        return Ok((
+            store.map_err(|e| failure("credentials", hint(config, &e)))?,
+            None,
+        ));
+    };
+    let store = S3Store::new(settings).map_err(|e| failure("credentials", hint(config, &e)))?;
+    let located = rt.block_on(async { tokio::time::timeout(PROBE_PATIENCE, store.locate()).await });
+    let (store, region) = match located {
+        Ok(Ok(located)) => located,
+        Ok(Err(e)) => return Err(failure("region", hint(config, &e))),
+        Err(_) => return Err(failure("region", no_answer(config))),
+    };
+    if let Some(settings) = &mut config.s3 {
+        settings.region = Some(region.name.clone());
+    }
+    Ok((Arc::new(store), Some(region)))
+}
+
+/// Why `open_store` failed: the step of `bucketfs check` (`credentials`: the store could not
+/// be built; `region`: the server did not answer the question of the region), and the line to
+/// show the user.
+#[derive(Debug)]
+pub struct OpenFailure {
+    pub step: &'static str,
+    pub why: String,
+}
+
 /// The first requests of a mount: can we list under the prefix? And, for a writable mount
 /// that keeps both versions on a conflict, does the server honour conditional writes (if
 /// not, the store checks each condition with a HEAD first, and the user is told once)?
@@ -67,13 +111,18 @@ async fn first_listing(
     let first = store.list_page(&config.prefix, Some("/"), None, max_keys);
     match tokio::time::timeout(PROBE_PATIENCE, first).await {
         Ok(listed) => listed.map_err(|e| hint(config, &e)),
-        Err(_) => Err(format!(
-            "cannot reach {}: still failing after {} s (the log says why): is the server \
-             running? check --endpoint and the network",
-            config.endpoint_text(),
-            PROBE_PATIENCE.as_secs()
-        )),
+        Err(_) => Err(no_answer(config)),
     }
+}
+
+/// What a user is told when the first requests keep failing for `PROBE_PATIENCE`.
+fn no_answer(config: &Config) -> String {
+    format!(
+        "cannot reach {}: still failing after {} s (the log says why): is the server \
+         running? check --endpoint and the network",
+        config.endpoint_text(),
+        PROBE_PATIENCE.as_secs()
+    )
 }
 
 /// How long the first request of a mount or a check may keep failing before the start is
@@ -115,18 +164,8 @@ impl Report {
     }
 }
 
-pub fn run(config: &Config) -> ExitCode {
+pub fn run(mut config: Config) -> ExitCode {
     let mut report = Report { failed: false };
-    let store = match config.open_store() {
-        Ok(s) => {
-            report.line("credentials", Ok("found".into()));
-            s
-        }
-        Err(e) => {
-            report.line("credentials", Err(e.to_string()));
-            return ExitCode::from(1);
-        }
-    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -137,6 +176,23 @@ pub fn run(config: &Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let store = match open_store(&mut config, &rt) {
+        Ok((store, region)) => {
+            report.line("credentials", Ok("found".into()));
+            if let Some(region) = region {
+                report.line("region", Ok(region.to_string()));
+            }
+            store
+        }
+        Err(OpenFailure { step, why }) => {
+            if step != "credentials" {
+                report.line("credentials", Ok("found".into()));
+            }
+            report.line(step, Err(why));
+            return ExitCode::from(1);
+        }
+    };
+    let config = &config;
     rt.block_on(checks(config, store, &mut report));
     if report.failed {
         ExitCode::from(1)

@@ -72,7 +72,8 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Flags (or mount options) over environment over config file over defaults.
+    /// Flags (or mount options) over environment over config file over defaults (the region
+    /// over the AWS profile's).
     pub(crate) fn resolve(&self, flags: Layer) -> Result<Config, ConfigError> {
         let config_path = self
             .config
@@ -82,8 +83,9 @@ impl ConfigFile {
             Some(p) => Layer::from_file(&p)?,
             None => Layer::default(),
         };
-        let env = Layer::from_env(|k| std::env::var(k).ok())?;
-        Config::resolve(flags.over(env.over(file)))
+        let get = |k: &str| std::env::var(k).ok();
+        let env = Layer::from_env(get)?;
+        Config::resolve(flags.over(env.over(file)).or_profile_region(&get))
     }
 }
 
@@ -160,7 +162,7 @@ pub fn main() -> ExitCode {
         }
         Command::Flush { mountpoint, paths } => crate::daemon::flush(&mountpoint, &paths),
         Command::Check(args) => match args.resolve() {
-            Ok(config) => crate::check::run(&config),
+            Ok(config) => crate::check::run(config),
             Err(e) => usage_error(e),
         },
         Command::Completions { shell } => crate::cli_docs::completions(shell),
@@ -229,7 +231,7 @@ mod tests {
             "--ignore-chown",
             "--ignore-utimens",
             "--aws-file-metadata",
-            "--no-listing-metadata",
+            "--listing-metadata",
             "--foreground",
             "--log-file",
             "--log-format",
@@ -260,7 +262,7 @@ mod tests {
             "-f",
             "s3://bucket/p",
             "--read-only",
-            "--no-listing-metadata",
+            "--listing-metadata",
             "--part-size",
             "16MiB",
             "/mnt",
@@ -272,7 +274,7 @@ mod tests {
         assert!(args.foreground);
         let flags = &args.options.0;
         assert_eq!(flags.read_only, Some(true));
-        assert_eq!(flags.listing_metadata, Some(false));
+        assert_eq!(flags.listing_metadata, Some(true));
         assert_eq!(flags.part_size, Some(crate::config::Size(16 << 20)));
         assert_eq!(args.positional, ["s3://bucket/p", "/mnt"]);
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::*;
 
 #[test]
-fn without_listing_metadata_names_cost_no_head_and_ls_l_one_per_entry() {
+fn a_listing_costs_no_head_and_ls_l_one_per_entry() {
     let server = Server::running();
     let prefix = server.unique_prefix("lsl");
     let keys: Vec<String> = (0..1500).map(|i| format!("{prefix}/d/f{i:05}")).collect();
@@ -23,7 +23,7 @@ fn without_listing_metadata_names_cost_no_head_and_ls_l_one_per_entry() {
     let m = Mount::new(
         &server,
         &format!("s3://{}/{prefix}", server.bucket_name()),
-        &["--metadata-ttl", "30", "--no-listing-metadata"],
+        &["--metadata-ttl", "30"],
     );
     let names = Command::new("find")
         .arg(m.path("d"))

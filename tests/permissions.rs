@@ -130,7 +130,7 @@ fn stored_modes_survive_a_listing_made_for_missing_names_on_a_fresh_mount() {
 }
 
 #[test]
-fn without_listing_metadata_ls_l_still_shows_the_stored_modes() {
+fn names_only_listings_still_show_ls_l_the_stored_modes() {
     let server = Server::running();
     let prefix = server.unique_prefix("no-listing-meta");
     let m = fresh_mount(&server, &prefix, &[]);
@@ -140,7 +140,7 @@ fn without_listing_metadata_ls_l_still_shows_the_stored_modes() {
     fs::set_permissions(m.path("d"), fs::Permissions::from_mode(0o700)).unwrap();
     m.unmount();
 
-    let m = fresh_mount(&server, &prefix, &["--no-listing-metadata"]);
+    let m = fresh_mount(&server, &prefix, &[]);
     let out = Command::new("ls").arg("-ln").arg(&m.dir).output().unwrap();
     let listing = String::from_utf8_lossy(&out.stdout);
     let line = |name: &str| {

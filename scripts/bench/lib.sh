@@ -5,7 +5,8 @@
 # RUN (scratch dir), LOGS, RESULTS (jsonl), BFS and RAW (binaries), S3_* / AWS_* (server env).
 # With --faults (scripts/bench/faults.sh) also FAULTS_TAG (the fault mix of the pass under
 # way: none or issue14; empty otherwise), added to every record and log name, and
-# TOOL_ENDPOINT (the fault proxy), which the mounts use instead of AWS_ENDPOINT_URL.
+# TOOL_ENDPOINT (the fault proxy), which the mounts use instead of AWS_ENDPOINT_URL. With
+# --scale also SCALE_N (the size of the series under way), added as n likewise.
 
 log() {
     echo "bench: $*" >&2
@@ -13,6 +14,9 @@ log() {
 }
 
 now() { date +%s.%N; }
+
+# tags: the JSON fields every record of this mode carries (fault pass, scale size).
+tags() { echo "${FAULTS_TAG:+,\"faults\":\"$FAULTS_TAG\"}${SCALE_N:+,\"n\":$SCALE_N}"; }
 
 # elapsed T0 T1: seconds between two `now` values, 3 decimals.
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
@@ -24,8 +28,7 @@ record() {
     shift 5
     local line kv k v
     line="{\"workload\":\"$workload\",\"tool\":\"$tool\",\"status\":\"$status\""
-    line+=",\"seconds\":${secs:-0},\"bytes\":${bytes:-0}"
-    [[ -z "${FAULTS_TAG:-}" ]] || line+=",\"faults\":\"$FAULTS_TAG\""
+    line+=",\"seconds\":${secs:-0},\"bytes\":${bytes:-0}$(tags)"
     for kv in "$@"; do
         [[ -n "$kv" ]] || continue
         k=${kv%%=*} v=${kv#*=}
@@ -37,7 +40,7 @@ record() {
         fi
     done
     echo "$line}" >>"$RESULTS"
-    log "  $tool $workload${FAULTS_TAG:+ [faults: $FAULTS_TAG]}: $status ${secs:-0} s${*:+ ($*)}"
+    log "  $tool $workload${FAULTS_TAG:+ [faults: $FAULTS_TAG]}${SCALE_N:+ [n=$SCALE_N]}: $status ${secs:-0} s${*:+ ($*)}"
 }
 
 # guard LIMIT CMD...: CMD under a time limit, its output appended to $STEP_LOG.
@@ -105,8 +108,9 @@ wait_gone() {
     return 1
 }
 
-# mount_log: the current mount's daemon log (per fault pass with --faults).
-mount_log() { echo "$LOGS/$MNT_TOOL-$MNT_LABEL${FAULTS_TAG:+-faults-$FAULTS_TAG}.log"; }
+# mount_log: the current mount's daemon log (per fault pass with --faults, per size with
+# --scale).
+mount_log() { echo "$LOGS/$MNT_TOOL-$MNT_LABEL${FAULTS_TAG:+-faults-$FAULTS_TAG}${SCALE_N:+-$SCALE_N}.log"; }
 
 # daemon_cmd TOOL PREFIX: sets DAEMON_CMD to the tool's own mount command (each daemonizes
 # itself and returns once mounted, or nearly).
@@ -178,14 +182,20 @@ rclone_settle() {
     return 1
 }
 
+# sample_rss [STEP]: an rss record of the daemon (by MNT_PID): kib = VmHWM (its peak so far),
+# rss_kib = VmRSS (now), step = the moment (default unmount: unmount_tool's sample).
 sample_rss() {
     [[ -n "$MNT_PID" ]] || return 0
-    local kib
-    kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MNT_PID/status" 2>/dev/null)
-    [[ -n "$kib" ]] || return 0
-    echo "{\"workload\":\"rss\",\"tool\":\"$MNT_TOOL\",\"mount\":\"$MNT_LABEL\",\"kib\":$kib,\"status\":\"ok\"${FAULTS_TAG:+,\"faults\":\"$FAULTS_TAG\"}}" \
+    local hwm rss
+    read -r hwm rss < <(awk '/^VmHWM:/ { h = $2 } /^VmRSS:/ { r = $2 } END { print h, r }' \
+        "/proc/$MNT_PID/status" 2>/dev/null)
+    [[ -n "$hwm" && -n "$rss" ]] || return 0
+    echo "{\"workload\":\"rss\",\"tool\":\"$MNT_TOOL\",\"mount\":\"$MNT_LABEL\",\"step\":\"${1:-unmount}\",\"kib\":$hwm,\"rss_kib\":$rss,\"status\":\"ok\"$(tags)}" \
         >>"$RESULTS"
 }
+
+# scale_rss STEP: with --scale, sample_rss STEP (RSS during a mount, not only at its end).
+scale_rss() { [[ -z "${SCALE_N:-}" ]] || sample_rss "$1"; }
 
 # Abort the FUSE connection, lazy-unmount and kill our daemon (by PID): for hung peers.
 force_unmount() {

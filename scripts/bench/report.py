@@ -15,6 +15,12 @@ pass), and each pass adds the fault proxy's counters:
    "stats": {"requests": 1234, "faults": 230, "error_500": 50, ...}}
 and the table shows, per tool, the time without and with faults, the slowdown and the
 requests the proxy saw.
+With --scale (META has "scale": true) every record has "n" (the size of its series), the
+timed workloads are ls-f, ls, ls-again, find and du, and the RSS records say when they
+were taken ("step": idle, a workload, or unmount) and carry VmRSS ("rss_kib") beside VmHWM
+("kib"). The table shows, per size, each tool's times with tool / raw, the RSS after each
+step and its growth per entry; with several sizes a second table sets each tool's growth
+side by side.
 """
 import argparse
 import json
@@ -109,6 +115,24 @@ def ratio(a, b):
     return f"{a / b:.2f}x"
 
 
+COLD_NOTE = ("Cold runs: fresh mount and `sync; echo 3 > /proc/sys/vm/drop_caches` "
+             "(client and server caches) before each.")
+DROP_FAILED = "Dropping the page cache FAILED for some cold runs: their numbers may be warm."
+
+
+def caches_dropped(results):
+    return not {r.get("cache_drop") for r in results if r.get("cache_drop")} - {"ok"}
+
+
+def failed_note(meta, results, name):
+    """The note listing failed or wrong measurements (name(r) says which), if any."""
+    failed = [name(r) + (f": {r['note']}" if r.get("note") else "")
+              for r in results if r.get("status") in ("failed", "wrong")]
+    if not failed:
+        return []
+    return ["Failed or wrong: " + "; ".join(failed) + " (logs: " + meta["logs"] + ")."]
+
+
 # --- --faults: each tool without and with faults ---------------------------------------------
 
 FAULT_MIX = "issue14"
@@ -191,16 +215,10 @@ def faults_notes(meta, results):
         "workload (read: cold and warm; rsync: runs 1-3), every mount and unmount included. "
         "Fixtures and the waits until data is in the bucket go to the server directly.",
     ]
-    drops = {r.get("cache_drop") for r in results if r.get("cache_drop")}
-    if drops - {"ok"}:
-        out.append("Dropping the page cache FAILED for some cold runs: their numbers may be warm.")
+    if not caches_dropped(results):
+        out.append(DROP_FAILED)
     out.extend(meta.get("notes", []))
-    failed = [f"{r['tool']} {r['workload']} ({r.get('faults')})"
-              + (f": {r['note']}" if r.get("note") else "")
-              for r in results if r.get("status") in ("failed", "wrong")]
-    if failed:
-        out.append("Failed or wrong: " + "; ".join(failed) + " (logs: " + meta["logs"] + ").")
-    return out
+    return out + failed_note(meta, results, lambda r: f"{r['tool']} {r['workload']} ({r.get('faults')})")
 
 
 def faults_chart(meta, table, idx, tools, path):
@@ -240,6 +258,143 @@ def faults_chart(meta, table, idx, tools, path):
     return True
 
 
+# --- --scale: listings, walks and daemon memory per size -------------------------------------
+
+# (workload, label, the raw workload it is compared with)
+SCALE_STEPS = [
+    ("ls-f", "ls -f, names only (raw: LIST)", "ls-f"),
+    ("ls", "ls -l, cold (raw: LIST + a HEAD per key)", "ls"),
+    ("ls-again", "ls -l again at once, same mount (raw: LIST)", "ls-f"),
+    ("find", "find of the tree, cold (raw: LIST, no delimiter)", "find"),
+    ("du", "du -s of the tree, cold (raw: LIST, no delimiter)", "du"),
+]
+STEP_NAMES = {"ls-f": "ls -f", "ls": "ls -l", "ls-again": "ls -l again", "find": "find",
+              "du": "du -s"}
+KIB = 1024
+
+
+def index_scale(results):
+    """{(workload, tool, n): result} of the timed steps; RSS samples as
+    ("rss", tool, n, mount, step) -> record."""
+    out = {}
+    for r in results:
+        if r["workload"] == "rss":
+            out[("rss", r["tool"], r.get("n"), r["mount"], r.get("step"))] = r
+        else:
+            out[(r["workload"], r["tool"], r.get("n"))] = r
+    return out
+
+
+def mib(kib):
+    return f"{kib / KIB:.1f} MiB"
+
+
+def idle_kib(idx, tool, n, mount):
+    r = idx.get(("rss", tool, n, mount, "idle"))
+    return r and r.get("rss_kib")
+
+
+def rss_after(idx, tool, n, step):
+    """(VmRSS after STEP, growth over its mount's idle or None) in KiB; None if not sampled.
+    ls-again runs on the mount of ls."""
+    mount = "ls" if step == "ls-again" else step
+    r = idx.get(("rss", tool, n, mount, step))
+    if r is None or "rss_kib" not in r:
+        return None
+    idle = idle_kib(idx, tool, n, mount)
+    return r["rss_kib"], None if idle is None else r["rss_kib"] - idle
+
+
+def ls_growth(idx, tool, n):
+    """KiB the daemon grew by the cold ls -l of n entries (after - idle), or None."""
+    after = rss_after(idx, tool, n, "ls")
+    return after and after[1]
+
+
+def rss_cell(after):
+    if after is None:
+        return "-"
+    rss, growth = after
+    return mib(rss) + ("" if growth is None else f" (+{growth / KIB:.1f})")
+
+
+def build_scale_table(meta, results):
+    idx = index_scale(results)
+    tools = [t for t in TOOLS if any(k[1] == t for k in idx)]
+    peers = [t for t in tools if t != "raw"]
+    header = ["step"] + tools + [f"{t}/raw" for t in peers]
+    table = []
+    for n in meta["sizes"]["entries"]:
+        steps = [s for s in SCALE_STEPS if any((s[0], t, n) in idx for t in tools)]
+        if not steps:
+            continue
+        table.append({"section": True, "cells": [
+            f"{n:,} entries: a directory of {n:,}, a tree of {n:,} in {n // 100:,} dirs"]
+            + [""] * (len(header) - 1)})
+        for key, label, raw_key in steps:
+            raw = idx.get((raw_key, "raw", n))
+            cells = [cell(raw if t == "raw" else idx.get((key, t, n)), "time") for t in tools]
+            ratios = [ratio(value(idx.get((key, t, n)), "time"), value(raw, "time")) for t in peers]
+            table.append({"key": key, "n": n, "cells": [label] + cells + ratios})
+        idle = [idle_kib(idx, t, n, "ls") for t in tools]
+        peaks = [[r["kib"] for k, r in idx.items() if k[0] == "rss" and k[1:3] == (t, n)]
+                 for t in tools]
+        growth = [ls_growth(idx, t, n) for t in tools]
+        rss_rows = [("idle", "RSS idle, right after the mount of ls -l",
+                     ["-" if k is None else mib(k) for k in idle])]
+        rss_rows += [(k, f"RSS after {STEP_NAMES[k]} (+ over idle)",
+                      [rss_cell(rss_after(idx, t, n, k)) for t in tools]) for k, _, _ in steps]
+        rss_rows += [("peak", "peak RSS (VmHWM), largest of its mounts",
+                      [mib(max(p)) if p else "-" for p in peaks]),
+                     ("per-entry", "RSS growth per entry, (after ls -l - idle) / N",
+                      ["-" if g is None else f"{g * KIB / n:,.0f} B" for g in growth])]
+        for key, label, cells in rss_rows:
+            if any(c != "-" for c in cells):
+                table.append({"key": "rss-" + key, "n": n,
+                              "cells": [label] + cells + ["-"] * len(peers)})
+    return header, table, idx, tools
+
+
+def scale_growth_table(meta, idx, tools):
+    """With several sizes: each tool's RSS growth by ls -l at every size, and per entry
+    added from one size to the next. None with a single size."""
+    sizes = meta["sizes"]["entries"]
+    if len(sizes) < 2:
+        return None
+    pairs = list(zip(sizes, sizes[1:]))
+    header = ["tool"] + [f"ls -l of {n:,}: RSS - idle" for n in sizes]
+    header += [f"{a:,} -> {b:,}: per added entry" for a, b in pairs]
+    table = []
+    for t in tools:
+        if t == "raw":
+            continue
+        growth = {n: ls_growth(idx, t, n) for n in sizes}
+        cells = [t]
+        for n, g in growth.items():
+            cells.append("-" if g is None else f"{g / KIB:.1f} MiB ({g * KIB / n:,.0f} B/entry)")
+        for a, b in pairs:
+            ga, gb = growth[a], growth[b]
+            cells.append("-" if ga is None or gb is None else f"{(gb - ga) * KIB / (b - a):,.0f} B")
+        table.append({"cells": cells})
+    return header, table
+
+
+def scale_notes(meta, results):
+    out = [
+        "Ratios are tool / raw, of seconds: 1.00x takes as long as the S3 requests the step "
+        "needs, made directly. `ls -l again` runs at once after the cold `ls -l` on the same "
+        "mount and is set against the raw LIST, what listing the directory anew costs at "
+        "least (the stats of its entries through FUSE come on top).",
+        "RSS is the daemon's VmRSS (found by PID): idle right after a mount, then after each "
+        "step; (+x) is the growth over the idle of that step's own mount (ls -l again: the "
+        "mount of ls -l). Growth per entry = (RSS after ls -l - idle) / N. Every sample, "
+        "VmHWM included, is in the JSON.",
+    ]
+    out.append(COLD_NOTE if caches_dropped(results) else DROP_FAILED)
+    out.extend(meta.get("notes", []))
+    return out + failed_note(meta, results, lambda r: f"{r['tool']} {r['workload']} (n={r.get('n')})")
+
+
 def build_table(meta, results):
     idx = index(results)
     header = ["workload"] + TOOLS + [f"bucketfs/{p}" for p in PEERS]
@@ -265,7 +420,11 @@ def text_table(header, table):
 
 def md_table(header, table):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r["cells"]) + " |" for r in table]
+    for r in table:
+        cells = [c.replace("|", "\\|") for c in r["cells"]]
+        if r.get("section"):
+            cells[0] = f"**{cells[0]}**"
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -277,31 +436,31 @@ RATIO_NOTE = (
 
 
 def notes(meta, results):
-    out = [RATIO_NOTE]
-    drops = {r.get("cache_drop") for r in results if r.get("cache_drop")}
-    if drops - {"ok"}:
-        out.append("Dropping the page cache FAILED for some cold runs: their numbers may be warm.")
-    else:
-        out.append("Cold runs: fresh mount and `sync; echo 3 > /proc/sys/vm/drop_caches` "
-                   "(client and server caches) before each.")
+    out = [RATIO_NOTE, COLD_NOTE if caches_dropped(results) else DROP_FAILED]
     out.extend(meta.get("notes", []))
     errs = [f"{r['tool']} {r['errors']} ({r['symlink_errors']} symlinks; first: "
             f"{r.get('first_error', '').rsplit(' failed: ', 1)[-1]})"
             for r in results if r["workload"] == "rsync-1" and r.get("errors")]
     if errs:
         out.append("rsync errors (err) per run: " + ", ".join(errs) + ".")
-    failed = [f"{r['tool']} {r['workload']}" + (f": {r['note']}" if r.get("note") else "")
-              for r in results if r.get("status") in ("failed", "wrong")]
-    if failed:
-        out.append("Failed or wrong: " + "; ".join(failed) + " (logs: " + meta["logs"] + ").")
-    return out
+    return out + failed_note(meta, results, lambda r: f"{r['tool']} {r['workload']}")
 
 
-def markdown(meta, header, table, note_lines):
+def markdown(meta, tables, note_lines):
     s = meta["sizes"]
     faults = ", without and with faults" if meta.get("faults") else ""
+    if meta.get("scale"):
+        run = "scale run, " + ", ".join(f"{n:,}" for n in s["entries"]) + " entries"
+        raw = (f"LIST pages of 1,000, {s['heads_parallel']} HEADs in flight; inputs of "
+               f"{s['object_bytes']}-byte objects, {s['files_per_dir']} files per tree directory")
+        data = f"Data: `{meta['json']}`."
+    else:
+        run = ("quick" if meta["quick"] else "full") + " run"
+        raw = (f"part size {size_text(s['part_size'])}, "
+               f"{s.get('read_parallel', s['parallel'])} GETs / {s['parallel']} uploads in flight")
+        data = f"Data: `{meta['json']}`, chart: `{meta['png']}`."
     return "\n".join([
-        f"# bucketfs benchmark ({'quick' if meta['quick'] else 'full'} run{faults})",
+        f"# bucketfs benchmark ({run}{faults})",
         "",
         f"- date: {meta['date']}",
         f"- machine: {meta['nproc']} cores, {meta['mem_gib']} GiB memory, {meta['kernel']}",
@@ -309,15 +468,13 @@ def markdown(meta, header, table, note_lines):
         + (f", {meta['network']}" if meta.get("network") else ""),
         f"- bucketfs: {meta['bucketfs_version']}; s3fs {meta['s3fs_version']}; "
         f"rclone {meta['rclone_version']}",
-        f"- raw: examples/raw_s3.rs (rust-s3), part size {size_text(s['part_size'])}, "
-        f"{s.get('read_parallel', s['parallel'])} GETs / {s['parallel']} uploads in flight",
+        f"- raw: examples/raw_s3.rs (rust-s3), {raw}",
         f"- total runtime: {meta.get('runtime_s', 0):.0f} s",
         "",
-        md_table(header, table),
-        "",
+        *[md_table(h, t) + "\n" for h, t in tables],
         *[f"- {n}" for n in note_lines],
         "",
-        f"Data: `{meta['json']}`, chart: `{meta['png']}`.",
+        data,
         "",
     ])
 
@@ -371,24 +528,35 @@ def main():
     with open(a.meta) as f:
         meta = json.load(f)
     meta.update(json=a.json, png=a.png)
-    if meta.get("faults"):
+    growth = None
+    if meta.get("scale"):
+        header, table, idx, tools = build_scale_table(meta, results)
+        growth = scale_growth_table(meta, idx, tools)
+        note_lines = scale_notes(meta, results)
+    elif meta.get("faults"):
         header, table, idx, tools = build_faults_table(meta, results)
         note_lines = faults_notes(meta, results)
     else:
         header, table, idx = build_table(meta, results)
         note_lines = notes(meta, results)
-    print(text_table(header, table))
-    print()
+    tables = [(header, table)] + ([growth] if growth else [])
+    for h, t in tables:
+        print(text_table(h, t))
+        print()
     for n in note_lines:
         print("* " + n)
+    out = {"meta": meta, "results": results,
+           "table": {"header": header, "rows": [r["cells"] for r in table]}}
+    if growth:
+        out["growth_table"] = {"header": growth[0], "rows": [r["cells"] for r in growth[1]]}
     with open(a.json, "w") as f:
-        json.dump({"meta": meta, "results": results,
-                   "table": {"header": header, "rows": [r["cells"] for r in table]}}, f, indent=1)
+        json.dump(out, f, indent=1)
     with open(a.md, "w") as f:
-        f.write(markdown(meta, header, table, note_lines))
+        f.write(markdown(meta, tables, note_lines))
+    # --scale: no chart, the tables are the result.
     if meta.get("faults"):
         faults_chart(meta, table, idx, tools, a.png)
-    else:
+    elif not meta.get("scale"):
         chart(meta, table, idx, a.png)
 
 

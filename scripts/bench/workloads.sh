@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# The workloads of scripts/bench.sh. For each NAME in read write small ls find du rsync:
+# The workloads of scripts/bench.sh. For each NAME in read write small ls find du rsync, and
+# ls-f (--scale only; functions spell it ls_f):
 #   raw_NAME       the raw S3 baseline (examples/raw_s3.rs), if the workload has one
 #   wl_NAME TOOL   the same job through a mount of TOOL (bucketfs, s3fs, rclone)
 # Each records its result(s) with `record`; a failure is recorded, never fatal.
@@ -7,6 +8,8 @@
 #   fixtures/big.bin, fixtures/list/*, fixtures/tree/dNNN/*   read-only inputs (raw put)
 #   raw/...   TOOL/...                                        what each tool writes
 #   TOOL-none/..., TOOL-issue14/...    with --faults: what each tool writes in each pass
+#   scale-N/list/*, scale-N/tree/dNNN/*  with --scale: the inputs of size N
+# FIX is the prefix of the inputs under way: $PFX/fixtures, or $PFX/scale-N.
 
 # out_pfx TOOL: the key prefix TOOL writes under (one per fault pass with --faults).
 out_pfx() { echo "$PFX/$1${FAULTS_TAG:+-$FAULTS_TAG}"; }
@@ -49,18 +52,18 @@ mount_or_fail() { # mount_or_fail TOOL PREFIX LABEL WORKLOAD...
 setup_fixtures() {
     if want read; then
         log "fixture: $BIG_MIB MiB object"
-        guard "$T_BIG" "$RAW" put "$PFX/fixtures/big.bin" --size "$BIG" \
+        guard "$T_BIG" "$RAW" put "$FIX/big.bin" --size "$BIG" \
             --parallel "$PAR" --part-size "$PART" || log "fixture big.bin FAILED"
     fi
-    if want ls; then
+    if want ls || want ls-f; then
         log "fixture: $LIST_N objects in one directory"
-        guard "$T_META" "$RAW" put-many "$PFX/fixtures/list" --count "$LIST_N" --size 100 \
-            --parallel 32 || log "fixture list FAILED"
+        guard "$T_META" "$RAW" put-many "$FIX/list" --count "$LIST_N" --size "$LIST_BYTES" \
+            --parallel "$FIX_PAR" || log "fixture list FAILED"
     fi
     if want find || want du; then
         log "fixture: $TREE_N objects in $TREE_D directories"
-        guard "$T_META" "$RAW" put-many "$PFX/fixtures/tree" --count "$TREE_N" --size 1024 \
-            --parallel 32 --dirs "$TREE_D" || log "fixture tree FAILED"
+        guard "$T_META" "$RAW" put-many "$FIX/tree" --count "$TREE_N" --size "$TREE_BYTES" \
+            --parallel "$FIX_PAR" --dirs "$TREE_D" || log "fixture tree FAILED"
     fi
 }
 
@@ -70,8 +73,8 @@ raw_read() {
     local cache
     cache=$(drop_caches)
     EXTRA=(cache_drop="$cache")
-    raw_timed read-cold "$RUN/raw.json" get "$PFX/fixtures/big.bin" --parallel "$READ_PAR" --part-size "$PART"
-    raw_timed read-warm "$RUN/raw.json" get "$PFX/fixtures/big.bin" --parallel "$READ_PAR" --part-size "$PART"
+    raw_timed read-cold "$RUN/raw.json" get "$FIX/big.bin" --parallel "$READ_PAR" --part-size "$PART"
+    raw_timed read-warm "$RUN/raw.json" get "$FIX/big.bin" --parallel "$READ_PAR" --part-size "$PART"
 }
 
 # read_once WORKLOAD TOOL [KEY=VALUE...]: dd of the whole file, checked against its size.
@@ -93,7 +96,7 @@ read_once() {
 
 wl_read() {
     local tool=$1 cache
-    mount_or_fail "$tool" "$PFX/fixtures" read read-cold read-warm || return
+    mount_or_fail "$tool" "$FIX" read read-cold read-warm || return
     cache=$(drop_caches)
     read_once read-cold "$tool" cache_drop="$cache"
     read_once read-warm "$tool"
@@ -165,36 +168,52 @@ wl_small() {
 raw_ls() {
     # A listing has no user metadata: `ls -l` needs a HEAD per entry for stored modes and
     # mtimes, so the floor is LIST + those HEADs (64 in flight, as bucketfs does).
-    raw_timed ls "$RUN/raw.json" list "$PFX/fixtures/list/" --heads 64
+    raw_timed ls "$RUN/raw.json" list "$FIX/list/" --heads 64
 }
 
-# listing WORKLOAD TOOL EXPECTED CMD...: CMD's stdout lines are counted against EXPECTED
-# (EXPECTED empty: not checked). A fresh mount and cold caches first.
+# listing RUNS TOOL EXPECTED CMD...: a fresh mount of the inputs and cold caches, then CMD
+# once per workload in RUNS (space-separated: one run after the other on that mount), each
+# timed and recorded, its stdout lines ("." and ".." not counted) checked against EXPECTED
+# (empty: not checked). With --scale, the daemon's RSS right after the mount (step idle) and
+# after each run (step = the run's workload).
 listing() {
-    local workload=$1 tool=$2 expected=$3 cache t0 t1 rc lines
+    local runs=$1 tool=$2 expected=$3 workload cache t0 t1 rc lines
     shift 3
-    mount_or_fail "$tool" "$PFX/fixtures" "$workload" "$workload" || return
+    # shellcheck disable=SC2086 # RUNS is a word list
+    mount_or_fail "$tool" "$FIX" "${runs%% *}" $runs || return
+    scale_rss idle
     cache=$(drop_caches)
-    t0=$(now)
-    timeout -k 10 "$T_META" "$@" >"$RUN/listing.out" 2>>"$STEP_LOG"
-    rc=$?
-    t1=$(now)
-    lines=$(wc -l <"$RUN/listing.out")
-    status_of $rc
-    if [[ $STATUS == ok && -n "$expected" && "$lines" != "$expected" ]]; then
-        STATUS=wrong NOTE="saw $lines lines, expected $expected"
-    fi
-    record "$workload" "$tool" "$STATUS" "$(elapsed "$t0" "$t1")" 0 "${NOTE:+note=$NOTE}" \
-        lines="$lines" cache_drop="$cache" first_line="$(head -n 1 "$RUN/listing.out" | cut -c 1-200)"
+    for workload in $runs; do
+        t0=$(now)
+        timeout -k 10 "$T_META" "$@" >"$RUN/listing.out" 2>>"$STEP_LOG"
+        rc=$?
+        t1=$(now)
+        lines=$(grep -cvxF -e . -e .. "$RUN/listing.out")
+        status_of $rc
+        if [[ $STATUS == ok && -n "$expected" && "$lines" != "$expected" ]]; then
+            STATUS=wrong NOTE="saw $lines lines, expected $expected"
+        fi
+        record "$workload" "$tool" "$STATUS" "$(elapsed "$t0" "$t1")" 0 "${NOTE:+note=$NOTE}" \
+            lines="$lines" "${cache:+cache_drop=$cache}" first_line="$(head -n 1 "$RUN/listing.out" | cut -c 1-200)"
+        scale_rss "$workload"
+        cache= # only the first run is cold
+    done
     unmount_tool
 }
 
-wl_ls() { # `ls -l` prints a "total" line first
-    listing ls "$1" $((LIST_N + 1)) ls -l "$RUN/mnt/$1/list"
+wl_ls() { # `ls -l` prints a "total" line first; with --scale, again at once on the same mount
+    local runs=ls
+    [[ -z "${SCALE_N:-}" ]] || runs="ls ls-again"
+    listing "$runs" "$1" $((LIST_N + 1)) ls -l "$RUN/mnt/$1/list"
 }
 
-raw_find() { raw_timed find "$RUN/raw.json" list "$PFX/fixtures/tree/"; }
-raw_du() { raw_timed du "$RUN/raw.json" list "$PFX/fixtures/tree/"; }
+# ls-f (--scale): names only, the listing's pages and nothing else.
+raw_ls_f() { raw_timed ls-f "$RUN/raw.json" list "$FIX/list/"; }
+wl_ls_f() { listing ls-f "$1" "$LIST_N" ls -f "$RUN/mnt/$1/list"; }
+
+# `list` has no delimiter: one flat listing of every key below the tree, what a walk needs.
+raw_find() { raw_timed find "$RUN/raw.json" list "$FIX/tree/"; }
+raw_du() { raw_timed du "$RUN/raw.json" list "$FIX/tree/"; }
 
 wl_find() { # every file, every directory, and the top
     listing find "$1" $((TREE_N + TREE_D + 1)) find "$RUN/mnt/$1/tree"

@@ -139,10 +139,10 @@ mod tests {
     }
 
     #[test]
-    fn negative_switches_set_false() {
-        let l = mount(&["--no-listing-metadata"]).unwrap();
-        assert_eq!(l.listing_metadata, Some(false));
-        assert!(mount(&["--listing-metadata"]).is_err());
+    fn switches_set_their_value_and_take_none() {
+        let l = mount(&["--listing-metadata"]).unwrap();
+        assert_eq!(l.listing_metadata, Some(true));
+        assert!(mount(&["--listing-metadata=false"]).is_err());
     }
 
     #[test]
@@ -200,7 +200,8 @@ mod tests {
             help("part_size"),
             "Multipart part size, at least 5MiB [default: 8MiB] [env: BUCKETFS_PART_SIZE]"
         );
-        assert!(help("region").contains("[default: us-east-1] [env: BUCKETFS_REGION, AWS_REGION"));
+        assert!(help("region")
+            .contains("[default: asked of the server] [env: BUCKETFS_REGION, AWS_REGION"));
         assert!(help("uid").contains("[default: the user who mounts]"));
         assert!(!help("read_only").contains("default"), "switches show none");
     }

@@ -10,9 +10,11 @@
 //!
 //! Files: `options.rs` the table, `table.rs` the macro that reads it, `values.rs` the value
 //! types, `file.rs` / `env.rs` / `flags.rs` the three layers (`mount_options.rs`: the `-o`
-//! options of `mount -t bucketfs`, in place of the flags), `resolve.rs` the checks and the
-//! resolved structs, `source.rs` the SOURCE argument, `error.rs` the errors.
+//! options of `mount -t bucketfs`, in place of the flags), `aws_profile.rs` the region of the
+//! AWS profile (below the three), `resolve.rs` the checks and the resolved structs,
+//! `source.rs` the SOURCE argument, `error.rs` the errors.
 
+mod aws_profile;
 mod env;
 mod error;
 #[cfg(test)]

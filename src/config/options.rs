@@ -53,8 +53,9 @@ define_options! {
         flag: value(MountAndCheck, "--endpoint", "URL"),
     }
     region: String {
-        help: "Region of the bucket",
-        default: value(String::from("us-east-1")),
+        help: "Region of the bucket; unset: the AWS profile's region (~/.aws/config), else the \
+               region the server names at start (HeadBucket), else us-east-1",
+        default: none("asked of the server"),
         env: ["BUCKETFS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION", "S3_REGION"],
         flag: value(MountAndCheck, "--region", "REGION"),
     }
@@ -192,6 +193,14 @@ define_options! {
         env: ["BUCKETFS_DIR_CACHE_ENTRIES"],
         flag: none,
     }
+    name_cache_entries: usize {
+        help: "How many names (files, directories) the inode table keeps at most: past it, \
+               those the kernel has forgotten and nothing holds (no open handle, no pending \
+               upload) are dropped, least recently confirmed first, ~300 bytes each",
+        default: value(250_000),
+        env: ["BUCKETFS_NAME_CACHE_ENTRIES"],
+        flag: value(Mount, "--name-cache-entries", "N"),
+    }
     max_key_length: usize {
         help: "Longest key (bytes, prefix included) the server holds: a create, mkdir, symlink \
                or rename whose key would be longer fails with ENAMETOOLONG. S3 holds 1024; \
@@ -320,12 +329,15 @@ define_options! {
         flag: switch(Mount, "--exclusive-in-bucket" => true),
     }
     listing_metadata: bool {
-        help: "readdir HEADs listed objects for their mode, owner, mtime and symlink target \
-               (--no-listing-metadata: it does not, so listings are faster and show the defaults \
-               until a file is looked up)",
-        default: value(true),
+        help: "readdir HEADs every listed object at once for its mode, owner, mtime and type \
+               (--listing-metadata). Off, a listing costs its LIST pages only: names, sizes and \
+               types come from them, and an entry's stored attributes are read when a tool asks \
+               for them (stat, ls -l), ahead of it in parallel when it goes through a \
+               directory in order. A symlink or special file another tool stored shows as a \
+               regular file to readdir until its attributes are read",
+        default: value(false),
         env: ["BUCKETFS_LISTING_METADATA"],
-        flag: switch(Mount, "--no-listing-metadata" => false),
+        flag: switch(Mount, "--listing-metadata" => true),
     }
     log_file: PathBuf {
         help: "Log file of the background daemon",

@@ -38,6 +38,8 @@ pub struct FsOptions {
     pub negative_cache_entries: usize,
     pub dir_ttl: Duration,
     pub dir_cache_entries: usize,
+    /// Names the inode table keeps past those in use (see `names::inode::InodeTable::evict`).
+    pub name_cache_entries: usize,
     /// Sibling directories listed ahead of a tree walk (0 = off); see `names::walk`.
     pub dir_read_ahead: usize,
     /// Longest key the server holds (bytes).
@@ -152,6 +154,7 @@ impl FsOptions {
             negative_cache_entries: s.negative_cache_entries,
             dir_ttl: seconds("dir_ttl", s.dir_ttl)?,
             dir_cache_entries: s.dir_cache_entries,
+            name_cache_entries: s.name_cache_entries.max(1),
             dir_read_ahead: s.dir_read_ahead,
             max_key_length: s.max_key_length,
             memory_cache,
@@ -265,7 +268,8 @@ impl Config {
                     || endpoint.as_deref().is_some_and(endpoint_wants_path_style);
                 let settings = S3Settings {
                     bucket: bucket.clone(),
-                    region: s.region.clone(),
+                    // An empty region is no region: it is asked of the server.
+                    region: s.region.clone().filter(|r| !r.trim().is_empty()),
                     endpoint,
                     path_style,
                     access_key: s.access_key.clone(),
@@ -329,10 +333,11 @@ impl Config {
     /// Where the endpoint is, for messages.
     pub fn endpoint_text(&self) -> String {
         match (&self.source, &self.s3) {
-            (Source::S3 { .. }, Some(s)) => s
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| format!("AWS S3 ({})", s.region)),
+            (Source::S3 { .. }, Some(s)) => match (&s.endpoint, &s.region) {
+                (Some(endpoint), _) => endpoint.clone(),
+                (None, Some(region)) => format!("AWS S3 ({region})"),
+                (None, None) => "AWS S3".into(),
+            },
             (Source::Local { root }, _) => root.display().to_string(),
             _ => String::new(),
         }
@@ -521,7 +526,7 @@ mod tests {
         };
         let cfg = Config::resolve(flags.over(envl.over(file))).unwrap();
         let s3 = cfg.s3.unwrap();
-        assert_eq!(s3.region, "env-region");
+        assert_eq!(s3.region.as_deref(), Some("env-region"));
         assert_eq!(cfg.fs.uid, 9);
         assert_eq!(cfg.fs.part_size, 16 << 20);
         assert_eq!(cfg.fs.dir_mode, 0o755);
@@ -537,9 +542,25 @@ mod tests {
         assert_eq!(d.write_back_delay, Duration::from_millis(500));
         assert_eq!(d.prefetch_budget, (128 - 32) << 20);
         assert_eq!(d.uid, current_uid());
-        assert!(d.listing_metadata);
+        assert!(!d.listing_metadata, "names-only listings");
         assert!(!d.read_only);
-        assert_eq!(cfg.s3.unwrap().region, "us-east-1");
+        assert_eq!(cfg.s3.unwrap().region, None, "asked of the server");
+    }
+
+    #[test]
+    fn a_region_given_empty_is_no_region_and_is_asked_of_the_server() {
+        let region = |r: &str| {
+            s3(Layer {
+                region: Some(r.into()),
+                ..Layer::default()
+            })
+            .unwrap()
+            .s3
+            .unwrap()
+            .region
+        };
+        assert_eq!(region(" "), None);
+        assert_eq!(region("eu-west-2").as_deref(), Some("eu-west-2"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Opening what a mount serves, once the daemon runs where it will serve (in the foreground
-//! or as the background child): the store (probed with real requests, so a wrong key or
-//! bucket is refused before mounting), the async runtime, this daemon's staging directory,
+//! or as the background child): the async runtime, the store (in the bucket's region, asked of
+//! the server when none is configured, and probed with real requests, so a wrong key or
+//! bucket is refused before mounting), this daemon's staging directory,
 //! the disk cache, the registry of multipart uploads and the write-back journal. Then what an
 //! earlier daemon left is settled: its stale multipart uploads are aborted, its journal is
 //! replayed to the bucket before the mount shows anything, and its staging files are removed.
@@ -31,13 +32,10 @@ pub(super) struct Opened {
     pub(super) rt: tokio::runtime::Runtime,
 }
 
-/// Opens the store, the runtime and the cache directory's parts, and recovers what an
-/// earlier daemon left; an error is the line to show the user.
-pub(super) fn open(config: &Config) -> Result<Opened, String> {
-    let store = match config.open_store() {
-        Ok(s) => s,
-        Err(e) => return Err(check::hint(config, &e)),
-    };
+/// Opens the runtime, the store and the cache directory's parts, and recovers what an
+/// earlier daemon left; an error is the line to show the user. The region found for the
+/// store is kept in `config`.
+pub(super) fn open(config: &mut Config) -> Result<Opened, String> {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,6 +43,8 @@ pub(super) fn open(config: &Config) -> Result<Opened, String> {
         Ok(rt) => rt,
         Err(e) => return Err(format!("cannot start the async runtime: {e}")),
     };
+    let (store, _region) = check::open_store(config, &rt).map_err(|f| f.why)?;
+    let config = &*config;
     rt.block_on(check::probe(config, &*store))?;
     let staging = config
         .mount_dir()

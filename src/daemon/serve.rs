@@ -34,7 +34,7 @@ pub(super) type ServeError = (Ready, String);
 /// Serves `mountpoint` until it is unmounted; the exit status says whether every file was
 /// stored.
 pub(super) fn serve(
-    config: Config,
+    mut config: Config,
     mountpoint: PathBuf,
     ready: Ready,
 ) -> Result<ExitCode, ServeError> {
@@ -43,7 +43,7 @@ pub(super) fn serve(
         Ok(l) => l,
         Err(e) => return Err((ready, e.to_string())),
     };
-    let opened = match open::open(&config) {
+    let opened = match open::open(&mut config) {
         Ok(o) => o,
         Err(msg) => return Err((ready, msg)),
     };

@@ -19,7 +19,7 @@ use crate::names::inode::{Ino, Kind, Stat};
 use crate::names::listing_inos as inos;
 use crate::names::rules::check_name;
 use crate::names::NameError;
-use crate::names::{DirEntry, Names};
+use crate::names::{DirEntry, Names, META_RUN_AHEAD};
 use crate::store::PutOptions;
 
 /// One entry of a readdirplus answer (see `Fs::readdir_attrs`).
@@ -39,9 +39,6 @@ pub const DIRECTORY_CONTENT_TYPE: &str = "application/x-directory";
 /// in parallel first).
 const READDIR_BATCH: usize = 64;
 
-/// How many entries past the ones being returned readdir starts fetching metadata for.
-const META_RUN_AHEAD: usize = 512;
-
 impl Fs {
     pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
         let t = self.names.table();
@@ -49,6 +46,8 @@ impl Fs {
         if node.kind() != Kind::Dir {
             return Err(FsError::NotDir);
         }
+        drop(t);
+        self.names.dir_opened(ino);
         Ok(self.handles.insert(Handle::Dir {
             ino,
             entries: std::sync::Mutex::new(None),
@@ -57,7 +56,10 @@ impl Fs {
     }
 
     pub fn releasedir(&self, fh: u64) -> FsResult<()> {
-        self.handles.remove(fh).map(|_| ())
+        if let Handle::Dir { ino, .. } = &*self.handles.remove(fh)? {
+            self.names.dir_closed(*ino);
+        }
+        Ok(())
     }
 
     /// Up to `count` entries from `offset` of the directory open as `fh`, each with its
@@ -102,7 +104,7 @@ impl Fs {
         let mut out = Vec::with_capacity(batch.len());
         for (i, e) in batch.iter().enumerate() {
             // An entry's inode may have been replaced (a listed "file" that is a symlink).
-            let ino = match e.name.as_str() {
+            let ino = match &*e.name {
                 "." | ".." => e.ino,
                 name => t.child(dir, name).unwrap_or(e.ino),
             };
@@ -142,7 +144,7 @@ impl Fs {
                 if add(listed) {
                     return Ok(());
                 }
-                let name = listed.entry.name.as_str();
+                let name = &*listed.entry.name;
                 if plus && name != "." && name != ".." {
                     // (gone meanwhile: the kernel's forget will find nothing to drop)
                     let _ = self.names.referenced(listed.entry.ino);
@@ -191,7 +193,7 @@ impl Fs {
             mtime,
             etag: None,
             remote: true,
-            meta: Some(meta),
+            meta: Some(Box::new(meta)),
         };
         let ino = self.entered(parent, name, stat);
         // Just made: nothing lies under it, so lookups inside need not ask the store.

@@ -26,7 +26,7 @@ use crate::upload::{PartSource, UploadError};
 /// over it: nothing (a name not in the bucket), or the object of the ETag it last saw.
 pub(super) fn based_on(node: &Node) -> Option<Condition> {
     if node.remote() {
-        node.etag().map(|e| Condition::Is(e.clone()))
+        node.etag().map(Condition::Is)
     } else {
         Some(Condition::Absent)
     }
@@ -88,7 +88,7 @@ impl Fs {
                 Err(e) => return Err(e.into()),
             }
         }
-        stat.meta = Some(meta);
+        stat.meta = Some(Box::new(meta));
         self.names.name_appeared(parent, name);
         let ino = {
             let mut t = self.names.table();
@@ -166,7 +166,7 @@ impl Fs {
             let node = t.get(*ino).ok_or(FsError::NotFound)?;
             let object = (self.reader).object(
                 &key,
-                node.etag().map(String::as_str),
+                node.etag().as_deref(),
                 node.stored_size(),
                 Some(node.mtime()),
             );
@@ -251,8 +251,7 @@ impl Fs {
         let content = if node.remote() {
             Content::over(
                 staging,
-                self.files
-                    .base(key, node.etag().cloned(), node.stored_size()),
+                self.files.base(key, node.etag(), node.stored_size()),
             )
         } else {
             Content::empty(staging)

@@ -182,7 +182,7 @@ impl Fs {
         let (content, remote, size, etag) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            let etag = node.etag().cloned();
+            let etag = node.etag();
             (
                 node.content().cloned(),
                 node.remote(),

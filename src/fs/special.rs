@@ -59,7 +59,7 @@ impl Fs {
             mtime: SystemTime::now(),
             etag,
             remote: true,
-            meta: Some(meta),
+            meta: Some(Box::new(meta)),
         };
         let ino = self.entered(parent, name, stat);
         self.referenced(ino)

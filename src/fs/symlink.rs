@@ -45,11 +45,11 @@ impl Fs {
             mtime: SystemTime::now(),
             etag: None,
             remote: false,
-            meta: Some(self.new_meta(Kind::Symlink, owner)),
+            meta: Some(Box::new(self.new_meta(Kind::Symlink, owner))),
         };
         // Stored before it shows: the node is only entered once the PUT succeeded.
         let mut opts = self.opts.objects.for_key(&key);
-        opts.metadata = self.stored_metadata(stat.meta.as_ref());
+        opts.metadata = self.stored_metadata(stat.meta.as_deref());
         let body = Bytes::copy_from_slice(target);
         let etag = self.store.put(&key, body.clone(), &opts).await?;
         let stored = Stat {

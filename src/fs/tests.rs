@@ -90,7 +90,7 @@ pub(super) async fn names(fs: &Arc<Fs>, dir: u64) -> Vec<(String, Kind)> {
     entries
         .iter()
         .skip(2)
-        .map(|e| (e.name.clone(), e.kind))
+        .map(|e| (e.name.to_string(), e.kind))
         .collect()
 }
 
@@ -607,8 +607,132 @@ async fn a_directory_larger_than_one_page_is_not_listed_for_misses() {
 }
 
 #[tokio::test]
+async fn a_listing_costs_no_head_and_a_tool_stating_its_entries_in_order_gets_them_read_ahead() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    for i in 0..1000 {
+        put(&s.mem, &format!("f{i:04}"), b"x").await;
+    }
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    let listed = s.fs.readdir_attrs(fh, 0, 2000).await.unwrap();
+    assert_eq!(listed.len(), 1002);
+    assert_eq!(s.mem.stats().count("HeadObject"), 0, "names only");
+    assert!(
+        listed.iter().skip(2).all(|l| !l.known),
+        "attributes not read are not handed out as known"
+    );
+    // A lone stat costs its own HEAD, and nothing more.
+    s.fs.lookup(ROOT_INO, OsStr::new("f0500")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(s.mem.stats().count("HeadObject"), 1);
+    // `ls -l`: every entry stated in order, one at a time, each HEAD 5 ms away.
+    s.mem.set_latency(Duration::from_millis(5));
+    let started = std::time::Instant::now();
+    for i in 0..1000 {
+        let f = s.fs.lookup(ROOT_INO, OsStr::new(&format!("f{i:04}"))).await;
+        assert_eq!(f.unwrap().size, 1);
+    }
+    assert_eq!(
+        s.mem.stats().count("HeadObject"),
+        1000,
+        "one HEAD per entry"
+    );
+    let max = s.mem.max_heads_in_flight();
+    assert!(
+        max >= crate::names::META_CONCURRENCY / 2,
+        "the HEADs ran ahead in parallel: at most {max} at once, {:?} in all",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_tool_slower_than_the_ttl_through_a_long_listing_finds_its_entries_fresh() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: Duration::from_millis(200),
+            dir_ttl: Duration::from_millis(200),
+            ..options()
+        },
+    );
+    for i in 0..2000 {
+        put(&s.mem, &format!("f{i:04}"), b"x").await;
+    }
+    s.mem.set_latency(Duration::from_millis(1));
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    assert_eq!(s.fs.readdir(fh, 0).await.unwrap().len(), 2002);
+    // `ls -l` at its own pace: about 500 ms for 2,000 entries, longer than the TTLs.
+    for i in 0..2000 {
+        s.fs.lookup(ROOT_INO, OsStr::new(&format!("f{i:04}")))
+            .await
+            .unwrap();
+        if i % 8 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let stats = s.mem.stats();
+    assert_eq!(
+        (stats.count("ListObjectsV2"), stats.count("HeadObject")),
+        (2, 2000),
+        "one listing (two pages) and one HEAD per entry, read ahead: nothing asked again"
+    );
+}
+
+#[tokio::test]
+async fn names_past_the_cache_bound_are_dropped_and_found_again_when_asked_for() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            name_cache_entries: 100,
+            metadata_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    for i in 0..300 {
+        put(&s.mem, &format!("d/f{i:03}"), b"x").await;
+    }
+    let d = s.fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap().ino;
+    assert_eq!(names(&s.fs, d).await.len(), 300);
+    assert!(
+        s.fs.names.table().node_count() > 300,
+        "just listed: all kept for the grace"
+    );
+    // Past the grace, the next name entered trims the table to a tenth below the bound.
+    tokio::time::sleep(Duration::from_millis(5100)).await;
+    put(&s.mem, "e", b"x").await;
+    s.fs.lookup(ROOT_INO, OsStr::new("e")).await.unwrap();
+    assert!(
+        s.fs.names.table().node_count() <= 100,
+        "{}",
+        s.fs.names.table().node_count()
+    );
+    // The listing is no longer complete: every name is still found, by asking the store.
+    let lists = s.mem.stats().count("ListObjectsV2");
+    for i in [0, 150, 299] {
+        let f = s.fs.lookup(d, OsStr::new(&format!("f{i:03}"))).await;
+        assert_eq!(f.unwrap().size, 1, "f{i:03}");
+    }
+    assert!(s.fs.lookup(d, OsStr::new("f300")).await.is_err());
+    assert_eq!(names(&s.fs, d).await.len(), 300);
+    assert!(s.mem.stats().count("ListObjectsV2") > lists);
+}
+
+#[tokio::test]
 async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahead() {
-    let s = setup();
+    let s = setup_with(
+        "",
+        FsOptions {
+            listing_metadata: true,
+            ..options()
+        },
+    );
     for i in 0..1000 {
         put(&s.mem, &format!("f{i:04}"), b"x").await;
     }
@@ -637,7 +761,13 @@ async fn listing_metadata_heads_stay_bounded_however_many_readdir_calls_run_ahea
 
 #[tokio::test]
 async fn the_heads_of_a_listings_first_page_start_while_the_next_page_is_listed() {
-    let s = setup();
+    let s = setup_with(
+        "",
+        FsOptions {
+            listing_metadata: true,
+            ..options()
+        },
+    );
     for i in 0..1500 {
         put(&s.mem, &format!("f{i:04}"), b"x").await;
     }

@@ -517,7 +517,7 @@ async fn a_listing_that_fails_is_an_error_and_the_next_one_lists() {
         .unwrap()
         .iter()
         .skip(2)
-        .map(|e| e.name.clone())
+        .map(|e| e.name.to_string())
         .collect();
     fs.releasedir(fh).unwrap();
     assert_eq!(names, ["a", "b"]);

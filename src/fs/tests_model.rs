@@ -918,14 +918,17 @@ async fn check_tree(m: &Mount, model: &Model) -> Result<(), String> {
                 .map_err(|e| format!("readdir {path:?}: {e:?}"))?;
         m.fs.releasedir(fh)
             .map_err(|e| format!("releasedir: {e:?}"))?;
-        for e in entries.iter().filter(|e| e.name != "." && e.name != "..") {
+        for e in entries
+            .iter()
+            .filter(|e| &*e.name != "." && &*e.name != "..")
+        {
             let child = if path.is_empty() {
-                e.name.clone()
+                e.name.to_string()
             } else {
                 format!("{path}/{}", e.name)
             };
             let attr =
-                m.fs.lookup(dir, OsStr::new(&e.name))
+                m.fs.lookup(dir, OsStr::new(&*e.name))
                     .await
                     .map_err(|err| format!("{child} is listed but its lookup fails: {err:?}"))?;
             if attr.kind != e.kind {

@@ -46,7 +46,7 @@ async fn list(fs: &Arc<Fs>, dir: u64) -> Vec<String> {
     let fh = fs.opendir(dir).await.unwrap();
     let entries = fs.readdir(fh, 0).await.unwrap();
     fs.releasedir(fh).unwrap();
-    entries.iter().skip(2).map(|e| e.name.clone()).collect()
+    entries.iter().skip(2).map(|e| e.name.to_string()).collect()
 }
 
 /// Listing requests so far: each lookup that asks the store lists under `name/`.

@@ -233,8 +233,14 @@ async fn stored_metadata_is_what_a_fresh_mount_shows() {
 }
 
 #[tokio::test]
-async fn a_listing_fetches_the_metadata_of_the_entries_it_returns() {
-    let s = setup();
+async fn with_listing_metadata_a_listing_fetches_the_metadata_of_the_entries_it_returns() {
+    let s = super::tests::setup_with(
+        "",
+        FsOptions {
+            listing_metadata: true,
+            ..options()
+        },
+    );
     let mut opts = PutOptions::default();
     opts.metadata.insert("mode".into(), "33261".into());
     s.mem
@@ -243,7 +249,7 @@ async fn a_listing_fetches_the_metadata_of_the_entries_it_returns() {
         .unwrap();
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let entries = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
-    let x = entries.iter().find(|l| l.entry.name == "x").unwrap();
+    let x = entries.iter().find(|l| &*l.entry.name == "x").unwrap();
     assert_eq!(x.attr.perm, 0o755);
 }
 
@@ -252,7 +258,7 @@ async fn listed_ino(s: &Setup, name: &str, plus: bool) -> u64 {
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let mut ino = None;
     s.fs.fill_dir(fh, 0, plus, |l| {
-        if l.entry.name == name {
+        if &*l.entry.name == name {
             ino = Some(l.entry.ino);
         }
         false
@@ -336,17 +342,17 @@ async fn listed_entries_whose_metadata_was_not_read_are_not_given_as_known() {
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let entries = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
     for name in ["secret", "d"] {
-        let e = entries.iter().find(|l| l.entry.name == name).unwrap();
+        let e = entries.iter().find(|l| &*l.entry.name == name).unwrap();
         assert!(
             !e.known,
             "{name}: only listed, its attributes are not the stored ones"
         );
     }
-    let dot = entries.iter().find(|l| l.entry.name == ".").unwrap();
+    let dot = entries.iter().find(|l| &*l.entry.name == ".").unwrap();
     assert!(dot.known, "the mount root has nothing stored");
     let ino = entries
         .iter()
-        .find(|l| l.entry.name == "secret")
+        .find(|l| &*l.entry.name == "secret")
         .unwrap()
         .entry
         .ino;
@@ -428,23 +434,42 @@ async fn a_symlink_is_an_object_holding_its_target() {
     assert_eq!(l.kind, Kind::Symlink);
     assert_eq!(&s.mem.bytes("l").unwrap()[..], b"../target dir/f");
     assert_eq!(meta(&s.mem, "l", "mode").as_deref(), Some("41471")); // 0o120777
-                                                                     // Another mount sees a symlink, in a listing as well as by lookup.
-    let other = setup();
-    let opts = PutOptions {
-        metadata: s.mem.options("l").unwrap().metadata,
-        ..PutOptions::default()
-    };
-    other
-        .mem
-        .put("l", s.mem.bytes("l").unwrap(), &opts)
-        .await
-        .unwrap();
-    let fh = other.fs.opendir(ROOT_INO).await.unwrap();
-    let entries = other.fs.readdir_attrs(fh, 0, 64).await.unwrap();
-    let entry = &entries.iter().find(|l| l.entry.name == "l").unwrap().entry;
-    assert_eq!(entry.kind, Kind::Symlink);
-    let target = other.fs.readlink(entry.ino).await.unwrap();
-    assert_eq!(&target[..], b"../target dir/f");
+                                                                     // Another mount sees a symlink by lookup; in a listing too when it reads metadata.
+    for listing_metadata in [false, true] {
+        let other = super::tests::setup_with(
+            "",
+            FsOptions {
+                listing_metadata,
+                ..options()
+            },
+        );
+        let opts = PutOptions {
+            metadata: s.mem.options("l").unwrap().metadata,
+            ..PutOptions::default()
+        };
+        other
+            .mem
+            .put("l", s.mem.bytes("l").unwrap(), &opts)
+            .await
+            .unwrap();
+        let fh = other.fs.opendir(ROOT_INO).await.unwrap();
+        let entries = other.fs.readdir_attrs(fh, 0, 64).await.unwrap();
+        let listed = &entries
+            .iter()
+            .find(|l| &*l.entry.name == "l")
+            .unwrap()
+            .entry;
+        let want = if listing_metadata {
+            Kind::Symlink
+        } else {
+            Kind::File
+        };
+        assert_eq!(listed.kind, want, "listing_metadata = {listing_metadata}");
+        let looked_up = other.fs.lookup(ROOT_INO, OsStr::new("l")).await.unwrap();
+        assert_eq!(looked_up.kind, Kind::Symlink);
+        let target = other.fs.readlink(looked_up.ino).await.unwrap();
+        assert_eq!(&target[..], b"../target dir/f");
+    }
 }
 
 #[tokio::test]

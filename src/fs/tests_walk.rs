@@ -17,6 +17,7 @@ async fn tree(read_ahead: usize) -> (Setup, u64) {
             dir_ttl: Duration::from_secs(60),
             metadata_ttl: Duration::from_secs(60),
             dir_read_ahead: read_ahead,
+            listing_metadata: true,
             ..options()
         },
     );
@@ -34,7 +35,10 @@ async fn list(fs: &Arc<Fs>, dir: u64) -> Vec<String> {
     let fh = fs.opendir(dir).await.unwrap();
     let entries = fs.readdir_attrs(fh, 0, 1000).await.unwrap();
     fs.releasedir(fh).unwrap();
-    entries.into_iter().map(|l| l.entry.name).collect()
+    entries
+        .into_iter()
+        .map(|l| l.entry.name.to_string())
+        .collect()
 }
 
 async fn subdir(fs: &Arc<Fs>, t: u64, name: &str) -> u64 {

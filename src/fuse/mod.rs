@@ -438,7 +438,7 @@ impl Filesystem for FuseAdapter {
             let filled = fs
                 .fill_dir(fh.0, offset, false, |l| {
                     let e = &l.entry;
-                    reply.add(INodeNo(e.ino), l.next, file_type(e.kind), &e.name)
+                    reply.add(INodeNo(e.ino), l.next, file_type(e.kind), &*e.name)
                 })
                 .await;
             match filled {
@@ -466,7 +466,7 @@ impl Filesystem for FuseAdapter {
                     reply.add(
                         INodeNo(e.ino),
                         l.next,
-                        &e.name,
+                        &*e.name,
                         &ttl,
                         &file_attr(&l.attr),
                         Generation(0),

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::etag::ETag;
 use super::posix::Posix;
 use crate::localfile::content::Content;
 use crate::store::{ObjectInfo, UserMetadata};
@@ -95,37 +96,49 @@ impl Meta {
 /// What the names owner knows of one inode. Its fields are the owner's: `fs` reads them
 /// through the getters below and changes them only through the methods that say what
 /// happened (opened, written, metadata changed, …).
+///
+/// A table may hold millions of nodes, so a node is kept small (about 160 bytes, see the
+/// test at the end): what most nodes never have (metadata read by HEAD, a symlink's target,
+/// times changed here) lives behind a box, the name is shared with the parent's `children`
+/// and an MD5 ETag is held inline.
 #[derive(Debug)]
 pub struct Node {
     pub(super) parent: Ino,
-    pub(super) name: String,
+    pub(super) name: Arc<str>,
     pub(super) kind: Kind,
     pub(super) size: u64,
     /// The stored mtime when there is one, else the object's Last-Modified.
     pub(super) mtime: SystemTime,
-    pub(super) etag: Option<String>,
+    pub(super) etag: Option<ETag>,
     /// What HEAD said (or this mount set); `None` until asked (a listing has no metadata).
-    pub(super) meta: Option<Meta>,
-    /// `meta` holds changes (chmod, chown, utimens, setxattr) not yet in the bucket.
-    pub(super) meta_dirty: bool,
-    /// A symlink's target, once read.
-    pub(super) target: Option<bytes::Bytes>,
-    /// The object (file) or its `dir/` marker (directory) exists under this node's key.
-    pub(super) remote: bool,
+    pub(super) meta: Option<Box<Meta>>,
     /// When the attributes were last confirmed by the store; `None` = must ask again.
     pub(super) validated: Option<Instant>,
     /// References the kernel holds (lookups not yet forgotten).
     pub(super) lookups: u64,
     /// Open file handles.
     pub(super) open: u32,
+    /// `meta` holds changes (chmod, chown, utimens, setxattr) not yet in the bucket.
+    pub(super) meta_dirty: bool,
+    /// The object (file) or its `dir/` marker (directory) exists under this node's key.
+    pub(super) remote: bool,
     /// False once unlinked or replaced: the node no longer has a name.
     pub(super) linked: bool,
     /// Local content of a file being written (staged, maybe not yet uploaded).
     pub(super) content: Option<Arc<Content>>,
-    /// Children by name (directories only).
-    pub(super) children: BTreeMap<String, Ino>,
+    /// Children by name (directories only); each name is the child's own `name`.
+    pub(super) children: BTreeMap<Arc<str>, Ino>,
+    /// What few nodes have; `None` = all of it unset.
+    pub(super) extra: Option<Box<Extra>>,
+}
+
+/// The part of a node most nodes never need (see `Node`).
+#[derive(Debug, Default)]
+pub(super) struct Extra {
+    /// A symlink's target, once read.
+    pub(super) target: Option<bytes::Bytes>,
     /// ETag of the content the kernel's page cache may hold from an earlier open.
-    pub(super) kept_etag: Option<String>,
+    pub(super) kept_etag: Option<ETag>,
     /// When this mount last changed the node's status (write, truncate, chmod, chown,
     /// utimens, setxattr, rename, unlink; a directory's entries): its ctime while the mount
     /// lives, where newer than the stored one. Only what is stored anyway is stored.
@@ -134,6 +147,43 @@ pub struct Node {
     /// mtime while the mount lives, until a utimens sets one (kept in memory only: no
     /// request per entry).
     pub(super) entries_changed: Option<SystemTime>,
+}
+
+impl Node {
+    fn new(parent: Ino, name: Arc<str>, stat: Stat, validated: Option<Instant>) -> Node {
+        Node {
+            parent,
+            name,
+            kind: stat.kind,
+            size: stat.size,
+            mtime: stat.mtime,
+            etag: stat.etag.as_deref().map(ETag::new),
+            meta: stat.meta,
+            validated,
+            lookups: 0,
+            open: 0,
+            meta_dirty: false,
+            remote: stat.remote,
+            linked: true,
+            content: None,
+            children: BTreeMap::new(),
+            extra: None,
+        }
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// When this mount last changed the node's status (see `Extra`).
+    pub(super) fn changed_here(&self) -> Option<SystemTime> {
+        self.extra.as_ref().and_then(|e| e.changed_here)
+    }
+
+    /// When this mount last changed the directory's entries (see `Extra`).
+    pub(super) fn entries_changed_at(&self) -> Option<SystemTime> {
+        self.extra.as_ref().and_then(|e| e.entries_changed)
+    }
 }
 
 /// What is known of the node (read-only outside the names owner).
@@ -154,11 +204,12 @@ impl Node {
     pub fn mtime(&self) -> SystemTime {
         self.mtime
     }
-    pub fn etag(&self) -> Option<&String> {
-        self.etag.as_ref()
+    /// The stored object's ETag, as the store gave it.
+    pub fn etag(&self) -> Option<String> {
+        self.etag.as_ref().map(ETag::text)
     }
     pub fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
     /// The metadata holds changes not yet in the bucket.
     pub fn meta_dirty(&self) -> bool {
@@ -166,7 +217,7 @@ impl Node {
     }
     /// A symlink's target, once read.
     pub fn target(&self) -> Option<&bytes::Bytes> {
-        self.target.as_ref()
+        self.extra.as_ref().and_then(|e| e.target.as_ref())
     }
     /// The object (file) or its `dir/` marker (directory) exists under the node's key.
     pub fn remote(&self) -> bool {
@@ -203,8 +254,12 @@ impl Node {
     /// only once an upload gives it a new ETag.
     pub fn opened(&mut self, writable: bool) -> bool {
         self.open += 1;
-        let keep = self.content.is_none() && self.etag.is_some() && self.kept_etag == self.etag;
-        self.kept_etag = if writable { None } else { self.etag.clone() };
+        let kept = self.extra.as_ref().and_then(|e| e.kept_etag.as_ref());
+        let keep = self.content.is_none() && self.etag.is_some() && kept == self.etag.as_ref();
+        let etag = if writable { None } else { self.etag.clone() };
+        if etag.is_some() || kept.is_some() {
+            self.extra_mut().kept_etag = etag;
+        }
         keep
     }
 
@@ -230,7 +285,7 @@ impl Node {
     pub fn written(&mut self) {
         let now = SystemTime::now();
         self.mtime = now;
-        self.changed_here = Some(now);
+        self.extra_mut().changed_here = Some(now);
         if let Some(meta) = self.meta.as_mut() {
             meta.posix.mtime = None;
             meta.posix.ctime = None;
@@ -242,7 +297,7 @@ impl Node {
     /// only when a value really differs (a chmod to the same mode stores nothing).
     pub fn change_posix(&mut self, edit: impl FnOnce(Kind, &mut Posix, &mut SystemTime)) {
         let now = SystemTime::now();
-        let meta = self.meta.get_or_insert_with(Meta::default);
+        let meta = self.meta.get_or_insert_with(Default::default);
         let before = (meta.posix.clone(), self.mtime);
         edit(self.kind, &mut meta.posix, &mut self.mtime);
         if (&meta.posix, self.mtime) != (&before.0, before.1) {
@@ -251,12 +306,14 @@ impl Node {
             meta.posix.mtime.get_or_insert(self.mtime);
             self.meta_dirty = true;
         }
-        self.changed_here = Some(now);
+        self.extra_mut().changed_here = Some(now);
     }
 
     /// utimens set the times: they stand, not when the directory's entries last changed.
     pub fn times_set(&mut self) {
-        self.entries_changed = None;
+        if let Some(extra) = self.extra.as_mut() {
+            extra.entries_changed = None;
+        }
     }
 
     /// setxattr, removexattr: `edit` changes the `user.*` attributes, and the ctime is now;
@@ -266,26 +323,27 @@ impl Node {
         edit: impl FnOnce(&mut UserMetadata) -> Result<(), E>,
     ) -> Result<(), E> {
         let now = SystemTime::now();
-        let meta = self.meta.get_or_insert_with(Meta::default);
+        let meta = self.meta.get_or_insert_with(Default::default);
         edit(&mut meta.user)?;
         meta.posix.ctime = Some(now);
         meta.posix.mtime.get_or_insert(self.mtime); // (see `change_posix`)
         self.meta_dirty = true;
-        self.changed_here = Some(now);
+        self.extra_mut().changed_here = Some(now);
         Ok(())
     }
 
     /// Renamed, or unlinked while open: the ctime is now (kept in memory).
     pub fn status_changed(&mut self) {
-        self.changed_here = Some(SystemTime::now());
+        self.extra_mut().changed_here = Some(SystemTime::now());
     }
 
     /// A directory in which this mount just added, removed or renamed an entry: its mtime
     /// and ctime are now (kept in memory).
     pub fn entries_changed(&mut self) {
         let now = SystemTime::now();
-        self.entries_changed = Some(now);
-        self.changed_here = Some(now);
+        let extra = self.extra_mut();
+        extra.entries_changed = Some(now);
+        extra.changed_here = Some(now);
     }
 
     /// The metadata as it is now left with an upload.
@@ -301,7 +359,7 @@ impl Node {
 
     /// A symlink's target was read (or written) here.
     pub fn target_known(&mut self, target: bytes::Bytes) {
-        self.target = Some(target);
+        self.extra_mut().target = Some(target);
     }
 }
 
@@ -317,7 +375,7 @@ impl Node {
     /// This mount just stored the object (an upload): its ETag, size and content type.
     pub fn stored(&mut self, etag: Option<String>, size: u64, content_type: Option<String>) {
         self.remote = true;
-        self.etag = etag;
+        self.etag = etag.as_deref().map(ETag::new);
         self.size = size;
         self.validated = Some(Instant::now());
         if let Some(meta) = self.meta.as_mut() {
@@ -333,21 +391,26 @@ impl Node {
         self.remote = true;
         self.validated = Some(Instant::now());
         match copied {
-            Some(etag) => self.etag = etag,
+            Some(etag) => self.etag = etag.as_deref().map(ETag::new),
             None if self.kind != Kind::Dir => self.unknown(),
             None => {}
         }
     }
 
-    /// A HEAD told the stored metadata (of the same kind of node).
+    /// A HEAD told the stored metadata (of the same kind of node). A HEAD that found the
+    /// object (or the marker) confirms it, as a listing does: a tool going through a long
+    /// listing finds the entries read ahead of it fresh, however long ago the listing was.
     pub fn headed(&mut self, stat: Stat) {
+        if stat.remote {
+            self.validated = Some(Instant::now());
+        }
         if self.content.is_none() {
             self.mtime = stat.mtime;
         }
         if self.kind == Kind::Dir {
             self.remote = stat.remote;
-        } else if stat.etag.is_some() {
-            self.etag = stat.etag;
+        } else if let Some(etag) = stat.etag.as_deref() {
+            self.etag = Some(ETag::new(etag));
         }
         self.meta = stat.meta;
     }
@@ -368,7 +431,7 @@ impl Node {
     /// (`None`: the server gave none; asked for at the next use).
     pub fn copied(&mut self, etag: Option<String>) {
         self.remote = true;
-        self.etag = etag;
+        self.etag = etag.as_deref().map(ETag::new);
     }
 
     /// What the node's key holds is no longer known: the store is asked at the next use.
@@ -387,7 +450,7 @@ pub struct Stat {
     pub etag: Option<String>,
     pub remote: bool,
     /// From a HEAD; `None` from a listing.
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
 }
 
 impl Stat {
@@ -399,7 +462,7 @@ impl Stat {
             mtime,
             etag: None,
             remote: false,
-            meta: Some(Meta::default()),
+            meta: Some(Default::default()),
         }
     }
 
@@ -419,7 +482,7 @@ impl Stat {
             mtime: meta.posix.mtime.unwrap_or(info.last_modified),
             etag: info.etag.clone(),
             remote: true,
-            meta: Some(meta),
+            meta: Some(Box::new(meta)),
         }
     }
 }
@@ -431,27 +494,8 @@ pub struct InodeTable {
 
 impl InodeTable {
     pub fn new(root_mtime: SystemTime) -> Self {
-        let root = Node {
-            parent: ROOT_INO,
-            name: String::new(),
-            kind: Kind::Dir,
-            size: 0,
-            mtime: root_mtime,
-            etag: None,
-            meta: None,
-            meta_dirty: false,
-            target: None,
-            remote: true,
-            validated: None,
-            lookups: 1,
-            open: 0,
-            linked: true,
-            content: None,
-            children: BTreeMap::new(),
-            kept_etag: None,
-            changed_here: None,
-            entries_changed: None,
-        };
+        let mut root = Node::new(ROOT_INO, "".into(), Stat::unmarked_dir(root_mtime), None);
+        (root.meta, root.remote, root.lookups) = (None, true, 1);
         InodeTable {
             nodes: HashMap::from([(ROOT_INO, root)]),
             next: ROOT_INO + 1,
@@ -479,7 +523,7 @@ impl InodeTable {
             if !node.linked {
                 return None;
             }
-            parts.push(node.name.as_str());
+            parts.push(&*node.name);
             cur = node.parent;
         }
         parts.reverse();
@@ -499,9 +543,10 @@ impl InodeTable {
                     && stat.kind == Kind::File);
             if same_kind {
                 if node.content.is_none() && !node.meta_dirty {
-                    let same_object = node.etag.is_some() && node.etag == stat.etag;
+                    let etag = stat.etag.as_deref().map(ETag::new);
+                    let same_object = node.etag.is_some() && node.etag == etag;
                     node.size = stat.size;
-                    node.etag = stat.etag;
+                    node.etag = etag;
                     match stat.meta {
                         Some(meta) => {
                             node.mtime = stat.mtime;
@@ -512,7 +557,9 @@ impl InodeTable {
                         None => {
                             node.mtime = stat.mtime;
                             node.meta = None;
-                            node.target = None;
+                            if let Some(extra) = node.extra.as_mut() {
+                                extra.target = None;
+                            }
                         }
                     }
                 }
@@ -524,33 +571,12 @@ impl InodeTable {
         }
         let ino = self.next;
         self.next += 1;
-        self.nodes.insert(
-            ino,
-            Node {
-                parent,
-                name: name.to_string(),
-                kind: stat.kind,
-                size: stat.size,
-                mtime: stat.mtime,
-                etag: stat.etag,
-                meta: stat.meta,
-                meta_dirty: false,
-                target: None,
-                remote: stat.remote,
-                validated: Some(now),
-                lookups: 0,
-                open: 0,
-                linked: true,
-                content: None,
-                children: BTreeMap::new(),
-                kept_etag: None,
-                changed_here: None,
-                entries_changed: None,
-            },
-        );
+        let name: Arc<str> = name.into();
         if let Some(p) = self.nodes.get_mut(&parent) {
-            p.children.insert(name.to_string(), ino);
+            p.children.insert(name.clone(), ino);
         }
+        self.nodes
+            .insert(ino, Node::new(parent, name, stat, Some(now)));
         ino
     }
 
@@ -579,13 +605,14 @@ impl InodeTable {
                 p.children.remove(&old_name);
             }
         }
+        let new_name: Arc<str> = new_name.into();
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.parent = new_parent;
-            node.name = new_name.to_string();
+            node.name = new_name.clone();
             node.linked = true;
         }
         if let Some(p) = self.nodes.get_mut(&new_parent) {
-            p.children.insert(new_name.to_string(), ino);
+            p.children.insert(new_name, ino);
         }
     }
 
@@ -623,6 +650,62 @@ impl InodeTable {
                 p.children.remove(&name);
             }
         }
+    }
+
+    /// Past `limit` nodes, drops the ones nothing needs until a tenth below it (a scan of the
+    /// table then pays for a tenth of its size in insertions), those least recently
+    /// confirmed by the store first. Kept: the root, nodes the kernel holds (its lookups)
+    /// or that are open, nodes with local content or metadata not yet stored, directories
+    /// with children, the entries of a directory open for reading (its handle serves them by
+    /// inode), and nodes confirmed within `grace` (a tool is about to use them). Returns the
+    /// parents that lost children: their listings are no longer complete.
+    pub fn evict(&mut self, limit: usize, grace: std::time::Duration) -> Vec<Ino> {
+        if self.nodes.len() <= limit {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let being_read: std::collections::HashSet<Ino> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.kind == Kind::Dir && n.open > 0)
+            .map(|(ino, _)| *ino)
+            .collect();
+        let mut unused: Vec<(Option<Instant>, Ino)> = self
+            .nodes
+            .iter()
+            .filter(|(ino, n)| {
+                **ino != ROOT_INO
+                    && n.linked
+                    && n.lookups == 0
+                    && n.open == 0
+                    && n.content.is_none()
+                    && !n.meta_dirty
+                    && n.children.is_empty()
+                    && !being_read.contains(&n.parent)
+                    && n.validated.is_none_or(|v| now.duration_since(v) >= grace)
+            })
+            .map(|(ino, n)| (n.validated, *ino))
+            .collect();
+        unused.sort_unstable();
+        let excess = self.nodes.len() - (limit - limit / 10);
+        let mut parents: Vec<Ino> = Vec::new();
+        for (_, ino) in unused.into_iter().take(excess) {
+            let node = self.nodes.remove(&ino).expect("just seen");
+            if let Some(p) = self.nodes.get_mut(&node.parent) {
+                if p.children.get(&node.name) == Some(&ino) {
+                    p.children.remove(&node.name);
+                }
+            }
+            parents.push(node.parent);
+        }
+        parents.sort_unstable();
+        parents.dedup();
+        parents
+    }
+
+    /// How many nodes the table holds.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// Every node (for draining pending uploads).
@@ -681,5 +764,84 @@ mod tests {
         assert!(t.get(f).is_some(), "kernel still holds it");
         t.forget(f, 2);
         assert!(t.get(f).is_none());
+    }
+}
+
+#[cfg(test)]
+mod eviction {
+    use super::*;
+    use std::time::Duration;
+
+    fn file() -> Stat {
+        Stat {
+            kind: Kind::File,
+            size: 1,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+            remote: true,
+            meta: None,
+        }
+    }
+
+    /// A table with directory `d` holding `n` files confirmed `age` ago.
+    fn table(n: usize, age: Duration) -> (InodeTable, Ino) {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let then = Instant::now() - age;
+        let dir = Stat {
+            kind: Kind::Dir,
+            ..file()
+        };
+        let d = t.upsert(ROOT_INO, "d", dir, then);
+        for i in 0..n {
+            t.upsert(d, &format!("f{i:03}"), file(), then);
+        }
+        (t, d)
+    }
+
+    #[test]
+    fn past_the_limit_names_nothing_holds_go_least_recently_confirmed_first() {
+        let (mut t, d) = table(100, Duration::from_secs(60));
+        let recent = t.upsert(
+            d,
+            "recent",
+            file(),
+            Instant::now() - Duration::from_secs(30),
+        );
+        let held = t.child(d, "f050").unwrap();
+        t.get_mut(held).unwrap().lookups = 1;
+        assert_eq!(t.node_count(), 103);
+        assert_eq!(t.evict(50, Duration::from_secs(5)), vec![d]);
+        assert_eq!(t.node_count(), 45, "a tenth below the limit");
+        assert_eq!(t.child(d, "f050"), Some(held), "the kernel holds it");
+        assert!(t.child(d, "recent").is_some_and(|i| i == recent));
+        assert!(t.child(d, "f000").is_none(), "the oldest went first");
+        assert_eq!(t.path(held).as_deref(), Some("d/f050"));
+    }
+
+    #[test]
+    fn within_the_limit_or_the_grace_or_while_the_directory_is_read_nothing_goes() {
+        let (mut t, _) = table(100, Duration::from_secs(60));
+        assert!(t.evict(200, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.node_count(), 102);
+
+        let (mut t, _) = table(100, Duration::ZERO);
+        assert!(t.evict(10, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.node_count(), 102, "all just confirmed");
+
+        let (mut t, d) = table(100, Duration::from_secs(60));
+        t.get_mut(d).unwrap().open = 1;
+        assert!(t.evict(10, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.node_count(), 102, "a handle serves them");
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// A table of a million entries must fit in a few hundred MiB (issue: ~300 bytes an
+    /// entry with the hash table, the name and the parent's `children`).
+    #[test]
+    fn a_node_stays_small() {
+        let size = std::mem::size_of::<super::Node>();
+        assert!(size <= 168, "a node takes {size} bytes");
     }
 }

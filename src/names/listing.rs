@@ -18,14 +18,15 @@ use super::Names;
 pub struct DirEntry {
     pub ino: Ino,
     pub kind: Kind,
-    pub name: String,
+    /// Shared with the inode table (a listing of 100,000 entries copies no name).
+    pub name: Arc<str>,
 }
 
 /// The inodes of `entries` other than `.` and `..`.
 pub fn inos(entries: &[DirEntry]) -> Vec<Ino> {
     entries
         .iter()
-        .filter(|e| e.name != "." && e.name != "..")
+        .filter(|e| &*e.name != "." && &*e.name != "..")
         .map(|e| e.ino)
         .collect()
 }
@@ -95,7 +96,9 @@ impl Names {
             .list_children(&dir_prefix, None, early_metadata)
             .await?
             .expect("no page limit");
-        self.apply_listing(ino, &children, started)
+        let listed = self.apply_listing(ino, &children, started);
+        self.trim();
+        listed
     }
 
     /// Starts the HEADs of files one page of a listing found, while the next pages are
@@ -154,18 +157,18 @@ impl Names {
             out.push(DirEntry {
                 ino: child,
                 kind,
-                name: name.clone(),
+                name: t.get(child).expect("just entered").name.clone(),
             });
         }
         // Names we know that the listing lacks: keep files not uploaded yet and names
         // confirmed after the listing began (an upload that finished while it ran); forget
         // the rest (deleted by another client).
-        let known: Vec<(String, Ino)> = t
+        let known: Vec<(Arc<str>, Ino)> = t
             .get(ino)
             .map(|n| n.children.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default();
         for (name, child) in known {
-            if children.contains_key(&name) {
+            if children.contains_key(&*name) {
                 continue;
             }
             let Some(node) = t.get(child) else { continue };

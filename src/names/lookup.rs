@@ -5,8 +5,12 @@
 //! A listing says nothing of user metadata, so a listed entry's mode, owner, stored mtime and
 //! whether it is a symlink are learnt by a HEAD (of the object, or of a directory's marker)
 //! when first needed: `ensure_meta` for one node, `ensure_meta_all` for the entries readdir
-//! is about to return, in bounded parallel.
+//! is about to return, in bounded parallel. A tool that asks for the attributes of one
+//! directory's entries in order (`ls -l`, `du`, `rsync`) gets the next entries' HEADs started
+//! ahead of it (`meta_run_ahead`), so names-only listings cost no HEAD and attribute walks
+//! still run at the store's parallel speed.
 
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -97,6 +101,21 @@ impl DirTally {
 /// same time.
 pub const META_CONCURRENCY: usize = 64;
 
+/// Entries past the one asked for whose metadata HEADs start at once, when a tool asks for
+/// the attributes of a directory's entries in order.
+pub const META_RUN_AHEAD: usize = 512;
+
+/// Where the attribute run-ahead of one directory stands (see `Names::meta_run_ahead`).
+#[derive(Default)]
+pub(super) struct MetaAhead {
+    /// The last name whose attributes were asked for.
+    last: String,
+    /// HEADs were started up to this name (inclusive).
+    until: Option<String>,
+    /// When a name at or past this one is asked for, the next entries' HEADs start.
+    refill_at: Option<String>,
+}
+
 impl Names {
     /// The inode for `parent/name`, from the table while fresh, else from the store.
     /// Takes no kernel reference.
@@ -142,6 +161,7 @@ impl Names {
         match found {
             Some(stat) => {
                 let ino = self.table().upsert(parent, name, stat, Instant::now());
+                self.trim();
                 if self.found_in(parent) {
                     // A tool going through this directory name by name (rsync comparing
                     // a tree it sent before): list it with its entries' metadata, so the
@@ -251,6 +271,53 @@ impl Names {
         }
         node.headed(stat);
         Ok(())
+    }
+
+    /// `name` in `dir` is asked for its attributes: when the names of `dir` are asked for in
+    /// order (the second in a row did so), the HEADs of the next `META_RUN_AHEAD` entries
+    /// whose metadata is not known start now, and again once the tool is halfway through
+    /// them. A lone `stat` costs its own HEAD only.
+    pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: &str) {
+        let inos = {
+            let mut ahead = self.meta_ahead.lock().unwrap();
+            let Some(state) = ahead.get_mut(&dir) else {
+                ahead.put(
+                    dir,
+                    MetaAhead {
+                        last: name.to_string(),
+                        ..Default::default()
+                    },
+                );
+                return;
+            };
+            let in_order = name > state.last.as_str();
+            state.last = name.to_string();
+            if !in_order || state.refill_at.as_deref().is_some_and(|at| name < at) {
+                return;
+            }
+            let from = match state.until.as_deref() {
+                Some(until) if until > name => until,
+                _ => name,
+            };
+            let t = self.table();
+            let Some(node) = t.get(dir) else { return };
+            let next: Vec<(&Arc<str>, Ino)> = node
+                .children
+                .range::<str, _>((Excluded(from), Unbounded))
+                .map(|(n, ino)| (n, *ino))
+                .filter(|(_, ino)| t.get(*ino).is_some_and(|c| c.meta.is_none()))
+                .take(META_RUN_AHEAD)
+                .collect();
+            let Some((last, _)) = next.last() else {
+                state.refill_at = None;
+                return;
+            };
+            state.until = Some(last.to_string());
+            state.refill_at = Some(next[next.len() / 2].0.to_string());
+            next.into_iter().map(|(_, ino)| ino).collect::<Vec<_>>()
+        };
+        let names = self.clone();
+        tokio::spawn(async move { names.ensure_meta_all(&inos).await });
     }
 
     /// Counts a name found missing in `dir`; true once `MISSES_BEFORE_LISTING` were.

@@ -10,6 +10,7 @@
 //! handle.
 
 pub mod error;
+mod etag;
 mod inflight;
 pub mod inode;
 mod listing;
@@ -28,6 +29,10 @@ pub const STALE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// entries, then costs one grace, not one per name); the next use after it asks again.
 pub const SLOW_STORE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Names confirmed by the store this recently are not evicted from a full table: the tool
+/// that asked for them (a lookup, a listing being read) is about to use them.
+const EVICT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -38,7 +43,7 @@ pub use error::{NameError, NameResult};
 use inflight::InFlight;
 use inode::{Ino, InodeTable, Kind, Node, ROOT_INO};
 pub use listing::{inos as listing_inos, DirEntry};
-pub use lookup::META_CONCURRENCY;
+pub use lookup::{META_CONCURRENCY, META_RUN_AHEAD};
 
 /// Attributes of one inode, as the kernel will see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +73,8 @@ pub struct NamesConfig {
     /// How long a complete listing answers lookups of names it lacks.
     pub dir_ttl: std::time::Duration,
     pub dir_cache_entries: usize,
+    /// Names the inode table keeps past those in use (see `InodeTable::evict`).
+    pub name_cache_entries: usize,
     /// Sibling directories listed ahead of a tree walk (0 = off).
     pub dir_read_ahead: usize,
     /// Longest key the server holds: longer new names are refused (`child_key`).
@@ -89,6 +96,7 @@ impl From<&FsOptions> for NamesConfig {
             negative_cache_entries: o.negative_cache_entries,
             dir_ttl: o.dir_ttl,
             dir_cache_entries: o.dir_cache_entries,
+            name_cache_entries: o.name_cache_entries,
             dir_read_ahead: o.dir_read_ahead,
             max_key_length: o.max_key_length,
             listing_metadata: o.listing_metadata,
@@ -111,8 +119,8 @@ impl Default for NamesConfig {
 /// name is in `negative` only while the table has no child by that name (`name_appeared`
 /// and `upsert` keep it so); `listed` holds a directory only while the table has every
 /// child its store listing had (changes through this mount are applied to the table).
-/// Lock order: `table` is taken last and never held across an `.await`; `walks` and
-/// `misses` and `found` are taken alone.
+/// Lock order: `table` is taken last and never held across an `.await`; `walks`, `misses`
+/// and `found` are taken alone, `meta_ahead` before `table`.
 pub struct Names {
     store: Arc<dyn ObjectStore>,
     /// Key prefix of the mount root: "" or ending with '/'.
@@ -137,6 +145,9 @@ pub struct Names {
     meta_inflight: InFlight<Ino>,
     /// Bounds the metadata HEADs in flight, all directories and run-ahead tasks together.
     meta_permits: tokio::sync::Semaphore,
+    /// Per directory, how far the HEADs run ahead of a tool asking for its entries'
+    /// attributes in order (see `lookup`).
+    meta_ahead: Mutex<lru::LruCache<Ino, lookup::MetaAhead>>,
     /// When a refresh last ran past `STALE_GRACE` (see `SLOW_STORE_WINDOW`).
     slow_store_at: Mutex<Option<Instant>>,
 }
@@ -160,6 +171,9 @@ impl Names {
             found: Default::default(),
             meta_inflight: Default::default(),
             meta_permits: tokio::sync::Semaphore::new(META_CONCURRENCY),
+            meta_ahead: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(walk::WALKS_REMEMBERED).unwrap(),
+            )),
             slow_store_at: Mutex::new(None),
         }
     }
@@ -231,7 +245,7 @@ impl Names {
             Kind::Dir => self.config.dir_mode,
             Kind::Symlink => 0o777,
         };
-        let mtime = node.entries_changed.unwrap_or(node.mtime);
+        let mtime = node.entries_changed_at().unwrap_or(node.mtime);
         let stored_ctime = posix.and_then(|p| p.ctime).unwrap_or(node.mtime);
         Attr {
             ino,
@@ -240,7 +254,7 @@ impl Names {
             mtime,
             atime: posix.and_then(|p| p.atime).unwrap_or(node.mtime),
             ctime: node
-                .changed_here
+                .changed_here()
                 .map_or(stored_ctime, |here| here.max(stored_ctime)),
             perm: posix
                 .and_then(|p| p.mode)
@@ -275,10 +289,20 @@ impl Names {
         Ok(self.attr_of(ino, node))
     }
 
-    /// Reads the stored metadata of `ino` unless it is known. When another task's HEAD was
-    /// in flight and failed, it is made again here, so the caller gets its error rather
-    /// than a made-up `NotFound`.
-    pub async fn ensure_known(&self, ino: Ino) -> NameResult<()> {
+    /// Reads the stored metadata of `ino` unless it is known (with the HEADs of the entries
+    /// after it, when a tool goes through its directory: see `meta_run_ahead`). When another
+    /// task's HEAD was in flight and failed, it is made again here, so the caller gets its
+    /// error rather than a made-up `NotFound`.
+    pub async fn ensure_known(self: &Arc<Self>, ino: Ino) -> NameResult<()> {
+        let named = {
+            let t = self.table();
+            t.get(ino)
+                .filter(|n| n.linked && ino != ROOT_INO)
+                .map(|n| (n.parent, n.name.clone()))
+        };
+        if let Some((parent, name)) = named {
+            self.meta_run_ahead(parent, &name);
+        }
         for _ in 0..2 {
             self.fetch_meta(ino).await?;
             let t = self.table();
@@ -346,6 +370,23 @@ impl Names {
     /// metadata read first when only a listing named it.
     pub async fn lookup(self: &Arc<Self>, parent: Ino, name: &str) -> NameResult<Attr> {
         let ino = self.resolve(parent, name).await?;
+        match self.known_and_referenced(parent, name, ino).await {
+            // Dropped from a full table (see `trim`) while its metadata was read, or
+            // deleted meanwhile: the store says which.
+            Err(NameError::NotFound) if self.table().get(ino).is_none() => {
+                let ino = self.resolve(parent, name).await?;
+                self.known_and_referenced(parent, name, ino).await
+            }
+            found => found,
+        }
+    }
+
+    async fn known_and_referenced(
+        self: &Arc<Self>,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+    ) -> NameResult<Attr> {
         self.ensure_known(ino).await?;
         // (the HEAD may have found a listed "file" to be a symlink: a new inode)
         let ino = self.table().child(parent, name).unwrap_or(ino);
@@ -365,6 +406,35 @@ impl Names {
     /// The kernel dropped `n` references to `ino`.
     pub fn forget(&self, ino: Ino, n: u64) {
         self.table().forget(ino, n);
+        self.trim();
+    }
+
+    /// Keeps the table within `name_cache_entries` (see `InodeTable::evict`): a directory
+    /// that lost a child this way no longer has a complete listing.
+    fn trim(&self) {
+        let parents = self
+            .table()
+            .evict(self.config.name_cache_entries, EVICT_GRACE);
+        for parent in parents {
+            self.listed.remove(&parent);
+        }
+    }
+
+    /// A handle on directory `ino` was opened: its entries stay in the table while it is
+    /// read (the handle serves them by inode).
+    pub fn dir_opened(&self, ino: Ino) {
+        if let Some(node) = self.table().get_mut(ino) {
+            node.open += 1;
+        }
+    }
+
+    /// A handle on directory `ino` was closed.
+    pub fn dir_closed(&self, ino: Ino) {
+        let mut t = self.table();
+        if let Some(node) = t.get_mut(ino) {
+            node.closed();
+        }
+        t.reclaim(ino);
     }
 
     /// This mount added, removed or renamed an entry of each of `dirs` (after the operation

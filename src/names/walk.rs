@@ -41,7 +41,7 @@ impl Names {
                 return;
             };
             siblings
-                .range::<str, _>((Excluded(node.name.as_str()), Unbounded))
+                .range::<str, _>((Excluded(&*node.name), Unbounded))
                 .map(|(_, ino)| *ino)
                 .filter(|ino| t.get(*ino).is_some_and(|c| c.kind == Kind::Dir))
                 .take(n)

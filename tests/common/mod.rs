@@ -22,9 +22,19 @@ pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// The running S3 server, read from the env file `scripts/s3-server.sh start` writes.
 pub struct Server {
     pub env: HashMap<String, String>,
+    /// Variables removed from bucketfs's environment (`without_region`).
+    unset: Vec<&'static str>,
     bucket: Box<Bucket>,
     rt: tokio::runtime::Runtime,
 }
+
+/// Every place a region can be configured from the environment.
+const REGION_VARS: [&str; 4] = [
+    "BUCKETFS_REGION",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "S3_REGION",
+];
 
 impl Server {
     /// The Garage server of `scripts/s3-server.sh`.
@@ -48,26 +58,87 @@ impl Server {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
             .collect();
-        let region = Region::Custom {
+        Self::from_env(env)
+    }
+
+    fn from_env(env: HashMap<String, String>) -> Server {
+        let bucket = Bucket::new(
+            &env["S3_BUCKET"],
+            Self::region(&env),
+            Self::credentials(&env),
+        )
+        .unwrap()
+        .with_path_style();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Server {
+            env,
+            unset: Vec::new(),
+            bucket,
+            rt,
+        }
+    }
+
+    fn region(env: &HashMap<String, String>) -> Region {
+        Region::Custom {
             region: env["AWS_REGION"].clone(),
             endpoint: env["AWS_ENDPOINT_URL"].clone(),
-        };
-        let creds = Credentials::new(
+        }
+    }
+
+    fn credentials(env: &HashMap<String, String>) -> Credentials {
+        Credentials::new(
             Some(&env["AWS_ACCESS_KEY_ID"]),
             Some(&env["AWS_SECRET_ACCESS_KEY"]),
             None,
             None,
             None,
         )
-        .unwrap();
-        let bucket = Bucket::new(&env["S3_BUCKET"], region, creds)
-            .unwrap()
-            .with_path_style();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        Server { env, bucket, rt }
+        .unwrap()
+    }
+
+    /// A new bucket `name` on this server, created in `region` (CreateBucket with that
+    /// LocationConstraint), as a server of its own whose environment names it and the region.
+    pub fn new_bucket_in(&self, name: &str, region: &str) -> Server {
+        let mut env = self.env.clone();
+        env.insert("S3_BUCKET".into(), name.into());
+        env.insert("AWS_REGION".into(), region.into());
+        let server = Self::from_env(env);
+        let created = server.rt.block_on(Bucket::create_with_path_style(
+            name,
+            Self::region(&server.env),
+            Self::credentials(&server.env),
+            s3::BucketConfiguration::default(),
+        ));
+        match created {
+            Ok(r) if r.success() => server,
+            Ok(r) => panic!(
+                "CreateBucket {name} in {region}: HTTP {}: {}",
+                r.response_code, r.response_text
+            ),
+            Err(e) => panic!("CreateBucket {name} in {region}: {e}"),
+        }
+    }
+
+    /// Deletes the (empty) bucket.
+    pub fn delete_bucket(&self) {
+        self.rt
+            .block_on(self.bucket.delete())
+            .unwrap_or_else(|e| panic!("DeleteBucket {}: {e}", self.bucket_name()));
+    }
+
+    /// This server with no region in bucketfs's environment (none inherited either, nor an
+    /// AWS profile's): bucketfs then asks the server for the bucket's region.
+    pub fn without_region(mut self) -> Server {
+        for var in REGION_VARS {
+            self.env.remove(var);
+        }
+        self.unset.extend(REGION_VARS);
+        self.env
+            .insert("AWS_CONFIG_FILE".into(), "/dev/null".into());
+        self
     }
 
     pub fn bucket_name(&self) -> &str {
@@ -350,7 +421,11 @@ pub fn status(m: &Mount) -> String {
 
 pub fn bucketfs(server: &Server, args: &[String]) -> Output {
     let log_level = std::env::var("RUST_LOG").unwrap_or_else(|_| "bucketfs=debug".into());
-    Command::new(&*BIN)
+    let mut command = Command::new(&*BIN);
+    for var in &server.unset {
+        command.env_remove(var);
+    }
+    command
         .args(args)
         .envs(&server.env)
         .env("RUST_LOG", log_level)

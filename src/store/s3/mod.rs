@@ -59,10 +59,12 @@
 //! - `sse_c_errors`: telling SSE-C problems apart in 400/403 answers;
 //! - `convert`: S3 answers to the store's types (times, `ObjectInfo`, ranged bodies);
 //! - `listing_encoding`: listings with URL-encoded keys, decoded (XML text cannot carry
-//!   every key: a `\r` would come back as `\n`).
+//!   every key: a `\r` would come back as `\n`);
+//! - `region`: the bucket's region, asked of the server when none is configured
+//!   (`S3Store::locate`).
 //!
-//! `tests_wire` runs the store against a canned-response HTTP server; `tests_live` against a
-//! real S3 server (ignored by default).
+//! `tests_wire` runs the store against a canned-response HTTP server (`tests_region` too, for
+//! `locate`); `tests_live` against a real S3 server (ignored by default).
 
 use std::fmt;
 use std::ops::Range;
@@ -101,15 +103,19 @@ mod convert;
 mod errors;
 mod headers;
 mod listing_encoding;
+mod region;
 mod signing;
 mod sse_c_errors;
 #[cfg(test)]
 pub(in crate::store) mod tests_live;
 #[cfg(test)]
+mod tests_region;
+#[cfg(test)]
 mod tests_wire;
 
 pub use errors::{map_http_error, map_s3_error};
 pub use listing_encoding::DecodeError;
+pub use region::{BucketRegion, Clue, HowKnown, NotNamed, DEFAULT_REGION};
 
 /// Content type of objects written without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -118,7 +124,9 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 #[derive(Clone, Default)]
 pub struct S3Settings {
     pub bucket: String,
-    pub region: String,
+    /// The region requests are signed for; `None`: not configured, asked of the server
+    /// (`S3Store::locate`, see `region`), us-east-1 until then.
+    pub region: Option<String>,
     /// Custom endpoint URL (`http://127.0.0.1:3900`, `https://minio.example`); `None` = AWS.
     pub endpoint: Option<String>,
     /// Path-style URLs (`endpoint/bucket/key`) instead of virtual-host style.
@@ -181,6 +189,10 @@ pub struct S3Store {
     /// The server ignores conditional writes (see `probe_conditional_writes`): each
     /// condition is checked here with a HEAD just before the write.
     check_conditions: AtomicBool,
+    /// The endpoint as configured (`None`: AWS), to address the region `locate` finds.
+    endpoint: Option<String>,
+    /// The region as configured (`None`: `locate` asks the server).
+    configured_region: Option<String>,
 }
 
 /// One latency record per kind of request that may be hedged: reads (they change nothing) and
@@ -266,7 +278,10 @@ impl S3Store {
         if settings.bucket.is_empty() {
             return Err(StoreError::Setup(SetupError::NoBucket));
         }
-        let region = region_of(settings)?;
+        let region = region_of(
+            settings.endpoint.as_deref(),
+            settings.region.as_deref().unwrap_or(DEFAULT_REGION),
+        )?;
         let credentials = load_credentials(settings)?;
         let mut bucket = *Bucket::new(&settings.bucket, region, credentials)
             .map_err(|e| StoreError::Setup(SetupError::Client(describe_s3_error(&e))))?;
@@ -296,6 +311,8 @@ impl S3Store {
             stats: StatsCounter::default(),
             part_checksums: Default::default(),
             check_conditions: AtomicBool::new(false),
+            endpoint: settings.endpoint.clone(),
+            configured_region: settings.region.clone(),
         })
     }
 
@@ -454,19 +471,20 @@ impl S3Store {
     }
 }
 
-/// `Region::Custom` when an endpoint is given, else the AWS region by name.
-fn region_of(settings: &S3Settings) -> StoreResult<Region> {
-    if let Some(endpoint) = &settings.endpoint {
+/// Region `name` at `endpoint`: `Region::Custom` when an endpoint is given, else the AWS
+/// region by name.
+fn region_of(endpoint: Option<&str>, name: &str) -> StoreResult<Region> {
+    if let Some(endpoint) = endpoint {
         let endpoint = endpoint.trim().trim_end_matches('/');
         if endpoint.is_empty() {
             return Err(StoreError::Setup(SetupError::EmptyEndpoint));
         }
         return Ok(Region::Custom {
-            region: settings.region.clone(),
+            region: name.to_string(),
             endpoint: endpoint.to_string(),
         });
     }
-    let name = settings.region.trim();
+    let name = name.trim();
     if name.is_empty() {
         return Err(StoreError::Setup(SetupError::NoRegion));
     }
@@ -1121,7 +1139,7 @@ mod tests {
     fn settings() -> S3Settings {
         S3Settings {
             bucket: "bucket".into(),
-            region: "us-east-1".into(),
+            region: Some("us-east-1".into()),
             endpoint: Some("http://127.0.0.1:1".into()),
             path_style: true,
             access_key: Some("GKaccesskeyid".into()),
@@ -1173,17 +1191,20 @@ mod tests {
 
     #[test]
     fn regions() {
-        let mut s = settings();
         assert!(matches!(
-            region_of(&s).unwrap(),
-            Region::Custom { ref endpoint, .. } if endpoint == "http://127.0.0.1:1"
+            region_of(Some("http://127.0.0.1:1"), "eu-west-2").unwrap(),
+            Region::Custom { ref endpoint, ref region }
+                if endpoint == "http://127.0.0.1:1" && region == "eu-west-2"
         ));
-        s.endpoint = None;
-        assert_eq!(region_of(&s).unwrap(), Region::UsEast1);
-        s.region = "xx-future-9".into();
+        assert_eq!(region_of(None, "us-east-1").unwrap(), Region::UsEast1);
+        assert_eq!(region_of(None, "eu-west-2").unwrap(), Region::EuWest2);
         assert!(matches!(
-            region_of(&s).unwrap(),
+            region_of(None, "xx-future-9").unwrap(),
             Region::Custom { ref endpoint, .. } if endpoint == "https://s3.xx-future-9.amazonaws.com"
+        ));
+        assert!(matches!(
+            region_of(None, " "),
+            Err(StoreError::Setup(SetupError::NoRegion))
         ));
     }
 }

@@ -76,7 +76,55 @@ fn hex_sha256(data: &[u8]) -> String {
         .collect()
 }
 
-/// Sends a rust-s3 request after signing it again, correctly.
+/// Sends a rust-s3 request signed again, correctly ([`sign_and_send`]), with rust-s3's
+/// `fail-on-err` semantics: `HttpFailWithBody` for every non-2xx. `etag`: the body of the
+/// answer is replaced by its ETag header.
+async fn send_signed(
+    request: &ReqwestRequest<'_>,
+    etag: bool,
+    body: Option<(Bytes, Vec<(&'static str, String)>)>,
+) -> Result<ResponseData, S3Error> {
+    let response = sign_and_send(request, body).await?;
+    let status = response.status().as_u16();
+    let response_headers = headers_of(&response);
+    if !response.status().is_success() {
+        return Err(S3Error::HttpFailWithBody(status, response.text().await?));
+    }
+    let body = if etag {
+        Bytes::from(response_headers.get("etag").cloned().unwrap_or_default())
+    } else {
+        collect_body(response).await?
+    };
+    Ok(ResponseData::new(body, status, response_headers))
+}
+
+/// Sends `command` for `path` as [`send_command`] does, but returns every answer as it came,
+/// a failure's headers included: `HttpFailWithBody` keeps only the status and the body, and
+/// some failures say what matters in a header (`x-amz-bucket-region`, see `region`).
+pub(super) async fn send_command_any_status(
+    bucket: &Bucket,
+    path: &str,
+    command: Command<'_>,
+) -> Result<ResponseData, S3Error> {
+    let request = ReqwestRequest::new(bucket, path, command).await?;
+    let response = sign_and_send(&request, None).await?;
+    let status = response.status().as_u16();
+    let headers = headers_of(&response);
+    let body = collect_body(response).await?;
+    Ok(ResponseData::new(body, status, headers))
+}
+
+/// The headers of an answer whose values are text, by (lowercase) name.
+fn headers_of(response: &reqwest::Response) -> HashMap<String, String> {
+    response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+/// Sends a rust-s3 request after signing it again, correctly; the answer is returned whatever
+/// its status.
 ///
 /// rust-s3 0.38 builds the canonical header list by sorting `name:value` lines instead of
 /// sorting by name. When one header name is a prefix of another followed by `-`
@@ -87,13 +135,11 @@ fn hex_sha256(data: &[u8]) -> String {
 /// So the headers rust-s3 builds (host, dates, payload hash, Content-MD5, extra headers) are
 /// kept and the Authorization header is computed here with the SigV4 rules (sorted by name,
 /// values trimmed, inner whitespace collapsed), with rust-s3's key derivation. The request is
-/// then sent as rust-s3 sends it: its reqwest client, `fail-on-err` semantics
-/// (`HttpFailWithBody` for every non-2xx).
-async fn send_signed(
+/// then sent as rust-s3 sends it, with its reqwest client.
+async fn sign_and_send(
     request: &ReqwestRequest<'_>,
-    etag: bool,
     body: Option<(Bytes, Vec<(&'static str, String)>)>,
-) -> Result<ResponseData, S3Error> {
+) -> Result<reqwest::Response, S3Error> {
     let bucket = request.bucket;
     let mut headers = request.headers().await?;
     if let Some((body, integrity)) = &body {
@@ -170,22 +216,7 @@ async fn send_signed(
     if let Some(timeout) = bucket.request_timeout {
         builder = builder.timeout(timeout);
     }
-    let response = builder.send().await?;
-    let status = response.status().as_u16();
-    let response_headers: HashMap<String, String> = response
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-        .collect();
-    if !response.status().is_success() {
-        return Err(S3Error::HttpFailWithBody(status, response.text().await?));
-    }
-    let body = if etag {
-        Bytes::from(response_headers.get("etag").cloned().unwrap_or_default())
-    } else {
-        collect_body(response).await?
-    };
-    Ok(ResponseData::new(body, status, response_headers))
+    Ok(builder.send().await?)
 }
 
 /// The largest buffer reserved up front from a Content-Length (a bigger body grows it).

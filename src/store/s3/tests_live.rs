@@ -731,7 +731,7 @@ fn live_settings() -> S3Settings {
 pub(in crate::store) fn settings_from(var: impl Fn(&str) -> String) -> S3Settings {
     S3Settings {
         bucket: var("S3_BUCKET"),
-        region: var("AWS_REGION"),
+        region: Some(var("AWS_REGION")),
         endpoint: Some(var("AWS_ENDPOINT_URL")),
         path_style: true,
         access_key: Some(var("AWS_ACCESS_KEY_ID")),

@@ -1,5 +1,6 @@
 //! The store against a tiny canned-response HTTP server on 127.0.0.1: checks what goes over
 //! the wire (headers, query strings, request counts) and how answers are read, with no S3.
+//! The server and the settings are shared with `tests_region`.
 
 use super::*;
 use crate::store::InvalidRequest;
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Requests seen by the fake server: request line and headers, lowercased, then the body.
-type Seen = Arc<Mutex<Vec<String>>>;
+pub(super) type Seen = Arc<Mutex<Vec<String>>>;
 
 fn read_request(stream: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::new();
@@ -33,7 +34,7 @@ fn read_request(stream: &mut TcpStream) -> Option<String> {
 
 /// Answers each connection's request with the next of `responses` (raw HTTP, the server
 /// adds `Connection: close`), then stops listening.
-fn serve(responses: Vec<String>) -> (String, Seen) {
+pub(super) fn serve(responses: Vec<String>) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let seen: Seen = Arc::default();
@@ -54,7 +55,7 @@ fn serve(responses: Vec<String>) -> (String, Seen) {
     (endpoint, seen)
 }
 
-fn response(status: &str, headers: &[&str], body: &str) -> String {
+pub(super) fn response(status: &str, headers: &[&str], body: &str) -> String {
     let mut text = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
     for h in headers {
         text.push_str(h);
@@ -65,7 +66,7 @@ fn response(status: &str, headers: &[&str], body: &str) -> String {
     text
 }
 
-fn error_body(code: &str) -> String {
+pub(super) fn error_body(code: &str) -> String {
     format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>m</Message></Error>")
 }
 
@@ -80,8 +81,17 @@ fn store_with_key(
     sse_c_key: Option<SseCKey>,
 ) -> S3Store {
     S3Store::new(&S3Settings {
+        sse_c_key,
+        ..settings(endpoint, max_retries, timeout)
+    })
+    .unwrap()
+}
+
+/// Bucket `bkt` at `endpoint`, path style, static keys, region us-east-1, quick retries.
+pub(super) fn settings(endpoint: String, max_retries: u32, timeout: Duration) -> S3Settings {
+    S3Settings {
         bucket: "bkt".into(),
-        region: "us-east-1".into(),
+        region: Some("us-east-1".into()),
         endpoint: Some(endpoint),
         path_style: true,
         access_key: Some("AKIDEXAMPLE".into()),
@@ -95,12 +105,11 @@ fn store_with_key(
             max_delay: Duration::from_millis(2),
             request_timeout: timeout,
         },
-        sse_c_key,
-    })
-    .unwrap()
+        sse_c_key: None,
+    }
 }
 
-const T: Duration = Duration::from_secs(5);
+pub(super) const T: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn head_retries_a_503_and_reads_headers() {
