@@ -210,8 +210,9 @@ define_options! {
         flag: value(MountAndCheck, "--max-key-length", "BYTES"),
     }
     dir_read_ahead: usize {
-        help: "Directories listed ahead while a tool walks a tree (find, du, rsync, ls -R): the \
-               next N subdirectories, with their entries' metadata (0 = off)",
+        help: "Tree read-ahead while a tool walks a tree (find, du, rsync, ls -R): the \
+               following subtrees are listed in flat pages, the next run starting when the \
+               walk comes within N subdirectories of what is not listed yet (0 = off)",
         default: value(4),
         env: ["BUCKETFS_DIR_READ_AHEAD"],
         flag: value(Mount, "--dir-read-ahead", "N"),

@@ -141,6 +141,17 @@ impl ObjectStore for Retrying {
         })
         .await
     }
+    async fn list_page_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        max_keys: usize,
+    ) -> StoreResult<ListPage> {
+        with_retries(&self.policy, Call::small("ListObjectsV2"), || {
+            self.inner.list_page_after(prefix, start_after, max_keys)
+        })
+        .await
+    }
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
         with_retries(&self.policy, Call::small("PutObject"), || {
             self.inner.put(key, body.clone(), opts)

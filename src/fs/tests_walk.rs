@@ -1,5 +1,5 @@
-//! Specifications of directory read-ahead during tree walks (`walk`), against the in-memory
-//! store.
+//! Specifications of the read-ahead of tree walks (`names::walk`, `names::tree`), against the
+//! in-memory store.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -9,31 +9,33 @@ use super::tests::{options, put, setup_with, Setup};
 use super::{Fs, FsOptions, ROOT_INO};
 use crate::store::ObjectStore;
 
-/// A directory `t` with subdirectories d0..d7, each holding two files.
-async fn tree(read_ahead: usize) -> (Setup, u64) {
+/// A directory `t` with subdirectories named `d{i:02}` for `i` in `0..dirs`, each holding
+/// `files` files `f{j:03}` and a subdirectory `s` holding one file `g`.
+async fn tree(read_ahead: usize, dirs: usize, files: usize) -> (Setup, u64) {
     let s = setup_with(
         "",
         FsOptions {
             dir_ttl: Duration::from_secs(60),
+            dir_cache_entries: 1000,
             metadata_ttl: Duration::from_secs(60),
             dir_read_ahead: read_ahead,
-            listing_metadata: true,
             ..options()
         },
     );
-    for d in 0..8 {
-        for f in 0..2 {
-            put(&s.mem, &format!("t/d{d}/f{f}"), b"x").await;
+    for d in 0..dirs {
+        for f in 0..files {
+            put(&s.mem, &format!("t/d{d:02}/f{f:03}"), b"x").await;
         }
+        put(&s.mem, &format!("t/d{d:02}/s/g"), b"x").await;
     }
     let t = s.fs.lookup(ROOT_INO, OsStr::new("t")).await.unwrap().ino;
     (s, t)
 }
 
-/// Lists `dir` as `ls -l` does: every entry with its attributes.
+/// Lists `dir` as `ls` does.
 async fn list(fs: &Arc<Fs>, dir: u64) -> Vec<String> {
     let fh = fs.opendir(dir).await.unwrap();
-    let entries = fs.readdir_attrs(fh, 0, 1000).await.unwrap();
+    let entries = fs.readdir_attrs(fh, 0, 100_000).await.unwrap();
     fs.releasedir(fh).unwrap();
     entries
         .into_iter()
@@ -45,75 +47,97 @@ async fn subdir(fs: &Arc<Fs>, t: u64, name: &str) -> u64 {
     fs.lookup(t, OsStr::new(name)).await.unwrap().ino
 }
 
-fn requests(s: &Setup) -> (u64, u64) {
-    let stats = s.mem.stats();
-    (stats.count("ListObjectsV2"), stats.count("HeadObject"))
+/// Walks `d{i:02}` and its `s` as find does, checking what each lists.
+async fn walk_one(s: &Setup, t: u64, i: usize, files: usize) {
+    let d = subdir(&s.fs, t, &format!("d{i:02}")).await;
+    let mut want: Vec<String> = [".", ".."].iter().map(|n| n.to_string()).collect();
+    want.extend((0..files).map(|f| format!("f{f:03}")));
+    want.push("s".into());
+    assert_eq!(list(&s.fs, d).await, want, "d{i:02}");
+    let sub = subdir(&s.fs, d, "s").await;
+    assert_eq!(list(&s.fs, sub).await, [".", "..", "g"], "d{i:02}/s");
 }
 
-/// Waits until the store has seen `want` (LISTs, HEADs), or fails after 5 s.
-async fn wait_for(s: &Setup, want: (u64, u64)) {
+fn lists(s: &Setup) -> u64 {
+    s.mem.stats().count("ListObjectsV2")
+}
+
+/// Waits until the store has seen `want` LISTs, or fails after 5 s.
+async fn wait_for_lists(s: &Setup, want: u64) {
     for _ in 0..500 {
-        if requests(s) >= want {
+        if lists(s) >= want {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("the store saw {:?}, not {want:?}", requests(s));
+    panic!("the store saw {} LISTs, not {want}", lists(s));
 }
 
 #[tokio::test]
-async fn walking_a_tree_lists_the_next_subdirectories_before_the_walk_reaches_them() {
-    let (s, t) = tree(2).await;
+async fn a_walk_lists_the_rest_of_the_tree_ahead_in_flat_pages() {
+    let (s, t) = tree(4, 8, 2).await;
     list(&s.fs, t).await;
-    for name in ["d0", "d1"] {
-        let d = subdir(&s.fs, t, name).await;
-        list(&s.fs, d).await;
-    }
-    // The second subdirectory listed makes it a walk: d2 and d3 are read ahead, each a LIST
-    // and a HEAD per file.
-    let (lists, heads) = requests(&s);
-    wait_for(&s, (lists + 2, heads + 4)).await;
+    walk_one(&s, t, 0, 2).await;
+    let before = lists(&s);
+    walk_one(&s, t, 1, 2).await;
+    // The second subdirectory listed makes it a walk: the subtrees of d02..d07, every level,
+    // come in one flat page.
+    wait_for_lists(&s, before + 3).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(requests(&s), (lists + 2, heads + 4), "only 2 read ahead");
-
-    // The window slides: listing d2 or d3 asks nothing for itself and reads one more
-    // subdirectory ahead (d4, then d5), the one that entered the window.
-    let walked = requests(&s);
-    for (step, name) in [(1, "d2"), (2, "d3")] {
-        let d = subdir(&s.fs, t, name).await;
-        assert_eq!(list(&s.fs, d).await, [".", "..", "f0", "f1"]);
-        let want = (walked.0 + step, walked.1 + 2 * step);
-        wait_for(&s, want).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(requests(&s), want, "after listing {name}");
+    assert_eq!(lists(&s), before + 3, "d01, d01/s and one page");
+    for i in 2..8 {
+        walk_one(&s, t, i, 2).await;
     }
+    assert_eq!(lists(&s), before + 3, "the rest of the walk asks nothing");
 }
 
 #[tokio::test]
 async fn listing_one_subdirectory_reads_nothing_ahead() {
-    let (s, t) = tree(4).await;
+    let (s, t) = tree(4, 8, 2).await;
     list(&s.fs, t).await;
-    let d0 = subdir(&s.fs, t, "d0").await;
+    let d0 = subdir(&s.fs, t, "d00").await;
     list(&s.fs, d0).await;
     list(&s.fs, d0).await;
-    let before = requests(&s);
+    let before = s.mem.stats().total_requests();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(requests(&s), before);
+    assert_eq!(s.mem.stats().total_requests(), before);
 }
 
 #[tokio::test]
 async fn a_walk_that_overtakes_its_read_ahead_waits_for_it_and_lists_nothing_twice() {
     let mut counts = Vec::new();
     for read_ahead in [0, 4] {
-        let (s, t) = tree(read_ahead).await;
+        let (s, t) = tree(read_ahead, 8, 2).await;
         s.mem.set_latency(Duration::from_millis(30));
         list(&s.fs, t).await;
-        // Right behind the read-ahead: each listing below starts while its read-ahead runs.
-        for d in 0..8 {
-            let dir = subdir(&s.fs, t, &format!("d{d}")).await;
-            assert_eq!(list(&s.fs, dir).await, [".", "..", "f0", "f1"]);
+        // Right behind the read-ahead: each listing below starts while its run goes on.
+        for i in 0..8 {
+            walk_one(&s, t, i, 2).await;
         }
-        counts.push(requests(&s));
+        counts.push(lists(&s));
     }
-    assert_eq!(counts[1], counts[0], "requests without and with read-ahead");
+    assert_eq!(
+        counts,
+        [2 + 16, 2 + 4 + 1],
+        "LISTs without and with read-ahead"
+    );
+}
+
+#[tokio::test]
+async fn a_long_walk_costs_about_the_pages_of_one_recursive_listing() {
+    // 100 directories of 99 files and a subdirectory holding one: 10,000 keys.
+    let (s, t) = tree(4, 100, 99).await;
+    list(&s.fs, t).await;
+    let before = lists(&s);
+    for i in 0..100 {
+        walk_one(&s, t, i, 99).await;
+    }
+    let walked = lists(&s) - before;
+    // d00, d00/s, d01 and d01/s by themselves; then the 9,800 keys of d02..d99 in runs of
+    // at most 8 pages of 1,000, each started as the walk comes near the end of the last (a
+    // page where two runs meet may be listed twice).
+    assert!(
+        (4 + 10..=4 + 10 + 2).contains(&walked),
+        "{walked} LISTs for the walk"
+    );
 }

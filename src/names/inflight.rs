@@ -25,12 +25,33 @@ impl<K: Hash + Eq + Clone> InFlight<K> {
     /// Takes on the work for `key`: `None` when another task already has. The work is over
     /// when the claim is dropped, however the task ends (even cancelled).
     pub fn claim(&self, key: K) -> Option<Claim<'_, K>> {
+        self.take(&key).then(|| Claim { owner: self, key })
+    }
+
+    /// `claim`, for work handed to another task: the claim holds its own reference to the
+    /// `InFlight`, so it is taken before the task starts (no other task slips in between).
+    pub fn claim_owned(self: &Arc<Self>, key: K) -> Option<OwnedClaim<K>> {
+        self.take(&key).then(|| OwnedClaim {
+            owner: self.clone(),
+            key,
+        })
+    }
+
+    /// Marks `key`'s work as under way; false when it already was.
+    fn take(&self, key: &K) -> bool {
         let mut map = self.map.lock().unwrap();
-        if map.contains_key(&key) {
-            return None;
+        if map.contains_key(key) {
+            return false;
         }
         map.insert(key.clone(), Arc::default());
-        Some(Claim { owner: self, key })
+        true
+    }
+
+    /// The work for `key` is over: its waiters wake.
+    fn release(&self, key: &K) {
+        if let Some(done) = self.map.lock().unwrap().remove(key) {
+            done.notify_waiters();
+        }
     }
 
     pub fn contains(&self, key: &K) -> bool {
@@ -56,16 +77,26 @@ impl<K: Hash + Eq + Clone> InFlight<K> {
 }
 
 /// The work for one key; dropping it ends the work and wakes the waiters.
-pub struct Claim<'a, K: Hash + Eq> {
+pub struct Claim<'a, K: Hash + Eq + Clone> {
     owner: &'a InFlight<K>,
     key: K,
 }
 
-impl<K: Hash + Eq> Drop for Claim<'_, K> {
+impl<K: Hash + Eq + Clone> Drop for Claim<'_, K> {
     fn drop(&mut self) {
-        if let Some(done) = self.owner.map.lock().unwrap().remove(&self.key) {
-            done.notify_waiters();
-        }
+        self.owner.release(&self.key);
+    }
+}
+
+/// A claim that owns a reference to its `InFlight` (see `claim_owned`).
+pub struct OwnedClaim<K: Hash + Eq + Clone> {
+    owner: Arc<InFlight<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> Drop for OwnedClaim<K> {
+    fn drop(&mut self) {
+        self.owner.release(&self.key);
     }
 }
 

@@ -466,6 +466,18 @@ impl Stat {
         }
     }
 
+    /// An object as a listing shows it: a file (a HEAD may find it is a symlink).
+    pub fn listed_file(obj: &crate::store::ListedObject) -> Stat {
+        Stat {
+            kind: Kind::File,
+            size: obj.size,
+            mtime: obj.last_modified,
+            etag: obj.etag.clone(),
+            remote: true,
+            meta: None,
+        }
+    }
+
     /// A file, directory, symlink or special file as HEAD describes it (the stored mtime
     /// wins).
     pub fn from_head(kind: Kind, info: &ObjectInfo) -> Stat {

@@ -136,7 +136,7 @@ impl Names {
     /// What it says counts as confirmed when it completed (`now`), not when it began: a
     /// listing slower than the TTL (thousands of entries, a flaky network) must still answer
     /// the `stat` calls of the tool that asked for it.
-    fn apply_listing(
+    pub(super) fn apply_listing(
         &self,
         ino: Ino,
         children: &BTreeMap<String, Stat>,
@@ -203,6 +203,18 @@ impl Names {
         Ok(out)
     }
 
+    /// A subdirectory as a listing shows it: a prefix, nothing of it stored is known yet.
+    pub(super) fn listed_dir(&self) -> Stat {
+        Stat {
+            kind: Kind::Dir,
+            size: 0,
+            mtime: self.started,
+            etag: None,
+            remote: false,
+            meta: None,
+        }
+    }
+
     /// Every showable child of `dir_prefix` in the store, by name; directories shadow files.
     /// With `max_pages`, `None` when the directory has more pages than that. `on_page` sees
     /// the files of each page as it arrives (a directory on a later page may still shadow
@@ -236,17 +248,7 @@ impl Names {
                     tracing::debug!(key = %obj.key, "skipping a key that cannot be shown as a name");
                     continue;
                 }
-                page_files.push((
-                    name.to_string(),
-                    Stat {
-                        kind: Kind::File,
-                        size: obj.size,
-                        mtime: obj.last_modified,
-                        etag: obj.etag,
-                        remote: true,
-                        meta: None,
-                    },
-                ));
+                page_files.push((name.to_string(), Stat::listed_file(&obj)));
             }
             for prefix in page.prefixes {
                 let name = &prefix[dir_prefix.len()..prefix.len() - 1];
@@ -254,17 +256,7 @@ impl Names {
                     tracing::debug!(prefix = %prefix, "skipping a prefix that cannot be shown as a name");
                     continue;
                 }
-                dirs.insert(
-                    name.to_string(),
-                    Stat {
-                        kind: Kind::Dir,
-                        size: 0,
-                        mtime: self.started,
-                        etag: None,
-                        remote: false,
-                        meta: None,
-                    },
-                );
+                dirs.insert(name.to_string(), self.listed_dir());
             }
             page_files.retain(|(name, _)| !dirs.contains_key(name));
             on_page(&page_files);

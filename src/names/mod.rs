@@ -1,6 +1,6 @@
 //! The names owner: which inode stands for which name, and what is known of the object (or
 //! `dir/` marker) behind it. It finds names in the store (`lookup`), lists directories
-//! (`listing`) and reads ahead of tree walks (`walk`), learns stored metadata by HEAD, keeps
+//! (`listing`) and reads ahead of tree walks (`walk`, `tree`), learns stored metadata by HEAD, keeps
 //! what it learnt in the inode table (`inode`) and what it found missing in a negative cache,
 //! and translates POSIX attributes to and from user metadata (`posix`).
 //!
@@ -17,6 +17,7 @@ mod listing;
 mod lookup;
 pub mod posix;
 pub mod rules;
+mod tree;
 mod walk;
 
 /// How long a name or a listing this mount knew is refreshed from the store before the
@@ -134,7 +135,7 @@ pub struct Names {
     /// Directories whose children the table knows completely (a recent listing).
     listed: TtlSet<Ino>,
     /// Directories a read-ahead is listing now (see `walk`).
-    listings: InFlight<Ino>,
+    listings: Arc<InFlight<Ino>>,
     /// The subdirectory listed last in each directory being walked (see `walk`).
     walks: Mutex<lru::LruCache<Ino, Ino>>,
     /// Names found missing per directory since its last listing (see `lookup`).
@@ -163,7 +164,7 @@ impl Names {
             listed: TtlSet::new(config.dir_cache_entries, config.dir_ttl),
             config,
             table: Mutex::new(InodeTable::new(started)),
-            listings: InFlight::default(),
+            listings: Default::default(),
             walks: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(walk::WALKS_REMEMBERED).unwrap(),
             )),

@@ -1,19 +1,18 @@
-//! Directory read-ahead. Tools that walk a tree (find, du, rsync, ls -R) list one directory
-//! after another in name order, and each listing costs a LIST and then the HEADs of its
-//! entries: two round trips per directory, one directory at a time (75 ms a directory behind
-//! a 30 ms link, where a tool that only lists pays one round trip).
+//! Walks: telling when a tool walks a tree, and reading ahead of it. Tools that walk a tree
+//! (find, du, rsync, ls -R) list one directory after another in name order; once a walk
+//! shows itself (a second subdirectory of the same directory is listed), the subtrees of the
+//! subdirectories after it are listed ahead in flat pages (`tree`), so the walk finds them
+//! done. A lone `ls` reads nothing ahead.
 //!
-//! Once a walk shows itself (a second subdirectory of the same directory is listed), the
-//! next `dir_read_ahead` subdirectories after it are listed in the background with their
-//! entries' HEADs, so the walk finds them done. A lone `ls` reads nothing ahead; neither does
-//! a directory a single LIST page does not hold (its listing is left to the walk).
+//! Also here: the read-ahead of one directory whose names a tool looks up one by one
+//! (`read_ahead_listing`, see `lookup`).
 
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
 use super::inode::{Ino, Kind};
 use super::listing::inos;
-use super::Names;
+use super::{tree, Names};
 
 /// How many walks (directories being walked) are remembered.
 pub(super) const WALKS_REMEMBERED: usize = 256;
@@ -26,7 +25,7 @@ impl Names {
         if n == 0 || self.config.dir_ttl.is_zero() {
             return; // no listing would be kept until the walk comes
         }
-        let next: Vec<Ino> = {
+        let (parent, unlisted) = {
             let t = self.table();
             let Some(node) = t.get(dir) else { return };
             let parent = node.parent;
@@ -40,18 +39,21 @@ impl Names {
             let Some(siblings) = t.get(parent).map(|p| &p.children) else {
                 return;
             };
-            siblings
+            let unlisted = |ino: &Ino| !self.listed.contains(ino) && !self.listings.contains(ino);
+            let after: Vec<Ino> = siblings
                 .range::<str, _>((Excluded(&*node.name), Unbounded))
                 .map(|(_, ino)| *ino)
                 .filter(|ino| t.get(*ino).is_some_and(|c| c.kind == Kind::Dir))
-                .take(n)
-                .filter(|ino| !self.listed.contains(ino) && !self.listings.contains(ino))
-                .collect()
+                .take(n.max(tree::TREE_CLAIMS))
+                .collect();
+            // Near what is not listed yet (nor being listed): the next run starts.
+            if !after.iter().take(n).any(unlisted) {
+                return;
+            }
+            let unlisted: Vec<Ino> = after.into_iter().filter(unlisted).collect();
+            (parent, unlisted)
         };
-        for ino in next {
-            let fs = self.clone();
-            tokio::spawn(async move { fs.read_ahead_listing(ino).await });
-        }
+        self.start_tree_run(parent, &unlisted);
     }
 
     /// Lists `dir` if one page holds it, then fetches its entries' metadata. A readdir of

@@ -200,6 +200,7 @@ macro_rules! contract {
                 a_listing_without_a_delimiter_returns_every_key_below_the_prefix_in_order,
                 listed_objects_carry_the_size_and_etag_a_head_gives,
                 pages_hold_at_most_max_keys_and_tokens_resume_after_the_last_one,
+                a_flat_listing_can_start_after_any_key_and_go_on_with_its_token,
                 grouped_pages_count_prefixes_and_never_repeat_one,
                 a_copy_keeps_or_replaces_content_type_and_metadata,
                 a_multipart_upload_assembles_its_parts_in_number_order,
@@ -613,6 +614,35 @@ async fn pages_hold_at_most_max_keys_and_tokens_resume_after_the_last_one(
     let full: Vec<String> = want.iter().map(|n| s.key(n)).collect();
     assert_eq!(keys, full);
     assert_eq!(rest.next_token, None);
+}
+
+async fn a_flat_listing_can_start_after_any_key_and_go_on_with_its_token(
+    store: &dyn ObjectStore,
+    s: &Scope,
+) {
+    put_all(store, s, &FLAT).await;
+    let want = stored_below(s, "", &FLAT);
+    // After an object, after a name no object has, after a name that is also a prefix.
+    for after in ["k1", "k1x", "d"] {
+        let first = store
+            .list_page_after(&s.root, &s.key(after), 2)
+            .await
+            .unwrap();
+        assert!(first.prefixes.is_empty(), "no delimiter");
+        let mut keys: Vec<String> = first.objects.iter().map(|o| o.key.clone()).collect();
+        let mut token = first.next_token;
+        while let Some(t) = token {
+            let page = store.list_page(&s.root, None, Some(t), 2).await.unwrap();
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            token = page.next_token;
+        }
+        let expected: Vec<String> = want
+            .iter()
+            .map(|n| s.key(n))
+            .filter(|k| *k > s.key(after))
+            .collect();
+        assert_eq!(keys, expected, "after {after}");
+    }
 }
 
 async fn grouped_pages_count_prefixes_and_never_repeat_one(store: &dyn ObjectStore, s: &Scope) {

@@ -341,6 +341,16 @@ impl ObjectStore for FailingStore {
         self.run(Op::ListObjectsV2, prefix, request).await
     }
 
+    async fn list_page_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        max_keys: usize,
+    ) -> StoreResult<ListPage> {
+        let request = self.inner.list_page_after(prefix, start_after, max_keys);
+        self.run(Op::ListObjectsV2, prefix, request).await
+    }
+
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
         self.run(Op::PutObject, key, self.inner.put(key, body, opts))
             .await

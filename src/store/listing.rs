@@ -97,6 +97,15 @@ impl Token {
     }
 }
 
+/// The continuation token of a listing that starts after `key` (an object key).
+pub fn token_after(key: &str) -> String {
+    Token {
+        key: key.to_string(),
+        is_prefix: false,
+    }
+    .encode()
+}
+
 /// The key a continuation token starts after (for stores that skip ahead themselves).
 pub fn token_key(token: &str) -> String {
     Token::decode(token).key

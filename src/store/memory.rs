@@ -242,6 +242,16 @@ impl ObjectStore for MemoryStore {
         ))
     }
 
+    async fn list_page_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        max_keys: usize,
+    ) -> StoreResult<ListPage> {
+        let token = crate::store::listing::token_after(start_after);
+        self.list_page(prefix, None, Some(token), max_keys).await
+    }
+
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
         self.stats.request("PutObject", body.len() as u64);
         let gate = self.timing.put_gate.lock().unwrap().clone();

@@ -279,6 +279,16 @@ pub trait ObjectStore: Send + Sync + 'static {
         max_keys: usize,
     ) -> StoreResult<ListPage>;
 
+    /// The first page of a flat listing (no delimiter) of the keys under `prefix` after
+    /// `start_after` (ListObjectsV2's StartAfter), at most `max_keys`; `list_page` goes on
+    /// with the page's token.
+    async fn list_page_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        max_keys: usize,
+    ) -> StoreResult<ListPage>;
+
     /// PUT a whole object; returns its ETag when the store gives one. With
     /// `opts.condition`, only when the key holds what it says (else `PreconditionFailed`).
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>>;

@@ -210,6 +210,16 @@ impl ObjectStore for LocalStore {
             .await
     }
 
+    async fn list_page_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        max_keys: usize,
+    ) -> StoreResult<ListPage> {
+        let token = crate::store::listing::token_after(start_after);
+        self.list_page(prefix, None, Some(token), max_keys).await
+    }
+
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
         self.check_condition(key, opts.condition.as_ref()).await?;
         let key = key.to_string();

@@ -525,6 +525,75 @@ fn load_credentials(settings: &S3Settings) -> StoreResult<Credentials> {
 // ObjectStore
 // ---------------------------------------------------------------------------------------------
 
+impl S3Store {
+    /// One ListObjectsV2 page (see `ObjectStore::list_page` and `list_page_after`).
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<String>,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> StoreResult<ListPage> {
+        let max_keys = max_keys.max(1);
+        let token = &token;
+        let (result, _status) = with_retries(
+            &self.retry,
+            Call::small(&format!("ListObjectsV2 {prefix}"))
+                .hedged(&self.latency.list)
+                .counted(&self.stats, "ListObjectsV2", 0),
+            move || async move {
+                self.list_bucket
+                    .list_page(
+                        prefix.to_string(),
+                        delimiter.map(str::to_string),
+                        token.clone(),
+                        start_after.map(str::to_string),
+                        Some(max_keys),
+                    )
+                    .await
+                    .map_err(map_s3_error)
+            },
+        )
+        .await?;
+        let next_token = if result.is_truncated {
+            match result.next_continuation_token {
+                Some(t) if !t.is_empty() => Some(t),
+                _ => {
+                    return Err(StoreError::BadResponse(BadResponse::TruncatedWithout {
+                        request: "ListObjectsV2",
+                        missing: "NextContinuationToken",
+                    }))
+                }
+            }
+        } else {
+            None
+        };
+        let names = Names::of_answer(result.encoding_type.as_deref());
+        Ok(ListPage {
+            objects: result
+                .contents
+                .into_iter()
+                .map(|o| {
+                    Ok(ListedObject {
+                        last_modified: parse_iso_time(&o.last_modified),
+                        key: names.decode(o.key)?,
+                        size: o.size,
+                        etag: o.e_tag.filter(|e| !e.is_empty()),
+                    })
+                })
+                .collect::<StoreResult<_>>()?,
+            prefixes: result
+                .common_prefixes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| names.decode(p.prefix))
+                .collect::<Result<_, _>>()?,
+            next_token,
+        })
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
@@ -588,62 +657,17 @@ impl ObjectStore for S3Store {
         token: Option<String>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
-        let max_keys = max_keys.max(1);
-        let token = &token;
-        let (result, _status) = with_retries(
-            &self.retry,
-            Call::small(&format!("ListObjectsV2 {prefix}"))
-                .hedged(&self.latency.list)
-                .counted(&self.stats, "ListObjectsV2", 0),
-            move || async move {
-                self.list_bucket
-                    .list_page(
-                        prefix.to_string(),
-                        delimiter.map(str::to_string),
-                        token.clone(),
-                        None,
-                        Some(max_keys),
-                    )
-                    .await
-                    .map_err(map_s3_error)
-            },
-        )
-        .await?;
-        let next_token = if result.is_truncated {
-            match result.next_continuation_token {
-                Some(t) if !t.is_empty() => Some(t),
-                _ => {
-                    return Err(StoreError::BadResponse(BadResponse::TruncatedWithout {
-                        request: "ListObjectsV2",
-                        missing: "NextContinuationToken",
-                    }))
-                }
-            }
-        } else {
-            None
-        };
-        let names = Names::of_answer(result.encoding_type.as_deref());
-        Ok(ListPage {
-            objects: result
-                .contents
-                .into_iter()
-                .map(|o| {
-                    Ok(ListedObject {
-                        last_modified: parse_iso_time(&o.last_modified),
-                        key: names.decode(o.key)?,
-                        size: o.size,
-                        etag: o.e_tag.filter(|e| !e.is_empty()),
-                    })
-                })
-                .collect::<StoreResult<_>>()?,
-            prefixes: result
-                .common_prefixes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| names.decode(p.prefix))
-                .collect::<Result<_, _>>()?,
-            next_token,
-        })
+        self.list(prefix, delimiter, token, None, max_keys).await
+    }
+
+    async fn list_page_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        max_keys: usize,
+    ) -> StoreResult<ListPage> {
+        self.list(prefix, None, None, Some(start_after), max_keys)
+            .await
     }
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {

@@ -1,0 +1,212 @@
+//! Tree read-ahead. A tool walking a tree (find, du, rsync, ls -R) lists one directory after
+//! another, and a listing per directory costs a round trip each: a tree of 1,000 small
+//! directories cost 1,000 LISTs, 30 ms apart behind a distant server. Once a walk shows
+//! itself (a second subdirectory of one directory is listed: see `walk`), the subdirectories
+//! after the one it is in are listed ahead in flat ListObjectsV2 pages (no delimiter, from
+//! the first one not listed yet): a page of 1,000 keys holds many small directories at every
+//! depth, so the walk costs about the pages of one recursive listing of the tree.
+//!
+//! Keys come in byte order and the keys under one directory are contiguous, so a directory is
+//! complete once a key outside it (or the end of the listing) comes: it is then entered as a
+//! complete listing, exactly as its own delimiter listing would have been (`apply_listing`),
+//! and the walk lists it from the table. A run lists at most `TREE_PAGES` pages, so a walk
+//! that stops early leaves little work done for nothing; the walk starts the next run when it
+//! comes within `dir_read_ahead` subdirectories of what is not listed yet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::inflight::OwnedClaim;
+use super::inode::{Ino, Kind, Stat};
+use super::listing::inos;
+use super::rules::showable;
+use super::Names;
+use crate::store::ListedObject;
+
+/// Pages of 1,000 keys one run lists at most.
+pub(super) const TREE_PAGES: usize = 8;
+
+/// Subdirectories one run claims at most: a readdir of a claimed one waits for the run
+/// rather than listing it too.
+pub(super) const TREE_CLAIMS: usize = 64;
+
+/// A directory the run's keys are inside of, and its listing so far.
+struct Open {
+    ino: Ino,
+    name: String,
+    children: BTreeMap<String, Stat>,
+}
+
+/// One run over the subtrees of `dir`.
+struct Run {
+    dir: Ino,
+    /// Key prefix of `dir`'s children.
+    prefix: String,
+    started: Instant,
+    /// The directories the current key is inside of, `dir`'s subdirectory first.
+    open: Vec<Open>,
+    claims: HashMap<Ino, OwnedClaim<Ino>>,
+    /// Entries of the directories entered (for `listing_metadata`).
+    entered: Vec<Ino>,
+    /// Directories entered as complete listings.
+    completed: usize,
+}
+
+impl Names {
+    /// Claims the subdirectories of `dir` in `unlisted` (in name order) that no one lists
+    /// now, and lists their subtrees ahead of a walk from the first, in a task of its own
+    /// (see the module comment). The claims are taken at once: a readdir of one of them from
+    /// now on waits for the run.
+    pub(super) fn start_tree_run(self: &Arc<Self>, dir: Ino, unlisted: &[Ino]) {
+        let claims: HashMap<Ino, OwnedClaim<Ino>> = unlisted
+            .iter()
+            .filter_map(|ino| self.listings.claim_owned(*ino).map(|c| (*ino, c)))
+            .collect();
+        let first = {
+            let t = self.table();
+            unlisted
+                .iter()
+                .find(|ino| claims.contains_key(ino))
+                .and_then(|ino| t.get(*ino).map(|n| n.name.clone()))
+        };
+        let (Some(first), Ok(prefix)) = (first, self.dir_prefix(dir)) else {
+            return; // read ahead by another run already, or gone
+        };
+        let names = self.clone();
+        tokio::spawn(async move { names.read_ahead_tree(dir, prefix, &first, claims).await });
+    }
+
+    async fn read_ahead_tree(
+        self: &Arc<Self>,
+        dir: Ino,
+        prefix: String,
+        first: &str,
+        claims: HashMap<Ino, OwnedClaim<Ino>>,
+    ) {
+        let start_after = format!("{prefix}{first}");
+        let mut run = Run {
+            dir,
+            prefix,
+            started: Instant::now(),
+            open: Vec::new(),
+            claims,
+            entered: Vec::new(),
+            completed: 0,
+        };
+        let mut token = None;
+        for _ in 0..TREE_PAGES {
+            let page = match token.take() {
+                None => {
+                    self.store
+                        .list_page_after(&run.prefix, &start_after, 1000)
+                        .await
+                }
+                Some(t) => self.store.list_page(&run.prefix, None, Some(t), 1000).await,
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::debug!(dir, error = %e, "tree read-ahead failed");
+                    break;
+                }
+            };
+            for obj in &page.objects {
+                self.tree_key(&mut run, obj);
+            }
+            if run.completed > self.config.dir_cache_entries / 2 {
+                break; // more would push the first out of the listings kept
+            }
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => {
+                    while let Some(open) = run.open.pop() {
+                        self.tree_complete(&mut run, open);
+                    }
+                    break;
+                }
+            }
+        }
+        // Directories still open were not seen to their end: the walk lists them itself.
+        drop(run.claims);
+        self.trim();
+        if self.config.listing_metadata {
+            self.ensure_meta_all(&run.entered).await;
+        }
+    }
+
+    /// Takes one key of the run: closes the directories it is not inside of, opens the ones
+    /// it is, and enters it in the innermost (a `dir/` marker enters nothing more).
+    fn tree_key(&self, run: &mut Run, obj: &ListedObject) {
+        let Some(rel) = obj.key.strip_prefix(&run.prefix) else {
+            return;
+        };
+        let mut parts: Vec<&str> = rel.split('/').collect();
+        let leaf = parts.pop().expect("split gives one part at least");
+        if parts.is_empty() {
+            return; // a file of `dir` itself: its listing has it
+        }
+        if !parts.iter().all(|p| showable(p)) || !(leaf.is_empty() || showable(leaf)) {
+            tracing::debug!(key = %obj.key, "skipping a key that cannot be shown as a name");
+            return;
+        }
+        let inside = run
+            .open
+            .iter()
+            .zip(&parts)
+            .take_while(|(open, part)| open.name == **part)
+            .count();
+        while run.open.len() > inside {
+            let open = run.open.pop().expect("longer than inside");
+            self.tree_complete(run, open);
+        }
+        for (depth, name) in parts.iter().enumerate().skip(inside) {
+            let stat = self.listed_dir();
+            let parent = match depth {
+                0 => run.dir,
+                _ => run.open[depth - 1].ino,
+            };
+            if let Some(up) = run.open.last_mut() {
+                // A directory shadows a file of the same name (listed just before it).
+                up.children.insert(name.to_string(), stat.clone());
+            }
+            let mut t = self.table();
+            let ino = match t.child(parent, name) {
+                Some(ino) if t.get(ino).is_some_and(|n| n.kind == Kind::Dir) => ino,
+                _ => t.upsert(parent, name, stat, run.started),
+            };
+            drop(t);
+            run.open.push(Open {
+                ino,
+                name: name.to_string(),
+                children: BTreeMap::new(),
+            });
+        }
+        if leaf.is_empty() {
+            return; // the innermost directory's own marker
+        }
+        let innermost = run.open.last_mut().expect("inside one directory at least");
+        if innermost
+            .children
+            .get(leaf)
+            .is_some_and(|s| s.kind == Kind::Dir)
+        {
+            return;
+        }
+        innermost
+            .children
+            .insert(leaf.to_string(), Stat::listed_file(obj));
+    }
+
+    /// All keys of `open` were seen: it is entered as a complete listing, and a readdir
+    /// waiting for it goes on.
+    fn tree_complete(&self, run: &mut Run, open: Open) {
+        match self.apply_listing(open.ino, &open.children, run.started) {
+            Ok(entries) if self.config.listing_metadata => run.entered.extend(inos(&entries)),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(dir = open.ino, error = %e, "a directory read ahead is gone"),
+        }
+        run.claims.remove(&open.ino);
+        run.completed += 1;
+    }
+}
