@@ -685,6 +685,38 @@ async fn a_tool_slower_than_the_ttl_through_a_long_listing_finds_its_entries_fre
 }
 
 #[tokio::test]
+async fn a_stale_name_whose_head_is_under_way_waits_for_it_instead_of_asking_again() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: Duration::from_millis(50),
+            dir_ttl: Duration::from_millis(50),
+            ..options()
+        },
+    );
+    for i in 0..200 {
+        put(&s.mem, &format!("f{i:03}"), b"x").await;
+    }
+    s.mem.set_latency(Duration::from_millis(20));
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    assert_eq!(s.fs.readdir(fh, 0).await.unwrap().len(), 202);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Every name is stale now; from the second on, the HEADs run ahead of the tool, which
+    // then finds each under way (HEADs slower than the tool).
+    for i in 0..200 {
+        s.fs.lookup(ROOT_INO, OsStr::new(&format!("f{i:03}")))
+            .await
+            .unwrap();
+    }
+    let lists = s.mem.stats().count("ListObjectsV2");
+    assert!(
+        lists <= 1 + 3,
+        "the listing, and f000, f001 (and f002, when asked before the read-ahead task has \
+         started) asked for by name: {lists}"
+    );
+}
+
+#[tokio::test]
 async fn names_past_the_cache_bound_are_dropped_and_found_again_when_asked_for() {
     let s = setup_with(
         "",

@@ -8,6 +8,8 @@ use std::time::Duration;
 use super::tests::{options, put, setup_with, Setup};
 use super::{Fs, FsOptions, ROOT_INO};
 use crate::store::ObjectStore;
+use crate::store::PutOptions;
+use bytes::Bytes;
 
 /// A directory `t` with subdirectories named `d{i:02}` for `i` in `0..dirs`, each holding
 /// `files` files `f{j:03}` and a subdirectory `s` holding one file `g`.
@@ -76,6 +78,12 @@ async fn wait_for_lists(s: &Setup, want: u64) {
 #[tokio::test]
 async fn a_walk_lists_the_rest_of_the_tree_ahead_in_flat_pages() {
     let (s, t) = tree(4, 8, 2).await;
+    // d05 has a marker that stores its mode; the others have none.
+    let mut marked = PutOptions::default();
+    marked
+        .metadata
+        .insert("mode".into(), (0o040700).to_string());
+    s.mem.put("t/d05/", Bytes::new(), &marked).await.unwrap();
     list(&s.fs, t).await;
     walk_one(&s, t, 0, 2).await;
     let before = lists(&s);
@@ -85,10 +93,20 @@ async fn a_walk_lists_the_rest_of_the_tree_ahead_in_flat_pages() {
     wait_for_lists(&s, before + 3).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(lists(&s), before + 3, "d01, d01/s and one page");
+    let heads = s.mem.stats().count("HeadObject");
     for i in 2..8 {
         walk_one(&s, t, i, 2).await;
     }
     assert_eq!(lists(&s), before + 3, "the rest of the walk asks nothing");
+    assert_eq!(
+        s.mem.stats().count("HeadObject"),
+        heads,
+        "no HEAD: the subdirectories of t were read ahead as the walk looked them up in \
+         order (d05's marker among them), and a directory the listing shows without a marker \
+         (each s) has the default attributes"
+    );
+    let d05 = s.fs.lookup(t, OsStr::new("d05")).await.unwrap();
+    assert_eq!(d05.perm, 0o700);
 }
 
 #[tokio::test]

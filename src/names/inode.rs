@@ -372,6 +372,25 @@ impl Node {
         self.validated = Some(at);
     }
 
+    /// A complete listing of this directory told whether its `dir/` marker exists. Without
+    /// one nothing is stored for it: its attributes are the defaults, known without a HEAD.
+    /// A marker that appeared (another client's mkdir or chmod) is read at the next use.
+    pub fn marker_listed(&mut self, marker: bool) {
+        if self.kind != Kind::Dir || self.meta_dirty {
+            return;
+        }
+        match (marker, self.remote) {
+            (false, _) => {
+                if self.remote || self.meta.is_none() {
+                    self.meta = Some(Default::default());
+                }
+                self.remote = false;
+            }
+            (true, false) => self.meta = None,
+            (true, true) => {}
+        }
+    }
+
     /// This mount just stored the object (an upload): its ETag, size and content type.
     pub fn stored(&mut self, etag: Option<String>, size: u64, content_type: Option<String>) {
         self.remote = true;
@@ -566,6 +585,9 @@ impl InodeTable {
                         }
                         // Listed again, unchanged: what HEAD said still holds.
                         None if same_object && node.meta.is_some() => {}
+                        // A directory known to have no marker: the defaults still hold (its
+                        // own listing tells when a marker appears).
+                        None if node.kind == Kind::Dir && !node.remote && node.meta.is_some() => {}
                         None => {
                             node.mtime = stat.mtime;
                             node.meta = None;

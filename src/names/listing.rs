@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::{NameError, NameResult};
-use super::inode::{Ino, Kind, Stat};
+use super::inode::{Ino, Kind, Stat, ROOT_INO};
 use super::rules::showable;
 use super::Names;
 
@@ -29,6 +29,16 @@ pub fn inos(entries: &[DirEntry]) -> Vec<Ino> {
         .filter(|e| &*e.name != "." && &*e.name != "..")
         .map(|e| e.ino)
         .collect()
+}
+
+/// A directory's complete listing as the store gave it.
+#[derive(Debug, Default)]
+pub(super) struct Listing {
+    /// Every showable child, by name; directories shadow files.
+    pub children: BTreeMap<String, Stat>,
+    /// The directory's own `dir/` marker was among the keys. Without one nothing is stored
+    /// for it: its attributes are the mount's defaults, known without a HEAD.
+    pub marker: bool,
 }
 
 /// The `.` and `..` entries every listing starts with.
@@ -92,11 +102,11 @@ impl Names {
                 self.start_metadata(ino, files);
             }
         };
-        let children = self
+        let listing = self
             .list_children(&dir_prefix, None, early_metadata)
             .await?
             .expect("no page limit");
-        let listed = self.apply_listing(ino, &children, started);
+        let listed = self.apply_listing(ino, &listing, started);
         self.trim();
         listed
     }
@@ -127,7 +137,7 @@ impl Names {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
         match self.list_children(&dir_prefix, Some(1), |_| {}).await? {
-            Some(children) => self.apply_listing(ino, &children, started).map(Some),
+            Some(listing) => self.apply_listing(ino, &listing, started).map(Some),
             None => Ok(None),
         }
     }
@@ -139,12 +149,18 @@ impl Names {
     pub(super) fn apply_listing(
         &self,
         ino: Ino,
-        children: &BTreeMap<String, Stat>,
+        listing: &Listing,
         started: Instant,
     ) -> NameResult<Vec<DirEntry>> {
+        let children = &listing.children;
         let now = Instant::now();
         let mut t = self.table();
         let parent = t.get(ino).ok_or(NameError::NotFound)?.parent;
+        if ino != ROOT_INO {
+            t.get_mut(ino)
+                .expect("just seen")
+                .marker_listed(listing.marker);
+        }
         if !children.is_empty() {
             // Keys under its prefix: the directory itself is confirmed too, so the lookups of
             // its path while a tool goes through its entries need no request of their own.
@@ -224,11 +240,12 @@ impl Names {
         dir_prefix: &str,
         max_pages: Option<usize>,
         mut on_page: impl FnMut(&[(String, Stat)]),
-    ) -> NameResult<Option<BTreeMap<String, Stat>>> {
+    ) -> NameResult<Option<Listing>> {
         let mut files = BTreeMap::new();
         let mut dirs = BTreeMap::new();
         let mut token = None;
         let mut pages = 0;
+        let mut marker = false;
         loop {
             if max_pages.is_some_and(|max| pages == max) {
                 return Ok(None);
@@ -242,7 +259,8 @@ impl Names {
             for obj in page.objects {
                 let name = &obj.key[dir_prefix.len()..];
                 if obj.key == dir_prefix {
-                    continue; // this directory's own marker
+                    marker = true; // this directory's own marker
+                    continue;
                 }
                 if !showable(name) {
                     tracing::debug!(key = %obj.key, "skipping a key that cannot be shown as a name");
@@ -275,6 +293,9 @@ impl Names {
             }
         }
         files.extend(dirs);
-        Ok(Some(files))
+        Ok(Some(Listing {
+            children: files,
+            marker,
+        }))
     }
 }

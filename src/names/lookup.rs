@@ -148,6 +148,17 @@ impl Names {
                 None => None,
             }
         };
+        if let Some(ino) = known.filter(|ino| self.meta_inflight.contains(ino)) {
+            // Its HEAD is under way (read ahead of a tool going through the directory): it
+            // confirms the name, cheaper than asking for it again.
+            self.meta_inflight.settled(&ino).await;
+            let t = self.table();
+            if t.child(parent, name) == Some(ino)
+                && t.get(ino).is_some_and(|n| self.is_fresh(n, Instant::now()))
+            {
+                return Ok(ino);
+            }
+        }
         let dir_prefix = self.dir_prefix(parent)?;
         let asked = stat_name(&*self.store, &dir_prefix, name, self.started);
         let found = match known {

@@ -13,13 +13,13 @@
 //! that stops early leaves little work done for nothing; the walk starts the next run when it
 //! comes within `dir_read_ahead` subdirectories of what is not listed yet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::inflight::OwnedClaim;
 use super::inode::{Ino, Kind, Stat};
-use super::listing::inos;
+use super::listing::{inos, Listing};
 use super::rules::showable;
 use super::Names;
 use crate::store::ListedObject;
@@ -35,7 +35,7 @@ pub(super) const TREE_CLAIMS: usize = 64;
 struct Open {
     ino: Ino,
     name: String,
-    children: BTreeMap<String, Stat>,
+    listing: Listing,
 }
 
 /// One run over the subtrees of `dir`.
@@ -168,7 +168,7 @@ impl Names {
             };
             if let Some(up) = run.open.last_mut() {
                 // A directory shadows a file of the same name (listed just before it).
-                up.children.insert(name.to_string(), stat.clone());
+                up.listing.children.insert(name.to_string(), stat.clone());
             }
             let mut t = self.table();
             let ino = match t.child(parent, name) {
@@ -179,29 +179,27 @@ impl Names {
             run.open.push(Open {
                 ino,
                 name: name.to_string(),
-                children: BTreeMap::new(),
+                listing: Listing::default(),
             });
         }
+        let innermost = &mut run.open.last_mut().expect("inside one directory").listing;
         if leaf.is_empty() {
-            return; // the innermost directory's own marker
-        }
-        let innermost = run.open.last_mut().expect("inside one directory at least");
-        if innermost
+            innermost.marker = true; // the innermost directory's own marker
+        } else if !innermost
             .children
             .get(leaf)
             .is_some_and(|s| s.kind == Kind::Dir)
         {
-            return;
+            innermost
+                .children
+                .insert(leaf.to_string(), Stat::listed_file(obj));
         }
-        innermost
-            .children
-            .insert(leaf.to_string(), Stat::listed_file(obj));
     }
 
     /// All keys of `open` were seen: it is entered as a complete listing, and a readdir
     /// waiting for it goes on.
     fn tree_complete(&self, run: &mut Run, open: Open) {
-        match self.apply_listing(open.ino, &open.children, run.started) {
+        match self.apply_listing(open.ino, &open.listing, run.started) {
             Ok(entries) if self.config.listing_metadata => run.entered.extend(inos(&entries)),
             Ok(_) => {}
             Err(e) => tracing::debug!(dir = open.ino, error = %e, "a directory read ahead is gone"),
