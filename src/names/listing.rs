@@ -12,6 +12,7 @@ use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat, ROOT_INO};
 use super::rules::showable;
 use super::Names;
+use crate::store::ListPage;
 
 /// One entry of a directory listing as served to readdir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,41 +94,35 @@ impl Names {
         }
     }
 
-    /// Lists `ino` in the store and records the listing.
+    /// Lists `ino` in the store and records the listing, page by page: each page's entries
+    /// go into the table as it arrives (a listing of 100,000 entries holds no second copy
+    /// of them), and with `listing_metadata` their HEADs start while the next page is listed.
     async fn list_store(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
-        let early_metadata = |files: &[(String, Stat)]| {
+        let (mut token, mut marker, mut any) = (None, false, false);
+        loop {
+            let page = self
+                .store
+                .list_page(&dir_prefix, Some("/"), token, 1000)
+                .await?;
+            let next = page.next_token.clone();
+            let (entries, own_marker) = self.page_entries(&dir_prefix, page);
+            marker |= own_marker;
+            any |= !entries.is_empty();
+            let files = self.enter_listed(ino, entries, started)?;
             if self.config.listing_metadata {
-                self.start_metadata(ino, files);
+                let names = self.clone();
+                tokio::spawn(async move { names.ensure_meta_all(&files).await });
             }
-        };
-        let listing = self
-            .list_children(&dir_prefix, None, early_metadata)
-            .await?
-            .expect("no page limit");
-        let listed = self.apply_listing(ino, &listing, started);
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        let listed = self.finish_listing(ino, marker, any, started);
         self.trim();
         listed
-    }
-
-    /// Starts the HEADs of files one page of a listing found, while the next pages are
-    /// listed (the listing alone takes a tenth of `ls -l` in a directory of 10,000). The
-    /// files are entered in the table now; `apply_listing` keeps what the HEADs learn.
-    fn start_metadata(self: &Arc<Self>, dir: Ino, files: &[(String, Stat)]) {
-        let inos: Vec<Ino> = {
-            let mut t = self.table();
-            if t.get(dir).is_none() {
-                return;
-            }
-            let now = Instant::now();
-            files
-                .iter()
-                .map(|(name, stat)| t.upsert(dir, name, stat.clone(), now))
-                .collect()
-        };
-        let fs = self.clone();
-        tokio::spawn(async move { fs.ensure_meta_all(&inos).await });
     }
 
     /// Lists the directory whole if one page of the listing holds it, and returns its
@@ -136,71 +131,100 @@ impl Names {
     pub(super) async fn list_if_small(&self, ino: Ino) -> NameResult<Option<Vec<DirEntry>>> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
-        match self.list_children(&dir_prefix, Some(1), |_| {}).await? {
-            Some(listing) => self.apply_listing(ino, &listing, started).map(Some),
+        match self.list_children(&dir_prefix, 1).await? {
+            Some(listing) => self.apply_listing(ino, listing, started).map(Some),
             None => Ok(None),
         }
     }
 
     /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
-    /// What it says counts as confirmed when it completed (`now`), not when it began: a
-    /// listing slower than the TTL (thousands of entries, a flaky network) must still answer
-    /// the `stat` calls of the tool that asked for it.
     pub(super) fn apply_listing(
         &self,
         ino: Ino,
-        listing: &Listing,
+        listing: Listing,
         started: Instant,
     ) -> NameResult<Vec<DirEntry>> {
-        let children = &listing.children;
+        let any = !listing.children.is_empty();
+        self.enter_listed(ino, listing.children.into_iter().collect(), started)?;
+        self.finish_listing(ino, listing.marker, any, started)
+    }
+
+    /// Enters entries of a listing of `dir` taken from `started` on, confirmed now: what a
+    /// listing says counts from when it arrived, not when it began (a listing slower than
+    /// the TTL must still answer the `stat` calls of the tool that asked for it). A file
+    /// whose name a directory of this same listing has is shadowed by it. Returns the files'
+    /// inodes.
+    fn enter_listed(
+        &self,
+        dir: Ino,
+        entries: Vec<(String, Stat)>,
+        started: Instant,
+    ) -> NameResult<Vec<Ino>> {
         let now = Instant::now();
         let mut t = self.table();
-        let parent = t.get(ino).ok_or(NameError::NotFound)?.parent;
-        if ino != ROOT_INO {
-            t.get_mut(ino)
-                .expect("just seen")
-                .marker_listed(listing.marker);
-        }
-        if !children.is_empty() {
-            // Keys under its prefix: the directory itself is confirmed too, so the lookups of
-            // its path while a tool goes through its entries need no request of their own.
-            t.get_mut(ino).expect("just seen").confirmed(now);
-        }
-        let mut out = dots(ino, parent);
-        for (name, stat) in children {
+        t.get(dir).ok_or(NameError::NotFound)?;
+        let mut files = Vec::new();
+        for (name, stat) in entries {
             let kind = stat.kind;
-            let child = t.upsert(ino, name, stat.clone(), now);
-            out.push(DirEntry {
-                ino: child,
-                kind,
-                name: t.get(child).expect("just entered").name.clone(),
-            });
-        }
-        // Names we know that the listing lacks: keep files not uploaded yet and names
-        // confirmed after the listing began (an upload that finished while it ran); forget
-        // the rest (deleted by another client).
-        let known: Vec<(Arc<str>, Ino)> = t
-            .get(ino)
-            .map(|n| n.children.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            .unwrap_or_default();
-        for (name, child) in known {
-            if children.contains_key(&*name) {
-                continue;
-            }
-            let Some(node) = t.get(child) else { continue };
-            let confirmed_since = node.validated.is_some_and(|v| v >= started);
-            if node.content.is_some() || confirmed_since {
-                out.push(DirEntry {
-                    ino: child,
-                    kind: node.kind,
-                    name,
+            if kind == Kind::File {
+                let shadowed = t.child(dir, &name).and_then(|c| t.get(c)).is_some_and(|c| {
+                    c.kind == Kind::Dir && c.validated.is_some_and(|v| v >= started)
                 });
-            } else {
-                t.unlink(ino, &name);
+                if shadowed {
+                    continue;
+                }
+            }
+            let ino = t.upsert(dir, &name, stat, now);
+            if kind == Kind::File {
+                files.push(ino);
             }
         }
-        self.listed.insert(ino);
-        Ok(out)
+        Ok(files)
+    }
+
+    /// Ends a complete listing of `dir` taken from `started` on (`any`: it had keys,
+    /// `marker`: its own `dir/` marker among them). Names it lacked are forgotten (deleted
+    /// by another client), but for files not uploaded yet and names confirmed since it began
+    /// (an upload that finished while it ran). Returns the entries.
+    fn finish_listing(
+        &self,
+        dir: Ino,
+        marker: bool,
+        any: bool,
+        started: Instant,
+    ) -> NameResult<Vec<DirEntry>> {
+        let now = Instant::now();
+        {
+            let mut t = self.table();
+            let node = t.get_mut(dir).ok_or(NameError::NotFound)?;
+            if any {
+                // Keys under its prefix: the directory itself is confirmed too, so the
+                // lookups of its path while a tool goes through its entries need no request.
+                node.confirmed(now);
+            }
+            if dir != ROOT_INO {
+                node.marker_listed(marker);
+            }
+            let children: Vec<(Arc<str>, Ino)> = node
+                .children
+                .iter()
+                .map(|(name, ino)| (name.clone(), *ino))
+                .collect();
+            let gone: Vec<Arc<str>> = children
+                .into_iter()
+                .filter(|(_, c)| {
+                    t.get(*c).is_some_and(|c| {
+                        c.content.is_none() && c.validated.is_none_or(|v| v < started)
+                    })
+                })
+                .map(|(name, _)| name)
+                .collect();
+            for name in gone {
+                t.unlink(dir, &name);
+            }
+        }
+        self.listed.insert(dir);
+        self.list_from_table(dir)
     }
 
     /// The listing from the inode table, which holds every child after a recent listing
@@ -231,71 +255,66 @@ impl Names {
         }
     }
 
-    /// Every showable child of `dir_prefix` in the store, by name; directories shadow files.
-    /// With `max_pages`, `None` when the directory has more pages than that. `on_page` sees
-    /// the files of each page as it arrives (a directory on a later page may still shadow
-    /// one of them).
+    /// The showable entries of one page of a delimiter listing of `dir_prefix`, files
+    /// first, and whether the directory's own marker was on it.
+    fn page_entries(&self, dir_prefix: &str, page: ListPage) -> (Vec<(String, Stat)>, bool) {
+        let mut marker = false;
+        let mut entries = Vec::with_capacity(page.objects.len() + page.prefixes.len());
+        for obj in page.objects {
+            if obj.key == dir_prefix {
+                marker = true; // this directory's own marker
+                continue;
+            }
+            let name = &obj.key[dir_prefix.len()..];
+            if !showable(name) {
+                tracing::debug!(key = %obj.key, "skipping a key that cannot be shown as a name");
+                continue;
+            }
+            entries.push((name.to_string(), Stat::listed_file(&obj)));
+        }
+        for prefix in page.prefixes {
+            let name = &prefix[dir_prefix.len()..prefix.len() - 1];
+            if !showable(name) {
+                tracing::debug!(prefix = %prefix, "skipping a prefix that cannot be shown as a name");
+                continue;
+            }
+            entries.push((name.to_string(), self.listed_dir()));
+        }
+        (entries, marker)
+    }
+
+    /// Every showable child of `dir_prefix` in the store, by name (directories shadow
+    /// files), if `max_pages` pages hold them; `None` when there are more.
     async fn list_children(
         &self,
         dir_prefix: &str,
-        max_pages: Option<usize>,
-        mut on_page: impl FnMut(&[(String, Stat)]),
+        max_pages: usize,
     ) -> NameResult<Option<Listing>> {
-        let mut files = BTreeMap::new();
-        let mut dirs = BTreeMap::new();
+        let mut listing = Listing::default();
         let mut token = None;
-        let mut pages = 0;
-        let mut marker = false;
-        loop {
-            if max_pages.is_some_and(|max| pages == max) {
-                return Ok(None);
-            }
-            pages += 1;
+        for _ in 0..max_pages {
             let page = self
                 .store
                 .list_page(dir_prefix, Some("/"), token, 1000)
                 .await?;
-            let mut page_files = Vec::with_capacity(page.objects.len());
-            for obj in page.objects {
-                let name = &obj.key[dir_prefix.len()..];
-                if obj.key == dir_prefix {
-                    marker = true; // this directory's own marker
-                    continue;
+            let next = page.next_token.clone();
+            let (entries, marker) = self.page_entries(dir_prefix, page);
+            listing.marker |= marker;
+            for (name, stat) in entries {
+                let shadowed = stat.kind == Kind::File
+                    && listing
+                        .children
+                        .get(&name)
+                        .is_some_and(|s| s.kind == Kind::Dir);
+                if !shadowed {
+                    listing.children.insert(name, stat);
                 }
-                if !showable(name) {
-                    tracing::debug!(key = %obj.key, "skipping a key that cannot be shown as a name");
-                    continue;
-                }
-                page_files.push((name.to_string(), Stat::listed_file(&obj)));
             }
-            for prefix in page.prefixes {
-                let name = &prefix[dir_prefix.len()..prefix.len() - 1];
-                if !showable(name) {
-                    tracing::debug!(prefix = %prefix, "skipping a prefix that cannot be shown as a name");
-                    continue;
-                }
-                dirs.insert(name.to_string(), self.listed_dir());
-            }
-            page_files.retain(|(name, _)| !dirs.contains_key(name));
-            on_page(&page_files);
-            files.extend(page_files);
-            match page.next_token {
+            match next {
                 Some(t) => token = Some(t),
-                None => break,
+                None => return Ok(Some(listing)),
             }
         }
-        for name in dirs.keys() {
-            if files.remove(name).is_some() {
-                tracing::debug!(
-                    name,
-                    "an object is shadowed by a directory of the same name"
-                );
-            }
-        }
-        files.extend(dirs);
-        Ok(Some(Listing {
-            children: files,
-            marker,
-        }))
+        Ok(None)
     }
 }

@@ -199,7 +199,7 @@ impl Names {
     /// All keys of `open` were seen: it is entered as a complete listing, and a readdir
     /// waiting for it goes on.
     fn tree_complete(&self, run: &mut Run, open: Open) {
-        match self.apply_listing(open.ino, &open.listing, run.started) {
+        match self.apply_listing(open.ino, open.listing, run.started) {
             Ok(entries) if self.config.listing_metadata => run.entered.extend(inos(&entries)),
             Ok(_) => {}
             Err(e) => tracing::debug!(dir = open.ino, error = %e, "a directory read ahead is gone"),
