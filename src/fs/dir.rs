@@ -15,7 +15,7 @@ use super::error::{FsError, FsResult};
 use super::handle::Handle;
 use super::setattr::Owner;
 use super::{Attr, Fs};
-use crate::names::inode::{Ino, Kind, Stat};
+use crate::names::inode::{Ino, Kind, Meta, Stat};
 use crate::names::listing_inos as inos;
 use crate::names::rules::check_name;
 use crate::names::NameError;
@@ -193,7 +193,7 @@ impl Fs {
             mtime,
             etag: None,
             remote: true,
-            meta: Some(Box::new(meta)),
+            meta: Some(Meta::shared(meta)),
         };
         let ino = self.entered(parent, name, stat);
         // Just made: nothing lies under it, so lookups inside need not ask the store.

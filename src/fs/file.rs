@@ -17,7 +17,7 @@ use super::setattr::Owner;
 use super::{Attr, Fs};
 use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
-use crate::names::inode::{Ino, Kind, Node, Stat};
+use crate::names::inode::{Ino, Kind, Meta, Node, Stat};
 use crate::names::rules::check_name;
 use crate::store::{Condition, StoreError};
 use crate::upload::{PartSource, UploadError};
@@ -88,7 +88,7 @@ impl Fs {
                 Err(e) => return Err(e.into()),
             }
         }
-        stat.meta = Some(Box::new(meta));
+        stat.meta = Some(Meta::shared(meta));
         self.names.name_appeared(parent, name);
         let ino = {
             let mut t = self.names.table();

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::error::{FsError, FsResult};
 use super::setattr::Owner;
 use super::{Attr, Fs};
-use crate::names::inode::{Ino, Kind, Stat};
+use crate::names::inode::{Ino, Kind, Meta, Stat};
 use crate::names::rules::check_name;
 use crate::names::NameError;
 
@@ -59,7 +59,7 @@ impl Fs {
             mtime: SystemTime::now(),
             etag,
             remote: true,
-            meta: Some(Box::new(meta)),
+            meta: Some(Meta::shared(meta)),
         };
         let ino = self.entered(parent, name, stat);
         self.referenced(ino)

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::error::{FsError, FsResult};
 use super::setattr::Owner;
 use super::{Attr, Fs};
-use crate::names::inode::{Ino, Kind, Stat};
+use crate::names::inode::{Ino, Kind, Meta, Stat};
 use crate::names::rules::check_name;
 use crate::names::NameError;
 
@@ -45,7 +45,7 @@ impl Fs {
             mtime: SystemTime::now(),
             etag: None,
             remote: false,
-            meta: Some(Box::new(self.new_meta(Kind::Symlink, owner))),
+            meta: Some(Meta::shared(self.new_meta(Kind::Symlink, owner))),
         };
         // Stored before it shows: the node is only entered once the PUT succeeded.
         let mut opts = self.opts.objects.for_key(&key);

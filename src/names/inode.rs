@@ -63,6 +63,22 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// `meta`, shared: the metadata of an object that stores none is one value for all
+    /// (most objects of a data bucket: no allocation per entry).
+    pub fn shared(meta: Meta) -> Arc<Meta> {
+        if meta == Meta::default() {
+            Meta::none()
+        } else {
+            Arc::new(meta)
+        }
+    }
+
+    /// The metadata of an object that stores none (shared).
+    pub fn none() -> Arc<Meta> {
+        static NONE: std::sync::LazyLock<Arc<Meta>> = std::sync::LazyLock::new(Arc::default);
+        NONE.clone()
+    }
+
     pub fn from_info(info: &ObjectInfo) -> Meta {
         Meta {
             posix: super::posix::parse(&info.metadata),
@@ -111,7 +127,7 @@ pub struct Node {
     pub(super) mtime: SystemTime,
     pub(super) etag: Option<ETag>,
     /// What HEAD said (or this mount set); `None` until asked (a listing has no metadata).
-    pub(super) meta: Option<Box<Meta>>,
+    pub(super) meta: Option<Arc<Meta>>,
     /// When the attributes were last confirmed by the store; `None` = must ask again.
     pub(super) validated: Option<Instant>,
     /// References the kernel holds (lookups not yet forgotten).
@@ -287,6 +303,7 @@ impl Node {
         self.mtime = now;
         self.extra_mut().changed_here = Some(now);
         if let Some(meta) = self.meta.as_mut() {
+            let meta = Arc::make_mut(meta);
             meta.posix.mtime = None;
             meta.posix.ctime = None;
         }
@@ -297,7 +314,7 @@ impl Node {
     /// only when a value really differs (a chmod to the same mode stores nothing).
     pub fn change_posix(&mut self, edit: impl FnOnce(Kind, &mut Posix, &mut SystemTime)) {
         let now = SystemTime::now();
-        let meta = self.meta.get_or_insert_with(Default::default);
+        let meta = Arc::make_mut(self.meta.get_or_insert_with(Meta::none));
         let before = (meta.posix.clone(), self.mtime);
         edit(self.kind, &mut meta.posix, &mut self.mtime);
         if (&meta.posix, self.mtime) != (&before.0, before.1) {
@@ -323,7 +340,7 @@ impl Node {
         edit: impl FnOnce(&mut UserMetadata) -> Result<(), E>,
     ) -> Result<(), E> {
         let now = SystemTime::now();
-        let meta = self.meta.get_or_insert_with(Default::default);
+        let meta = Arc::make_mut(self.meta.get_or_insert_with(Meta::none));
         edit(&mut meta.user)?;
         meta.posix.ctime = Some(now);
         meta.posix.mtime.get_or_insert(self.mtime); // (see `change_posix`)
@@ -382,7 +399,7 @@ impl Node {
         match (marker, self.remote) {
             (false, _) => {
                 if self.remote || self.meta.is_none() {
-                    self.meta = Some(Default::default());
+                    self.meta = Some(Meta::none());
                 }
                 self.remote = false;
             }
@@ -398,7 +415,9 @@ impl Node {
         self.size = size;
         self.validated = Some(Instant::now());
         if let Some(meta) = self.meta.as_mut() {
-            meta.content_type = content_type;
+            if meta.content_type != content_type {
+                Arc::make_mut(meta).content_type = content_type;
+            }
         }
     }
 
@@ -469,7 +488,7 @@ pub struct Stat {
     pub etag: Option<String>,
     pub remote: bool,
     /// From a HEAD; `None` from a listing.
-    pub meta: Option<Box<Meta>>,
+    pub meta: Option<Arc<Meta>>,
 }
 
 impl Stat {
@@ -481,7 +500,7 @@ impl Stat {
             mtime,
             etag: None,
             remote: false,
-            meta: Some(Default::default()),
+            meta: Some(Meta::none()),
         }
     }
 
@@ -513,7 +532,7 @@ impl Stat {
             mtime: meta.posix.mtime.unwrap_or(info.last_modified),
             etag: info.etag.clone(),
             remote: true,
-            meta: Some(Box::new(meta)),
+            meta: Some(Meta::shared(meta)),
         }
     }
 }
@@ -871,8 +890,19 @@ mod eviction {
 
 #[cfg(test)]
 mod size {
+    use std::sync::Arc;
+
     /// A table of a million entries must fit in a few hundred MiB (issue: ~300 bytes an
     /// entry with the hash table, the name and the parent's `children`).
+    #[test]
+    fn objects_that_store_no_metadata_share_one_value() {
+        let a = super::Meta::shared(super::Meta::default());
+        assert!(Arc::ptr_eq(&a, &super::Meta::none()));
+        let mut mode = super::Meta::default();
+        mode.posix.mode = Some(0o100600);
+        assert!(!Arc::ptr_eq(&super::Meta::shared(mode), &a));
+    }
+
     #[test]
     fn a_node_stays_small() {
         let size = std::mem::size_of::<super::Node>();

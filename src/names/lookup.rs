@@ -316,7 +316,11 @@ impl Names {
                 .children
                 .range::<str, _>((Excluded(from), Unbounded))
                 .map(|(n, ino)| (n, *ino))
-                .filter(|(_, ino)| t.get(*ino).is_some_and(|c| c.meta.is_none()))
+                // (a directory a tree run is listing: its listing tells whether it has a
+                // marker to read, see `tree`)
+                .filter(|(_, ino)| {
+                    t.get(*ino).is_some_and(|c| c.meta.is_none()) && !self.listings.contains(ino)
+                })
                 .take(META_RUN_AHEAD)
                 .collect();
             let Some((last, _)) = next.last() else {
