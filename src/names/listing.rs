@@ -131,10 +131,17 @@ impl Names {
     pub(super) async fn list_if_small(&self, ino: Ino) -> NameResult<Option<Vec<DirEntry>>> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
-        match self.list_children(&dir_prefix, 1).await? {
-            Some(listing) => self.apply_listing(ino, listing, started).map(Some),
-            None => Ok(None),
+        let page = self
+            .store
+            .list_page(&dir_prefix, Some("/"), None, 1000)
+            .await?;
+        if page.next_token.is_some() {
+            return Ok(None);
         }
+        let (entries, marker) = self.page_entries(&dir_prefix, page);
+        let any = !entries.is_empty();
+        self.enter_listed(ino, entries, started)?;
+        self.finish_listing(ino, marker, any, started).map(Some)
     }
 
     /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
@@ -281,40 +288,5 @@ impl Names {
             entries.push((name.to_string(), self.listed_dir()));
         }
         (entries, marker)
-    }
-
-    /// Every showable child of `dir_prefix` in the store, by name (directories shadow
-    /// files), if `max_pages` pages hold them; `None` when there are more.
-    async fn list_children(
-        &self,
-        dir_prefix: &str,
-        max_pages: usize,
-    ) -> NameResult<Option<Listing>> {
-        let mut listing = Listing::default();
-        let mut token = None;
-        for _ in 0..max_pages {
-            let page = self
-                .store
-                .list_page(dir_prefix, Some("/"), token, 1000)
-                .await?;
-            let next = page.next_token.clone();
-            let (entries, marker) = self.page_entries(dir_prefix, page);
-            listing.marker |= marker;
-            for (name, stat) in entries {
-                let shadowed = stat.kind == Kind::File
-                    && listing
-                        .children
-                        .get(&name)
-                        .is_some_and(|s| s.kind == Kind::Dir);
-                if !shadowed {
-                    listing.children.insert(name, stat);
-                }
-            }
-            match next {
-                Some(t) => token = Some(t),
-                None => return Ok(Some(listing)),
-            }
-        }
-        Ok(None)
     }
 }

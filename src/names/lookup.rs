@@ -106,14 +106,14 @@ pub const META_CONCURRENCY: usize = 64;
 pub const META_RUN_AHEAD: usize = 512;
 
 /// Where the attribute run-ahead of one directory stands (see `Names::meta_run_ahead`).
-#[derive(Default)]
 pub(super) struct MetaAhead {
-    /// The last name whose attributes were asked for.
-    last: String,
+    /// The last name whose attributes were asked for. (The names are the table's, shared:
+    /// this runs at every stat, and copies no name.)
+    last: Arc<str>,
     /// HEADs were started up to this name (inclusive).
-    until: Option<String>,
+    until: Option<Arc<str>>,
     /// When a name at or past this one is asked for, the next entries' HEADs start.
-    refill_at: Option<String>,
+    refill_at: Option<Arc<str>>,
 }
 
 impl Names {
@@ -288,27 +288,28 @@ impl Names {
     /// order (the second in a row did so), the HEADs of the next `META_RUN_AHEAD` entries
     /// whose metadata is not known start now, and again once the tool is halfway through
     /// them. A lone `stat` costs its own HEAD only.
-    pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: &str) {
+    pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: Arc<str>) {
         let inos = {
             let mut ahead = self.meta_ahead.lock().unwrap();
             let Some(state) = ahead.get_mut(&dir) else {
                 ahead.put(
                     dir,
                     MetaAhead {
-                        last: name.to_string(),
-                        ..Default::default()
+                        last: name,
+                        until: None,
+                        refill_at: None,
                     },
                 );
                 return;
             };
-            let in_order = name > state.last.as_str();
-            state.last = name.to_string();
-            if !in_order || state.refill_at.as_deref().is_some_and(|at| name < at) {
+            let in_order = name > state.last;
+            state.last = name.clone();
+            if !in_order || state.refill_at.as_deref().is_some_and(|at| *name < *at) {
                 return;
             }
             let from = match state.until.as_deref() {
-                Some(until) if until > name => until,
-                _ => name,
+                Some(until) if until > &*name => until,
+                _ => &*name,
             };
             let t = self.table();
             let Some(node) = t.get(dir) else { return };
@@ -327,8 +328,8 @@ impl Names {
                 state.refill_at = None;
                 return;
             };
-            state.until = Some(last.to_string());
-            state.refill_at = Some(next[next.len() / 2].0.to_string());
+            state.until = Some((*last).clone());
+            state.refill_at = Some(next[next.len() / 2].0.clone());
             next.into_iter().map(|(_, ino)| ino).collect::<Vec<_>>()
         };
         let names = self.clone();

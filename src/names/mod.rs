@@ -302,7 +302,7 @@ impl Names {
                 .map(|n| (n.parent, n.name.clone()))
         };
         if let Some((parent, name)) = named {
-            self.meta_run_ahead(parent, &name);
+            self.meta_run_ahead(parent, name);
         }
         for _ in 0..2 {
             self.fetch_meta(ino).await?;
