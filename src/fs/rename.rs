@@ -82,11 +82,14 @@ impl Fs {
             Kind::File | Kind::Symlink | Kind::Special(_) => {
                 // Keys stay put meanwhile (lock order: `keys` before any `upload_lock`).
                 let _keys_stay = self.keys.read().await;
-                // Whatever the replaced file had pending is moot now; what its key holds
-                // (once an upload of it in flight is done) is what the moved file replaces.
+                // What the replaced file's key holds (once an upload of it in flight is
+                // done) is what the moved file replaces; no upload of it starts meanwhile.
                 let replaced =
                     dst.and_then(|d| self.names.table().get(d).and_then(|n| n.content().cloned()));
-                let _no_upload = self.settle_for_removal(replaced.as_deref()).await;
+                let _no_upload = match &replaced {
+                    Some(c) => Some(c.upload_lock.lock().await),
+                    None => None,
+                };
                 if let Some(d) = dst {
                     self.keep_if_open(d).await;
                 }
@@ -108,7 +111,13 @@ impl Fs {
                     replaced_remote,
                     target,
                 };
-                self.rename_file(src, &from, &to, moved).await
+                self.rename_file(src, &from, &to, moved).await?;
+                // Whatever the replaced file had pending is moot now (and kept while the
+                // rename could still be refused).
+                if let Some(c) = &replaced {
+                    self.discard_content(c).await;
+                }
+                Ok(())
             }
             Kind::Dir => {
                 if self.is_within(new_parent, src) {
@@ -179,33 +188,37 @@ impl Fs {
             replaced_remote,
             target,
         } = moved;
-        let (content, remote, size, etag) = {
+        let content = {
+            let t = self.names.table();
+            t.get(ino).ok_or(FsError::NotFound)?.content().cloned()
+        };
+        if let Some(c) = &content {
+            if c.is_dirty() && c.has_base() {
+                // Unchanged ranges are still read from the object under the old name:
+                // store the file there first, then move it like any stored file.
+                self.upload_holding_keys(ino).await?;
+            }
+        }
+        // What is stored under the old name (after that upload: its source delete is
+        // conditional on this ETag).
+        let (remote, size, etag) = {
             let t = self.names.table();
             let node = t.get(ino).ok_or(FsError::NotFound)?;
-            let etag = node.etag();
-            (
-                node.content().cloned(),
-                node.remote(),
-                node.stored_size(),
-                etag,
-            )
+            (node.remote(), node.stored_size(), node.etag())
         };
         // The ETag of the copy under the new key, when the rename copied a stored object.
         let mut copied = None;
         let pending_upload = match &content {
             Some(c) => {
                 // No upload of this file may run while it changes names.
-                if c.is_dirty() && c.has_base() {
-                    // Unchanged ranges are still read from the object under the old name:
-                    // store the file there first, then move it like any stored file.
-                    self.upload_holding_keys(ino).await?;
-                }
                 let _no_upload = c.upload_lock.lock().await;
                 c.stream.lock().await.break_off(); // it streams under the old name
                 let dirty = c.is_dirty();
                 if dirty {
                     if remote {
-                        self.store.delete(from).await?;
+                        // Only while it holds what this file's changes replace: another
+                        // client's newer object there stays.
+                        self.delete_if_unchanged(from, c.based_on()).await?;
                     }
                 } else if remote {
                     let etag = self

@@ -21,7 +21,7 @@ use super::error::{FsError, FsResult};
 use super::{Attr, Fs};
 use crate::names::inode::{Ino, Kind, Meta, Node};
 use crate::names::posix as metadata;
-use crate::store::PutOptions;
+use crate::store::{Condition, PutOptions};
 
 /// What one setattr call changes (`None` = unchanged).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,6 +125,15 @@ impl Fs {
                 // copy now, whose ETag is new (reads pinned to the old one would fail).
                 if c.base_key().as_deref() == Some(key.as_str()) {
                     c.base_moved(&key, etag.clone());
+                }
+                // Its next upload replaces the copy, not another client's version: the
+                // copy's new ETag is no conflict.
+                let copied_over = node.etag();
+                if let Some(Condition::Is(_)) = c
+                    .based_on()
+                    .filter(|b| copied_over.is_some() && b.holds_for(copied_over.as_deref()))
+                {
+                    c.set_based_on(etag.clone().map(Condition::Is));
                 }
             }
             // A copy may have a new ETag (multipart): the one its read-back saw.

@@ -605,7 +605,12 @@ impl InodeTable {
                     && matches!(node.kind, Kind::Symlink | Kind::Special(_))
                     && stat.kind == Kind::File);
             if same_kind {
+                // A node with changes of its own keeps what this mount knows its key held
+                // (its ETag, whether anything was stored): another client's object appearing
+                // there is no base of this mount's changes — an unlink must not delete it,
+                // an upload must find it a conflict.
                 if node.content.is_none() && !node.meta_dirty {
+                    node.remote = stat.remote;
                     let etag = stat.etag.as_deref().map(ETag::new);
                     let same_object = node.etag.is_some() && node.etag == etag;
                     node.size = stat.size;
@@ -629,7 +634,6 @@ impl InodeTable {
                         }
                     }
                 }
-                node.remote = stat.remote;
                 node.validated = Some(now);
                 return ino;
             }
