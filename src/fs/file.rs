@@ -19,7 +19,7 @@ use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
 use crate::names::inode::{Ino, Kind, Meta, Node, Stat};
 use crate::names::rules::check_name;
-use crate::store::{Condition, StoreError};
+use crate::store::{Condition, PutOptions, StoreError};
 use crate::upload::{PartSource, UploadError};
 
 /// What the node's key holds as far as this mount knows, as the condition of a write
@@ -596,6 +596,29 @@ impl Fs {
         let content = content?;
         self.discard_content(content).await;
         Some(content.upload_lock.lock().await)
+    }
+
+    /// PUTs a new object (a symlink, a special file, a directory marker) under a name this
+    /// mount saw free, only while it is still free (`If-None-Match: *`, under the `keep-both`
+    /// policy): a name another host created meanwhile is not replaced, and the caller gets
+    /// `EEXIST`. Returns the new object's ETag.
+    pub(super) async fn put_new(
+        &self,
+        key: &str,
+        body: Bytes,
+        mut opts: PutOptions,
+    ) -> FsResult<Option<String>> {
+        opts.condition = self.under_policy(Some(Condition::Absent));
+        match self.store.put(key, body, &opts).await {
+            Err(StoreError::PreconditionFailed) => {
+                tracing::warn!(
+                    key,
+                    "another client created the name meanwhile: it is not replaced"
+                );
+                Err(FsError::Exists)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Deletes `key` while it holds the object this mount saw (`seen`): another host's newer

@@ -360,3 +360,47 @@ async fn an_unlink_of_a_file_another_client_replaced_meanwhile_leaves_the_new_ve
     );
     assert!(s.mem.bytes("b").is_none(), "what this mount saw is deleted");
 }
+
+/// A mount that trusts a missing name for a minute: a create does not look at the store
+/// first, so a name another client creates meanwhile goes unseen until then.
+fn trusting_missing_names() -> Setup {
+    setup_with(
+        "",
+        FsOptions {
+            negative_ttl: std::time::Duration::from_secs(60),
+            ..options()
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_symlink_onto_a_name_another_client_took_meanwhile_is_eexist_and_changes_nothing() {
+    let s = trusting_missing_names();
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("l")).await.is_err());
+    put(&s.mem, "l", b"theirs").await;
+    let made = s.fs.symlink(ROOT_INO, OsStr::new("l"), b"target", OWNER).await;
+    assert!(matches!(made, Err(FsError::Exists)), "{made:?}");
+    assert_eq!(s.mem.bytes("l").unwrap(), "theirs");
+}
+
+#[tokio::test]
+async fn a_mknod_onto_a_name_another_client_took_meanwhile_is_eexist_and_changes_nothing() {
+    let s = trusting_missing_names();
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("fifo")).await.is_err());
+    put(&s.mem, "fifo", b"theirs").await;
+    let made =
+        s.fs.mknod(ROOT_INO, OsStr::new("fifo"), libc::S_IFIFO | 0o644, 0, OWNER)
+            .await;
+    assert!(matches!(made, Err(FsError::Exists)), "{made:?}");
+    assert_eq!(s.mem.bytes("fifo").unwrap(), "theirs");
+}
+
+#[tokio::test]
+async fn a_mkdir_of_a_directory_another_client_made_meanwhile_is_eexist_and_keeps_its_marker() {
+    let s = trusting_missing_names();
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("d")).await.is_err());
+    put(&s.mem, "d/", b"their marker").await;
+    let made = s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER).await;
+    assert!(matches!(made, Err(FsError::Exists)), "{made:?}");
+    assert_eq!(s.mem.bytes("d/").unwrap(), "their marker");
+}
