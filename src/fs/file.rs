@@ -19,7 +19,7 @@ use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
 use crate::names::inode::{Ino, Kind, Meta, Node, Stat};
 use crate::names::rules::check_name;
-use crate::store::{Condition, PutOptions, StoreError};
+use crate::store::{Condition, ObjectStore, PutOptions, StoreError};
 use crate::upload::{PartSource, UploadError};
 
 /// What the node's key holds as far as this mount knows, as the condition of a write
@@ -629,19 +629,7 @@ impl Fs {
         key: &str,
         seen: Option<Condition>,
     ) -> FsResult<()> {
-        match self.under_policy(seen) {
-            Some(Condition::Is(etag)) => match self.store.delete_if_match(key, &etag).await {
-                Err(StoreError::PreconditionFailed) => {
-                    tracing::warn!(
-                        key,
-                        "another client replaced the file since this mount saw it: its version stays"
-                    );
-                    Ok(())
-                }
-                other => Ok(other?),
-            },
-            _ => Ok(self.store.delete(key).await?),
-        }
+        delete_unless_replaced(&*self.store, key, self.under_policy(seen)).await
     }
 
     /// A file about to lose its name (unlink, or replaced by a rename) while it is open
@@ -690,4 +678,26 @@ pub struct Statfs {
     pub ffree: u64,
     pub bsize: u32,
     pub namelen: u32,
+}
+
+/// Deletes `key` only while it holds `seen` (already under the conflict policy: `None` deletes
+/// whatever it holds). When another client replaced it, its version stays and that is logged.
+pub(super) async fn delete_unless_replaced(
+    store: &dyn ObjectStore,
+    key: &str,
+    seen: Option<Condition>,
+) -> FsResult<()> {
+    match seen {
+        Some(Condition::Is(etag)) => match store.delete_if_match(key, &etag).await {
+            Err(StoreError::PreconditionFailed) => {
+                tracing::warn!(
+                    key,
+                    "another client replaced the file since this mount saw it: its version stays"
+                );
+                Ok(())
+            }
+            other => Ok(other?),
+        },
+        _ => Ok(store.delete(key).await?),
+    }
 }
