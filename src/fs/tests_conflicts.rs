@@ -542,3 +542,20 @@ async fn a_file_being_written_in_a_renamed_directory_replaces_its_copy_and_nothi
     assert_eq!(copies.len(), 1, "{:?}", s.mem.keys());
     assert_eq!(s.mem.bytes(&copies[0]).unwrap(), "mine");
 }
+
+#[tokio::test]
+async fn with_the_overwrite_policy_a_directory_rename_replaces_what_another_client_wrote_there() {
+    let opts = FsOptions {
+        negative_ttl: Duration::from_secs(60),
+        conflict: ConflictPolicy::Overwrite,
+        ..options()
+    };
+    let (s, _) = a_directory_of_two(opts).await;
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("e")).await.is_err());
+    put(&s.mem, "e/b", b"theirs").await;
+    s.fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), 0)
+        .await
+        .unwrap();
+    assert_eq!(s.mem.keys(), ["e/a", "e/b"], "the last writer wins");
+    assert_eq!(s.mem.bytes("e/b").unwrap(), "b");
+}
