@@ -122,3 +122,133 @@ fn of_two_hosts_creating_one_name_exclusively_at_once_exactly_one_wins() {
         }
     }
 }
+
+/// Host A renames a file host B replaced after A saw it: B's version is never deleted. A
+/// moves it when it learns of it before the rename (its lookup of the new name lists the
+/// directory), else it stays under the old name (the DELETE is conditional on what A saw).
+fn a_rename_keeps_a_source_another_host_replaced_on(server: &Server, test: &str) {
+    let prefix = server.unique_prefix(test);
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    // A trusts what it saw for a minute: its rename does not HEAD the source first.
+    let a = Mount::new(server, &source, &["--metadata-ttl", "60"]);
+    fs::write(a.path("doc.txt"), b"version 0\n").unwrap();
+    let b = Mount::new(server, &source, &[]);
+    fs::write(b.path("doc.txt"), b"version B\n").unwrap(); // stored at close on B
+    fs::rename(a.path("doc.txt"), a.path("moved.txt")).unwrap();
+    let (old, new) = (
+        server.get(&format!("{prefix}/doc.txt")),
+        server.get(&format!("{prefix}/moved.txt")),
+    );
+    let b_version = Some(b"version B\n".to_vec());
+    assert!(
+        old == b_version || new == b_version,
+        "B's version survives: under the old name {old:?}, the new {new:?}"
+    );
+    assert!(new.is_some(), "the rename happened");
+}
+
+#[test]
+fn a_rename_keeps_a_source_another_host_replaced_on_a_server_that_honours_conditions() {
+    a_rename_keeps_a_source_another_host_replaced_on(&Server::moto(), "conflict-mv-moto");
+}
+
+#[test]
+fn a_rename_keeps_a_source_another_host_replaced_on_a_server_that_ignores_conditions() {
+    a_rename_keeps_a_source_another_host_replaced_on(&Server::running(), "conflict-mv-garage");
+}
+
+/// Host A renames a directory of many files; host B rewrites the first one as soon as its
+/// copy is under the new name (before the sources are deleted): B's version survives.
+fn a_directory_rename_keeps_a_file_another_host_rewrote_during_it_on(server: &Server, test: &str) {
+    let prefix = server.unique_prefix(test);
+    let keys: Vec<String> = (0..200).map(|i| format!("{prefix}/dir/f{i:03}")).collect();
+    server.put_many(&keys, b"listed\n");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let a = Mount::new(server, &source, &[]);
+    let (from, to) = (a.path("dir"), a.path("moved"));
+    assert!(from.is_dir());
+    let renamed = std::thread::spawn(move || fs::rename(from, to));
+    let (first, first_copy) = (keys[0].clone(), format!("{prefix}/moved/f000"));
+    assert!(
+        eventually(std::time::Duration::from_secs(30), || server
+            .head(&first_copy)
+            .is_some()),
+        "the first copy appears"
+    );
+    server.put(&first, b"version B\n"); // another host, during the rename
+    renamed.join().unwrap().unwrap();
+    assert_eq!(
+        server.get(&first).as_deref(),
+        Some(&b"version B\n"[..]),
+        "B's version survives under the old name"
+    );
+    assert_eq!(server.get(&first_copy).as_deref(), Some(&b"listed\n"[..]));
+    let moved = server.keys(&format!("{prefix}/moved/"));
+    assert_eq!(moved.len(), 200, "every file moved");
+    assert_eq!(server.keys(&format!("{prefix}/dir/")), [first]);
+}
+
+#[test]
+fn a_directory_rename_keeps_a_file_another_host_rewrote_during_it_on_a_server_that_honours_conditions(
+) {
+    a_directory_rename_keeps_a_file_another_host_rewrote_during_it_on(
+        &Server::moto(),
+        "conflict-mvdir-moto",
+    );
+}
+
+#[test]
+fn a_directory_rename_keeps_a_file_another_host_rewrote_during_it_on_a_server_that_ignores_conditions(
+) {
+    a_directory_rename_keeps_a_file_another_host_rewrote_during_it_on(
+        &Server::running(),
+        "conflict-mvdir-garage",
+    );
+}
+
+#[test]
+fn a_new_big_file_whose_name_another_host_took_while_it_streamed_keeps_both() {
+    let server = Server::moto(); // refuses the completion itself (If-None-Match: *)
+    let prefix = server.unique_prefix("conflict-stream");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let a = Mount::new(&server, &source, &["--part-size", "5MiB"]);
+    let b = Mount::new(&server, &source, &[]);
+    let big = random_bytes(12 << 20); // over two parts: streamed while written
+    let mut on_a = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(a.path("big.bin"))
+        .unwrap();
+    on_a.write_all(&big).unwrap();
+    assert!(
+        eventually(std::time::Duration::from_secs(30), || !server
+            .multipart_uploads(&format!("{prefix}/"))
+            .is_empty()),
+        "A streams its parts"
+    );
+    fs::write(b.path("big.bin"), b"version B\n").unwrap(); // stored at close on B
+    let synced = on_a.sync_all();
+    assert!(synced.is_err(), "A's fsync reports the conflict");
+    drop(on_a);
+    let key = format!("{prefix}/big.bin");
+    assert_eq!(
+        server.get(&key).as_deref(),
+        Some(&b"version B\n"[..]),
+        "B's version stays under the name"
+    );
+    let copies: Vec<String> = server
+        .keys(&format!("{prefix}/"))
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{key}.conflict-")))
+        .collect();
+    assert_eq!(copies.len(), 1, "A's is kept next to it: {copies:?}");
+    assert_eq!(
+        server.sha256_streamed(&copies[0], big.len() as u64, 4 << 20),
+        sha256(&big)
+    );
+    let counts = request_counts(&a.log_after_unmount());
+    assert!(
+        counts.get("UploadPart").copied().unwrap_or(0) >= 2,
+        "streamed in parts: {counts:?}"
+    );
+}

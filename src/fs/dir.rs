@@ -186,7 +186,8 @@ impl Fs {
             metadata: self.stored_metadata(Some(&meta)),
             ..self.opts.objects.for_key(&key)
         };
-        self.store.put(&key, Bytes::new(), &opts).await?;
+        // Only while no marker is there: another host's means the directory exists (`EEXIST`).
+        self.put_new(&key, Bytes::new(), opts).await?;
         let stat = Stat {
             kind: Kind::Dir,
             size: 0,

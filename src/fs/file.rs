@@ -19,7 +19,7 @@ use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
 use crate::names::inode::{Ino, Kind, Meta, Node, Stat};
 use crate::names::rules::check_name;
-use crate::store::{Condition, StoreError};
+use crate::store::{Condition, ObjectStore, PutOptions, StoreError};
 use crate::upload::{PartSource, UploadError};
 
 /// What the node's key holds as far as this mount knows, as the condition of a write
@@ -598,6 +598,29 @@ impl Fs {
         Some(content.upload_lock.lock().await)
     }
 
+    /// PUTs a new object (a symlink, a special file, a directory marker) under a name this
+    /// mount saw free, only while it is still free (`If-None-Match: *`, under the `keep-both`
+    /// policy): a name another host created meanwhile is not replaced, and the caller gets
+    /// `EEXIST`. Returns the new object's ETag.
+    pub(super) async fn put_new(
+        &self,
+        key: &str,
+        body: Bytes,
+        mut opts: PutOptions,
+    ) -> FsResult<Option<String>> {
+        opts.condition = self.under_policy(Some(Condition::Absent));
+        match self.store.put(key, body, &opts).await {
+            Err(StoreError::PreconditionFailed) => {
+                tracing::warn!(
+                    key,
+                    "another client created the name meanwhile: it is not replaced"
+                );
+                Err(FsError::Exists)
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// Deletes `key` while it holds the object this mount saw (`seen`): another host's newer
     /// version stays under the name (it shows again at the next lookup), and that is logged.
     /// Under the `overwrite` policy, or without an ETag, the DELETE is unconditional.
@@ -606,19 +629,7 @@ impl Fs {
         key: &str,
         seen: Option<Condition>,
     ) -> FsResult<()> {
-        match self.under_policy(seen) {
-            Some(Condition::Is(etag)) => match self.store.delete_if_match(key, &etag).await {
-                Err(StoreError::PreconditionFailed) => {
-                    tracing::warn!(
-                        key,
-                        "another client replaced the file since this mount saw it: its version stays"
-                    );
-                    Ok(())
-                }
-                other => Ok(other?),
-            },
-            _ => Ok(self.store.delete(key).await?),
-        }
+        delete_unless_replaced(&*self.store, key, self.under_policy(seen)).await
     }
 
     /// A file about to lose its name (unlink, or replaced by a rename) while it is open
@@ -667,4 +678,26 @@ pub struct Statfs {
     pub ffree: u64,
     pub bsize: u32,
     pub namelen: u32,
+}
+
+/// Deletes `key` only while it holds `seen` (already under the conflict policy: `None` deletes
+/// whatever it holds). When another client replaced it, its version stays and that is logged.
+pub(super) async fn delete_unless_replaced(
+    store: &dyn ObjectStore,
+    key: &str,
+    seen: Option<Condition>,
+) -> FsResult<()> {
+    match seen {
+        Some(Condition::Is(etag)) => match store.delete_if_match(key, &etag).await {
+            Err(StoreError::PreconditionFailed) => {
+                tracing::warn!(
+                    key,
+                    "another client replaced the file since this mount saw it: its version stays"
+                );
+                Ok(())
+            }
+            other => Ok(other?),
+        },
+        _ => Ok(store.delete(key).await?),
+    }
 }

@@ -1,24 +1,27 @@
 //! rename: S3 has no rename, so a file is copied server-side and then deleted, and a directory
 //! is every key under its prefix copied and then deleted (not atomic: see SEMANTICS.md).
 //! A file not yet uploaded is only re-homed in the inode table; its upload goes to the new
-//! key.
+//! key. Under the `keep-both` policy every copy is conditional on its target (what this mount
+//! saw there; for a directory, a free name) and on its source (the version listed), and every
+//! source is deleted only while it is the version copied: another host's write meanwhile is
+//! never lost.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 
 use super::error::{FsError, FsResult};
-use super::file::based_on;
+use super::file::{based_on, delete_unless_replaced};
 use super::Fs;
 use crate::localfile::content::Content;
 use crate::names::inode::{Ino, Kind};
 use crate::names::rules::check_name;
 use crate::names::NameError;
-use crate::store::{list_all, Condition, StoreError};
-use crate::upload::UploadError;
+use crate::store::{list_all, Condition, ListedObject, ObjectStore, PutOptions, StoreError};
+use crate::upload::{UploadError, Uploader};
 
 /// Copies or deletes for a directory rename in flight at once.
 const RENAME_CONCURRENCY: usize = 16;
@@ -138,47 +141,66 @@ impl Fs {
                 }
                 let copies = self.move_prefix(objs, &from, &to).await?;
                 self.names.table().rename(src, new_parent, new_name);
-                let below: Vec<(Ino, bool, Option<Arc<Content>>)> = self
-                    .names
-                    .table()
-                    .all()
-                    .filter(|(_, n)| n.kind() != Kind::Dir)
-                    .map(|(i, n)| (i, n.remote(), n.content().cloned()))
-                    .collect();
-                for (ino, stored, content) in below {
-                    if !self.is_within(ino, src) {
-                        continue;
-                    }
-                    // A stored file is its copy now, with the copy's ETag (a later unlink or
-                    // upload is conditional on it).
-                    if stored {
-                        if let Ok(key) = self.names.file_key(ino) {
-                            let old = format!("{from}{}", &key[to.len()..]);
-                            if let (Some(etag), Some(node)) =
-                                (copies.get(&old), self.names.table().get_mut(ino))
-                            {
-                                node.copied(etag.clone());
-                            }
-                        }
-                    }
-                    // A file with local content reads its unchanged bytes from the copies, and
-                    // is uploaded to its new key (the journal says so).
-                    let Some(content) = content else {
-                        continue;
-                    };
-                    // Its new key held nothing of its own: uploaded unconditionally.
-                    content.set_based_on(None);
-                    if let Some(old) = content.base_key() {
-                        if let Some(etag) = copies.get(&old) {
-                            let moved = format!("{to}{}", &old[from.len()..]);
-                            content.base_moved(&moved, etag.clone());
-                        }
-                    }
-                    self.journal_update(ino).await?;
-                }
-                Ok(())
+                self.rehome_below(src, &from, &to, &copies).await
             }
         }
+    }
+
+    /// After a directory rename: every file below `dir` (moved from `from` to `to`) is its
+    /// copy now. A stored file takes the copy's ETag when the copy is of the version it
+    /// knew (else it is read again at its next use); a file with local content reads its
+    /// unchanged bytes from the copy and its next upload replaces the copy and nothing
+    /// newer (the journal says so).
+    async fn rehome_below(
+        &self,
+        dir: Ino,
+        from: &str,
+        to: &str,
+        copies: &HashMap<String, Copied>,
+    ) -> FsResult<()> {
+        let below: Vec<(Ino, bool, Option<Arc<Content>>)> = self
+            .names
+            .table()
+            .all()
+            .filter(|(_, n)| n.kind() != Kind::Dir)
+            .map(|(i, n)| (i, n.remote(), n.content().cloned()))
+            .collect();
+        for (ino, stored, content) in below {
+            if !self.is_within(ino, dir) {
+                continue;
+            }
+            let Ok(key) = self.names.file_key(ino) else {
+                continue;
+            };
+            let copy = copies.get(&format!("{from}{}", &key[to.len()..]));
+            if let (true, Some(copy)) = (stored, copy) {
+                if let Some(node) = self.names.table().get_mut(ino) {
+                    if copy.is_of(node.etag().as_deref()) {
+                        node.copied(copy.etag.clone());
+                    } else {
+                        node.unknown(); // the copy is of another host's newer version
+                    }
+                }
+            }
+            let Some(content) = content else {
+                continue;
+            };
+            if let Some(copy) = copy {
+                if content.based_on().is_some_and(|c| copy.is_of_condition(&c)) {
+                    content.set_based_on(copy.etag.clone().map(Condition::Is));
+                }
+            }
+            // (A base another host replaced before the copy is gone: not moved.)
+            if let Some(old) = content.base_key() {
+                let base = content.base_etag();
+                if let Some(copy) = copies.get(&old).filter(|c| c.is_of(base.as_deref())) {
+                    let moved = format!("{to}{}", &old[from.len()..]);
+                    content.base_moved(&moved, copy.etag.clone());
+                }
+            }
+            self.journal_update(ino).await?;
+        }
+        Ok(())
     }
 
     async fn rename_file(&self, ino: Ino, from: &str, to: &str, moved: Moved<'_>) -> FsResult<()> {
@@ -292,51 +314,73 @@ impl Fs {
         Ok(copied)
     }
 
-    /// The keys (and sizes) under `from`, each checked to fit under `to` in its place.
-    async fn keys_to_move(&self, from: &str, to: &str) -> FsResult<Vec<(String, u64)>> {
-        let objs: Vec<(String, u64)> = list_all(&*self.store, from)
-            .await?
-            .into_iter()
-            .map(|o| (o.key, o.size))
-            .collect();
-        for (key, _) in &objs {
+    /// The keys under `from` (with size and ETag), each checked to fit under `to` in its
+    /// place.
+    async fn keys_to_move(&self, from: &str, to: &str) -> FsResult<Vec<ListedObject>> {
+        let objs = list_all(&*self.store, from).await?;
+        for o in &objs {
             self.names
-                .check_key(&format!("{to}{}", &key[from.len()..]))?;
+                .check_key(&format!("{to}{}", &o.key[from.len()..]))?;
         }
         Ok(objs)
     }
 
     /// Copies `objs`, every key under `from` (`keys_to_move`), to the same relative key under
-    /// `to` (of any size), then deletes the originals. Sources are deleted only once every
-    /// copy succeeded, so a failure loses nothing. Returns the ETag of each copy by its
-    /// source key.
+    /// `to` (of any size, see `copy_listed`), then deletes each original while it is the
+    /// version copied. Sources are deleted only once every copy succeeded; when one fails,
+    /// the copies made are deleted again (each while it is the copy), so a failure loses
+    /// nothing and leaves the source whole. Returns the copies by source key.
     async fn move_prefix(
         &self,
-        objs: Vec<(String, u64)>,
+        objs: Vec<ListedObject>,
         from: &str,
         to: &str,
-    ) -> FsResult<HashMap<String, Option<String>>> {
-        let (from, to) = (from.to_string(), to.to_string());
+    ) -> FsResult<HashMap<String, Copied>> {
         let copies = Arc::new(Mutex::new(HashMap::new()));
-        for_each_concurrent(&objs, |(key, size)| {
-            let uploader = self.uploader.clone();
-            let target = format!("{to}{}", &key[from.len()..]);
+        let conditional = self.under_policy(Some(Condition::Absent)).is_some();
+        let copied = for_each_concurrent(&objs, |obj| {
+            let target = format!("{to}{}", &obj.key[from.len()..]);
             let opts = self.opts.objects.for_key(&target);
+            let (uploader, store) = (self.uploader.clone(), self.store.clone());
             let copies = copies.clone();
             async move {
-                let etag = uploader.copy(&key, &target, size, &opts, true).await?;
-                copies.lock().unwrap().insert(key, etag);
+                let key = obj.key.clone();
+                if let Some(copy) =
+                    copy_listed(&uploader, &*store, obj, target, opts, conditional).await?
+                {
+                    copies.lock().unwrap().insert(key, copy);
+                }
                 Ok(())
             }
         })
-        .await?;
-        for_each_concurrent(&objs, |(key, _)| {
+        .await;
+        let copies = std::mem::take(&mut *copies.lock().unwrap());
+        if let Err(e) = copied {
+            self.undo_copies(&copies).await;
+            return Err(e);
+        }
+        let sources: Vec<(String, Option<Condition>)> = copies
+            .iter()
+            .map(|(key, c)| (key.clone(), self.under_policy(c.source_condition())))
+            .collect();
+        for_each_concurrent(&sources, |(key, seen)| {
             let store = self.store.clone();
-            async move { Ok(store.delete(&key).await?) }
+            async move { delete_unless_replaced(&*store, &key, seen).await }
         })
         .await?;
-        let copies = std::mem::take(&mut *copies.lock().unwrap());
         Ok(copies)
+    }
+
+    /// A directory rename failed part-way: its copies are deleted (each only while it is
+    /// the copy: another host's write over it stays). Best effort; what cannot be deleted
+    /// is logged and stays under the new name, next to the whole source.
+    async fn undo_copies(&self, copies: &HashMap<String, Copied>) {
+        for copy in copies.values() {
+            let ours = self.under_policy(copy.etag.clone().map(Condition::Is));
+            if let Err(e) = delete_unless_replaced(&*self.store, &copy.target, ours).await {
+                tracing::warn!(key = copy.target, error = %e, "cannot delete a copy of a failed directory rename");
+            }
+        }
     }
 
     /// True when `ino` is `ancestor` or lies below it.
@@ -366,6 +410,8 @@ struct Moved<'a> {
 }
 
 /// Runs `f` on every item with at most `RENAME_CONCURRENCY` in flight; the first error wins.
+/// After an error no item starts, and those in flight are waited for (not dropped: a copy
+/// cancelled mid-request might still land, unknown to the caller).
 async fn for_each_concurrent<T, F, Fut>(items: &[T], f: F) -> FsResult<()>
 where
     T: Clone,
@@ -374,24 +420,168 @@ where
 {
     let permits = Arc::new(Semaphore::new(RENAME_CONCURRENCY));
     let mut tasks = JoinSet::new();
-    let joined = |e| FsError::Store(StoreError::task_failed("a rename task", e));
+    let mut failed = None;
+    let settle = |failed: &mut Option<FsError>, done: Result<FsResult<()>, JoinError>| {
+        let joined = |e| FsError::Store(StoreError::task_failed("a rename task", e));
+        if let Err(e) = done.map_err(joined).and_then(|r| r) {
+            failed.get_or_insert(e);
+        }
+    };
     for item in items {
         let permit = permits
             .clone()
             .acquire_owned()
             .await
             .expect("semaphore open");
+        while let Some(done) = tasks.try_join_next() {
+            settle(&mut failed, done);
+        }
+        if failed.is_some() {
+            break;
+        }
         let fut = f(item.clone());
         tasks.spawn(async move {
             let _permit = permit;
             fut.await
         });
-        while let Some(done) = tasks.try_join_next() {
-            done.map_err(joined)??;
-        }
     }
     while let Some(done) = tasks.join_next().await {
-        done.map_err(joined)??;
+        settle(&mut failed, done);
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
+}
+
+/// How often a directory rename copies a key again whose source another host replaced
+/// while it was being copied, before leaving it under the old name.
+const SOURCE_TRIES: u32 = 3;
+
+/// One key of a directory rename once copied.
+struct Copied {
+    /// The version of the source that was copied (`None`: the store gave no ETag).
+    source_etag: Option<String>,
+    target: String,
+    /// The copy's ETag.
+    etag: Option<String>,
+}
+
+impl Copied {
+    /// The copy is of the version with ETag `etag` (unknown ETags are taken to match).
+    fn is_of(&self, etag: Option<&str>) -> bool {
+        match (etag, &self.source_etag) {
+            (Some(e), Some(_)) => self.is_of_condition(&Condition::Is(e.to_string())),
+            _ => true,
+        }
+    }
+
+    /// The version copied meets `condition`.
+    fn is_of_condition(&self, condition: &Condition) -> bool {
+        condition.holds_for(self.source_etag.as_deref())
+    }
+
+    /// What the source must still be to be deleted: the version copied.
+    fn source_condition(&self) -> Option<Condition> {
+        self.source_etag.clone().map(Condition::Is)
+    }
+}
+
+/// Copies the listed object `obj` to `target` for a directory rename. `conditional`
+/// (keep-both): only onto a free name, and only the version listed. When the source changed
+/// since the listing, its current version is copied (a rename moves what the directory holds
+/// when it runs); a source deleted meanwhile is skipped (`None`); a target another host
+/// wrote meanwhile fails the rename with `NotEmpty` (the target directory is not empty any
+/// more).
+async fn copy_listed(
+    uploader: &Uploader,
+    store: &dyn ObjectStore,
+    obj: ListedObject,
+    target: String,
+    mut opts: PutOptions,
+    conditional: bool,
+) -> FsResult<Option<Copied>> {
+    let (key, mut etag, mut size) = (obj.key, obj.etag, obj.size);
+    for _ in 0..SOURCE_TRIES {
+        if conditional {
+            opts.condition = Some(Condition::Absent);
+            opts.copy_source_etag = etag.clone();
+        }
+        let precondition = match uploader.copy(&key, &target, size, &opts, true).await {
+            Ok(copy) => {
+                return Ok(Some(Copied {
+                    source_etag: etag,
+                    target,
+                    etag: copy,
+                }))
+            }
+            Err(UploadError::Store(StoreError::NotFound)) => false,
+            Err(UploadError::Store(StoreError::PreconditionFailed)) if conditional => true,
+            Err(e) => return Err(e.into()),
+        };
+        match why_refused(store, &key, etag.as_deref(), &target, precondition).await? {
+            Refused::SourceGone => {
+                tracing::info!(
+                    key,
+                    "deleted by another client during a directory rename: not moved"
+                );
+                return Ok(None);
+            }
+            Refused::SourceChanged(now, now_size) => {
+                tracing::info!(
+                    key,
+                    "replaced by another client during a directory rename: moving its new version"
+                );
+                (etag, size) = (now, now_size);
+            }
+            Refused::OurCopy(copy) => {
+                return Ok(Some(Copied {
+                    source_etag: etag,
+                    target,
+                    etag: copy,
+                }))
+            }
+            Refused::TargetTaken => {
+                tracing::warn!(key, target, "another client wrote into the rename's target directory meanwhile: the rename is refused");
+                return Err(FsError::NotEmpty);
+            }
+        }
+    }
+    tracing::warn!(key, "replaced again and again by another client during a directory rename: left under its old name");
+    Ok(None)
+}
+
+/// Why a directory rename's copy of `key` (listed as `etag`) to `target` did not happen.
+enum Refused {
+    /// Another host deleted the source.
+    SourceGone,
+    /// The source is another version now: its ETag and size.
+    SourceChanged(Option<String>, u64),
+    /// The target holds the copy already (the answer to an earlier attempt was lost, and
+    /// the copy kept the source's ETag): its ETag.
+    OurCopy(Option<String>),
+    /// Another host wrote the target.
+    TargetTaken,
+}
+
+/// Finds out why a copy of `key` to `target` was refused (`precondition`: a condition
+/// failed; else the source was not found), with a HEAD of the source and then of the target.
+async fn why_refused(
+    store: &dyn ObjectStore,
+    key: &str,
+    etag: Option<&str>,
+    target: &str,
+    precondition: bool,
+) -> FsResult<Refused> {
+    let source = match store.head(key).await {
+        Err(StoreError::NotFound) => return Ok(Refused::SourceGone),
+        other => other?,
+    };
+    let listed = etag.map(|e| Condition::Is(e.to_string()));
+    let same = |now: Option<&str>| listed.as_ref().is_some_and(|c| c.holds_for(now));
+    if !precondition || (listed.is_some() && !same(source.etag.as_deref())) {
+        return Ok(Refused::SourceChanged(source.etag, source.size));
+    }
+    match store.head(target).await {
+        Ok(t) if same(t.etag.as_deref()) => Ok(Refused::OurCopy(t.etag)),
+        Ok(_) | Err(StoreError::NotFound) => Ok(Refused::TargetTaken),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -49,10 +49,11 @@ impl Fs {
         if matches!(kind, Kind::Special(libc::S_IFCHR | libc::S_IFBLK)) {
             meta.posix.rdev = Some(rdev);
         }
-        // Stored before it shows: the node is only entered once the PUT succeeded.
+        // Stored before it shows: the node is only entered once the PUT succeeded (and only
+        // onto a free name: `EEXIST` when another host created it meanwhile).
         let mut opts = self.opts.objects.for_key(&key);
         opts.metadata = self.stored_metadata(Some(&meta));
-        let etag = self.store.put(&key, Bytes::new(), &opts).await?;
+        let etag = self.put_new(&key, Bytes::new(), opts).await?;
         let stat = Stat {
             kind,
             size: 0,

@@ -47,11 +47,12 @@ impl Fs {
             remote: false,
             meta: Some(Meta::shared(self.new_meta(Kind::Symlink, owner))),
         };
-        // Stored before it shows: the node is only entered once the PUT succeeded.
+        // Stored before it shows: the node is only entered once the PUT succeeded (and only
+        // onto a free name: `EEXIST` when another host created it meanwhile).
         let mut opts = self.opts.objects.for_key(&key);
         opts.metadata = self.stored_metadata(stat.meta.as_deref());
         let body = Bytes::copy_from_slice(target);
-        let etag = self.store.put(&key, body.clone(), &opts).await?;
+        let etag = self.put_new(&key, body.clone(), opts).await?;
         let stored = Stat {
             etag,
             remote: true,

@@ -3,13 +3,17 @@
 //! store, which honours conditions as S3 does).
 
 use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::error::FsError;
 use super::tests::{options, put, read_all, setup, setup_with, write_file, Setup, OWNER};
+use super::tests_failures::{failing, mount};
 use super::ROOT_INO;
 use crate::config::{ConflictPolicy, FsOptions};
+use crate::store::failing::{FailingStore, Failure, Op};
 use crate::store::ObjectStore;
 
 /// The keys of `mem` that keep this host's version of `key` after a conflict.
@@ -359,4 +363,199 @@ async fn an_unlink_of_a_file_another_client_replaced_meanwhile_leaves_the_new_ve
         "the other host's version is not deleted"
     );
     assert!(s.mem.bytes("b").is_none(), "what this mount saw is deleted");
+}
+
+/// A mount that trusts a missing name for a minute: a create does not look at the store
+/// first, so a name another client creates meanwhile goes unseen until then.
+fn trusting_missing_names() -> Setup {
+    setup_with(
+        "",
+        FsOptions {
+            negative_ttl: std::time::Duration::from_secs(60),
+            ..options()
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_symlink_onto_a_name_another_client_took_meanwhile_is_eexist_and_changes_nothing() {
+    let s = trusting_missing_names();
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("l")).await.is_err());
+    put(&s.mem, "l", b"theirs").await;
+    let made =
+        s.fs.symlink(ROOT_INO, OsStr::new("l"), b"target", OWNER)
+            .await;
+    assert!(matches!(made, Err(FsError::Exists)), "{made:?}");
+    assert_eq!(s.mem.bytes("l").unwrap(), "theirs");
+}
+
+#[tokio::test]
+async fn a_mknod_onto_a_name_another_client_took_meanwhile_is_eexist_and_changes_nothing() {
+    let s = trusting_missing_names();
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("fifo")).await.is_err());
+    put(&s.mem, "fifo", b"theirs").await;
+    let made =
+        s.fs.mknod(
+            ROOT_INO,
+            OsStr::new("fifo"),
+            libc::S_IFIFO | 0o644,
+            0,
+            OWNER,
+        )
+        .await;
+    assert!(matches!(made, Err(FsError::Exists)), "{made:?}");
+    assert_eq!(s.mem.bytes("fifo").unwrap(), "theirs");
+}
+
+#[tokio::test]
+async fn a_mkdir_of_a_directory_another_client_made_meanwhile_is_eexist_and_keeps_its_marker() {
+    let s = trusting_missing_names();
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("d")).await.is_err());
+    put(&s.mem, "d/", b"their marker").await;
+    let made = s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER).await;
+    assert!(matches!(made, Err(FsError::Exists)), "{made:?}");
+    assert_eq!(s.mem.bytes("d/").unwrap(), "their marker");
+}
+
+/// A mount over a store that can stall chosen requests, with `d/a` and `d/b` stored.
+async fn a_directory_of_two(opts: FsOptions) -> (Setup, Arc<FailingStore>) {
+    let (mem, store) = failing();
+    let (fs, staging) = mount(store.clone(), opts);
+    let s = Setup {
+        fs,
+        mem,
+        _staging: staging,
+    };
+    put(&s.mem, "d/a", b"a").await;
+    put(&s.mem, "d/b", b"b").await;
+    s.fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
+    (s, store)
+}
+
+/// Renames `d` to `e` in a task, with the copy to `stalled` held up for half a second.
+fn rename_d_to_e_stalling(
+    s: &Setup,
+    store: &FailingStore,
+    stalled: &'static str,
+) -> tokio::task::JoinHandle<Result<(), FsError>> {
+    store.fail(
+        Failure::on(Op::CopyObject)
+            .key(move |k| k == stalled)
+            .once()
+            .stall(Duration::from_millis(500)),
+    );
+    let fs = s.fs.clone();
+    tokio::spawn(async move {
+        fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), 0)
+            .await
+    })
+}
+
+/// Waits until `key` is in the store.
+async fn until_stored(s: &Setup, key: &str) {
+    while s.mem.bytes(key).is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_directory_rename_leaves_a_file_another_client_rewrote_after_its_copy_under_the_old_name()
+{
+    let (s, store) = a_directory_of_two(options()).await;
+    let renamed = rename_d_to_e_stalling(&s, &store, "e/b");
+    until_stored(&s, "e/a").await;
+    put(&s.mem, "d/a", b"newer").await; // another host, after the copy, before the delete
+    renamed.await.unwrap().unwrap();
+    assert_eq!(
+        s.mem.bytes("d/a").unwrap(),
+        "newer",
+        "the other host's version is not deleted"
+    );
+    assert_eq!(s.mem.bytes("e/a").unwrap(), "a", "the version copied moved");
+    assert_eq!(s.mem.bytes("e/b").unwrap(), "b");
+    assert!(s.mem.bytes("d/b").is_none());
+}
+
+#[tokio::test]
+async fn a_directory_rename_moves_the_current_version_of_a_file_another_client_replaced_since_the_listing(
+) {
+    let (s, store) = a_directory_of_two(options()).await;
+    let renamed = rename_d_to_e_stalling(&s, &store, "e/a");
+    until_stored(&s, "e/b").await; // listed, and the copy of d/a is under way
+    put(&s.mem, "d/a", b"newer").await;
+    renamed.await.unwrap().unwrap();
+    assert_eq!(
+        s.mem.bytes("e/a").unwrap(),
+        "newer",
+        "the rename moves what the directory holds"
+    );
+    assert!(
+        s.mem.bytes("d/a").is_none(),
+        "and leaves no second copy behind"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_rename_onto_a_name_another_client_wrote_into_meanwhile_is_refused_and_undone()
+{
+    let opts = FsOptions {
+        negative_ttl: Duration::from_secs(60),
+        ..options()
+    };
+    let (s, _) = a_directory_of_two(opts).await;
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("e")).await.is_err());
+    put(&s.mem, "e/b", b"theirs").await; // seen missing here, written there
+    let renamed =
+        s.fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), 0)
+            .await;
+    assert!(matches!(renamed, Err(FsError::NotEmpty)), "{renamed:?}");
+    assert_eq!(s.mem.keys(), ["d/a", "d/b", "e/b"], "our copies are undone");
+    assert_eq!(s.mem.bytes("e/b").unwrap(), "theirs");
+    assert_eq!(s.mem.bytes("d/a").unwrap(), "a", "nothing moved");
+}
+
+#[tokio::test]
+async fn a_file_being_written_in_a_renamed_directory_replaces_its_copy_and_nothing_newer() {
+    let s = setup();
+    let d =
+        s.fs.mkdir(ROOT_INO, OsStr::new("d"), OWNER)
+            .await
+            .unwrap()
+            .ino;
+    let f = write_file(&s.fs, d, "f", b"old").await;
+    let (fh, _) = s.fs.open(f, libc::O_RDWR).await.unwrap();
+    s.fs.write(fh, 0, Bytes::from_static(b"mine"))
+        .await
+        .unwrap();
+    s.fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), 0)
+        .await
+        .unwrap();
+    put(&s.mem, "e/f", b"theirs").await; // another host, after the rename
+    let closed = s.fs.flush(fh).await;
+    s.fs.release(fh).await.unwrap();
+    assert!(
+        matches!(closed, Err(FsError::Conflict { .. })),
+        "{closed:?}"
+    );
+    assert_eq!(s.mem.bytes("e/f").unwrap(), "theirs");
+    let copies = conflict_copies(&s, "e/f");
+    assert_eq!(copies.len(), 1, "{:?}", s.mem.keys());
+    assert_eq!(s.mem.bytes(&copies[0]).unwrap(), "mine");
+}
+
+#[tokio::test]
+async fn with_the_overwrite_policy_a_directory_rename_replaces_what_another_client_wrote_there() {
+    let opts = FsOptions {
+        negative_ttl: Duration::from_secs(60),
+        conflict: ConflictPolicy::Overwrite,
+        ..options()
+    };
+    let (s, _) = a_directory_of_two(opts).await;
+    assert!(s.fs.lookup(ROOT_INO, OsStr::new("e")).await.is_err());
+    put(&s.mem, "e/b", b"theirs").await;
+    s.fs.rename(ROOT_INO, OsStr::new("d"), ROOT_INO, OsStr::new("e"), 0)
+        .await
+        .unwrap();
+    assert_eq!(s.mem.keys(), ["e/a", "e/b"], "the last writer wins");
+    assert_eq!(s.mem.bytes("e/b").unwrap(), "b");
 }

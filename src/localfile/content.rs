@@ -319,6 +319,11 @@ impl Content {
         self.base().map(|b| b.key.clone())
     }
 
+    /// The version of the base object (its ETag), if the content has one.
+    pub fn base_etag(&self) -> Option<String> {
+        self.base().and_then(|b| b.etag.clone())
+    }
+
     /// The base object was moved (copied, then deleted) to `key`, now with ETag `etag`.
     pub fn base_moved(&self, key: &str, etag: Option<String>) {
         if let Some(size) = self.base().map(|b| b.size) {

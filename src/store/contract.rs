@@ -203,6 +203,7 @@ macro_rules! contract {
                 a_flat_listing_can_start_after_any_key_and_go_on_with_its_token,
                 grouped_pages_count_prefixes_and_never_repeat_one,
                 a_copy_keeps_or_replaces_content_type_and_metadata,
+                a_copy_conditional_on_its_source_copies_only_the_version_it_names,
                 a_multipart_upload_assembles_its_parts_in_number_order,
                 an_aborted_multipart_upload_leaves_no_object_and_no_upload,
                 completing_with_a_part_the_upload_does_not_hold_is_an_invalid_part,
@@ -237,7 +238,9 @@ macro_rules! contract {
 // - s3 on Garage: ListMultipartUploads answers in no key order (not even by prefix), and the
 //   S3 store passes that order on although `list_multipart_uploads` promises key order.
 // - s3 on Garage 2.5: conditional writes (`If-None-Match`, `If-Match`) are ignored; bucketfs
-//   checks before the upload instead (see `bucketfs check` and SEMANTICS.md).
+//   checks before the upload instead (see `bucketfs check` and SEMANTICS.md). It honours a
+//   copy's `x-amz-copy-source-if-match`. (moto 5.2.5 honours conditional PUT and DELETE but
+//   neither condition of a copy, nor `If-Match` on a completion.)
 contract!(memory, Memory, [], known_bugs: [
     a_page_that_ends_at_a_directory_marker_goes_on_after_it:,
     uploads_in_progress_are_listed_in_key_order:,
@@ -870,6 +873,36 @@ async fn a_conditional_copy_never_replaces_what_its_target_does_not_hold(
         .await
         .expect("a free name: copied");
     assert_eq!(read(store, &free).await, "source");
+}
+
+async fn a_copy_conditional_on_its_source_copies_only_the_version_it_names(
+    store: &dyn ObjectStore,
+    s: &Scope,
+) {
+    let (from, to) = (s.key("moved"), s.key("moved to"));
+    let seen = put(store, &from, "seen").await;
+    let seen = seen.or(store.head(&from).await.unwrap().etag).unwrap();
+    put(store, &from, "newer").await; // another client
+    let of_seen = PutOptions {
+        copy_source_etag: Some(seen),
+        ..PutOptions::default()
+    };
+    let refused = store.copy_with_options(&from, &to, &of_seen, true).await;
+    assert!(
+        matches!(refused, Err(StoreError::PreconditionFailed)),
+        "{refused:?}"
+    );
+    assert!(is_not_found(store.head(&to).await), "nothing was written");
+    let current = store.head(&from).await.unwrap().etag;
+    let of_current = PutOptions {
+        copy_source_etag: current,
+        ..PutOptions::default()
+    };
+    store
+        .copy_with_options(&from, &to, &of_current, true)
+        .await
+        .expect("the current version: copied");
+    assert_eq!(read(store, &to).await, "newer");
 }
 
 async fn a_conditional_delete_removes_only_the_version_it_names(

@@ -295,6 +295,11 @@ impl ObjectStore for MemoryStore {
             .get(from)
             .cloned()
             .ok_or(StoreError::NotFound)?;
+        if let Some(etag) = &opts.copy_source_etag {
+            if !Condition::Is(etag.clone()).holds_for(Some(&src.etag)) {
+                return Err(StoreError::PreconditionFailed);
+            }
+        }
         let new_opts = if keep_metadata {
             PutOptions {
                 content_type: src.opts.content_type,
@@ -304,6 +309,7 @@ impl ObjectStore for MemoryStore {
                 acl: opts.acl.clone(),
                 storage_class: opts.storage_class.clone(),
                 condition: None,
+                copy_source_etag: None,
             }
         } else {
             opts.clone()

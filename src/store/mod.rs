@@ -92,6 +92,11 @@ pub struct PutOptions {
     /// What the key must hold for a PUT to take effect (not stored with the object; a
     /// multipart upload takes its condition at completion instead).
     pub condition: Option<Condition>,
+    /// A copy's condition on its source: copied only while the source is the object with
+    /// this ETag (`x-amz-copy-source-if-match`, else `PreconditionFailed` and nothing is
+    /// written), so the copy is the version the caller saw. Ignored by PUT and multipart
+    /// uploads; not stored.
+    pub copy_source_etag: Option<String>,
 }
 
 /// What a key must hold for a write to it to take effect (S3 conditional writes): a write
@@ -353,6 +358,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// `opts.acl` and `opts.storage_class` apply; otherwise REPLACE with everything in `opts`.
     /// S3 does not carry SSE or ACL over on a copy: pass the mount's options here rather than
     /// calling `copy(from, to, None)`, or the copy gets the bucket's defaults.
+    /// `opts.condition` is on the target, `opts.copy_source_etag` on the source; S3 answers
+    /// the same `PreconditionFailed` to either.
     /// Returns the new object's ETag when the store gives one.
     async fn copy_with_options(
         &self,

@@ -20,7 +20,9 @@ impl Uploader {
     /// Copies `from` (`size` bytes) to `to` with `opts`. `keep_metadata`: the copy keeps the
     /// source's content type and user metadata (for a multipart copy they are read with a
     /// HEAD first); only the storage options of `opts` apply. Otherwise everything in `opts`.
-    /// Returns the ETag of the object at `to` once the copy is there.
+    /// Returns the ETag of the object at `to` once the copy is there. `opts.condition` is on
+    /// `to` (at completion for a multipart copy), `opts.copy_source_etag` on `from` (on every
+    /// part).
     ///
     /// The copy is read back (HEAD) and made again while the server still shows what `to`
     /// held before: a server that orders versions by a millisecond clock (Garage) answers
@@ -80,7 +82,10 @@ impl Uploader {
             opts.metadata = info.metadata;
             opts.content_type = info.content_type;
         }
-        let source = Arc::new(CopyOf(from.to_string()));
+        let source = Arc::new(CopyOf(CopyFrom {
+            key: from.to_string(),
+            etag: opts.copy_source_etag.clone(),
+        }));
         self.upload(to, source, size, &opts).await
     }
 }
@@ -107,8 +112,9 @@ fn same_metadata(stored: &UserMetadata, sent: &UserMetadata) -> bool {
             .all(|(k, v)| stored.get(&k.to_ascii_lowercase()) == Some(v))
 }
 
-/// Every part of the new object is the same range of the object `0`.
-struct CopyOf(String);
+/// Every part of the new object is the same range of the object `0` (of that version only,
+/// when it names one).
+struct CopyOf(CopyFrom);
 
 #[async_trait]
 impl PartSource for CopyOf {
@@ -117,9 +123,6 @@ impl PartSource for CopyOf {
     }
 
     fn copy_source(&self, _range: &Range<u64>) -> Option<CopyFrom> {
-        Some(CopyFrom {
-            key: self.0.clone(),
-            etag: None,
-        })
+        Some(self.0.clone())
     }
 }

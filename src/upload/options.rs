@@ -72,6 +72,7 @@ impl OptionsResolver {
             storage_class: options.storage_class,
             cache_control: options.cache_control,
             condition: None,
+            copy_source_etag: None,
         }
     }
 }

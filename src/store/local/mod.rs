@@ -237,6 +237,8 @@ impl ObjectStore for LocalStore {
         keep_metadata: bool,
     ) -> StoreResult<Option<String>> {
         self.check_condition(to, opts.condition.as_ref()).await?;
+        let source = opts.copy_source_etag.clone().map(Condition::Is);
+        self.check_condition(from, source.as_ref()).await?;
         let (from, to) = (from.to_string(), to.to_string());
         let replace = (!keep_metadata).then(|| opts.clone());
         self.run(move |s| s.copy(&from, &to, replace.as_ref()).map(Some))

@@ -141,9 +141,20 @@ pub(super) fn condition_headers(condition: Option<&Condition>) -> Vec<(String, S
     }
 }
 
+/// `x-amz-copy-source-if-match: "etag"`: a copy only of that version of its source.
+fn copy_source_condition(etag: Option<&str>) -> Option<(String, String)> {
+    etag.map(|e| {
+        header(
+            "x-amz-copy-source-if-match",
+            &format!("\"{}\"", e.trim_matches('"')),
+        )
+    })
+}
+
 /// Headers of CopyObject besides `x-amz-copy-source`. `keep_metadata`: COPY directive (the
 /// source's content type, metadata and Cache-Control stay; storage options are still sent);
-/// else REPLACE with everything in `opts`. `source_key`: the SSE-C key of the source.
+/// else REPLACE with everything in `opts`. The target's condition and the source's
+/// (`opts.copy_source_etag`). `source_key`: the SSE-C key of the source.
 pub(super) fn copy_headers(
     opts: &PutOptions,
     keep_metadata: bool,
@@ -164,6 +175,7 @@ pub(super) fn copy_headers(
     }
     headers.extend(storage_headers(opts, sse_c.is_some())?);
     headers.extend(condition_headers(opts.condition.as_ref()));
+    headers.extend(copy_source_condition(opts.copy_source_etag.as_deref()));
     if let Some(key) = sse_c {
         headers.extend(sse_c_headers(key, SSE_C_PREFIX));
     }
@@ -185,12 +197,7 @@ pub(super) fn upload_part_copy_headers(
         "x-amz-copy-source-range".to_string(),
         format!("bytes={}-{}", range.start, range.end - 1),
     )];
-    if let Some(etag) = source_etag {
-        headers.push(header(
-            "x-amz-copy-source-if-match",
-            &format!("\"{}\"", etag.trim_matches('"')),
-        ));
-    }
+    headers.extend(copy_source_condition(source_etag));
     if let Some(key) = sse_c {
         headers.extend(sse_c_headers(key, SSE_C_PREFIX));
     }

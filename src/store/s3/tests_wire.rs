@@ -439,6 +439,32 @@ async fn a_conditional_copy_sends_its_condition_and_a_refusal_is_precondition_fa
 }
 
 #[tokio::test]
+async fn a_copy_conditional_on_its_source_sends_copy_source_if_match() {
+    let (endpoint, seen) = serve(vec![response(
+        "412 Precondition Failed",
+        &[],
+        &error_body("PreconditionFailed"),
+    )]);
+    let of_seen = PutOptions {
+        copy_source_etag: Some("seen".into()),
+        ..conditional(Condition::Absent)
+    };
+    let copied = store(endpoint, 0, T)
+        .copy_with_options("a", "b", &of_seen, true)
+        .await;
+    assert!(
+        matches!(copied, Err(StoreError::PreconditionFailed)),
+        "{copied:?}"
+    );
+    let req = &seen.lock().unwrap()[0];
+    assert!(
+        req.contains("x-amz-copy-source-if-match: \"seen\"\r\n"),
+        "quoted: {req}"
+    );
+    assert!(req.contains("if-none-match: *"), "and the target's: {req}");
+}
+
+#[tokio::test]
 async fn a_conditional_completion_sends_its_condition() {
     let (endpoint, seen) = serve(vec![
         response(
