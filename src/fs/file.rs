@@ -32,6 +32,16 @@ pub(super) fn based_on(node: &Node) -> Option<Condition> {
     }
 }
 
+/// What a write over the node's key, or its delete, would replace (as its condition): what
+/// the file's own changes were based on when it has local content (a file that took over a
+/// stored name by a rename knows it only there), else `based_on`.
+pub(super) fn replaced_at(node: &Node) -> Option<Condition> {
+    match node.content() {
+        Some(c) => c.based_on(),
+        None => based_on(node),
+    }
+}
+
 impl Fs {
     fn new_file_handle(&self, ino: Ino, writable: bool) -> u64 {
         self.handles.insert(Handle::File {
@@ -566,7 +576,7 @@ impl Fs {
         let _no_upload = self.settle_for_removal(content.as_deref()).await;
         self.keep_if_open(ino).await;
         let stored = match self.names.table().get(ino) {
-            Some(n) if n.remote() => Some(based_on(n)),
+            Some(n) if n.remote() => Some(replaced_at(n)),
             _ => None,
         };
         if let Some(seen) = stored {

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 
 use super::error::{FsError, FsResult};
-use super::file::{based_on, delete_unless_replaced};
+use super::file::{delete_unless_replaced, replaced_at};
 use super::Fs;
 use crate::localfile::content::Content;
 use crate::names::inode::{Ino, Kind};
@@ -101,7 +101,7 @@ impl Fs {
                 let (replaced_remote, target) = {
                     let t = self.names.table();
                     match dst.and_then(|d| t.get(d)) {
-                        Some(n) => (n.remote(), based_on(n)),
+                        Some(n) => (n.remote(), replaced_at(n)),
                         None => (false, Some(Condition::Absent)),
                     }
                 };

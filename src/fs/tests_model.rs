@@ -1498,6 +1498,49 @@ fn a_pending_file_renamed_away_leaves_another_clients_object() {
     run_blocking(&case).unwrap();
 }
 
+/// Found by this model: a file whose name another client wrote while its upload was pending
+/// here, moved with its directory, was uploaded over the copy of the other client's object
+/// unconditionally (a lost update). The other client's object moves too, and the upload is
+/// still a conflict.
+#[test]
+fn a_lost_update_below_a_renamed_directory_is_still_a_conflict() {
+    let case = Case {
+        write_back: WriteBack::Delayed,
+        ops: vec![
+            Op::Mkdir("a"),
+            Op::Create("a/b"),
+            append(0, "y"),
+            Op::Close(0),
+            Op::ForeignPut("a/b", "x".into()),
+            Op::Rename("a", "c"),
+            Op::Look,
+            Op::Drain,
+        ],
+    };
+    run_blocking(&case).unwrap();
+}
+
+/// Found by this model: a file created here and renamed over a stored one, then unlinked
+/// after another client replaced that name, DELETEd the other client's object: the unlink's
+/// condition came from the node (which knew no ETag) instead of from the file's changes.
+#[test]
+fn removing_a_file_that_took_over_a_name_leaves_another_clients_newer_object() {
+    let case = Case {
+        write_back: WriteBack::Delayed,
+        ops: vec![
+            Op::ForeignPut("a", "x".into()),
+            Op::Create("b"),
+            Op::Close(0),
+            Op::Rename("b", "a"),
+            Op::ForeignPut("a", "x".into()),
+            Op::Unlink("a"),
+            Op::Look,
+            Op::Drain,
+        ],
+    };
+    run_blocking(&case).unwrap();
+}
+
 fn append(handle: usize, data: &str) -> Op {
     Op::Append {
         handle,
