@@ -6,12 +6,13 @@
 //! node below it at once, including files still being written. Nodes that were replaced or
 //! deleted are unlinked from their parent but live on until the kernel forgets them.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::children::Children;
 use super::etag::ETag;
 use super::posix::Posix;
+use super::slots::Slots;
 use crate::localfile::content::Content;
 use crate::store::{ObjectInfo, UserMetadata};
 
@@ -126,10 +127,10 @@ impl Meta {
 /// through the getters below and changes them only through the methods that say what
 /// happened (opened, written, metadata changed, …).
 ///
-/// A table may hold millions of nodes, so a node is kept small (about 160 bytes, see the
-/// test at the end): what most nodes never have (metadata read by HEAD, a symlink's target,
-/// times changed here) lives behind a box, the name is shared with the parent's `children`
-/// and an MD5 ETag is held inline.
+/// A table may hold millions of nodes, so a node is kept small (144 bytes, see the test at
+/// the end): what most nodes never have (metadata read by HEAD, a symlink's target, times
+/// changed here; a file's children) lives behind a box, the name is shared with the parent's
+/// `children` and an MD5 ETag is held inline.
 #[derive(Debug)]
 pub struct Node {
     pub(super) parent: Ino,
@@ -156,7 +157,7 @@ pub struct Node {
     /// Local content of a file being written (staged, maybe not yet uploaded).
     pub(super) content: Option<Arc<Content>>,
     /// Children by name (directories only); each name is the child's own `name`.
-    pub(super) children: BTreeMap<Arc<str>, Ino>,
+    pub(super) children: Children,
     /// What few nodes have; `None` = all of it unset.
     pub(super) extra: Option<Box<Extra>>,
 }
@@ -195,7 +196,7 @@ impl Node {
             remote: stat.remote,
             linked: true,
             content: None,
-            children: BTreeMap::new(),
+            children: Children::default(),
             extra: None,
         }
     }
@@ -265,7 +266,7 @@ impl Node {
     }
     /// The inodes of a directory's children.
     pub fn child_inos(&self) -> impl Iterator<Item = Ino> + '_ {
-        self.children.values().copied()
+        self.children.iter().map(|(_, ino)| ino)
     }
 }
 
@@ -551,30 +552,29 @@ impl Stat {
 }
 
 pub struct InodeTable {
-    nodes: HashMap<Ino, Node>,
-    next: Ino,
+    /// Every node by inode (see `slots`: an inode number is never given out twice).
+    nodes: Slots<Node>,
 }
 
 impl InodeTable {
     pub fn new(root_mtime: SystemTime) -> Self {
         let mut root = Node::new(ROOT_INO, "".into(), Stat::unmarked_dir(root_mtime), None);
         (root.meta, root.remote, root.lookups) = (None, true, 1);
-        InodeTable {
-            nodes: HashMap::from([(ROOT_INO, root)]),
-            next: ROOT_INO + 1,
-        }
+        let mut nodes = Slots::default();
+        assert_eq!(nodes.insert(root), ROOT_INO, "the first inode given out");
+        InodeTable { nodes }
     }
 
     pub fn get(&self, ino: Ino) -> Option<&Node> {
-        self.nodes.get(&ino)
+        self.nodes.get(ino)
     }
 
     pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Node> {
-        self.nodes.get_mut(&ino)
+        self.nodes.get_mut(ino)
     }
 
     pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
-        self.nodes.get(&parent)?.children.get(name).copied()
+        self.nodes.get(parent)?.children.get(name)
     }
 
     /// Path of `ino` relative to the mount root ("" for the root), or `None` if unlinked.
@@ -582,7 +582,7 @@ impl InodeTable {
         let mut parts = Vec::new();
         let mut cur = ino;
         while cur != ROOT_INO {
-            let node = self.nodes.get(&cur)?;
+            let node = self.nodes.get(cur)?;
             if !node.linked {
                 return None;
             }
@@ -597,7 +597,7 @@ impl InodeTable {
     /// kind matches and replacing (unlinking) it otherwise. Returns the inode.
     pub fn upsert(&mut self, parent: Ino, name: &str, stat: Stat, now: Instant) -> Ino {
         if let Some(ino) = self.child(parent, name) {
-            let node = self.nodes.get_mut(&ino).expect("child points at a node");
+            let node = self.nodes.get_mut(ino).expect("child points at a node");
             // A listing cannot tell a symlink or a special file from a file: keep what a HEAD
             // said.
             let same_kind = node.kind == stat.kind
@@ -635,21 +635,20 @@ impl InodeTable {
             }
             self.unlink(parent, name);
         }
-        let ino = self.next;
-        self.next += 1;
         let name: Arc<str> = name.into();
-        if let Some(p) = self.nodes.get_mut(&parent) {
-            p.children.insert(name.clone(), ino);
+        let ino = self
+            .nodes
+            .insert(Node::new(parent, name.clone(), stat, Some(now)));
+        if let Some(p) = self.nodes.get_mut(parent) {
+            p.children.insert(name, ino);
         }
-        self.nodes
-            .insert(ino, Node::new(parent, name, stat, Some(now)));
         ino
     }
 
     /// Removes the name `parent/name`; the node lives on while referenced. Returns its inode.
     pub fn unlink(&mut self, parent: Ino, name: &str) -> Option<Ino> {
-        let ino = self.nodes.get_mut(&parent)?.children.remove(name)?;
-        if let Some(node) = self.nodes.get_mut(&ino) {
+        let ino = self.nodes.get_mut(parent)?.children.remove(name)?;
+        if let Some(node) = self.nodes.get_mut(ino) {
             node.linked = false;
         }
         self.reclaim(ino);
@@ -662,29 +661,27 @@ impl InodeTable {
             return;
         }
         self.unlink(new_parent, new_name);
-        let (old_parent, old_name) = match self.nodes.get(&ino) {
+        let (old_parent, old_name) = match self.nodes.get(ino) {
             Some(n) => (n.parent, n.name.clone()),
             None => return,
         };
-        if let Some(p) = self.nodes.get_mut(&old_parent) {
-            if p.children.get(&old_name) == Some(&ino) {
-                p.children.remove(&old_name);
-            }
+        if let Some(p) = self.nodes.get_mut(old_parent) {
+            p.children.remove_if(&old_name, ino);
         }
         let new_name: Arc<str> = new_name.into();
-        if let Some(node) = self.nodes.get_mut(&ino) {
+        if let Some(node) = self.nodes.get_mut(ino) {
             node.parent = new_parent;
             node.name = new_name.clone();
             node.linked = true;
         }
-        if let Some(p) = self.nodes.get_mut(&new_parent) {
+        if let Some(p) = self.nodes.get_mut(new_parent) {
             p.children.insert(new_name, ino);
         }
     }
 
     /// The kernel dropped `n` references to `ino`.
     pub fn forget(&mut self, ino: Ino, n: u64) {
-        if let Some(node) = self.nodes.get_mut(&ino) {
+        if let Some(node) = self.nodes.get_mut(ino) {
             node.lookups = node.lookups.saturating_sub(n);
         }
         self.reclaim(ino);
@@ -693,7 +690,7 @@ impl InodeTable {
     /// Drops the node if nothing needs it any more: no kernel reference, no open handle, no
     /// children, and no local content that is not yet in the bucket.
     pub fn reclaim(&mut self, ino: Ino) {
-        let Some(node) = self.nodes.get(&ino) else {
+        let Some(node) = self.nodes.get(ino) else {
             return;
         };
         let pending = node.content.as_ref().is_some_and(|c| c.is_dirty());
@@ -710,11 +707,9 @@ impl InodeTable {
             // Still a valid cache entry for its name: keep until unlinked or relisted.
             return;
         }
-        self.nodes.remove(&ino);
-        if let Some(p) = self.nodes.get_mut(&parent) {
-            if p.children.get(&name) == Some(&ino) {
-                p.children.remove(&name);
-            }
+        self.nodes.remove(ino);
+        if let Some(p) = self.nodes.get_mut(parent) {
+            p.children.remove_if(&name, ino);
         }
     }
 
@@ -734,13 +729,13 @@ impl InodeTable {
             .nodes
             .iter()
             .filter(|(_, n)| n.kind == Kind::Dir && n.open > 0)
-            .map(|(ino, _)| *ino)
+            .map(|(ino, _)| ino)
             .collect();
         let mut unused: Vec<(Option<Instant>, Ino)> = self
             .nodes
             .iter()
             .filter(|(ino, n)| {
-                **ino != ROOT_INO
+                *ino != ROOT_INO
                     && n.linked
                     && n.lookups == 0
                     && n.open == 0
@@ -750,17 +745,15 @@ impl InodeTable {
                     && !being_read.contains(&n.parent)
                     && n.validated.is_none_or(|v| now.duration_since(v) >= grace)
             })
-            .map(|(ino, n)| (n.validated, *ino))
+            .map(|(ino, n)| (n.validated, ino))
             .collect();
         unused.sort_unstable();
         let excess = self.nodes.len() - (limit - limit / 10);
         let mut parents: Vec<Ino> = Vec::new();
         for (_, ino) in unused.into_iter().take(excess) {
-            let node = self.nodes.remove(&ino).expect("just seen");
-            if let Some(p) = self.nodes.get_mut(&node.parent) {
-                if p.children.get(&node.name) == Some(&ino) {
-                    p.children.remove(&node.name);
-                }
+            let node = self.nodes.remove(ino).expect("just seen");
+            if let Some(p) = self.nodes.get_mut(node.parent) {
+                p.children.remove_if(&node.name, ino);
             }
             parents.push(node.parent);
         }
@@ -776,7 +769,7 @@ impl InodeTable {
 
     /// Every node (for draining pending uploads).
     pub fn all(&self) -> impl Iterator<Item = (Ino, &Node)> {
-        self.nodes.iter().map(|(i, n)| (*i, n))
+        self.nodes.iter()
     }
 }
 
@@ -905,8 +898,6 @@ mod eviction {
 mod size {
     use std::sync::Arc;
 
-    /// A table of a million entries must fit in a few hundred MiB (issue: ~300 bytes an
-    /// entry with the hash table, the name and the parent's `children`).
     #[test]
     fn objects_with_the_same_metadata_share_one_value() {
         let a = super::Meta::shared(super::Meta::default());
@@ -923,9 +914,12 @@ mod size {
         );
     }
 
+    /// A table of a million entries must fit in a few hundred MiB (issue 19: ~300 bytes an
+    /// entry with the node's slot, the name and the parent's `children`; see
+    /// tests/entry_memory.rs).
     #[test]
     fn a_node_stays_small() {
         let size = std::mem::size_of::<super::Node>();
-        assert!(size <= 168, "a node takes {size} bytes");
+        assert!(size <= 144, "a node takes {size} bytes");
     }
 }

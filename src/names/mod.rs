@@ -9,6 +9,7 @@
 //! else here is private. It never uploads, never holds a file's bytes and never sees a
 //! handle.
 
+mod children;
 pub mod error;
 mod etag;
 mod inflight;
@@ -17,6 +18,7 @@ mod listing;
 mod lookup;
 pub mod posix;
 pub mod rules;
+mod slots;
 mod tree;
 mod walk;
 
