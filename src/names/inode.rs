@@ -551,6 +551,15 @@ impl Stat {
     }
 }
 
+/// What `InodeTable::evict` did and would do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Evicted {
+    /// Directories that lost children: their listings are no longer complete.
+    pub parents: Vec<Ino>,
+    /// Names (parent, name) the kernel holds that would have gone otherwise.
+    pub release: Vec<(Ino, Arc<str>)>,
+}
+
 pub struct InodeTable {
     /// Every node by inode (see `slots`: an inode number is never given out twice).
     nodes: Slots<Node>,
@@ -718,11 +727,17 @@ impl InodeTable {
     /// confirmed by the store first. Kept: the root, nodes the kernel holds (its lookups)
     /// or that are open, nodes with local content or metadata not yet stored, directories
     /// with children, the entries of a directory open for reading (its handle serves them by
-    /// inode), and nodes confirmed within `grace` (a tool is about to use them). Returns the
-    /// parents that lost children: their listings are no longer complete.
-    pub fn evict(&mut self, limit: usize, grace: std::time::Duration) -> Vec<Ino> {
+    /// inode), and nodes confirmed within `grace` (a tool is about to use them).
+    ///
+    /// When that is not enough, the names the kernel holds but that would go otherwise, least
+    /// recently confirmed first, are returned in `release` (as many as are still too many):
+    /// the kernel forgets a name only under its own memory pressure, so a walk of ten
+    /// million keys would keep every one; asked to drop them (`Names::trim`), it sends their
+    /// forgets and the next trim evicts them.
+    pub fn evict(&mut self, limit: usize, grace: std::time::Duration) -> Evicted {
+        let mut evicted = Evicted::default();
         if self.nodes.len() <= limit {
-            return Vec::new();
+            return evicted;
         }
         let now = Instant::now();
         let being_read: std::collections::HashSet<Ino> = self
@@ -731,13 +746,13 @@ impl InodeTable {
             .filter(|(_, n)| n.kind == Kind::Dir && n.open > 0)
             .map(|(ino, _)| ino)
             .collect();
-        let mut unused: Vec<(Option<Instant>, Ino)> = self
+        // (held by the kernel, last confirmed, inode)
+        let mut unused: Vec<(bool, Option<Instant>, Ino)> = self
             .nodes
             .iter()
             .filter(|(ino, n)| {
                 *ino != ROOT_INO
                     && n.linked
-                    && n.lookups == 0
                     && n.open == 0
                     && n.content.is_none()
                     && !n.meta_dirty
@@ -745,21 +760,25 @@ impl InodeTable {
                     && !being_read.contains(&n.parent)
                     && n.validated.is_none_or(|v| now.duration_since(v) >= grace)
             })
-            .map(|(ino, n)| (n.validated, ino))
+            .map(|(ino, n)| (n.lookups > 0, n.validated, ino))
             .collect();
         unused.sort_unstable();
         let excess = self.nodes.len() - (limit - limit / 10);
-        let mut parents: Vec<Ino> = Vec::new();
-        for (_, ino) in unused.into_iter().take(excess) {
+        for (held, _, ino) in unused.into_iter().take(excess) {
+            let node = self.nodes.get(ino).expect("just seen");
+            if held {
+                evicted.release.push((node.parent, node.name.clone()));
+                continue;
+            }
             let node = self.nodes.remove(ino).expect("just seen");
             if let Some(p) = self.nodes.get_mut(node.parent) {
                 p.children.remove_if(&node.name, ino);
             }
-            parents.push(node.parent);
+            evicted.parents.push(node.parent);
         }
-        parents.sort_unstable();
-        parents.dedup();
-        parents
+        evicted.parents.sort_unstable();
+        evicted.parents.dedup();
+        evicted
     }
 
     /// How many nodes the table holds.
@@ -869,7 +888,7 @@ mod eviction {
         let held = t.child(d, "f050").unwrap();
         t.get_mut(held).unwrap().lookups = 1;
         assert_eq!(t.node_count(), 103);
-        assert_eq!(t.evict(50, Duration::from_secs(5)), vec![d]);
+        assert_eq!(t.evict(50, Duration::from_secs(5)).parents, vec![d]);
         assert_eq!(t.node_count(), 45, "a tenth below the limit");
         assert_eq!(t.child(d, "f050"), Some(held), "the kernel holds it");
         assert!(t.child(d, "recent").is_some_and(|i| i == recent));
@@ -878,18 +897,43 @@ mod eviction {
     }
 
     #[test]
+    fn names_the_kernel_holds_are_named_for_release_when_nothing_else_can_go() {
+        let (mut t, d) = table(100, Duration::from_secs(60));
+        let inos: Vec<Ino> = t.get(d).unwrap().child_inos().collect();
+        for ino in &inos {
+            t.get_mut(*ino).unwrap().lookups = 1;
+        }
+        let recent = t.child(d, "f099").unwrap();
+        t.get_mut(recent).unwrap().validated = Some(Instant::now());
+        let evicted = t.evict(50, Duration::from_secs(5));
+        assert!(evicted.parents.is_empty());
+        assert_eq!(t.node_count(), 102, "the kernel holds them all");
+        assert_eq!(evicted.release.len(), 102 - 45, "as many as are too many");
+        assert!(evicted
+            .release
+            .iter()
+            .all(|(p, name)| *p == d && &**name != "f099"));
+        // Forgotten by the kernel, they go at the next trim.
+        for ino in &inos {
+            t.forget(*ino, 1);
+        }
+        assert_eq!(t.evict(50, Duration::from_secs(5)).parents, vec![d]);
+        assert_eq!(t.node_count(), 45);
+    }
+
+    #[test]
     fn within_the_limit_or_the_grace_or_while_the_directory_is_read_nothing_goes() {
         let (mut t, _) = table(100, Duration::from_secs(60));
-        assert!(t.evict(200, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.evict(200, Duration::from_secs(5)), Default::default());
         assert_eq!(t.node_count(), 102);
 
         let (mut t, _) = table(100, Duration::ZERO);
-        assert!(t.evict(10, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.evict(10, Duration::from_secs(5)), Default::default());
         assert_eq!(t.node_count(), 102, "all just confirmed");
 
         let (mut t, d) = table(100, Duration::from_secs(60));
         t.get_mut(d).unwrap().open = 1;
-        assert!(t.evict(10, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.evict(10, Duration::from_secs(5)), Default::default());
         assert_eq!(t.node_count(), 102, "a handle serves them");
     }
 }
