@@ -467,7 +467,7 @@ impl Names {
 
     /// Past `name_cache_entries`, names the kernel holds are handed to `release`, which asks
     /// the kernel to drop them (its forgets then let the table shrink; see `trim`). Set once,
-    /// by the FUSE adapter; without it (tests) they stay.
+    /// by the daemon (`fuse::release`); without it (tests) they stay.
     pub fn on_release(&self, release: Release) {
         let _ = self.release.set(release);
     }
