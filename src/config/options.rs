@@ -195,8 +195,9 @@ define_options! {
     }
     name_cache_entries: usize {
         help: "How many names (files, directories) the inode table keeps at most: past it, \
-               those the kernel has forgotten and nothing holds (no open handle, no pending \
-               upload) are dropped, least recently confirmed first, ~300 bytes each",
+               those nothing holds (no open handle, no pending upload) are dropped, least \
+               recently confirmed first, the kernel asked to drop those it holds; ~260 bytes \
+               each",
         default: value(250_000),
         env: ["BUCKETFS_NAME_CACHE_ENTRIES"],
         flag: value(Mount, "--name-cache-entries", "N"),

@@ -92,6 +92,9 @@ pub(super) fn serve(
             ));
         }
     };
+    opened
+        .fs
+        .on_release(crate::fuse::release::start(session.notifier()));
     let unmounter = session.unmount_callable();
     let start_guard = UnmountUnlessStarted(Some(session.unmount_callable()));
     let pid_file = pid_file_for(&mountpoint);
@@ -116,6 +119,10 @@ pub(super) fn serve(
         raise_kernel_readahead(dev, config.fs.read_ahead);
     }
     opened.rt.spawn(write_back_loop(opened.fs.clone()));
+    let fs = opened.fs.clone();
+    opened
+        .rt
+        .spawn(async move { fs.keep_names_bounded().await });
     let socket = socket_for(&mountpoint);
     opened.rt.spawn(serve_status(
         socket.clone(),

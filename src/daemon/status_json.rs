@@ -41,6 +41,7 @@ pub(super) fn status_json(status: &Status, mountpoint: &Path, pid: u32, now: Sys
                 "age_seconds": age(c.at),
             })).collect::<Vec<_>>(),
         },
+        "name_cache": {"entries": status.names, "limit": status.names_limit},
         "recent_failures": status.failures.iter().map(|f| json!({
             "key": f.key,
             "error": f.error,

@@ -143,6 +143,17 @@ impl Fs {
     pub fn forget(&self, ino: Ino, n: u64) {
         self.names.forget(ino, n);
     }
+
+    /// Keeps the inode table within its bound, for ever (see `Names::keep_bounded`).
+    pub async fn keep_names_bounded(&self) {
+        self.names.keep_bounded().await
+    }
+
+    /// How to ask the kernel to drop names past the name cache's bound (see
+    /// `Names::on_release`).
+    pub fn on_release(&self, release: crate::names::Release) {
+        self.names.on_release(release);
+    }
 }
 
 #[cfg(test)]

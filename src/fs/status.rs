@@ -32,6 +32,9 @@ pub struct Status {
     /// Files another client changed meanwhile, most recent first, and how many in all.
     pub conflicts: Vec<Conflict>,
     pub conflict_total: u64,
+    /// Names the inode table holds, and its bound (`name_cache_entries`).
+    pub names: usize,
+    pub names_limit: usize,
 }
 
 impl Fs {
@@ -44,6 +47,8 @@ impl Fs {
             replayed: self.files.replayed(),
             conflicts,
             conflict_total,
+            names: self.names.table().node_count(),
+            names_limit: self.opts.name_cache_entries,
             ..Status::default()
         };
         let mut count = |content: &Content| {

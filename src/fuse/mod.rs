@@ -5,6 +5,7 @@
 //! `stats`.
 
 pub mod errno;
+pub mod release;
 pub mod stats;
 
 use std::ffi::OsStr;

@@ -6,12 +6,13 @@
 //! node below it at once, including files still being written. Nodes that were replaced or
 //! deleted are unlinked from their parent but live on until the kernel forgets them.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::children::Children;
 use super::etag::ETag;
 use super::posix::Posix;
+use super::slots::Slots;
 use crate::localfile::content::Content;
 use crate::store::{ObjectInfo, UserMetadata};
 
@@ -126,10 +127,10 @@ impl Meta {
 /// through the getters below and changes them only through the methods that say what
 /// happened (opened, written, metadata changed, …).
 ///
-/// A table may hold millions of nodes, so a node is kept small (about 160 bytes, see the
-/// test at the end): what most nodes never have (metadata read by HEAD, a symlink's target,
-/// times changed here) lives behind a box, the name is shared with the parent's `children`
-/// and an MD5 ETag is held inline.
+/// A table may hold millions of nodes, so a node is kept small (144 bytes, see the test at
+/// the end): what most nodes never have (metadata read by HEAD, a symlink's target, times
+/// changed here; a file's children) lives behind a box, the name is shared with the parent's
+/// `children` and an MD5 ETag is held inline.
 #[derive(Debug)]
 pub struct Node {
     pub(super) parent: Ino,
@@ -156,7 +157,7 @@ pub struct Node {
     /// Local content of a file being written (staged, maybe not yet uploaded).
     pub(super) content: Option<Arc<Content>>,
     /// Children by name (directories only); each name is the child's own `name`.
-    pub(super) children: BTreeMap<Arc<str>, Ino>,
+    pub(super) children: Children,
     /// What few nodes have; `None` = all of it unset.
     pub(super) extra: Option<Box<Extra>>,
 }
@@ -195,7 +196,7 @@ impl Node {
             remote: stat.remote,
             linked: true,
             content: None,
-            children: BTreeMap::new(),
+            children: Children::default(),
             extra: None,
         }
     }
@@ -265,7 +266,7 @@ impl Node {
     }
     /// The inodes of a directory's children.
     pub fn child_inos(&self) -> impl Iterator<Item = Ino> + '_ {
-        self.children.values().copied()
+        self.children.iter().map(|(_, ino)| ino)
     }
 }
 
@@ -550,31 +551,39 @@ impl Stat {
     }
 }
 
+/// What `InodeTable::evict` did and would do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Evicted {
+    /// Directories that lost children: their listings are no longer complete.
+    pub parents: Vec<Ino>,
+    /// Names (parent, name) the kernel holds that would have gone otherwise.
+    pub release: Vec<(Ino, Arc<str>)>,
+}
+
 pub struct InodeTable {
-    nodes: HashMap<Ino, Node>,
-    next: Ino,
+    /// Every node by inode (see `slots`: an inode number is never given out twice).
+    nodes: Slots<Node>,
 }
 
 impl InodeTable {
     pub fn new(root_mtime: SystemTime) -> Self {
         let mut root = Node::new(ROOT_INO, "".into(), Stat::unmarked_dir(root_mtime), None);
         (root.meta, root.remote, root.lookups) = (None, true, 1);
-        InodeTable {
-            nodes: HashMap::from([(ROOT_INO, root)]),
-            next: ROOT_INO + 1,
-        }
+        let mut nodes = Slots::default();
+        assert_eq!(nodes.insert(root), ROOT_INO, "the first inode given out");
+        InodeTable { nodes }
     }
 
     pub fn get(&self, ino: Ino) -> Option<&Node> {
-        self.nodes.get(&ino)
+        self.nodes.get(ino)
     }
 
     pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Node> {
-        self.nodes.get_mut(&ino)
+        self.nodes.get_mut(ino)
     }
 
     pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
-        self.nodes.get(&parent)?.children.get(name).copied()
+        self.nodes.get(parent)?.children.get(name)
     }
 
     /// Path of `ino` relative to the mount root ("" for the root), or `None` if unlinked.
@@ -582,7 +591,7 @@ impl InodeTable {
         let mut parts = Vec::new();
         let mut cur = ino;
         while cur != ROOT_INO {
-            let node = self.nodes.get(&cur)?;
+            let node = self.nodes.get(cur)?;
             if !node.linked {
                 return None;
             }
@@ -597,7 +606,7 @@ impl InodeTable {
     /// kind matches and replacing (unlinking) it otherwise. Returns the inode.
     pub fn upsert(&mut self, parent: Ino, name: &str, stat: Stat, now: Instant) -> Ino {
         if let Some(ino) = self.child(parent, name) {
-            let node = self.nodes.get_mut(&ino).expect("child points at a node");
+            let node = self.nodes.get_mut(ino).expect("child points at a node");
             // A listing cannot tell a symlink or a special file from a file: keep what a HEAD
             // said.
             let same_kind = node.kind == stat.kind
@@ -639,21 +648,20 @@ impl InodeTable {
             }
             self.unlink(parent, name);
         }
-        let ino = self.next;
-        self.next += 1;
         let name: Arc<str> = name.into();
-        if let Some(p) = self.nodes.get_mut(&parent) {
-            p.children.insert(name.clone(), ino);
+        let ino = self
+            .nodes
+            .insert(Node::new(parent, name.clone(), stat, Some(now)));
+        if let Some(p) = self.nodes.get_mut(parent) {
+            p.children.insert(name, ino);
         }
-        self.nodes
-            .insert(ino, Node::new(parent, name, stat, Some(now)));
         ino
     }
 
     /// Removes the name `parent/name`; the node lives on while referenced. Returns its inode.
     pub fn unlink(&mut self, parent: Ino, name: &str) -> Option<Ino> {
-        let ino = self.nodes.get_mut(&parent)?.children.remove(name)?;
-        if let Some(node) = self.nodes.get_mut(&ino) {
+        let ino = self.nodes.get_mut(parent)?.children.remove(name)?;
+        if let Some(node) = self.nodes.get_mut(ino) {
             node.linked = false;
         }
         self.reclaim(ino);
@@ -666,29 +674,27 @@ impl InodeTable {
             return;
         }
         self.unlink(new_parent, new_name);
-        let (old_parent, old_name) = match self.nodes.get(&ino) {
+        let (old_parent, old_name) = match self.nodes.get(ino) {
             Some(n) => (n.parent, n.name.clone()),
             None => return,
         };
-        if let Some(p) = self.nodes.get_mut(&old_parent) {
-            if p.children.get(&old_name) == Some(&ino) {
-                p.children.remove(&old_name);
-            }
+        if let Some(p) = self.nodes.get_mut(old_parent) {
+            p.children.remove_if(&old_name, ino);
         }
         let new_name: Arc<str> = new_name.into();
-        if let Some(node) = self.nodes.get_mut(&ino) {
+        if let Some(node) = self.nodes.get_mut(ino) {
             node.parent = new_parent;
             node.name = new_name.clone();
             node.linked = true;
         }
-        if let Some(p) = self.nodes.get_mut(&new_parent) {
+        if let Some(p) = self.nodes.get_mut(new_parent) {
             p.children.insert(new_name, ino);
         }
     }
 
     /// The kernel dropped `n` references to `ino`.
     pub fn forget(&mut self, ino: Ino, n: u64) {
-        if let Some(node) = self.nodes.get_mut(&ino) {
+        if let Some(node) = self.nodes.get_mut(ino) {
             node.lookups = node.lookups.saturating_sub(n);
         }
         self.reclaim(ino);
@@ -697,7 +703,7 @@ impl InodeTable {
     /// Drops the node if nothing needs it any more: no kernel reference, no open handle, no
     /// children, and no local content that is not yet in the bucket.
     pub fn reclaim(&mut self, ino: Ino) {
-        let Some(node) = self.nodes.get(&ino) else {
+        let Some(node) = self.nodes.get(ino) else {
             return;
         };
         let pending = node.content.as_ref().is_some_and(|c| c.is_dirty());
@@ -714,11 +720,9 @@ impl InodeTable {
             // Still a valid cache entry for its name: keep until unlinked or relisted.
             return;
         }
-        self.nodes.remove(&ino);
-        if let Some(p) = self.nodes.get_mut(&parent) {
-            if p.children.get(&name) == Some(&ino) {
-                p.children.remove(&name);
-            }
+        self.nodes.remove(ino);
+        if let Some(p) = self.nodes.get_mut(parent) {
+            p.children.remove_if(&name, ino);
         }
     }
 
@@ -727,26 +731,32 @@ impl InodeTable {
     /// confirmed by the store first. Kept: the root, nodes the kernel holds (its lookups)
     /// or that are open, nodes with local content or metadata not yet stored, directories
     /// with children, the entries of a directory open for reading (its handle serves them by
-    /// inode), and nodes confirmed within `grace` (a tool is about to use them). Returns the
-    /// parents that lost children: their listings are no longer complete.
-    pub fn evict(&mut self, limit: usize, grace: std::time::Duration) -> Vec<Ino> {
+    /// inode), and nodes confirmed within `grace` (a tool is about to use them).
+    ///
+    /// When that is not enough, the names the kernel holds but that would go otherwise, least
+    /// recently confirmed first, are returned in `release` (as many as are still too many):
+    /// the kernel forgets a name only under its own memory pressure, so a walk of ten
+    /// million keys would keep every one; asked to drop them (`Names::trim`), it sends their
+    /// forgets and the next trim evicts them.
+    pub fn evict(&mut self, limit: usize, grace: std::time::Duration) -> Evicted {
+        let mut evicted = Evicted::default();
         if self.nodes.len() <= limit {
-            return Vec::new();
+            return evicted;
         }
         let now = Instant::now();
         let being_read: std::collections::HashSet<Ino> = self
             .nodes
             .iter()
             .filter(|(_, n)| n.kind == Kind::Dir && n.open > 0)
-            .map(|(ino, _)| *ino)
+            .map(|(ino, _)| ino)
             .collect();
-        let mut unused: Vec<(Option<Instant>, Ino)> = self
+        // (held by the kernel, last confirmed, inode)
+        let mut unused: Vec<(bool, Option<Instant>, Ino)> = self
             .nodes
             .iter()
             .filter(|(ino, n)| {
-                **ino != ROOT_INO
+                *ino != ROOT_INO
                     && n.linked
-                    && n.lookups == 0
                     && n.open == 0
                     && n.content.is_none()
                     && !n.meta_dirty
@@ -754,23 +764,25 @@ impl InodeTable {
                     && !being_read.contains(&n.parent)
                     && n.validated.is_none_or(|v| now.duration_since(v) >= grace)
             })
-            .map(|(ino, n)| (n.validated, *ino))
+            .map(|(ino, n)| (n.lookups > 0, n.validated, ino))
             .collect();
         unused.sort_unstable();
         let excess = self.nodes.len() - (limit - limit / 10);
-        let mut parents: Vec<Ino> = Vec::new();
-        for (_, ino) in unused.into_iter().take(excess) {
-            let node = self.nodes.remove(&ino).expect("just seen");
-            if let Some(p) = self.nodes.get_mut(&node.parent) {
-                if p.children.get(&node.name) == Some(&ino) {
-                    p.children.remove(&node.name);
-                }
+        for (held, _, ino) in unused.into_iter().take(excess) {
+            let node = self.nodes.get(ino).expect("just seen");
+            if held {
+                evicted.release.push((node.parent, node.name.clone()));
+                continue;
             }
-            parents.push(node.parent);
+            let node = self.nodes.remove(ino).expect("just seen");
+            if let Some(p) = self.nodes.get_mut(node.parent) {
+                p.children.remove_if(&node.name, ino);
+            }
+            evicted.parents.push(node.parent);
         }
-        parents.sort_unstable();
-        parents.dedup();
-        parents
+        evicted.parents.sort_unstable();
+        evicted.parents.dedup();
+        evicted
     }
 
     /// How many nodes the table holds.
@@ -780,7 +792,7 @@ impl InodeTable {
 
     /// Every node (for draining pending uploads).
     pub fn all(&self) -> impl Iterator<Item = (Ino, &Node)> {
-        self.nodes.iter().map(|(i, n)| (*i, n))
+        self.nodes.iter()
     }
 }
 
@@ -880,7 +892,7 @@ mod eviction {
         let held = t.child(d, "f050").unwrap();
         t.get_mut(held).unwrap().lookups = 1;
         assert_eq!(t.node_count(), 103);
-        assert_eq!(t.evict(50, Duration::from_secs(5)), vec![d]);
+        assert_eq!(t.evict(50, Duration::from_secs(5)).parents, vec![d]);
         assert_eq!(t.node_count(), 45, "a tenth below the limit");
         assert_eq!(t.child(d, "f050"), Some(held), "the kernel holds it");
         assert!(t.child(d, "recent").is_some_and(|i| i == recent));
@@ -889,18 +901,43 @@ mod eviction {
     }
 
     #[test]
+    fn names_the_kernel_holds_are_named_for_release_when_nothing_else_can_go() {
+        let (mut t, d) = table(100, Duration::from_secs(60));
+        let inos: Vec<Ino> = t.get(d).unwrap().child_inos().collect();
+        for ino in &inos {
+            t.get_mut(*ino).unwrap().lookups = 1;
+        }
+        let recent = t.child(d, "f099").unwrap();
+        t.get_mut(recent).unwrap().validated = Some(Instant::now());
+        let evicted = t.evict(50, Duration::from_secs(5));
+        assert!(evicted.parents.is_empty());
+        assert_eq!(t.node_count(), 102, "the kernel holds them all");
+        assert_eq!(evicted.release.len(), 102 - 45, "as many as are too many");
+        assert!(evicted
+            .release
+            .iter()
+            .all(|(p, name)| *p == d && &**name != "f099"));
+        // Forgotten by the kernel, they go at the next trim.
+        for ino in &inos {
+            t.forget(*ino, 1);
+        }
+        assert_eq!(t.evict(50, Duration::from_secs(5)).parents, vec![d]);
+        assert_eq!(t.node_count(), 45);
+    }
+
+    #[test]
     fn within_the_limit_or_the_grace_or_while_the_directory_is_read_nothing_goes() {
         let (mut t, _) = table(100, Duration::from_secs(60));
-        assert!(t.evict(200, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.evict(200, Duration::from_secs(5)), Default::default());
         assert_eq!(t.node_count(), 102);
 
         let (mut t, _) = table(100, Duration::ZERO);
-        assert!(t.evict(10, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.evict(10, Duration::from_secs(5)), Default::default());
         assert_eq!(t.node_count(), 102, "all just confirmed");
 
         let (mut t, d) = table(100, Duration::from_secs(60));
         t.get_mut(d).unwrap().open = 1;
-        assert!(t.evict(10, Duration::from_secs(5)).is_empty());
+        assert_eq!(t.evict(10, Duration::from_secs(5)), Default::default());
         assert_eq!(t.node_count(), 102, "a handle serves them");
     }
 }
@@ -909,8 +946,6 @@ mod eviction {
 mod size {
     use std::sync::Arc;
 
-    /// A table of a million entries must fit in a few hundred MiB (issue: ~300 bytes an
-    /// entry with the hash table, the name and the parent's `children`).
     #[test]
     fn objects_with_the_same_metadata_share_one_value() {
         let a = super::Meta::shared(super::Meta::default());
@@ -927,9 +962,12 @@ mod size {
         );
     }
 
+    /// A table of a million entries must fit in a few hundred MiB (issue 19: ~300 bytes an
+    /// entry with the node's slot, the name and the parent's `children`; see
+    /// tests/entry_memory.rs).
     #[test]
     fn a_node_stays_small() {
         let size = std::mem::size_of::<super::Node>();
-        assert!(size <= 168, "a node takes {size} bytes");
+        assert!(size <= 144, "a node takes {size} bytes");
     }
 }

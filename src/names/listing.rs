@@ -212,10 +212,11 @@ impl Names {
             if dir != ROOT_INO {
                 node.marker_listed(marker);
             }
+            node.children.compact();
             let children: Vec<(Arc<str>, Ino)> = node
                 .children
                 .iter()
-                .map(|(name, ino)| (name.clone(), *ino))
+                .map(|(name, ino)| (name.clone(), ino))
                 .collect();
             let gone: Vec<Arc<str>> = children
                 .into_iter()
@@ -239,10 +240,11 @@ impl Names {
     fn list_from_table(&self, ino: Ino) -> NameResult<Vec<DirEntry>> {
         let t = self.table();
         let node = t.get(ino).ok_or(NameError::NotFound)?;
-        let mut out = dots(ino, node.parent);
+        let mut out = Vec::with_capacity(node.children.len() + 2);
+        out.extend(dots(ino, node.parent));
         out.extend(node.children.iter().filter_map(|(name, child)| {
-            t.get(*child).map(|c| DirEntry {
-                ino: *child,
+            t.get(child).map(|c| DirEntry {
+                ino: child,
                 kind: c.kind,
                 name: name.clone(),
             })

@@ -10,7 +10,6 @@
 //! ahead of it (`meta_run_ahead`), so names-only listings cost no HEAD and attribute walks
 //! still run at the store's parallel speed.
 
-use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -315,8 +314,7 @@ impl Names {
             let Some(node) = t.get(dir) else { return };
             let next: Vec<(&Arc<str>, Ino)> = node
                 .children
-                .range::<str, _>((Excluded(from), Unbounded))
-                .map(|(n, ino)| (n, *ino))
+                .after(from)
                 // (a directory a tree run is listing: its listing tells whether it has a
                 // marker to read, see `tree`)
                 .filter(|(_, ino)| {

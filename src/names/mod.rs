@@ -9,6 +9,7 @@
 //! else here is private. It never uploads, never holds a file's bytes and never sees a
 //! handle.
 
+mod children;
 pub mod error;
 mod etag;
 mod inflight;
@@ -17,6 +18,7 @@ mod listing;
 mod lookup;
 pub mod posix;
 pub mod rules;
+mod slots;
 mod tree;
 mod walk;
 
@@ -33,6 +35,13 @@ pub const SLOW_STORE_WINDOW: std::time::Duration = std::time::Duration::from_sec
 /// Names confirmed by the store this recently are not evicted from a full table: the tool
 /// that asked for them (a lookup, a listing being read) is about to use them.
 const EVICT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long after a trim that left the table over its bound the next one waits (see
+/// `Names::trim`).
+const RETRIM: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks the kernel to drop names (parent, name) it holds (see `Names::on_release`).
+pub type Release = Box<dyn Fn(Vec<(Ino, Arc<str>)>) + Send + Sync>;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -120,8 +129,9 @@ impl Default for NamesConfig {
 /// name is in `negative` only while the table has no child by that name (`name_appeared`
 /// and `upsert` keep it so); `listed` holds a directory only while the table has every
 /// child its store listing had (changes through this mount are applied to the table).
-/// Lock order: `table` is taken last and never held across an `.await`; `walks`, `misses`
-/// and `found` are taken alone, `meta_ahead` before `table`.
+/// Lock order: `table` is taken last and never held across an `.await` (but for
+/// `trim_short_at`, taken inside it); `walks`, `misses` and `found` are taken alone,
+/// `meta_ahead` before `table`.
 pub struct Names {
     store: Arc<dyn ObjectStore>,
     /// Key prefix of the mount root: "" or ending with '/'.
@@ -151,6 +161,10 @@ pub struct Names {
     meta_ahead: Mutex<lru::LruCache<Ino, lookup::MetaAhead>>,
     /// When a refresh last ran past `STALE_GRACE` (see `SLOW_STORE_WINDOW`).
     slow_store_at: Mutex<Option<Instant>>,
+    /// When the last trim left the table over its bound (taken after `table`, see `trim`).
+    trim_short_at: Mutex<Option<Instant>>,
+    /// Asks the kernel to drop names it holds (see `on_release`).
+    release: std::sync::OnceLock<Release>,
 }
 
 impl Names {
@@ -176,6 +190,8 @@ impl Names {
                 std::num::NonZeroUsize::new(walk::WALKS_REMEMBERED).unwrap(),
             )),
             slow_store_at: Mutex::new(None),
+            trim_short_at: Mutex::new(None),
+            release: Default::default(),
         }
     }
 
@@ -411,14 +427,49 @@ impl Names {
     }
 
     /// Keeps the table within `name_cache_entries` (see `InodeTable::evict`): a directory
-    /// that lost a child this way no longer has a complete listing.
+    /// that lost a child this way no longer has a complete listing. Names the kernel holds
+    /// past the bound are handed to `release` (the kernel is asked to drop them). A trim
+    /// that leaves the table over its bound is not tried again for `RETRIM` (each scans
+    /// the whole table, and a forget or a name entered calls it).
     fn trim(&self) {
-        let parents = self
-            .table()
-            .evict(self.config.name_cache_entries, EVICT_GRACE);
-        for parent in parents {
+        let mut t = self.table();
+        if t.node_count() <= self.config.name_cache_entries {
+            return;
+        }
+        let mut short_at = self.trim_short_at.lock().unwrap();
+        if short_at.is_some_and(|at| at.elapsed() < RETRIM) {
+            return;
+        }
+        let evicted = t.evict(self.config.name_cache_entries, EVICT_GRACE);
+        *short_at = (t.node_count() > self.config.name_cache_entries).then(Instant::now);
+        drop((short_at, t));
+        for parent in evicted.parents {
             self.listed.remove(&parent);
         }
+        if let Some(release) = self.release.get().filter(|_| !evicted.release.is_empty()) {
+            tracing::debug!(
+                names = evicted.release.len(),
+                "asking the kernel to drop names past the name cache's bound"
+            );
+            release(evicted.release);
+        }
+    }
+
+    /// Trims the table once every `RETRIM`, for ever: names past the bound that were in use
+    /// (within `EVICT_GRACE`, held by the kernel, read by an open directory handle) go once
+    /// they are not, whether or not the mount is still used (the daemon runs it).
+    pub async fn keep_bounded(&self) {
+        loop {
+            tokio::time::sleep(RETRIM).await;
+            self.trim();
+        }
+    }
+
+    /// Past `name_cache_entries`, names the kernel holds are handed to `release`, which asks
+    /// the kernel to drop them (its forgets then let the table shrink; see `trim`). Set once,
+    /// by the daemon (`fuse::release`); without it (tests) they stay.
+    pub fn on_release(&self, release: Release) {
+        let _ = self.release.set(release);
     }
 
     /// A handle on directory `ino` was opened: its entries stay in the table while it is
@@ -429,13 +480,16 @@ impl Names {
         }
     }
 
-    /// A handle on directory `ino` was closed.
+    /// A handle on directory `ino` was closed: its entries may go now, if the table is
+    /// over its bound.
     pub fn dir_closed(&self, ino: Ino) {
         let mut t = self.table();
         if let Some(node) = t.get_mut(ino) {
             node.closed();
         }
         t.reclaim(ino);
+        drop(t);
+        self.trim();
     }
 
     /// This mount added, removed or renamed an entry of each of `dirs` (after the operation

@@ -7,7 +7,6 @@
 //! Also here: the read-ahead of one directory whose names a tool looks up one by one
 //! (`read_ahead_listing`, see `lookup`).
 
-use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
 use super::inode::{Ino, Kind};
@@ -41,8 +40,8 @@ impl Names {
             };
             let unlisted = |ino: &Ino| !self.listed.contains(ino) && !self.listings.contains(ino);
             let after: Vec<Ino> = siblings
-                .range::<str, _>((Excluded(&*node.name), Unbounded))
-                .map(|(_, ino)| *ino)
+                .after(&node.name)
+                .map(|(_, ino)| ino)
                 .filter(|ino| t.get(*ino).is_some_and(|c| c.kind == Kind::Dir))
                 .take(n.max(tree::TREE_CLAIMS))
                 .collect();
