@@ -10,7 +10,7 @@ use tokio::runtime::Runtime;
 
 use crate::config::{Config, ConflictPolicy, Source};
 use crate::store::s3::{BucketRegion, S3Store};
-use crate::store::{ListPage, ObjectStore, PutOptions, StoreError};
+use crate::store::{Honoured, ListPage, ObjectStore, PutOptions, StoreError};
 
 /// A store error worded for the person running bucketfs, with what to try.
 pub fn hint(config: &Config, err: &StoreError) -> String {
@@ -92,8 +92,8 @@ pub async fn probe(config: &Config, store: &dyn ObjectStore) -> Result<(), Strin
         return Ok(());
     }
     match store.probe_conditional_writes(&probe_key(config)).await {
-        Ok(true) => tracing::debug!("the server honours conditional writes"),
-        Ok(false) => tracing::warn!("{CONDITIONS_IGNORED}"),
+        Ok(h) if h == Honoured::ALL => tracing::debug!("the server honours conditional writes"),
+        Ok(h) => tracing::warn!("{}", conditions_ignored(h)),
         Err(e) => {
             tracing::warn!(error = %hint(config, &e), "cannot probe conditional writes; assuming the server honours them")
         }
@@ -129,11 +129,28 @@ fn no_answer(config: &Config) -> String {
 /// refused.
 const PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// What a user is told when the server ignores conditional writes.
-const CONDITIONS_IGNORED: &str =
-    "the server ignores conditional writes (If-None-Match / If-Match): \
-     bucketfs checks with a HEAD just before each upload instead, so a write by another host \
-     in the moment between is not detected (conflict detection is weakened)";
+/// What a user is told when the server ignores some conditional writes.
+fn conditions_ignored(h: Honoured) -> String {
+    let (ignored, what) = match (h.puts, h.copies) {
+        (false, false) => (
+            "conditional writes (If-None-Match / If-Match)",
+            "upload and copy",
+        ),
+        (false, true) => (
+            "conditional uploads (If-None-Match / If-Match on PUT)",
+            "upload",
+        ),
+        _ => (
+            "the conditions of a copy (If-None-Match, x-amz-copy-source-if-match)",
+            "copy (rename)",
+        ),
+    };
+    format!(
+        "the server ignores {ignored}: bucketfs checks with a HEAD just before each {what} \
+         instead, so a write by another host in the moment between is not detected \
+         (conflict detection is weakened)"
+    )
+}
 
 /// A key of its own for one probe, under the mount's prefix.
 fn probe_key(config: &Config) -> String {
@@ -235,8 +252,10 @@ async fn checks(config: &Config, store: Arc<dyn ObjectStore>, report: &mut Repor
         .map_err(|e| hint(config, &e));
     report.line("delete", delete);
     let conditions = match store.probe_conditional_writes(&probe_key(config)).await {
-        Ok(true) => Ok("honoured: a write never silently replaces another host's".to_string()),
-        Ok(false) => Ok(format!("IGNORED: {CONDITIONS_IGNORED}")),
+        Ok(h) if h == Honoured::ALL => {
+            Ok("honoured: a write never silently replaces another host's".to_string())
+        }
+        Ok(h) => Ok(format!("IGNORED: {}", conditions_ignored(h))),
         Err(e) => Err(hint(config, &e)),
     };
     report.line("conditional writes", conditions);

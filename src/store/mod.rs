@@ -406,11 +406,11 @@ pub trait ObjectStore: Send + Sync + 'static {
         Err(StoreError::Unsupported("listing multipart uploads"))
     }
 
-    /// Whether the store honours conditional writes, found out by writing `probe_key` twice
-    /// with `If-None-Match: *` (the second must be refused) and deleting it. A store that
-    /// does not honour them (Garage 2.5) checks each condition itself from then on, with a
-    /// HEAD just before the write: a best effort, with a race window.
-    async fn probe_conditional_writes(&self, probe_key: &str) -> StoreResult<bool> {
+    /// Which conditional writes the store honours, found out with `probe_key` (see
+    /// `probe_conditions`). A store that does not honour them (Garage 2.5 on PUT, moto 5.2.5
+    /// on copies) checks each such condition itself from then on, with a HEAD just before
+    /// the write: a best effort, with a race window.
+    async fn probe_conditional_writes(&self, probe_key: &str) -> StoreResult<Honoured> {
         probe_conditions(self, probe_key).await
     }
 
@@ -440,26 +440,63 @@ pub async fn check_condition_by_head<S: ObjectStore + ?Sized>(
     }
 }
 
-/// The probe of `ObjectStore::probe_conditional_writes`: true when a second create of
-/// `probe_key` with `If-None-Match: *` is refused.
+/// Which conditional writes a server honours (`ObjectStore::probe_conditional_writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Honoured {
+    /// `If-None-Match` / `If-Match` on PutObject.
+    pub puts: bool,
+    /// `If-None-Match` on CopyObject's target and `x-amz-copy-source-if-match` on its source.
+    pub copies: bool,
+}
+
+impl Honoured {
+    pub const ALL: Honoured = Honoured {
+        puts: true,
+        copies: true,
+    };
+}
+
+/// The probe of `ObjectStore::probe_conditional_writes`: `probe_key` is created with
+/// `If-None-Match: *` and created again (refused where PUT conditions are honoured), copied
+/// onto itself with `If-None-Match: *` and then conditional on a version it is not (both
+/// refused where copy conditions are honoured), and deleted.
 pub async fn probe_conditions<S: ObjectStore + ?Sized>(
     store: &S,
     probe_key: &str,
-) -> StoreResult<bool> {
+) -> StoreResult<Honoured> {
     let create = PutOptions {
         condition: Some(Condition::Absent),
         ..PutOptions::default()
     };
     let body = || Bytes::from_static(b"bucketfs: probe of conditional writes");
     store.put(probe_key, body(), &create).await?;
-    let again = store.put(probe_key, body(), &create).await;
-    let deleted = store.delete(probe_key).await;
-    let honoured = match again {
-        Err(StoreError::PreconditionFailed) => true,
-        Ok(_) => false,
-        Err(e) => return Err(e),
+    let probes = async {
+        let puts = refused(store.put(probe_key, body(), &create).await)?;
+        let onto_taken = store
+            .copy_with_options(probe_key, probe_key, &create, false)
+            .await;
+        let of_other_version = PutOptions {
+            copy_source_etag: Some("bucketfs-probe-not-this-version".into()),
+            ..PutOptions::default()
+        };
+        let from_other = store
+            .copy_with_options(probe_key, probe_key, &of_other_version, false)
+            .await;
+        let copies = refused(onto_taken)? && refused(from_other)?;
+        Ok(Honoured { puts, copies })
     };
-    deleted.map(|_| honoured)
+    let honoured = probes.await;
+    let deleted = store.delete(probe_key).await;
+    honoured.and_then(|h| deleted.map(|_| h))
+}
+
+/// A probe write was refused by its condition (true) or done anyway (false).
+fn refused<T>(written: StoreResult<T>) -> StoreResult<bool> {
+    match written {
+        Err(StoreError::PreconditionFailed) => Ok(true),
+        Ok(_) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// An UploadPartCopy range must hold at least one byte.

@@ -81,7 +81,7 @@ use s3::{Bucket, Region};
 
 use super::retry::{with_retries, with_retries_if, Call, Latency, RetryPolicy};
 use super::{
-    check_copy_range, BadResponse, CompletedPart, Condition, ListPage, ListedObject,
+    check_copy_range, BadResponse, CompletedPart, Condition, Honoured, ListPage, ListedObject,
     MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, SetupError, SseCKey, StatsCounter,
     StoreError, StoreResult, StoreStats,
 };
@@ -189,6 +189,8 @@ pub struct S3Store {
     /// The server ignores conditional writes (see `probe_conditional_writes`): each
     /// condition is checked here with a HEAD just before the write.
     check_conditions: AtomicBool,
+    /// The same for the conditions of a copy (its target's and its source's).
+    check_copy_conditions: AtomicBool,
     /// The endpoint as configured (`None`: AWS), to address the region `locate` finds.
     endpoint: Option<String>,
     /// The region as configured (`None`: `locate` asks the server).
@@ -311,6 +313,7 @@ impl S3Store {
             stats: StatsCounter::default(),
             part_checksums: Default::default(),
             check_conditions: AtomicBool::new(false),
+            check_copy_conditions: AtomicBool::new(false),
             endpoint: settings.endpoint.clone(),
             configured_region: settings.region.clone(),
         })
@@ -326,6 +329,26 @@ impl S3Store {
             }
             _ => Ok(()),
         }
+    }
+
+    /// On a server that ignores the conditions of a copy: refuses one whose target or
+    /// source does not hold what `opts` says (HEADs, with the same race window).
+    async fn check_copy_conditions(
+        &self,
+        from: &str,
+        to: &str,
+        opts: &PutOptions,
+    ) -> StoreResult<()> {
+        if !self.check_copy_conditions.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if let Some(c) = &opts.condition {
+            super::check_condition_by_head(self, to, c).await?;
+        }
+        if let Some(etag) = &opts.copy_source_etag {
+            super::check_condition_by_head(self, from, &Condition::Is(etag.clone())).await?;
+        }
+        Ok(())
     }
 
     /// The bucket name.
@@ -725,7 +748,7 @@ impl ObjectStore for S3Store {
         opts: &PutOptions,
         keep_metadata: bool,
     ) -> StoreResult<Option<String>> {
-        self.check_condition(to, opts.condition.as_ref()).await?;
+        self.check_copy_conditions(from, to, opts).await?;
         let source = &self.copy_source(from);
         let path = &object_path(to);
         let sse_c = self.sse_c.as_ref();
@@ -1136,10 +1159,14 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn probe_conditional_writes(&self, probe_key: &str) -> StoreResult<bool> {
+    async fn probe_conditional_writes(&self, probe_key: &str) -> StoreResult<Honoured> {
         self.check_conditions.store(false, Ordering::Relaxed);
+        self.check_copy_conditions.store(false, Ordering::Relaxed);
         let honoured = super::probe_conditions(self, probe_key).await?;
-        self.check_conditions.store(!honoured, Ordering::Relaxed);
+        self.check_conditions
+            .store(!honoured.puts, Ordering::Relaxed);
+        self.check_copy_conditions
+            .store(!honoured.copies, Ordering::Relaxed);
         Ok(honoured)
     }
 

@@ -464,6 +464,72 @@ async fn a_copy_conditional_on_its_source_sends_copy_source_if_match() {
     assert!(req.contains("if-none-match: *"), "and the target's: {req}");
 }
 
+/// moto 5.2.5 honours the conditions of a PUT and ignores those of a copy: the probe finds
+/// that out, and from then on a copy's conditions are checked by HEAD before it is sent.
+#[tokio::test]
+async fn a_server_that_ignores_copy_conditions_gets_them_checked_by_head() {
+    let copied = || {
+        response(
+            "200 OK",
+            &[],
+            "<CopyObjectResult><ETag>\"c\"</ETag></CopyObjectResult>",
+        )
+    };
+    let refused = || {
+        response(
+            "412 Precondition Failed",
+            &[],
+            &error_body("PreconditionFailed"),
+        )
+    };
+    let (endpoint, seen) = serve(vec![
+        response("200 OK", &["ETag: \"p\""], ""), // the probe's create
+        refused(),                                // created again: refused
+        copied(),                                 // copied onto itself: not refused
+        copied(),                                 // copied from another version: not refused
+        response("204 No Content", &[], ""),      // deleted
+        response("200 OK", &["ETag: \"theirs\"", "Content-Length: 1"], ""), // HEAD b
+        response("200 OK", &["ETag: \"newer\"", "Content-Length: 1"], ""), // HEAD a
+    ]);
+    let s = store(endpoint, 0, T);
+    let honoured = s.probe_conditional_writes("probe").await.unwrap();
+    assert_eq!(
+        honoured,
+        Honoured {
+            puts: true,
+            copies: false
+        }
+    );
+    let onto_taken = s
+        .copy_with_options("a", "b", &conditional(Condition::Absent), true)
+        .await;
+    assert!(
+        matches!(onto_taken, Err(StoreError::PreconditionFailed)),
+        "{onto_taken:?}"
+    );
+    let of_a_replaced_source = PutOptions {
+        copy_source_etag: Some("seen".into()),
+        ..PutOptions::default()
+    };
+    let from_newer = s
+        .copy_with_options("a", "c", &of_a_replaced_source, true)
+        .await;
+    assert!(
+        matches!(from_newer, Err(StoreError::PreconditionFailed)),
+        "{from_newer:?}"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 7, "no copy is sent once a HEAD refuses it");
+    assert!(seen[2].contains("if-none-match: *"), "{}", seen[2]);
+    assert!(
+        seen[3].contains("x-amz-copy-source-if-match:"),
+        "{}",
+        seen[3]
+    );
+    assert!(seen[5].starts_with("head /bkt/b "), "{}", seen[5]);
+    assert!(seen[6].starts_with("head /bkt/a "), "{}", seen[6]);
+}
+
 #[tokio::test]
 async fn a_conditional_completion_sends_its_condition() {
     let (endpoint, seen) = serve(vec![
