@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 use futures_util::stream::{self, StreamExt};
 
 use super::error::{NameError, NameResult};
-use super::inode::{Ino, Kind, Stat, ROOT_INO};
+use super::inode::{Ino, InodeTable, Kind, Node, Stat, ROOT_INO};
 use super::Names;
 use crate::store::{ObjectStore, StoreError};
 
@@ -104,6 +104,10 @@ pub const META_CONCURRENCY: usize = 64;
 /// the attributes of a directory's entries in order.
 pub const META_RUN_AHEAD: usize = 512;
 
+/// How many directories after the one a walking tool is in the attribute run-ahead looks
+/// into (see `Names::meta_run_ahead`).
+const SIBLINGS_AHEAD: usize = 16;
+
 /// Where the attribute run-ahead of one directory stands (see `Names::meta_run_ahead`).
 pub(super) struct MetaAhead {
     /// The last name whose attributes were asked for. (The names are the table's, shared:
@@ -113,6 +117,8 @@ pub(super) struct MetaAhead {
     until: Option<Arc<str>>,
     /// When a name at or past this one is asked for, the next entries' HEADs start.
     refill_at: Option<Arc<str>>,
+    /// The HEADs of the entries of the directories a walk comes to after this one started.
+    siblings_started: bool,
 }
 
 impl Names {
@@ -286,8 +292,13 @@ impl Names {
     /// `name` in `dir` is asked for its attributes: when the names of `dir` are asked for in
     /// order (the second in a row did so), the HEADs of the next `META_RUN_AHEAD` entries
     /// whose metadata is not known start now, and again once the tool is halfway through
-    /// them. A lone `stat` costs its own HEAD only.
+    /// them. A lone `stat` costs its own HEAD only. In a tree being walked (`du`, `ls -lR`),
+    /// once this directory's entries are all under way, so are those of the directories
+    /// after it (its following siblings already listed), up to the same count: the tool's
+    /// wait for one directory's slowest HEAD overlaps with the next ones'.
     pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: Arc<str>) {
+        let parent = self.table().get(dir).map(|n| n.parent);
+        let walked = parent.is_some_and(|p| self.walks.lock().unwrap().contains(&p));
         let inos = {
             let mut ahead = self.meta_ahead.lock().unwrap();
             let Some(state) = ahead.get_mut(&dir) else {
@@ -297,6 +308,7 @@ impl Names {
                         last: name,
                         until: None,
                         refill_at: None,
+                        siblings_started: false,
                     },
                 );
                 return;
@@ -315,23 +327,65 @@ impl Names {
             let next: Vec<(&Arc<str>, Ino)> = node
                 .children
                 .after(from)
-                // (a directory a tree run is listing: its listing tells whether it has a
-                // marker to read, see `tree`)
-                .filter(|(_, ino)| {
-                    t.get(*ino).is_some_and(|c| c.meta.is_none()) && !self.listings.contains(ino)
-                })
+                .filter(|(_, ino)| self.meta_wanted(&t, *ino))
                 .take(META_RUN_AHEAD)
                 .collect();
-            let Some((last, _)) = next.last() else {
-                state.refill_at = None;
+            match next.last() {
+                Some((last, _)) => {
+                    state.until = Some((*last).clone());
+                    state.refill_at = Some(next[next.len() / 2].0.clone());
+                }
+                None => state.refill_at = None,
+            }
+            let mut inos: Vec<Ino> = next.into_iter().map(|(_, ino)| ino).collect();
+            if walked && !state.siblings_started && inos.len() < META_RUN_AHEAD {
+                let budget = META_RUN_AHEAD - inos.len();
+                if let Some(after) = self.entries_after(&t, node, budget) {
+                    state.siblings_started = true;
+                    inos.extend(after);
+                }
+            }
+            if inos.is_empty() {
                 return;
-            };
-            state.until = Some((*last).clone());
-            state.refill_at = Some(next[next.len() / 2].0.clone());
-            next.into_iter().map(|(_, ino)| ino).collect::<Vec<_>>()
+            }
+            inos
         };
         let names = self.clone();
         tokio::spawn(async move { names.ensure_meta_all(&inos).await });
+    }
+
+    /// Whether the attribute run-ahead should read `ino`'s metadata: not known, and not a
+    /// directory a tree run is listing (its listing tells whether it has a marker to read,
+    /// see `tree`).
+    fn meta_wanted(&self, t: &InodeTable, ino: Ino) -> bool {
+        t.get(ino).is_some_and(|c| c.meta.is_none()) && !self.listings.contains(&ino)
+    }
+
+    /// Up to `budget` entries whose metadata is wanted, of the (at most `SIBLINGS_AHEAD`)
+    /// directories after `dir` in its parent, in the order a walk comes to them, as far as
+    /// they are listed. `None` while the next one is not listed yet (ask again later).
+    fn entries_after(&self, t: &InodeTable, dir: &Node, budget: usize) -> Option<Vec<Ino>> {
+        let parent = t.get(dir.parent)?;
+        let siblings = parent.children.after(&dir.name).map(|(_, ino)| ino);
+        let mut dirs = siblings
+            .filter(|ino| t.get(*ino).is_some_and(|s| s.kind == Kind::Dir))
+            .take(SIBLINGS_AHEAD)
+            .peekable();
+        if !dirs.peek().is_some_and(|d| self.listed.contains(d)) {
+            return None;
+        }
+        let mut inos = Vec::new();
+        // (up to the first not listed yet: the walk's read-ahead has not come this far)
+        for sibling in dirs.take_while(|d| self.listed.contains(d)) {
+            let Some(s) = t.get(sibling) else { break };
+            let wanted = s.children.iter().map(|(_, ino)| ino);
+            let wanted = wanted.filter(|ino| self.meta_wanted(t, *ino));
+            inos.extend(wanted.take(budget - inos.len()));
+            if inos.len() >= budget {
+                break;
+            }
+        }
+        Some(inos)
     }
 
     /// Counts a name found missing in `dir`; true once `MISSES_BEFORE_LISTING` were.
