@@ -181,9 +181,10 @@ impl Names {
                 if self.found_in(parent) {
                     // A tool going through this directory name by name (rsync comparing
                     // a tree it sent before): list it with its entries' metadata, so the
-                    // next names cost nothing.
+                    // next names cost nothing; the second such directory of a parent shows
+                    // a walk, and the directories after it are listed ahead too.
                     let names = self.clone();
-                    tokio::spawn(async move { names.read_ahead_listing(parent).await });
+                    tokio::spawn(async move { names.read_ahead_by_name(parent).await });
                 }
                 Ok(ino)
             }

@@ -55,6 +55,20 @@ impl Names {
         self.start_tree_run(parent, &unlisted);
     }
 
+    /// `dir` is gone through name by name (see `lookup`): lists it, and notes the walk it may
+    /// continue as its readdir would — its parent is listed first when it is not (a tool
+    /// that walks by name never reads it), so the walk knows the directories after it.
+    pub(super) async fn read_ahead_by_name(self: &Arc<Self>, dir: Ino) {
+        let parent = self.table().get(dir).map(|n| n.parent);
+        let walk = async {
+            if let Some(p) = parent.filter(|p| *p != dir && !self.listed.contains(p)) {
+                self.read_ahead_listing(p).await;
+            }
+            self.walk_ahead(dir);
+        };
+        tokio::join!(walk, self.read_ahead_listing(dir));
+    }
+
     /// Lists `dir` if one page holds it, then fetches its entries' metadata. A readdir of
     /// `dir` meanwhile waits for the listing (see `list_dir`) and the HEADs (`meta_settled`).
     pub(super) async fn read_ahead_listing(self: &Arc<Self>, dir: Ino) {
