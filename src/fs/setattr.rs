@@ -128,12 +128,11 @@ impl Fs {
                 }
                 // Its next upload replaces the copy, not another client's version: the
                 // copy's new ETag is no conflict.
-                let copied_over = node.etag();
-                if let Some(Condition::Is(_)) = c
-                    .based_on()
-                    .filter(|b| copied_over.is_some() && b.holds_for(copied_over.as_deref()))
+                if let (Some(b @ Condition::Is(_)), Some(copied_over)) = (c.based_on(), node.etag())
                 {
-                    c.set_based_on(etag.clone().map(Condition::Is));
+                    if b.holds_for(Some(&copied_over)) {
+                        c.set_based_on(etag.clone().map(Condition::Is));
+                    }
                 }
             }
             // A copy may have a new ETag (multipart): the one its read-back saw.

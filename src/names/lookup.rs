@@ -298,8 +298,6 @@ impl Names {
     /// after it (its following siblings already listed), up to the same count: the tool's
     /// wait for one directory's slowest HEAD overlaps with the next ones'.
     pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: Arc<str>) {
-        let parent = self.table().get(dir).map(|n| n.parent);
-        let walked = parent.is_some_and(|p| self.walks.lock().unwrap().contains(&p));
         let inos = {
             let mut ahead = self.meta_ahead.lock().unwrap();
             let Some(state) = ahead.get_mut(&dir) else {
@@ -339,7 +337,10 @@ impl Names {
                 None => state.refill_at = None,
             }
             let mut inos: Vec<Ino> = next.into_iter().map(|(_, ino)| ino).collect();
-            if walked && !state.siblings_started && inos.len() < META_RUN_AHEAD {
+            if !state.siblings_started
+                && inos.len() < META_RUN_AHEAD
+                && self.walks.lock().unwrap().contains(&node.parent)
+            {
                 let budget = META_RUN_AHEAD - inos.len();
                 if let Some(after) = self.entries_after(&t, node, budget) {
                     state.siblings_started = true;

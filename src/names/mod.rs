@@ -130,8 +130,8 @@ impl Default for NamesConfig {
 /// and `upsert` keep it so); `listed` holds a directory only while the table has every
 /// child its store listing had (changes through this mount are applied to the table).
 /// Lock order: `table` is taken last and never held across an `.await` (but for
-/// `trim_short_at`, taken inside it, and the sets `listed` and `listings`, whose locks are
-/// leaves, asked while it is held); `walks`, `misses` and `found` are taken alone,
+/// `trim_short_at`, taken inside it, and the leaf locks of `walks` and of the sets `listed`
+/// and `listings`, asked while it is held); `misses` and `found` are taken alone,
 /// `meta_ahead` before `table`.
 pub struct Names {
     store: Arc<dyn ObjectStore>,

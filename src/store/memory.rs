@@ -21,6 +21,19 @@ struct Stored {
     etag: String,
 }
 
+impl Stored {
+    /// A copy from this object conditional on its version (`x-amz-copy-source-if-match`):
+    /// refused unless it is `etag`.
+    fn check_source(&self, etag: Option<&str>) -> StoreResult<()> {
+        match etag {
+            Some(e) if !Condition::Is(e.into()).holds_for(Some(&self.etag)) => {
+                Err(StoreError::PreconditionFailed)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// An open multipart upload: its key, options, when it started, and the parts received so far.
 struct Upload {
     key: String,
@@ -295,11 +308,7 @@ impl ObjectStore for MemoryStore {
             .get(from)
             .cloned()
             .ok_or(StoreError::NotFound)?;
-        if let Some(etag) = &opts.copy_source_etag {
-            if !Condition::Is(etag.clone()).holds_for(Some(&src.etag)) {
-                return Err(StoreError::PreconditionFailed);
-            }
-        }
+        src.check_source(opts.copy_source_etag.as_deref())?;
         let new_opts = if keep_metadata {
             PutOptions {
                 content_type: src.opts.content_type,
@@ -381,9 +390,7 @@ impl ObjectStore for MemoryStore {
         let data = {
             let objects = self.objects.lock().unwrap();
             let src = objects.get(source_key).ok_or(StoreError::NotFound)?;
-            if source_etag.is_some_and(|e| !Condition::Is(e.into()).holds_for(Some(&src.etag))) {
-                return Err(StoreError::PreconditionFailed);
-            }
+            src.check_source(source_etag)?;
             if range.end > src.data.len() as u64 {
                 return Err(StoreError::InvalidRange);
             }
