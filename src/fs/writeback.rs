@@ -2,7 +2,7 @@
 //!
 //! `close` (flush) of a changed file journals it (`localfile::journal`: its staging file is
 //! synced and an entry written) and marks it due after `write_back_delay`. A background loop
-//! (`upload_due`) uploads the due files that nobody holds open, several at once. Until then a
+//! (`write_back`) uploads the due files that nobody holds open, several at once. Until then a
 //! chmod, utimens, setxattr or rename only changes the node (and rewrites its entry), so
 //! rsync's write-temp, close, chmod, utimens, rename is one PUT under the final name.
 //!
@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
+use tokio::sync::Semaphore;
 
 use super::error::{FsError, FsResult};
 use super::Fs;
@@ -62,16 +63,31 @@ impl Fs {
     }
 
     /// Uploads closed files as they come due, for as long as the mount lives: sleeps until
-    /// the write-back queue's earliest due time, then uploads what is due.
+    /// the write-back queue's earliest due time, then starts the uploads of what is due, at
+    /// most `CONCURRENCY` at once. Each upload frees its slot when it ends, and the files that
+    /// come due meanwhile take it: one upload that stalls (a slow answer, a backoff) holds up
+    /// only itself, never the files closed after it. (Waiting for a whole round before taking
+    /// the next due files made every round last as long as its slowest upload.)
     pub async fn write_back(self: Arc<Self>) {
+        let slots = Arc::new(Semaphore::new(CONCURRENCY));
         loop {
             self.files.wait_due().await;
-            let failed = self.upload_due().await;
-            if failed > 0 {
-                tracing::warn!(
-                    failed,
-                    "uploads failed; they stay pending and are tried again later"
-                );
+            let (files, orphans) = self.take_due_uploads();
+            for ino in files {
+                let slot = slots.clone().acquire_owned().await.expect("never closed");
+                let fs = self.clone();
+                tokio::spawn(async move {
+                    fs.upload_closed(ino).await; // a failure is logged and retried later
+                    drop(slot);
+                });
+            }
+            for o in orphans {
+                let slot = slots.clone().acquire_owned().await.expect("never closed");
+                let fs = self.clone();
+                tokio::spawn(async move {
+                    fs.upload_orphan_settled(&o).await;
+                    drop(slot);
+                });
             }
         }
     }
@@ -212,9 +228,16 @@ impl Fs {
     }
 
     /// Uploads the closed files (and earlier daemons' entries, see `Orphan`) whose time has
-    /// come. A due file still held open is left to its last release. Returns how many uploads
-    /// failed.
+    /// come, and waits for all of them. Returns how many uploads failed.
     pub async fn upload_due(&self) -> usize {
+        let (files, orphans) = self.take_due_uploads();
+        self.upload_all(files).await.len() + self.upload_orphans(orphans).await.len()
+    }
+
+    /// Takes the due items of the write-back queue that need an upload now: a due file still
+    /// held open is left to its last release (which makes it due again, see `release`); one
+    /// stored or dropped meanwhile needs none.
+    fn take_due_uploads(&self) -> (Vec<Ino>, Vec<Arc<Orphan>>) {
         let mut files = Vec::new();
         let mut orphans = Vec::new();
         for item in self.files.take_due() {
@@ -233,7 +256,7 @@ impl Fs {
                 Due::Orphan(id) => orphans.extend(self.files.orphan_by_id(&id)),
             }
         }
-        self.upload_all(files).await.len() + self.upload_orphans(orphans).await.len()
+        (files, orphans)
     }
 
     /// Uploads every file whose content is not yet in the bucket, open or not, due or not
@@ -265,17 +288,20 @@ impl Fs {
     /// Uploads these files; returns the keys of those that failed, with their errors.
     pub(super) async fn upload_all(&self, inos: Vec<Ino>) -> BTreeMap<String, FsError> {
         stream::iter(inos)
-            .map(|ino| async move {
-                let key = self.names.file_key(ino).ok();
-                let result = self.upload_if_dirty(ino).await;
-                self.drop_clean_content(ino);
-                // (logged and recorded for `status` by the upload)
-                Some((key?, result.err()?))
-            })
+            .map(|ino| self.upload_closed(ino))
             .buffer_unordered(CONCURRENCY)
             .filter_map(std::future::ready)
             .collect()
             .await
+    }
+
+    /// Uploads one file whose changes are not yet stored; its key and the error when that
+    /// failed (logged and recorded for `status` by the upload).
+    async fn upload_closed(&self, ino: Ino) -> Option<(String, FsError)> {
+        let key = self.names.file_key(ino).ok();
+        let result = self.upload_if_dirty(ino).await;
+        self.drop_clean_content(ino);
+        Some((key?, result.err()?))
     }
 
     /// Uploads what an earlier daemon journaled and did not upload (it was killed), before
@@ -303,17 +329,22 @@ impl Fs {
         orphans: Vec<Arc<Orphan>>,
     ) -> BTreeMap<String, FsError> {
         stream::iter(orphans)
-            .map(|o| async move {
-                let e = self.upload_orphan(&o).await.err()?;
-                if matches!(e, FsError::NotStored(_)) {
-                    self.files.orphan_gone(&o);
-                } // else pending, tried again later
-                Some((o.entry.key.clone(), e))
-            })
+            .map(|o| async move { self.upload_orphan_settled(&o).await })
             .buffer_unordered(CONCURRENCY)
             .filter_map(std::future::ready)
             .collect()
             .await
+    }
+
+    /// Uploads one entry of an earlier daemon; when that failed, its key and the error. One
+    /// that can never be stored is parked and no longer pending; any other stays, tried again
+    /// later.
+    async fn upload_orphan_settled(&self, o: &Arc<Orphan>) -> Option<(String, FsError)> {
+        let e = self.upload_orphan(o).await.err()?;
+        if matches!(e, FsError::NotStored(_)) {
+            self.files.orphan_gone(o);
+        }
+        Some((o.entry.key.clone(), e))
     }
 
     /// Uploads one entry of an earlier daemon, unless another upload of it (a flush's, the
