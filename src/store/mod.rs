@@ -11,6 +11,7 @@ mod contract;
 mod error;
 #[cfg(test)]
 pub mod failing;
+pub mod fence;
 pub mod listing;
 pub mod local;
 pub mod memory;

@@ -94,8 +94,8 @@ impl RetryPolicy {
         elapsed < self.retry_timeout && self.max_retries.is_none_or(|max| retry <= max)
     }
 
-    /// The bound on one attempt of `call`.
-    fn attempt_timeout<T>(&self, call: &Call<T>) -> Duration {
+    /// How long one attempt of `call` may run before it is given up (zero: no bound).
+    pub fn attempt_timeout<T>(&self, call: &Call<T>) -> Duration {
         match call.size {
             Size::Small if self.request_timeout.is_zero() => SMALL_REQUEST_TIMEOUT,
             Size::Small => self.request_timeout.min(SMALL_REQUEST_TIMEOUT),

@@ -69,6 +69,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -79,6 +80,7 @@ use s3::request::ResponseData;
 use s3::serde_types::{CompleteMultipartUploadData, HeadObjectResult};
 use s3::{Bucket, Region};
 
+use super::fence::WriteFences;
 use super::retry::{with_retries, with_retries_if, Call, Latency, RetryPolicy};
 use super::{
     check_copy_range, BadResponse, CompletedPart, Condition, Honoured, ListPage, ListedObject,
@@ -191,23 +193,28 @@ pub struct S3Store {
     check_conditions: AtomicBool,
     /// The same for the conditions of a copy (its target's and its source's).
     check_copy_conditions: AtomicBool,
+    /// Keys with PUT attempts still in flight (hedged twins): every write or delete of a key
+    /// waits for them first (see `fence`).
+    fences: WriteFences,
     /// The endpoint as configured (`None`: AWS), to address the region `locate` finds.
     endpoint: Option<String>,
     /// The region as configured (`None`: `locate` asks the server).
     configured_region: Option<String>,
 }
 
-/// One latency record per kind of request that may be hedged: reads (they change nothing) and
+/// One latency record per kind of request that may be hedged: reads (they change nothing),
 /// parts (sending one twice stores the same part; a late twin after the completion is
-/// refused). No other write is: the twin left behind may be applied after the caller has
-/// moved on — a PUT landing after the DELETE that followed it brings a deleted file back
-/// (seen with small PUTs hedged: `git gc` on the mount failed its repack).
+/// refused) and small PUTs, whose attempts hold a write fence on their key until they end
+/// (`fence`): a twin left behind may be applied after the caller has moved on, and without
+/// the fence a PUT landed after the DELETE that followed it and brought a deleted file back
+/// (`git gc` on the mount failed its repack). No other write is hedged.
 #[derive(Debug)]
 struct Latencies {
     head: Latency,
     list: Latency,
     get: Latency,
     part: Latency,
+    small_put: Latency,
 }
 
 impl Default for Latencies {
@@ -217,6 +224,7 @@ impl Default for Latencies {
             list: Latency::small(),
             get: Latency::data(),
             part: Latency::data(),
+            small_put: Latency::small(),
         }
     }
 }
@@ -314,6 +322,7 @@ impl S3Store {
             part_checksums: Default::default(),
             check_conditions: AtomicBool::new(false),
             check_copy_conditions: AtomicBool::new(false),
+            fences: WriteFences::default(),
             endpoint: settings.endpoint.clone(),
             configured_region: settings.region.clone(),
         })
@@ -694,41 +703,66 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
-        let path = &object_path(key);
-        let content_type = opts.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
-        check_header("content-type", content_type)?;
+        let path = object_path(key);
+        let content_type = opts
+            .content_type
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string());
+        check_header("content-type", &content_type)?;
+        self.fences.wait(key).await;
         self.check_condition(key, opts.condition.as_ref()).await?;
         let mut headers = write_headers(opts, self.sse_c.as_ref())?;
         headers.extend(condition_headers(opts.condition.as_ref()));
-        let bucket = &self.bucket_with_headers(&headers)?;
+        let bucket = self.bucket_with_headers(&headers)?;
         let sse_c = self.sse_c.is_some();
-        let crc = &checksums::crc32(&body);
-        let attempts = &AtomicU32::new(0);
+        let crc = checksums::crc32(&body);
+        let attempts = Arc::new(AtomicU32::new(0));
         let sent = body.clone();
-        let data = with_retries(
-            &self.retry,
-            Call::sized(&format!("PutObject {key}"), sent.len()).counted(
-                &self.stats,
-                "PutObject",
-                sent.len() as u64,
-            ),
-            move || {
-                let body = body.clone();
-                async move {
-                    attempts.fetch_add(1, Ordering::Relaxed);
-                    let command = Command::PutObject {
-                        content: &[], // the body goes separately, see send_command_with_body
-                        content_type,
-                        custom_headers: None,
-                        multipart: None,
-                    };
-                    let integrity = Integrity::Crc32(crc.clone());
-                    send_command_with_body(bucket, path, command, true, body.clone(), integrity)
-                        .await
-                        .map_err(|e| map_sse_c_write_error(e, sse_c))
+        let what = format!("PutObject {key}");
+        let call =
+            Call::sized(&what, sent.len()).counted(&self.stats, "PutObject", sent.len() as u64);
+        let bound = self.retry.attempt_timeout(&call);
+        // A small PUT is hedged like a read: each attempt is a task of its own that runs to
+        // its end holding a fence on the key, so the next write of the key waits for a
+        // stalled twin (see `fence`). A big one is not (its twin would send it all again).
+        let call = match sent.len() < 1 << 20 {
+            true => call.hedged(&self.latency.small_put),
+            false => call,
+        };
+        let data = with_retries(&self.retry, call, || {
+            let fence = self.fences.enter(key);
+            let (bucket, path, content_type) = (bucket.clone(), path.clone(), content_type.clone());
+            let (body, crc, attempts) = (body.clone(), crc.clone(), attempts.clone());
+            let attempt = tokio::spawn(async move {
+                let _fence = fence; // until this attempt has ended, whoever waits for it
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let command = Command::PutObject {
+                    content: &[], // the body goes separately, see send_command_with_body
+                    content_type: &content_type,
+                    custom_headers: None,
+                    multipart: None,
+                };
+                let integrity = Integrity::Crc32(crc);
+                let send = send_command_with_body(&bucket, &path, command, true, body, integrity);
+                let result = match bound.is_zero() {
+                    true => send.await,
+                    false => match tokio::time::timeout(bound, send).await {
+                        Ok(result) => result,
+                        Err(_) => return Err(StoreError::Timeout(bound)),
+                    },
+                };
+                result.map_err(|e| map_sse_c_write_error(e, sse_c))
+            });
+            async move {
+                match attempt.await {
+                    Ok(result) => result,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_) => Err(StoreError::Unreachable(
+                        "the runtime is shutting down".into(),
+                    )),
                 }
-            },
-        )
+            }
+        })
         .await;
         match (data, &opts.condition) {
             (Ok(data), _) => Ok(etag_of(&data)),
@@ -748,6 +782,7 @@ impl ObjectStore for S3Store {
         opts: &PutOptions,
         keep_metadata: bool,
     ) -> StoreResult<Option<String>> {
+        self.fences.wait(to).await;
         self.check_copy_conditions(from, to, opts).await?;
         let source = &self.copy_source(from);
         let path = &object_path(to);
@@ -794,6 +829,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.fences.wait(key).await;
         let path = &object_path(key);
         let result = with_retries(
             &self.retry,
@@ -808,6 +844,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete_if_match(&self, key: &str, etag: &str) -> StoreResult<()> {
+        self.fences.wait(key).await;
         let condition = Condition::Is(etag.to_string());
         self.check_condition(key, Some(&condition)).await?;
         let path = &object_path(key);
@@ -1019,6 +1056,7 @@ impl ObjectStore for S3Store {
         parts: Vec<CompletedPart>,
         condition: Option<&Condition>,
     ) -> StoreResult<Option<String>> {
+        self.fences.wait(key).await;
         if let Err(e) = self.check_condition(key, condition).await {
             self.part_checksums.take(upload_id); // refused: the upload is to be aborted
             return Err(e);
@@ -1173,7 +1211,7 @@ impl ObjectStore for S3Store {
     fn stats(&self) -> StoreStats {
         let l = &self.latency;
         StoreStats {
-            hedged: [&l.head, &l.list, &l.get, &l.part]
+            hedged: [&l.head, &l.list, &l.get, &l.part, &l.small_put]
                 .iter()
                 .map(|kind| kind.hedges())
                 .sum(),

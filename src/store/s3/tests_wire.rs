@@ -1356,3 +1356,65 @@ async fn requests_that_run_out_of_time_end_as_timeouts_without_a_latency() {
     assert_eq!(st.retries.get("DeleteObject"), Some(&1));
     assert!(st.latency.is_empty(), "{:?}", st.latency);
 }
+
+/// What a server that answers each connection on a thread of its own saw and did, in order:
+/// `"<method> arrived"`, `"<method> answered"` (method lowercased, the first PUT as `put#1`).
+type Events = Arc<Mutex<Vec<String>>>;
+
+/// Answers every request 200 with an ETag; the first PUT only after `stall` (its answer
+/// held back, as a stalled server does).
+fn serve_stalling_first_put(stall: Duration) -> (String, Events) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let events: Events = Arc::default();
+    let seen = events.clone();
+    std::thread::spawn(move || {
+        let mut puts = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let Some(request) = read_request(&mut stream) else {
+                continue;
+            };
+            let mut name = request.split(' ').next().unwrap_or("").to_string();
+            let mut delay = Duration::ZERO;
+            if name == "put" {
+                puts += 1;
+                name = format!("put#{puts}");
+                if puts == 1 {
+                    delay = stall;
+                }
+            }
+            seen.lock().unwrap().push(format!("{name} arrived"));
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                seen.lock().unwrap().push(format!("{name} answered"));
+                let reply = response("200 OK", &["ETag: \"e\"", "Connection: close"], "");
+                let _ = stream.write_all(reply.as_bytes());
+            });
+        }
+    });
+    (endpoint, events)
+}
+
+#[tokio::test]
+async fn a_stalled_small_put_is_hedged_and_the_next_write_of_its_key_waits_for_the_stalled_twin() {
+    let (endpoint, events) = serve_stalling_first_put(Duration::from_millis(1500));
+    let s = store(endpoint, 0, T);
+    let started = std::time::Instant::now();
+    s.put("k", Bytes::from_static(b"v1"), &PutOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "the second attempt answered: {:?}",
+        started.elapsed()
+    );
+    // The first attempt cannot be taken back: the DELETE goes only once it has ended, so it
+    // can never land after the DELETE and bring the file back.
+    s.delete("k").await.unwrap();
+    let events = events.lock().unwrap().clone();
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap_or(usize::MAX);
+    assert!(at("put#2 answered") < at("put#1 answered"), "{events:?}");
+    assert!(at("put#1 answered") < at("delete arrived"), "{events:?}");
+}
