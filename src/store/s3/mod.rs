@@ -261,6 +261,10 @@ impl S3Store {
             StoreError::PreconditionFailed => {
                 if let Some(body) = retried_body {
                     let ours = format!("{:x}", md5::compute(body));
+                    // A twin still in flight (a hedged attempt, or one that ran out of time)
+                    // may be what refused this one, or be about to: read the object once
+                    // every attempt has ended.
+                    self.fences.wait(key).await;
                     if let Ok(info) = self.head(key).await {
                         if info.etag.as_deref().map(|t| t.trim_matches('"')) == Some(&*ours) {
                             return Ok(info.etag);

@@ -1358,16 +1358,19 @@ async fn requests_that_run_out_of_time_end_as_timeouts_without_a_latency() {
 }
 
 /// What a server that answers each connection on a thread of its own saw and did, in order:
-/// `"<method> arrived"`, `"<method> answered"` (method lowercased, the first PUT as `put#1`).
+/// `"<method> arrived"`, `"<method> answered"` (method lowercased, PUTs numbered: `put#1`).
 type Events = Arc<Mutex<Vec<String>>>;
 
-/// Answers every request 200 with an ETag; the first PUT only after `stall` (its answer
-/// held back, as a stalled server does).
-fn serve_stalling_first_put(stall: Duration) -> (String, Events) {
+/// Answers each request with what `answer` gives for its name (`put#N` or the method) and
+/// the events so far: a raw response, held back for the duration.
+fn serve_concurrently(
+    answer: impl Fn(&str, &[String]) -> (Duration, String) + Send + Sync + 'static,
+) -> (String, Events) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let events: Events = Arc::default();
     let seen = events.clone();
+    let answer = Arc::new(answer);
     std::thread::spawn(move || {
         let mut puts = 0;
         for stream in listener.incoming() {
@@ -1376,20 +1379,17 @@ fn serve_stalling_first_put(stall: Duration) -> (String, Events) {
                 continue;
             };
             let mut name = request.split(' ').next().unwrap_or("").to_string();
-            let mut delay = Duration::ZERO;
             if name == "put" {
                 puts += 1;
                 name = format!("put#{puts}");
-                if puts == 1 {
-                    delay = stall;
-                }
             }
             seen.lock().unwrap().push(format!("{name} arrived"));
-            let seen = seen.clone();
+            let (seen, answer) = (seen.clone(), answer.clone());
             std::thread::spawn(move || {
+                let (delay, reply) = answer(&name, &seen.lock().unwrap());
                 std::thread::sleep(delay);
                 seen.lock().unwrap().push(format!("{name} answered"));
-                let reply = response("200 OK", &["ETag: \"e\"", "Connection: close"], "");
+                let reply = reply.replacen("\r\n", "\r\nConnection: close\r\n", 1);
                 let _ = stream.write_all(reply.as_bytes());
             });
         }
@@ -1397,16 +1397,29 @@ fn serve_stalling_first_put(stall: Duration) -> (String, Events) {
     (endpoint, events)
 }
 
+const STALL: Duration = Duration::from_millis(1500);
+
+fn at(events: &[String], event: &str) -> usize {
+    events.iter().position(|x| x == event).unwrap_or(usize::MAX)
+}
+
 #[tokio::test]
 async fn a_stalled_small_put_is_hedged_and_the_next_write_of_its_key_waits_for_the_stalled_twin() {
-    let (endpoint, events) = serve_stalling_first_put(Duration::from_millis(1500));
+    let (endpoint, events) = serve_concurrently(|name, _| {
+        let delay = if name == "put#1" {
+            STALL
+        } else {
+            Duration::ZERO
+        };
+        (delay, response("200 OK", &["ETag: \"e\""], ""))
+    });
     let s = store(endpoint, 0, T);
     let started = std::time::Instant::now();
     s.put("k", Bytes::from_static(b"v1"), &PutOptions::default())
         .await
         .unwrap();
     assert!(
-        started.elapsed() < Duration::from_millis(1000),
+        started.elapsed() < STALL * 2 / 3,
         "the second attempt answered: {:?}",
         started.elapsed()
     );
@@ -1414,7 +1427,50 @@ async fn a_stalled_small_put_is_hedged_and_the_next_write_of_its_key_waits_for_t
     // can never land after the DELETE and bring the file back.
     s.delete("k").await.unwrap();
     let events = events.lock().unwrap().clone();
-    let at = |e: &str| events.iter().position(|x| x == e).unwrap_or(usize::MAX);
-    assert!(at("put#2 answered") < at("put#1 answered"), "{events:?}");
-    assert!(at("put#1 answered") < at("delete arrived"), "{events:?}");
+    assert!(
+        at(&events, "put#2 answered") < at(&events, "put#1 answered"),
+        "{events:?}"
+    );
+    assert!(
+        at(&events, "put#1 answered") < at(&events, "delete arrived"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hedged_put_refused_because_of_its_own_stalled_twin_reads_the_object_after_the_twin() {
+    // put#1 creates the object but its answer stalls; put#2, its twin, is refused (the name
+    // is taken, or AWS's 409 for a conditional write in progress). The object read back to
+    // tell whether the refusal was our own doing is read only once put#1 has ended.
+    let body = Bytes::from_static(b"new file");
+    let ours = format!("\"{:x}\"", md5::compute(&body));
+    let etag = format!("ETag: {ours}");
+    let (endpoint, events) = serve_concurrently(move |name, events| match name {
+        "put#1" => (STALL, response("200 OK", &[&etag], "")),
+        "put#2" => (
+            Duration::ZERO,
+            response(
+                "412 Precondition Failed",
+                &[],
+                &error_body("PreconditionFailed"),
+            ),
+        ),
+        _ if events.iter().any(|e| e == "put#1 answered") => (
+            Duration::ZERO,
+            response("200 OK", &[&etag, "Content-Length: 8"], "")
+                .replace("Content-Length: 0\r\n", ""),
+        ),
+        _ => (Duration::ZERO, response("404 Not Found", &[], "")),
+    });
+    let s = store(endpoint, 0, T);
+    let stored = s
+        .put("k", body.clone(), &conditional(Condition::Absent))
+        .await
+        .expect("the object under k is the one this PUT sent");
+    assert_eq!(stored.as_deref(), Some(&*ours));
+    let events = events.lock().unwrap().clone();
+    assert!(
+        at(&events, "put#1 answered") < at(&events, "head arrived"),
+        "{events:?}"
+    );
 }
