@@ -6,32 +6,74 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tests::{options, put, setup_with, Setup};
+use super::tests_failures::{failing, mount};
 use super::{Fs, FsOptions, ROOT_INO};
+use crate::names::TREE_CLAIMS;
+use crate::store::failing::{FailingStore, Failure, Op};
+use crate::store::memory::MemoryStore;
 use crate::store::ObjectStore;
 use crate::store::PutOptions;
 use bytes::Bytes;
 
-/// A directory `t` with subdirectories named `d{i:02}` for `i` in `0..dirs`, each holding
-/// `files` files `f{j:03}` and a subdirectory `s` holding one file `g`.
-async fn tree(read_ahead: usize, dirs: usize, files: usize) -> (Setup, u64) {
-    let s = setup_with(
-        "",
-        FsOptions {
-            dir_ttl: Duration::from_secs(60),
-            dir_cache_entries: 1000,
-            metadata_ttl: Duration::from_secs(60),
-            dir_read_ahead: read_ahead,
-            ..options()
-        },
-    );
+/// The options of these specifications: listings and names trusted for a minute, the tree
+/// read-ahead starting within `read_ahead` subdirectories.
+fn walk_options(read_ahead: usize) -> FsOptions {
+    FsOptions {
+        dir_ttl: Duration::from_secs(60),
+        dir_cache_entries: 1000,
+        metadata_ttl: Duration::from_secs(60),
+        dir_read_ahead: read_ahead,
+        ..options()
+    }
+}
+
+/// Fills `mem` with a directory `t` with subdirectories named `d{i:02}` for `i` in
+/// `0..dirs`, each holding `files` files `f{j:03}` and a subdirectory `s` holding one file
+/// `g`.
+async fn fill(mem: &MemoryStore, dirs: usize, files: usize) {
     for d in 0..dirs {
         for f in 0..files {
-            put(&s.mem, &format!("t/d{d:02}/f{f:03}"), b"x").await;
+            put(mem, &format!("t/d{d:02}/f{f:03}"), b"x").await;
         }
-        put(&s.mem, &format!("t/d{d:02}/s/g"), b"x").await;
+        put(mem, &format!("t/d{d:02}/s/g"), b"x").await;
     }
+}
+
+/// A mount of the tree of `fill`, and the inode of `t`.
+async fn tree(read_ahead: usize, dirs: usize, files: usize) -> (Setup, u64) {
+    let s = setup_with("", walk_options(read_ahead));
+    fill(&s.mem, dirs, files).await;
     let t = s.fs.lookup(ROOT_INO, OsStr::new("t")).await.unwrap().ino;
     (s, t)
+}
+
+/// `tree` with `opts`, over a store that stalls the requests a test chooses.
+async fn tree_failing(
+    opts: FsOptions,
+    dirs: usize,
+    files: usize,
+) -> (Setup, Arc<FailingStore>, u64) {
+    let (mem, failing) = failing();
+    fill(&mem, dirs, files).await;
+    let (fs, staging) = mount(failing.clone(), opts);
+    let t = fs.lookup(ROOT_INO, OsStr::new("t")).await.unwrap().ino;
+    let s = Setup {
+        fs,
+        mem,
+        _staging: staging,
+    };
+    (s, failing, t)
+}
+
+/// From now on, the `nth` listing of the whole tree under `t/` (the read-ahead's flat pages;
+/// a directory's own listing has a longer prefix) is answered `for_` late.
+fn stall_tree_page(failing: &FailingStore, nth: u64, for_: Duration) {
+    failing.fail(
+        Failure::on(Op::ListObjectsV2)
+            .key(|prefix| prefix == "t/")
+            .nth(nth)
+            .stall(for_),
+    );
 }
 
 /// Lists `dir` as `ls` does.
@@ -157,6 +199,110 @@ async fn a_long_walk_costs_about_the_pages_of_one_recursive_listing() {
     assert!(
         (4 + 10..=4 + 10 + 2).contains(&walked),
         "{walked} LISTs for the walk"
+    );
+}
+
+/// `find` of a tree whose directories have no marker (most trees: keys another tool wrote):
+/// the walk looks each directory up before it reads it, and the walk's read-ahead lists it,
+/// which says there is no marker to read. Only the directories looked up before the walk
+/// showed itself cost a HEAD (d00, d00/s, d01, d01/s); none runs ahead for the others, not
+/// even for those past what the read-ahead claimed at first (at 100,000 objects in 1,000
+/// directories, 1,000 HEADs that found nothing).
+#[tokio::test]
+async fn a_walk_reads_no_directory_marker_that_its_listing_shows_missing() {
+    // More directories than a read-ahead run claims at first, in two pages (the second late).
+    let (dirs, files) = (TREE_CLAIMS + 16, 15);
+    let (s, failing, t) = tree_failing(walk_options(4), dirs, files).await;
+    list(&s.fs, t).await;
+    let before = heads(&s);
+    walk_one(&s, t, 0, files).await;
+    stall_tree_page(&failing, 2, Duration::from_millis(300));
+    for i in 1..dirs {
+        walk_one(&s, t, i, files).await;
+    }
+    assert_eq!(failing.injected(Op::ListObjectsV2), 1, "a page was late");
+    assert_eq!(heads_settled(&s).await - before, 4);
+}
+
+/// A directory the walk's read-ahead is listing is looked up (find opens each directory it
+/// comes to) before the page holding it arrives: the lookup waits for that listing, which
+/// tells whether there is a marker to read, instead of a HEAD of its own per directory, one
+/// after the other.
+#[tokio::test]
+async fn looking_up_a_directory_being_read_ahead_waits_for_its_listing() {
+    let (s, failing, t) = tree_failing(walk_options(4), 8, 2).await;
+    list(&s.fs, t).await;
+    walk_one(&s, t, 0, 2).await;
+    stall_tree_page(&failing, 1, Duration::from_millis(300));
+    // The second directory shows a walk: the read-ahead of d02..d07 starts, its page late.
+    walk_one(&s, t, 1, 2).await;
+    let before = heads(&s);
+    for i in 2..8 {
+        walk_one(&s, t, i, 2).await;
+    }
+    assert_eq!(failing.injected(Op::ListObjectsV2), 1, "the page was late");
+    assert_eq!(heads(&s), before);
+}
+
+/// The same when the walk comes to the directory after its name's TTL (a walk of 100,000
+/// objects takes seconds): the lookup waits for the listing under way, which confirms the
+/// directory, instead of asking for the name (a HEAD and a LIST) and then its marker.
+#[tokio::test]
+async fn looking_up_a_stale_directory_being_read_ahead_waits_for_its_listing() {
+    let opts = FsOptions {
+        metadata_ttl: Duration::from_millis(300),
+        ..walk_options(4)
+    };
+    let (s, failing, t) = tree_failing(opts, 8, 2).await;
+    list(&s.fs, t).await;
+    walk_one(&s, t, 0, 2).await;
+    stall_tree_page(&failing, 1, Duration::from_millis(800));
+    walk_one(&s, t, 1, 2).await;
+    // What the listing of t said of d02..d07 is older than the TTL now.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (heads_before, lists_before) = (heads(&s), lists(&s));
+    for i in 2..8 {
+        walk_one(&s, t, i, 2).await;
+    }
+    assert_eq!(failing.injected(Op::ListObjectsV2), 1, "the page was late");
+    assert_eq!(heads(&s), heads_before);
+    assert!(
+        lists(&s) <= lists_before + 1,
+        "{} LISTs: more than the read-ahead's page",
+        lists(&s) - lists_before
+    );
+}
+
+/// A tree whose directories have markers (made through a mount, or by s3fs): the walk's
+/// read-ahead reads the markers it lists, in parallel, so the walk finds each directory's
+/// stored mode known when it comes to it instead of reading them one at a time.
+#[tokio::test]
+async fn a_walk_reads_the_markers_its_read_ahead_lists_ahead_of_it() {
+    let (s, t) = tree(4, 8, 2).await;
+    let mut marked = PutOptions::default();
+    marked
+        .metadata
+        .insert("mode".into(), (0o040700).to_string());
+    for i in 2..8 {
+        let marker = format!("t/d{i:02}/");
+        s.mem.put(&marker, Bytes::new(), &marked).await.unwrap();
+    }
+    list(&s.fs, t).await;
+    walk_one(&s, t, 0, 2).await;
+    walk_one(&s, t, 1, 2).await;
+    let before = heads_settled(&s).await;
+    for i in 2..8 {
+        walk_one(&s, t, i, 2).await;
+        let d =
+            s.fs.lookup(t, OsStr::new(&format!("d{i:02}")))
+                .await
+                .unwrap();
+        assert_eq!(d.perm, 0o700, "d{i:02}");
+    }
+    assert_eq!(
+        heads(&s),
+        before,
+        "the markers were read before the walk came"
     );
 }
 

@@ -54,6 +54,7 @@ use inflight::InFlight;
 use inode::{Ino, InodeTable, Kind, Node, ROOT_INO};
 pub use listing::{inos as listing_inos, DirEntry};
 pub use lookup::{META_CONCURRENCY, META_RUN_AHEAD};
+pub use tree::TREE_CLAIMS;
 
 /// Attributes of one inode, as the kernel will see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
