@@ -332,32 +332,63 @@ impl Names {
     /// once this directory's entries are all under way, so are those of the directories
     /// after it (its following siblings already listed), up to the same count: the tool's
     /// wait for one directory's slowest HEAD overlaps with the next ones'.
-    pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: Arc<str>) {
+    ///
+    /// The first entry of a directory whose listing was just read is asked for first by a
+    /// tool going through it (`du`, `ls -l`): the HEADs of the files after it start at once
+    /// rather than at the second (under faults, that first HEAD alone held up `du` in every
+    /// directory); its subdirectories wait for the second, when a walk has shown itself or
+    /// not. True when `name` is the first of `dir` asked for (no run-ahead state).
+    pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: Arc<str>) -> bool {
+        let mut first = false;
         let inos = {
             let mut ahead = self.meta_ahead.lock().unwrap();
-            let Some(state) = ahead.get_mut(&dir) else {
+            if !ahead.contains(&dir) {
+                first = true;
                 ahead.put(
                     dir,
                     MetaAhead {
-                        last: name,
+                        last: name.clone(),
                         until: None,
                         refill_at: None,
                         siblings_started: false,
                     },
                 );
-                return;
-            };
+            }
+            let state = ahead.get_mut(&dir).expect("just entered");
+            let t = self.table();
+            let Some(node) = t.get(dir) else { return first };
+            if first {
+                let opens = self.listed.contains(&dir)
+                    && node.children.iter().next().is_some_and(|(n, _)| *n == name);
+                if !opens {
+                    return first;
+                }
+                let files: Vec<Ino> = node
+                    .children
+                    .after(&name)
+                    .map(|(_, ino)| ino)
+                    .filter(|ino| {
+                        self.meta_wanted(&t, *ino)
+                            && t.get(*ino).is_some_and(|c| c.kind != Kind::Dir)
+                    })
+                    .take(META_RUN_AHEAD)
+                    .collect();
+                drop((t, ahead));
+                if !files.is_empty() {
+                    let names = self.clone();
+                    tokio::spawn(async move { names.ensure_meta_all(&files).await });
+                }
+                return first;
+            }
             let in_order = name > state.last;
             state.last = name.clone();
             if !in_order || state.refill_at.as_deref().is_some_and(|at| *name < *at) {
-                return;
+                return first;
             }
             let from = match state.until.as_deref() {
                 Some(until) if until > &*name => until,
                 _ => &*name,
             };
-            let t = self.table();
-            let Some(node) = t.get(dir) else { return };
             let next: Vec<(&Arc<str>, Ino)> = node
                 .children
                 .after(from)
@@ -383,12 +414,13 @@ impl Names {
                 }
             }
             if inos.is_empty() {
-                return;
+                return first;
             }
             inos
         };
         let names = self.clone();
         tokio::spawn(async move { names.ensure_meta_all(&inos).await });
+        first
     }
 
     /// Whether the attribute run-ahead should read `ino`'s metadata: not known, and not a
@@ -397,7 +429,7 @@ impl Names {
     /// (the walk's read-ahead lists it, and reads the markers it finds: see `tree`).
     fn meta_wanted(&self, t: &InodeTable, ino: Ino) -> bool {
         let Some(c) = t.get(ino) else { return false };
-        if c.meta.is_some() {
+        if c.meta.is_some() || self.meta_inflight.contains(&ino) {
             return false;
         }
         c.kind != Kind::Dir

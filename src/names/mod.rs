@@ -320,7 +320,8 @@ impl Names {
                 .map(|n| (n.parent, n.name.clone()))
         };
         if let Some((parent, name)) = named {
-            self.meta_run_ahead(parent, name);
+            let first = self.meta_run_ahead(parent, name);
+            self.list_for_marker(ino, parent, first).await;
         }
         for _ in 0..2 {
             self.fetch_meta(ino).await?;
