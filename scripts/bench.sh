@@ -15,7 +15,8 @@
 #   --remote    every tool reaches the server through examples/latency_proxy.rs, which delays
 #               answers by BENCH_REMOTE_DELAY_MS (30) and caps each connection at
 #               BENCH_REMOTE_MIBPS (60) MiB/s: a server in another data centre; every
-#               workload (the walks find and du too) and --scale's steps go through it
+#               workload (the walks find and du too) and --scale's steps go through it.
+#               The proxy listens on port BENCH_REMOTE_PORT (3911)
 #   --faults    (not with --remote) each workload runs twice per tool, one after the other:
 #               through examples/fault_proxy.rs without faults, then with the mix of issue
 #               14 (4 % each of 500, 503 SlowDown, reset before the answer, reset mid-body;
@@ -230,7 +231,7 @@ build() {
 # With --remote: starts the latency proxy and points every tool at it (AWS_ENDPOINT_URL).
 start_proxy() {
     ((REMOTE)) || return 0
-    local proxy="$REPO/target/release/examples/latency_proxy" port=3911 i
+    local proxy="$REPO/target/release/examples/latency_proxy" port=${BENCH_REMOTE_PORT:-3911} i
     [[ -x "$proxy" ]] || { log "missing $proxy (build without --no-build)" && return 1; }
     REMOTE_NOTE="behind a proxy adding ${BENCH_REMOTE_DELAY_MS:-30} ms, ${BENCH_REMOTE_MIBPS:-60} MiB/s per connection"
     "$proxy" "127.0.0.1:$port" "${AWS_ENDPOINT_URL#http://}" --delay-ms "${BENCH_REMOTE_DELAY_MS:-30}" \

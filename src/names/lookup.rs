@@ -8,7 +8,10 @@
 //! is about to return, in bounded parallel. A tool that asks for the attributes of one
 //! directory's entries in order (`ls -l`, `du`, `rsync`) gets the next entries' HEADs started
 //! ahead of it (`meta_run_ahead`), so names-only listings cost no HEAD and attribute walks
-//! still run at the store's parallel speed.
+//! still run at the store's parallel speed. A directory's marker is read only once a listing
+//! of the directory found one: a lookup of a directory that a walk's read-ahead is listing
+//! waits for that listing (`fetch_meta`, `answer_under_way`), and the run-ahead leaves the
+//! directories a walk will list to it (`meta_wanted`, see `tree`).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -153,15 +156,18 @@ impl Names {
                 None => None,
             }
         };
-        if let Some(ino) = known.filter(|ino| self.meta_inflight.contains(ino)) {
-            // Its HEAD is under way (read ahead of a tool going through the directory): it
-            // confirms the name, cheaper than asking for it again.
-            self.meta_inflight.settled(&ino).await;
-            let t = self.table();
-            if t.child(parent, name) == Some(ino)
-                && t.get(ino).is_some_and(|n| self.is_fresh(n, Instant::now()))
-            {
-                return Ok(ino);
+        if let Some(ino) = known {
+            match self.answer_under_way(parent, ino).await {
+                Some(true) => {
+                    let t = self.table();
+                    if t.child(parent, name) == Some(ino)
+                        && t.get(ino).is_some_and(|n| self.is_fresh(n, Instant::now()))
+                    {
+                        return Ok(ino);
+                    }
+                }
+                Some(false) => {}
+                None => return Ok(ino), // a store slower than the grace: as it was
             }
         }
         let dir_prefix = self.dir_prefix(parent)?;
@@ -211,6 +217,28 @@ impl Names {
         }
     }
 
+    /// Waits for a request already under way that confirms the known name `ino` in `parent`,
+    /// cheaper than asking for it again: its metadata HEAD (read ahead of a tool going
+    /// through the directory), a listing of it (a directory a walk's read-ahead is listing:
+    /// `find` looks each one up before reading it) or of its parent. `Some(true)` once one
+    /// ended, `Some(false)` when none is under way, `None` when a listing took longer than
+    /// `STALE_GRACE` (see `Names::refresh`).
+    async fn answer_under_way(&self, parent: Ino, ino: Ino) -> Option<bool> {
+        if self.meta_inflight.contains(&ino) {
+            self.meta_inflight.settled(&ino).await;
+            return Some(true);
+        }
+        let Some(listing) = [ino, parent]
+            .into_iter()
+            .find(|dir| self.listings.contains(dir))
+        else {
+            return Some(false);
+        };
+        self.refresh("a directory listing", self.listings.settled(&listing))
+            .await
+            .map(|()| true)
+    }
+
     /// Makes sure the node knows what the object's HEAD says (a listing does not say it),
     /// so a change of one attribute keeps the others.
     pub async fn ensure_meta(&self, ino: Ino) -> NameResult<()> {
@@ -247,17 +275,24 @@ impl Names {
     }
 
     /// Reads the stored metadata of `ino` unless it is known (see `Names::attrs_known`).
+    /// A directory a listing is reading now (a walk's read-ahead) waits for it: the listing
+    /// tells whether it has a marker to read at all, and most have none.
     pub(super) async fn fetch_meta(&self, ino: Ino) -> NameResult<()> {
-        let (kind, parent, name) = {
-            let t = self.table();
-            let node = t.get(ino).ok_or(NameError::NotFound)?;
-            if node.meta.is_some() || ino == ROOT_INO || !node.linked {
-                return Ok(());
+        let (kind, parent, name) = loop {
+            {
+                let t = self.table();
+                let node = t.get(ino).ok_or(NameError::NotFound)?;
+                if node.meta.is_some() || ino == ROOT_INO || !node.linked {
+                    return Ok(());
+                }
+                if node.kind != Kind::Dir && !node.remote {
+                    return Ok(()); // not in the bucket yet
+                }
+                if node.kind != Kind::Dir || !self.listings.contains(&ino) {
+                    break (node.kind, node.parent, node.name.clone());
+                }
             }
-            if node.kind != Kind::Dir && !node.remote {
-                return Ok(()); // not in the bucket yet
-            }
-            (node.kind, node.parent, node.name.clone())
+            self.listings.settled(&ino).await;
         };
         let Some(_claim) = self.meta_inflight.claim(ino) else {
             // Another task is asking: its answer is ours.
@@ -297,32 +332,63 @@ impl Names {
     /// once this directory's entries are all under way, so are those of the directories
     /// after it (its following siblings already listed), up to the same count: the tool's
     /// wait for one directory's slowest HEAD overlaps with the next ones'.
-    pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: Arc<str>) {
+    ///
+    /// The first entry of a directory whose listing was just read is asked for first by a
+    /// tool going through it (`du`, `ls -l`): the HEADs of the files after it start at once
+    /// rather than at the second (under faults, that first HEAD alone held up `du` in every
+    /// directory); its subdirectories wait for the second, when a walk has shown itself or
+    /// not. True when `name` is the first of `dir` asked for (no run-ahead state).
+    pub(super) fn meta_run_ahead(self: &Arc<Self>, dir: Ino, name: Arc<str>) -> bool {
+        let mut first = false;
         let inos = {
             let mut ahead = self.meta_ahead.lock().unwrap();
-            let Some(state) = ahead.get_mut(&dir) else {
+            if !ahead.contains(&dir) {
+                first = true;
                 ahead.put(
                     dir,
                     MetaAhead {
-                        last: name,
+                        last: name.clone(),
                         until: None,
                         refill_at: None,
                         siblings_started: false,
                     },
                 );
-                return;
-            };
+            }
+            let state = ahead.get_mut(&dir).expect("just entered");
+            let t = self.table();
+            let Some(node) = t.get(dir) else { return first };
+            if first {
+                let opens = self.listed.contains(&dir)
+                    && node.children.iter().next().is_some_and(|(n, _)| *n == name);
+                if !opens {
+                    return first;
+                }
+                let files: Vec<Ino> = node
+                    .children
+                    .after(&name)
+                    .map(|(_, ino)| ino)
+                    .filter(|ino| {
+                        self.meta_wanted(&t, *ino)
+                            && t.get(*ino).is_some_and(|c| c.kind != Kind::Dir)
+                    })
+                    .take(META_RUN_AHEAD)
+                    .collect();
+                drop((t, ahead));
+                if !files.is_empty() {
+                    let names = self.clone();
+                    tokio::spawn(async move { names.ensure_meta_all(&files).await });
+                }
+                return first;
+            }
             let in_order = name > state.last;
             state.last = name.clone();
             if !in_order || state.refill_at.as_deref().is_some_and(|at| *name < *at) {
-                return;
+                return first;
             }
             let from = match state.until.as_deref() {
                 Some(until) if until > &*name => until,
                 _ => &*name,
             };
-            let t = self.table();
-            let Some(node) = t.get(dir) else { return };
             let next: Vec<(&Arc<str>, Ino)> = node
                 .children
                 .after(from)
@@ -348,19 +414,27 @@ impl Names {
                 }
             }
             if inos.is_empty() {
-                return;
+                return first;
             }
             inos
         };
         let names = self.clone();
         tokio::spawn(async move { names.ensure_meta_all(&inos).await });
+        first
     }
 
     /// Whether the attribute run-ahead should read `ino`'s metadata: not known, and not a
-    /// directory a tree run is listing (its listing tells whether it has a marker to read,
-    /// see `tree`).
+    /// directory whose listing will tell whether it has a marker to read at all (most have
+    /// none): one a tree run is listing, or one not listed yet in a directory being walked
+    /// (the walk's read-ahead lists it, and reads the markers it finds: see `tree`).
     fn meta_wanted(&self, t: &InodeTable, ino: Ino) -> bool {
-        t.get(ino).is_some_and(|c| c.meta.is_none()) && !self.listings.contains(&ino)
+        let Some(c) = t.get(ino) else { return false };
+        if c.meta.is_some() || self.meta_inflight.contains(&ino) {
+            return false;
+        }
+        c.kind != Kind::Dir
+            || !(self.listings.contains(&ino)
+                || !self.listed.contains(&ino) && self.walks.lock().unwrap().contains(&c.parent))
     }
 
     /// Up to `budget` entries whose metadata is wanted, of the (at most `SIBLINGS_AHEAD`)

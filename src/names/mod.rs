@@ -54,6 +54,7 @@ use inflight::InFlight;
 use inode::{Ino, InodeTable, Kind, Node, ROOT_INO};
 pub use listing::{inos as listing_inos, DirEntry};
 pub use lookup::{META_CONCURRENCY, META_RUN_AHEAD};
+pub use tree::TREE_CLAIMS;
 
 /// Attributes of one inode, as the kernel will see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,7 +320,8 @@ impl Names {
                 .map(|n| (n.parent, n.name.clone()))
         };
         if let Some((parent, name)) = named {
-            self.meta_run_ahead(parent, name);
+            let first = self.meta_run_ahead(parent, name);
+            self.list_for_marker(ino, parent, first).await;
         }
         for _ in 0..2 {
             self.fetch_meta(ino).await?;

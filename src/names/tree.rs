@@ -12,6 +12,13 @@
 //! and the walk lists it from the table. A run lists at most `TREE_PAGES` pages, so a walk
 //! that stops early leaves little work done for nothing; the walk starts the next run when it
 //! comes within `dir_read_ahead` subdirectories of what is not listed yet.
+//!
+//! A walk looks each directory up before it reads it (find opens it), and the lookup needs
+//! the directory's stored mode and owner, kept by its `dir/` marker if it has one. The run's
+//! listing tells whether it has: most directories have none (their attributes are then the
+//! defaults, known without a request), so a lookup of a directory a run is listing waits for
+//! it (`lookup`), and the HEADs of the markers a run finds start as it finds them, in
+//! parallel (`read_markers`), rather than one at a time as the walk comes to each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +36,7 @@ pub(super) const TREE_PAGES: usize = 8;
 
 /// Subdirectories one run claims at most: a readdir of a claimed one waits for the run
 /// rather than listing it too.
-pub(super) const TREE_CLAIMS: usize = 64;
+pub const TREE_CLAIMS: usize = 64;
 
 /// A directory the run's keys are inside of, and its listing so far.
 struct Open {
@@ -49,6 +56,8 @@ struct Run {
     claims: HashMap<Ino, OwnedClaim<Ino>>,
     /// Entries of the directories entered (for `listing_metadata`).
     entered: Vec<Ino>,
+    /// Directories entered whose marker was listed, whose HEADs have not started yet.
+    marked: Vec<Ino>,
     /// Directories entered as complete listings.
     completed: usize,
 }
@@ -92,6 +101,7 @@ impl Names {
             open: Vec::new(),
             claims,
             entered: Vec::new(),
+            marked: Vec::new(),
             completed: 0,
         };
         let mut token = None;
@@ -114,6 +124,7 @@ impl Names {
             for obj in &page.objects {
                 self.tree_key(&mut run, obj);
             }
+            self.read_markers(&mut run);
             if run.completed > self.config.dir_cache_entries / 2 {
                 break; // more would push the first out of the listings kept
             }
@@ -123,6 +134,7 @@ impl Names {
                     while let Some(open) = run.open.pop() {
                         self.tree_complete(&mut run, open);
                     }
+                    self.read_markers(&mut run);
                     break;
                 }
             }
@@ -196,9 +208,23 @@ impl Names {
         }
     }
 
+    /// Starts the HEADs of the markers of the directories the run entered so far (their
+    /// stored mode and owner), in parallel: the walk looks each directory up before it
+    /// reads it, and would otherwise wait for them one at a time.
+    fn read_markers(self: &Arc<Self>, run: &mut Run) {
+        if run.marked.is_empty() {
+            return;
+        }
+        let (names, marked) = (self.clone(), std::mem::take(&mut run.marked));
+        tokio::spawn(async move { names.ensure_meta_all(&marked).await });
+    }
+
     /// All keys of `open` were seen: it is entered as a complete listing, and a readdir
     /// waiting for it goes on.
     fn tree_complete(&self, run: &mut Run, open: Open) {
+        if open.listing.marker {
+            run.marked.push(open.ino);
+        }
         match self.apply_listing(open.ino, open.listing, run.started) {
             Ok(entries) if self.config.listing_metadata => run.entered.extend(inos(&entries)),
             Ok(_) => {}

@@ -55,6 +55,67 @@ impl Names {
         self.start_tree_run(parent, &unlisted);
     }
 
+    /// `dir`, a directory a tool asks the attributes of (a lookup: find and du open each
+    /// directory before reading it), has a marker not read yet, if any: it is listed rather
+    /// than its marker HEADed when its listing is what the tool reads next. The listing
+    /// tells whether there is a marker to read (most directories have none), and the tool's
+    /// readdir then costs nothing: one round trip instead of two. So it is
+    /// - in a directory being walked (another of its subdirectories was listed): the tree
+    ///   read-ahead starts from this one (`start_tree_run`), as the readdir of this one
+    ///   would start it from the next, and the lookup waits for it (see `fetch_meta`);
+    /// - for the first name of a directory just listed that a tool asks about (find and du
+    ///   come to the first subdirectory right after reading its parent), if one page holds
+    ///   it.
+    pub(super) async fn list_for_marker(self: &Arc<Self>, dir: Ino, parent: Ino, first: bool) {
+        if self.config.dir_read_ahead == 0 || self.config.dir_ttl.is_zero() {
+            return;
+        }
+        let unlisted = |ino: &Ino| !self.listed.contains(ino) && !self.listings.contains(ino);
+        let run = {
+            let t = self.table();
+            let Some(node) = t.get(dir) else { return };
+            if node.kind != Kind::Dir
+                || node.meta.is_some()
+                || !node.linked
+                || !unlisted(&dir)
+                || self.meta_inflight.contains(&dir)
+            {
+                return;
+            }
+            let walked = self
+                .walks
+                .lock()
+                .unwrap()
+                .peek(&parent)
+                .is_some_and(|p| *p != dir);
+            let siblings = t.get(parent).map(|p| &p.children);
+            match siblings.filter(|_| walked) {
+                Some(siblings) => {
+                    let after = siblings
+                        .after(&node.name)
+                        .map(|(_, ino)| ino)
+                        .filter(|ino| t.get(*ino).is_some_and(|c| c.kind == Kind::Dir))
+                        .take(tree::TREE_CLAIMS - 1)
+                        .filter(unlisted);
+                    Some(std::iter::once(dir).chain(after).collect::<Vec<Ino>>())
+                }
+                None => None,
+            }
+        };
+        match run {
+            Some(dirs) => self.start_tree_run(parent, &dirs),
+            None if first && self.listed.contains(&parent) => {
+                let Some(_claim) = self.listings.claim(dir) else {
+                    return;
+                };
+                if let Err(e) = self.list_if_small(dir).await {
+                    tracing::debug!(dir, error = %e, "cannot list the directory");
+                }
+            }
+            None => {}
+        }
+    }
+
     /// `dir` is gone through name by name (see `lookup`): lists it, and notes the walk it may
     /// continue as its readdir would — its parent is listed first when it is not (a tool
     /// that walks by name never reads it), so the walk knows the directories after it.
