@@ -2,17 +2,21 @@
 //! inode table. Files written here but not yet uploaded are kept; names the listing lacks
 //! are forgotten (deleted by another client). A complete listing answers lookups of missing
 //! names for `dir_ttl` (see `lookup`), and its entries' metadata HEADs start while the next
-//! pages are listed.
+//! pages are listed. A readdir gets each page's entries as soon as they are in the table
+//! (`arriving`), and the next page is asked for as soon as a page's token is known: the
+//! pages come back to back, as fast as the store lists them, while the daemon enters them
+//! and the kernel reads them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::arriving::Arriving;
 use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat, ROOT_INO};
 use super::rules::showable;
 use super::Names;
-use crate::store::ListPage;
+use crate::store::{ListPage, StoreResult};
 
 /// One entry of a directory listing as served to readdir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,15 +56,49 @@ fn dots(ino: Ino, parent: Ino) -> Vec<DirEntry> {
     vec![dir(ino, "."), dir(parent, "..")]
 }
 
+/// Keys per LIST page (the most S3 hands out at once).
+const PAGE_KEYS: usize = 1000;
+
+/// What `enter_listed` did with a page.
+struct Entered {
+    /// The files' inodes (their HEADs start at once with `listing_metadata`).
+    files: Vec<Ino>,
+    /// The entries to show now, in the page's order: each name once, as the table has it.
+    shown: Vec<DirEntry>,
+}
+
+/// The next LIST page, asked for before the current one is entered (see `list_store`);
+/// dropped unawaited (the listing failed), its request is abandoned.
+struct PageAhead(tokio::task::JoinHandle<StoreResult<ListPage>>);
+
+impl PageAhead {
+    async fn page(mut self) -> StoreResult<ListPage> {
+        (&mut self.0).await.expect("a LIST task does not panic")
+    }
+}
+
+impl Drop for PageAhead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Names {
-    /// The listing of `dir` (`.` and `..` first), from a recent complete listing or the
-    /// store; notes the walk it may continue (see `walk`).
+    /// The listing of `dir` (`.` and `..` first), once complete; notes the walk it may
+    /// continue (see `walk`).
     pub async fn list(self: &Arc<Self>, dir: Ino) -> NameResult<Vec<DirEntry>> {
+        self.listing(dir).await?.all().await
+    }
+
+    /// The listing of `dir` (`.` and `..` first) as it arrives: a recent complete listing,
+    /// or the store's, page by page while the next pages are listed; notes the walk it may
+    /// continue (see `walk`).
+    pub async fn listing(self: &Arc<Self>, dir: Ino) -> NameResult<Arc<Arriving>> {
         self.walk_ahead(dir);
         self.list_dir(dir).await
     }
 
-    async fn list_dir(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
+    async fn list_dir(self: &Arc<Self>, ino: Ino) -> NameResult<Arc<Arriving>> {
         let listed_before = self.listed.was_inserted(&ino);
         // A listing of this directory under way (a read-ahead, see `walk`, or a slow one
         // started below): its result is ours — but when there is a last listing to serve,
@@ -72,10 +110,10 @@ impl Names {
             self.listings.settled(&ino).await;
         }
         if self.listed.contains(&ino) {
-            return self.list_from_table(ino);
+            return self.list_from_table(ino).map(Arriving::complete);
         }
         if !listed_before {
-            return self.list_store(ino).await;
+            return self.list_arriving(ino);
         }
         // Listed before: a store that takes longer than `STALE_GRACE` to list it again (a
         // stall, an outage) gets the last listing served meanwhile, while the new listing
@@ -86,43 +124,109 @@ impl Names {
                 this.listings.settled(&ino).await;
                 return this.list_from_table(ino);
             };
-            this.list_store(ino).await
+            this.list_store(ino, None).await?;
+            this.list_from_table(ino)
         });
-        match self.refresh("a directory listing", relist).await {
+        let listed = match self.refresh("a directory listing", relist).await {
             Some(joined) => joined.expect("a listing task does not panic"),
             None => self.list_from_table(ino),
-        }
+        };
+        listed.map(Arriving::complete)
+    }
+
+    /// Starts listing `ino` in the store: its entries arrive page by page (`list_store`),
+    /// after `.` and `..`.
+    fn list_arriving(self: &Arc<Self>, ino: Ino) -> NameResult<Arc<Arriving>> {
+        let parent = self.table().get(ino).ok_or(NameError::NotFound)?.parent;
+        let listing = Arriving::new();
+        listing.push(dots(ino, parent));
+        let (this, feed) = (self.clone(), listing.clone());
+        tokio::spawn(async move {
+            let listed = this.list_store(ino, Some(&feed)).await;
+            feed.end(listed);
+        });
+        Ok(listing)
     }
 
     /// Lists `ino` in the store and records the listing, page by page: each page's entries
     /// go into the table as it arrives (a listing of 100,000 entries holds no second copy
-    /// of them), and with `listing_metadata` their HEADs start while the next page is listed.
-    async fn list_store(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
+    /// of them), then to `feed` (a readdir serves them while the next pages are listed),
+    /// and with `listing_metadata` their HEADs start. The next page is asked for as soon as
+    /// a page's token is known: it is on its way while this one is entered and read.
+    async fn list_store(self: &Arc<Self>, ino: Ino, feed: Option<&Arriving>) -> NameResult<()> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
-        let (mut token, mut marker, mut any) = (None, false, false);
+        let (mut marker, mut any) = (false, false);
+        let mut shown: Vec<Arc<str>> = Vec::new();
+        let mut page = self
+            .store
+            .list_page(&dir_prefix, Some("/"), None, PAGE_KEYS)
+            .await?;
         loop {
-            let page = self
-                .store
-                .list_page(&dir_prefix, Some("/"), token, 1000)
-                .await?;
-            let next = page.next_token.clone();
+            let next = page
+                .next_token
+                .take()
+                .map(|token| self.page_ahead(&dir_prefix, token));
             let (entries, own_marker) = self.page_entries(&dir_prefix, page);
             marker |= own_marker;
             any |= !entries.is_empty();
-            let files = self.enter_listed(ino, entries, started)?;
+            let entered = self.enter_listed(ino, entries, started)?;
             if self.config.listing_metadata {
-                let names = self.clone();
+                let (names, files) = (self.clone(), entered.files);
                 tokio::spawn(async move { names.ensure_meta_all(&files).await });
             }
+            if let Some(feed) = feed {
+                shown.extend(entered.shown.iter().map(|e| e.name.clone()));
+                feed.push(entered.shown);
+            }
             match next {
-                Some(t) => token = Some(t),
+                Some(next) => page = next.page().await?,
                 None => break,
             }
         }
-        let listed = self.finish_listing(ino, marker, any, started);
+        self.finish_listing(ino, marker, any, started)?;
+        if let Some(feed) = feed {
+            feed.push(self.not_shown(ino, shown)?);
+        }
         self.trim();
-        listed
+        Ok(())
+    }
+
+    /// Asks for the page of `dir_prefix`'s listing after `token` now (see `PageAhead`).
+    fn page_ahead(&self, dir_prefix: &str, token: String) -> PageAhead {
+        let (store, prefix) = (self.store.clone(), dir_prefix.to_string());
+        PageAhead(tokio::spawn(async move {
+            store
+                .list_page(&prefix, Some("/"), Some(token), PAGE_KEYS)
+                .await
+        }))
+    }
+
+    /// The children of `dir` that a listing which handed out the names `shown` did not
+    /// show: files written here and not uploaded yet, names that appeared while it ran.
+    fn not_shown(&self, dir: Ino, mut shown: Vec<Arc<str>>) -> NameResult<Vec<DirEntry>> {
+        // In key order: sorted unless a directory's `name/` sorts apart from its name.
+        if !shown.is_sorted() {
+            shown.sort_unstable();
+        }
+        let t = self.table();
+        let node = t.get(dir).ok_or(NameError::NotFound)?;
+        let mut shown = shown.iter().peekable();
+        let mut missing = Vec::new();
+        for (name, child) in node.children.iter() {
+            while shown.next_if(|s| ***s < **name).is_some() {}
+            if shown.next_if(|s| ***s == **name).is_some() {
+                continue;
+            }
+            if let Some(c) = t.get(child) {
+                missing.push(DirEntry {
+                    ino: child,
+                    kind: c.kind,
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(missing)
     }
 
     /// Lists the directory whole if one page of the listing holds it, and returns its
@@ -133,7 +237,7 @@ impl Names {
         let started = Instant::now();
         let page = self
             .store
-            .list_page(&dir_prefix, Some("/"), None, 1000)
+            .list_page(&dir_prefix, Some("/"), None, PAGE_KEYS)
             .await?;
         if page.next_token.is_some() {
             return Ok(None);
@@ -141,7 +245,8 @@ impl Names {
         let (entries, marker) = self.page_entries(&dir_prefix, page);
         let any = !entries.is_empty();
         self.enter_listed(ino, entries, started)?;
-        self.finish_listing(ino, marker, any, started).map(Some)
+        self.finish_listing(ino, marker, any, started)?;
+        self.list_from_table(ino).map(Some)
     }
 
     /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
@@ -153,53 +258,66 @@ impl Names {
     ) -> NameResult<Vec<DirEntry>> {
         let any = !listing.children.is_empty();
         self.enter_listed(ino, listing.children.into_iter().collect(), started)?;
-        self.finish_listing(ino, listing.marker, any, started)
+        self.finish_listing(ino, listing.marker, any, started)?;
+        self.list_from_table(ino)
     }
 
     /// Enters entries of a listing of `dir` taken from `started` on, confirmed now: what a
     /// listing says counts from when it arrived, not when it began (a listing slower than
     /// the TTL must still answer the `stat` calls of the tool that asked for it). A file
-    /// whose name a directory of this same listing has is shadowed by it. Returns the files'
-    /// inodes.
+    /// whose name a directory of this same listing has is shadowed by it. A name entered
+    /// since the listing began (an earlier page, or a change through this mount) is not
+    /// shown again: `not_shown` adds it at the end if it was not shown.
     fn enter_listed(
         &self,
         dir: Ino,
         entries: Vec<(String, Stat)>,
         started: Instant,
-    ) -> NameResult<Vec<Ino>> {
+    ) -> NameResult<Entered> {
         let now = Instant::now();
         let mut t = self.table();
         t.get(dir).ok_or(NameError::NotFound)?;
-        let mut files = Vec::new();
+        let mut entered = Entered {
+            files: Vec::new(),
+            shown: Vec::with_capacity(entries.len()),
+        };
         for (name, stat) in entries {
             let kind = stat.kind;
-            if kind == Kind::File {
-                let shadowed = t.child(dir, &name).and_then(|c| t.get(c)).is_some_and(|c| {
-                    c.kind == Kind::Dir && c.validated.is_some_and(|v| v >= started)
-                });
-                if shadowed {
-                    continue;
-                }
+            let entered_since = t
+                .child(dir, &name)
+                .and_then(|c| t.get(c))
+                .filter(|c| c.validated.is_some_and(|v| v >= started))
+                .map(|c| c.kind);
+            if kind == Kind::File && entered_since == Some(Kind::Dir) {
+                continue;
             }
             let ino = t.upsert(dir, &name, stat, now);
             if kind == Kind::File {
-                files.push(ino);
+                entered.files.push(ino);
+            }
+            if entered_since.is_none() {
+                let node = t.get(ino).expect("just entered");
+                entered.shown.push(DirEntry {
+                    ino,
+                    kind: node.kind,
+                    name: node.name.clone(),
+                });
             }
         }
-        Ok(files)
+        Ok(entered)
     }
 
     /// Ends a complete listing of `dir` taken from `started` on (`any`: it had keys,
     /// `marker`: its own `dir/` marker among them). Names it lacked are forgotten (deleted
     /// by another client), but for files not uploaded yet and names confirmed since it began
-    /// (an upload that finished while it ran). Returns the entries.
+    /// (an upload that finished while it ran).
     fn finish_listing(
         &self,
         dir: Ino,
         marker: bool,
         any: bool,
         started: Instant,
-    ) -> NameResult<Vec<DirEntry>> {
+    ) -> NameResult<()> {
         let now = Instant::now();
         {
             let mut t = self.table();
@@ -232,7 +350,7 @@ impl Names {
             }
         }
         self.listed.insert(dir);
-        self.list_from_table(dir)
+        Ok(())
     }
 
     /// The listing from the inode table, which holds every child after a recent listing

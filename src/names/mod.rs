@@ -1,6 +1,6 @@
 //! The names owner: which inode stands for which name, and what is known of the object (or
 //! `dir/` marker) behind it. It finds names in the store (`lookup`), lists directories
-//! (`listing`) and reads ahead of tree walks (`walk`, `tree`), learns stored metadata by HEAD, keeps
+//! (`listing`, handed to readdir page by page as they arrive: `arriving`) and reads ahead of tree walks (`walk`, `tree`), learns stored metadata by HEAD, keeps
 //! what it learnt in the inode table (`inode`) and what it found missing in a negative cache,
 //! and translates POSIX attributes to and from user metadata (`posix`).
 //!
@@ -9,6 +9,7 @@
 //! else here is private. It never uploads, never holds a file's bytes and never sees a
 //! handle.
 
+mod arriving;
 mod children;
 pub mod error;
 mod etag;
@@ -52,6 +53,7 @@ use crate::store::ObjectStore;
 pub use error::{NameError, NameResult};
 use inflight::InFlight;
 use inode::{Ino, InodeTable, Kind, Node, ROOT_INO};
+pub use arriving::Arriving;
 pub use listing::{inos as listing_inos, DirEntry};
 pub use lookup::{META_CONCURRENCY, META_RUN_AHEAD};
 pub use tree::TREE_CLAIMS;
