@@ -105,10 +105,14 @@ impl Fs {
         let t = self.names.table();
         let mut out = Vec::with_capacity(batch.len());
         for (i, e) in batch.iter().enumerate() {
-            // An entry's inode may have been replaced (a listed "file" that is a symlink).
+            // An entry's inode may have been replaced (a listed "file" that is a symlink):
+            // unless it still has its name here, the name says which.
             let ino = match &*e.name {
                 "." | ".." => e.ino,
-                name => t.child(dir, name).unwrap_or(e.ino),
+                name => match t.get(e.ino) {
+                    Some(n) if n.linked() && n.parent() == dir && n.name() == name => e.ino,
+                    _ => t.child(dir, name).unwrap_or(e.ino),
+                },
             };
             let Some(node) = t.get(ino) else { continue };
             out.push(Listed {

@@ -69,10 +69,13 @@ impl Arriving {
     /// Up to `count` entries from `start`, once that many have arrived or the listing
     /// ended (fewer, or none, at its end); the listing's error if it failed.
     pub async fn get(&self, start: usize, count: usize) -> NameResult<Vec<DirEntry>> {
-        self.when(|s| s.entries.len() >= start.saturating_add(count), |s| {
-            let end = start.saturating_add(count).min(s.entries.len());
-            s.entries.get(start..end).unwrap_or_default().to_vec()
-        })
+        self.when(
+            |s| s.entries.len() >= start.saturating_add(count),
+            |s| {
+                let end = start.saturating_add(count).min(s.entries.len());
+                s.entries.get(start..end).unwrap_or_default().to_vec()
+            },
+        )
         .await
     }
 
@@ -126,7 +129,10 @@ mod tests {
         let listing = Arriving::new();
         listing.push((0..10).map(entry).collect());
         let first = listing.get(0, 5).await.unwrap();
-        assert_eq!(first.iter().map(|e| e.ino).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(
+            first.iter().map(|e| e.ino).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
         let later = {
             let listing = listing.clone();
             tokio::spawn(async move { listing.get(8, 5).await })
@@ -139,7 +145,10 @@ mod tests {
             .expect("woken by the append")
             .unwrap()
             .unwrap();
-        assert_eq!(got.iter().map(|e| e.ino).collect::<Vec<_>>(), [8, 9, 10, 11, 12]);
+        assert_eq!(
+            got.iter().map(|e| e.ino).collect::<Vec<_>>(),
+            [8, 9, 10, 11, 12]
+        );
     }
 
     #[tokio::test]

@@ -11,12 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::mpsc;
+
 use super::arriving::Arriving;
 use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat, ROOT_INO};
 use super::rules::showable;
 use super::Names;
-use crate::store::{ListPage, StoreResult};
+use crate::store::{ListPage, StoreError, StoreResult};
 
 /// One entry of a directory listing as served to readdir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,25 +65,12 @@ const PAGE_KEYS: usize = 1000;
 struct Entered {
     /// The files' inodes (their HEADs start at once with `listing_metadata`).
     files: Vec<Ino>,
-    /// The entries to show now, in the page's order: each name once, as the table has it.
+    /// The entries to show now, in name order: each name once, as the table has it.
     shown: Vec<DirEntry>,
 }
 
-/// The next LIST page, asked for before the current one is entered (see `list_store`);
-/// dropped unawaited (the listing failed), its request is abandoned.
-struct PageAhead(tokio::task::JoinHandle<StoreResult<ListPage>>);
-
-impl PageAhead {
-    async fn page(mut self) -> StoreResult<ListPage> {
-        (&mut self.0).await.expect("a LIST task does not panic")
-    }
-}
-
-impl Drop for PageAhead {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+/// LIST pages fetched ahead of the listing that enters them (see `Names::pages`).
+const PAGES_AHEAD: usize = 2;
 
 impl Names {
     /// The listing of `dir` (`.` and `..` first), once complete; notes the walk it may
@@ -151,22 +140,20 @@ impl Names {
     /// Lists `ino` in the store and records the listing, page by page: each page's entries
     /// go into the table as it arrives (a listing of 100,000 entries holds no second copy
     /// of them), then to `feed` (a readdir serves them while the next pages are listed),
-    /// and with `listing_metadata` their HEADs start. The next page is asked for as soon as
-    /// a page's token is known: it is on its way while this one is entered and read.
+    /// and with `listing_metadata` their HEADs start. The pages come from `pages`, which
+    /// asks for each next one as soon as the one before it arrives.
     async fn list_store(self: &Arc<Self>, ino: Ino, feed: Option<&Arriving>) -> NameResult<()> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
         let (mut marker, mut any) = (false, false);
         let mut shown: Vec<Arc<str>> = Vec::new();
-        let mut page = self
-            .store
-            .list_page(&dir_prefix, Some("/"), None, PAGE_KEYS)
-            .await?;
+        let mut pages = self.pages(dir_prefix.clone());
         loop {
-            let next = page
-                .next_token
-                .take()
-                .map(|token| self.page_ahead(&dir_prefix, token));
+            let page = pages.recv().await.ok_or(StoreError::TaskFailed {
+                task: "a directory listing's pages",
+                cause: "ended before the last page".into(),
+            })??;
+            let last = page.next_token.is_none();
             let (entries, own_marker) = self.page_entries(&dir_prefix, page);
             marker |= own_marker;
             any |= !entries.is_empty();
@@ -179,54 +166,52 @@ impl Names {
                 shown.extend(entered.shown.iter().map(|e| e.name.clone()));
                 feed.push(entered.shown);
             }
-            match next {
-                Some(next) => page = next.page().await?,
-                None => break,
+            if last {
+                break;
             }
         }
-        self.finish_listing(ino, marker, any, started)?;
+        let not_shown = self.finish_listing(ino, marker, any, started, feed.map(|_| shown))?;
         if let Some(feed) = feed {
-            feed.push(self.not_shown(ino, shown)?);
+            feed.push(not_shown);
+            feed.end(Ok(()));
         }
+        // (after the end: the reader need not wait for it)
+        self.compact(ino);
         self.trim();
         Ok(())
     }
 
-    /// Asks for the page of `dir_prefix`'s listing after `token` now (see `PageAhead`).
-    fn page_ahead(&self, dir_prefix: &str, token: String) -> PageAhead {
-        let (store, prefix) = (self.store.clone(), dir_prefix.to_string());
-        PageAhead(tokio::spawn(async move {
-            store
-                .list_page(&prefix, Some("/"), Some(token), PAGE_KEYS)
-                .await
-        }))
+    /// The pages of the delimiter listing of `dir_prefix`, fetched back to back by a task
+    /// of their own: the next page is asked for as soon as a page arrives (its token is
+    /// known), not after the listing entered it, and at most `PAGES_AHEAD` wait. The last
+    /// page sent is the one without a token, or an error; dropping the receiver stops it.
+    fn pages(&self, dir_prefix: String) -> mpsc::Receiver<StoreResult<ListPage>> {
+        let (tx, rx) = mpsc::channel(PAGES_AHEAD);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut token = None;
+            loop {
+                let page = store
+                    .list_page(&dir_prefix, Some("/"), token, PAGE_KEYS)
+                    .await;
+                let next = page.as_ref().ok().and_then(|p| p.next_token.clone());
+                if tx.send(page).await.is_err() {
+                    return;
+                }
+                match next {
+                    Some(t) => token = Some(t),
+                    None => return,
+                }
+            }
+        });
+        rx
     }
 
-    /// The children of `dir` that a listing which handed out the names `shown` did not
-    /// show: files written here and not uploaded yet, names that appeared while it ran.
-    fn not_shown(&self, dir: Ino, mut shown: Vec<Arc<str>>) -> NameResult<Vec<DirEntry>> {
-        // In key order: sorted unless a directory's `name/` sorts apart from its name.
-        if !shown.is_sorted() {
-            shown.sort_unstable();
+    /// Rebuilds `dir`'s children with full nodes (see `children`), after a listing.
+    fn compact(&self, dir: Ino) {
+        if let Some(node) = self.table().get_mut(dir) {
+            node.children.compact();
         }
-        let t = self.table();
-        let node = t.get(dir).ok_or(NameError::NotFound)?;
-        let mut shown = shown.iter().peekable();
-        let mut missing = Vec::new();
-        for (name, child) in node.children.iter() {
-            while shown.next_if(|s| ***s < **name).is_some() {}
-            if shown.next_if(|s| ***s == **name).is_some() {
-                continue;
-            }
-            if let Some(c) = t.get(child) {
-                missing.push(DirEntry {
-                    ino: child,
-                    kind: c.kind,
-                    name: name.clone(),
-                });
-            }
-        }
-        Ok(missing)
     }
 
     /// Lists the directory whole if one page of the listing holds it, and returns its
@@ -245,7 +230,8 @@ impl Names {
         let (entries, marker) = self.page_entries(&dir_prefix, page);
         let any = !entries.is_empty();
         self.enter_listed(ino, entries, started)?;
-        self.finish_listing(ino, marker, any, started)?;
+        self.finish_listing(ino, marker, any, started, None)?;
+        self.compact(ino);
         self.list_from_table(ino).map(Some)
     }
 
@@ -258,7 +244,8 @@ impl Names {
     ) -> NameResult<Vec<DirEntry>> {
         let any = !listing.children.is_empty();
         self.enter_listed(ino, listing.children.into_iter().collect(), started)?;
-        self.finish_listing(ino, listing.marker, any, started)?;
+        self.finish_listing(ino, listing.marker, any, started, None)?;
+        self.compact(ino);
         self.list_from_table(ino)
     }
 
@@ -310,15 +297,19 @@ impl Names {
     /// Ends a complete listing of `dir` taken from `started` on (`any`: it had keys,
     /// `marker`: its own `dir/` marker among them). Names it lacked are forgotten (deleted
     /// by another client), but for files not uploaded yet and names confirmed since it began
-    /// (an upload that finished while it ran).
+    /// (an upload that finished while it ran). Given the names the listing handed out
+    /// (`shown`), returns the children it did not show: files written here and not uploaded
+    /// yet, names that appeared while it ran.
     fn finish_listing(
         &self,
         dir: Ino,
         marker: bool,
         any: bool,
         started: Instant,
-    ) -> NameResult<()> {
+        shown: Option<Vec<Arc<str>>>,
+    ) -> NameResult<Vec<DirEntry>> {
         let now = Instant::now();
+        let mut not_shown = Vec::new();
         {
             let mut t = self.table();
             let node = t.get_mut(dir).ok_or(NameError::NotFound)?;
@@ -330,27 +321,43 @@ impl Names {
             if dir != ROOT_INO {
                 node.marker_listed(marker);
             }
-            node.children.compact();
-            let children: Vec<(Arc<str>, Ino)> = node
-                .children
-                .iter()
-                .map(|(name, ino)| (name.clone(), ino))
-                .collect();
-            let gone: Vec<Arc<str>> = children
-                .into_iter()
-                .filter(|(_, c)| {
-                    t.get(*c).is_some_and(|c| {
-                        c.content.is_none() && c.validated.is_none_or(|v| v < started)
-                    })
-                })
-                .map(|(name, _)| name)
-                .collect();
+            // Each name shown was entered by this listing. In one pass over the children
+            // and the names shown, both in name order: the others are gone, or not shown.
+            let shown = shown.map(|mut names| {
+                // In key order, which is name order unless a directory's `name/` sorts
+                // apart from its name.
+                if !names.is_sorted() {
+                    names.sort_unstable();
+                }
+                names
+            });
+            let mut next_shown = shown.as_ref().map(|names| names.iter().peekable());
+            let node = t.get(dir).expect("just seen");
+            let mut gone = Vec::new();
+            for (name, ino) in node.children.iter() {
+                if let Some(next) = next_shown.as_mut() {
+                    while next.next_if(|s| ***s < **name).is_some() {}
+                    if next.next_if(|s| ***s == **name).is_some() {
+                        continue;
+                    }
+                }
+                let Some(child) = t.get(ino) else { continue };
+                if child.content.is_none() && child.validated.is_none_or(|v| v < started) {
+                    gone.push(name.clone());
+                } else if next_shown.is_some() {
+                    not_shown.push(DirEntry {
+                        ino,
+                        kind: child.kind,
+                        name: name.clone(),
+                    });
+                }
+            }
             for name in gone {
                 t.unlink(dir, &name);
             }
         }
         self.listed.insert(dir);
-        Ok(())
+        Ok(not_shown)
     }
 
     /// The listing from the inode table, which holds every child after a recent listing
@@ -382,8 +389,9 @@ impl Names {
         }
     }
 
-    /// The showable entries of one page of a delimiter listing of `dir_prefix`, files
-    /// first, and whether the directory's own marker was on it.
+    /// The showable entries of one page of a delimiter listing of `dir_prefix` in name
+    /// order (a directory in place of a file of the same name: it shadows it), and whether
+    /// the directory's own marker was on it.
     fn page_entries(&self, dir_prefix: &str, page: ListPage) -> (Vec<(String, Stat)>, bool) {
         let mut marker = false;
         let mut entries = Vec::with_capacity(page.objects.len() + page.prefixes.len());
@@ -407,6 +415,15 @@ impl Names {
             }
             entries.push((name.to_string(), self.listed_dir()));
         }
+        // Two sorted runs (a stable sort merges them: files before directories of a name).
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|dir, file| {
+            let same = dir.0 == file.0;
+            if same {
+                std::mem::swap(dir, file);
+            }
+            same
+        });
         (entries, marker)
     }
 }
