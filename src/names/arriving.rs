@@ -21,9 +21,38 @@ pub struct Arriving {
 
 #[derive(Default)]
 struct State {
-    entries: Vec<DirEntry>,
+    /// The entries in the chunks they arrived in (a page each): a listing that grows copies
+    /// no entry, and holds no block twice its size.
+    chunks: Vec<Vec<DirEntry>>,
+    /// The offset of each chunk's first entry.
+    starts: Vec<usize>,
+    len: usize,
     /// Set once nothing more will arrive: the listing is complete, or failed.
     end: Option<Result<(), NameError>>,
+}
+
+impl State {
+    fn append(&mut self, entries: Vec<DirEntry>) {
+        self.starts.push(self.len);
+        self.len += entries.len();
+        self.chunks.push(entries);
+    }
+
+    /// Copies of the entries from `start` to `end` (as far as they go).
+    fn slice(&self, start: usize, end: usize) -> Vec<DirEntry> {
+        let end = end.min(self.len);
+        let mut out = Vec::with_capacity(end.saturating_sub(start));
+        let first = self.starts.partition_point(|&s| s <= start).saturating_sub(1);
+        for (chunk, &from) in self.chunks.iter().zip(&self.starts).skip(first) {
+            if from >= end {
+                break;
+            }
+            let lo = start.saturating_sub(from).min(chunk.len());
+            let hi = (end - from).min(chunk.len());
+            out.extend_from_slice(&chunk[lo..hi]);
+        }
+        out
+    }
 }
 
 impl Arriving {
@@ -34,11 +63,13 @@ impl Arriving {
 
     /// A listing already complete (from the table).
     pub fn complete(entries: Vec<DirEntry>) -> Arc<Arriving> {
+        let mut state = State {
+            end: Some(Ok(())),
+            ..State::default()
+        };
+        state.append(entries);
         Arc::new(Arriving {
-            state: Mutex::new(State {
-                entries,
-                end: Some(Ok(())),
-            }),
+            state: Mutex::new(state),
             grew: Notify::new(),
         })
     }
@@ -48,7 +79,7 @@ impl Arriving {
         if entries.is_empty() {
             return;
         }
-        self.state.lock().unwrap().entries.extend(entries);
+        self.state.lock().unwrap().append(entries);
         self.grew.notify_waiters();
     }
 
@@ -61,27 +92,30 @@ impl Arriving {
 
     /// The entries from `start` to `end` that have arrived (none waited for).
     pub fn arrived(&self, start: usize, end: usize) -> Vec<DirEntry> {
+        self.state.lock().unwrap().slice(start, end)
+    }
+
+    /// The names of the entries that have arrived, but `.` and `..`.
+    pub(super) fn names(&self) -> Vec<Arc<str>> {
         let state = self.state.lock().unwrap();
-        let end = end.min(state.entries.len());
-        state.entries.get(start..end).unwrap_or_default().to_vec()
+        let mut names = Vec::with_capacity(state.len);
+        for chunk in &state.chunks {
+            let listed = chunk.iter().filter(|e| &*e.name != "." && &*e.name != "..");
+            names.extend(listed.map(|e| e.name.clone()));
+        }
+        names
     }
 
     /// Up to `count` entries from `start`, once that many have arrived or the listing
     /// ended (fewer, or none, at its end); the listing's error if it failed.
     pub async fn get(&self, start: usize, count: usize) -> NameResult<Vec<DirEntry>> {
-        self.when(
-            |s| s.entries.len() >= start.saturating_add(count),
-            |s| {
-                let end = start.saturating_add(count).min(s.entries.len());
-                s.entries.get(start..end).unwrap_or_default().to_vec()
-            },
-        )
-        .await
+        let end = start.saturating_add(count);
+        self.when(|s| s.len >= end, |s| s.slice(start, end)).await
     }
 
     /// Every entry, once the listing is complete; its error if it failed.
     pub async fn all(&self) -> NameResult<Vec<DirEntry>> {
-        self.when(|_| false, |s| s.entries.clone()).await
+        self.when(|_| false, |s| s.slice(0, s.len)).await
     }
 
     /// Waits until `ready` or the end, then takes what `take` reads (an error instead when

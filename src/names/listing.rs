@@ -146,7 +146,6 @@ impl Names {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
         let (mut marker, mut any) = (false, false);
-        let mut shown: Vec<Arc<str>> = Vec::new();
         let mut pages = self.pages(dir_prefix.clone());
         loop {
             let page = pages.recv().await.ok_or(StoreError::TaskFailed {
@@ -163,21 +162,20 @@ impl Names {
                 tokio::spawn(async move { names.ensure_meta_all(&files).await });
             }
             if let Some(feed) = feed {
-                shown.extend(entered.shown.iter().map(|e| e.name.clone()));
                 feed.push(entered.shown);
             }
             if last {
                 break;
             }
         }
-        let not_shown = self.finish_listing(ino, marker, any, started, feed.map(|_| shown))?;
+        let shown = feed.map(Arriving::names);
+        let not_shown = self.finish_listing(ino, marker, any, started, shown)?;
+        self.compact(ino);
+        self.trim();
         if let Some(feed) = feed {
             feed.push(not_shown);
             feed.end(Ok(()));
         }
-        // (after the end: the reader need not wait for it)
-        self.compact(ino);
-        self.trim();
         Ok(())
     }
 
