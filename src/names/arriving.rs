@@ -42,7 +42,10 @@ impl State {
     fn slice(&self, start: usize, end: usize) -> Vec<DirEntry> {
         let end = end.min(self.len);
         let mut out = Vec::with_capacity(end.saturating_sub(start));
-        let first = self.starts.partition_point(|&s| s <= start).saturating_sub(1);
+        let first = self
+            .starts
+            .partition_point(|&s| s <= start)
+            .saturating_sub(1);
         for (chunk, &from) in self.chunks.iter().zip(&self.starts).skip(first) {
             if from >= end {
                 break;

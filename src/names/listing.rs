@@ -76,7 +76,8 @@ impl Names {
     /// The listing of `dir` (`.` and `..` first), once complete; notes the walk it may
     /// continue (see `walk`).
     pub async fn list(self: &Arc<Self>, dir: Ino) -> NameResult<Vec<DirEntry>> {
-        self.listing(dir).await?.all().await
+        self.walk_ahead(dir);
+        self.list_dir(dir, false).await?.all().await
     }
 
     /// The listing of `dir` (`.` and `..` first) as it arrives: a recent complete listing,
@@ -84,10 +85,12 @@ impl Names {
     /// continue (see `walk`).
     pub async fn listing(self: &Arc<Self>, dir: Ino) -> NameResult<Arc<Arriving>> {
         self.walk_ahead(dir);
-        self.list_dir(dir).await
+        self.list_dir(dir, true).await
     }
 
-    async fn list_dir(self: &Arc<Self>, ino: Ino) -> NameResult<Arc<Arriving>> {
+    /// The listing of `ino`; one the store must make arrives page by page when `arriving`,
+    /// else it is complete when returned.
+    async fn list_dir(self: &Arc<Self>, ino: Ino, arriving: bool) -> NameResult<Arc<Arriving>> {
         let listed_before = self.listed.was_inserted(&ino);
         // A listing of this directory under way (a read-ahead, see `walk`, or a slow one
         // started below): its result is ours — but when there is a last listing to serve,
@@ -101,8 +104,12 @@ impl Names {
         if self.listed.contains(&ino) {
             return self.list_from_table(ino).map(Arriving::complete);
         }
-        if !listed_before {
+        if !listed_before && arriving {
             return self.list_arriving(ino);
+        }
+        if !listed_before {
+            self.list_store(ino, None).await?;
+            return self.list_from_table(ino).map(Arriving::complete);
         }
         // Listed before: a store that takes longer than `STALE_GRACE` to list it again (a
         // stall, an outage) gets the last listing served meanwhile, while the new listing
