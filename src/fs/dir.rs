@@ -3,7 +3,8 @@
 //!
 //! A listing is taken once per open directory handle, at the first readdir, and served by
 //! offset from then on, so a directory that changes while it is read never repeats or skips
-//! entries.
+//! entries. A listing from the store is served as it arrives (`names::Arriving`): the kernel
+//! reads the first pages while the next ones are listed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::names::inode::{Ino, Kind, Meta, Stat};
 use crate::names::listing_inos as inos;
 use crate::names::rules::check_name;
 use crate::names::NameError;
-use crate::names::{DirEntry, Names, META_RUN_AHEAD};
+use crate::names::{Arriving, DirEntry, Names, META_RUN_AHEAD};
 use crate::store::PutOptions;
 
 /// One entry of a readdirplus answer (see `Fs::readdir_attrs`).
@@ -73,9 +74,10 @@ impl Fs {
         offset: u64,
         count: usize,
     ) -> FsResult<Vec<Listed>> {
-        let all = self.readdir(fh, offset).await?;
-        let start = (offset as usize).min(all.len());
-        let end = (start + count).min(all.len());
+        let listing = self.listing(fh, offset).await?;
+        let start = offset as usize;
+        let batch = listing.get(start, count).await?;
+        let end = start + batch.len();
         let handle = self.handles.get(fh)?;
         let Handle::Dir {
             ino: dir,
@@ -86,27 +88,31 @@ impl Fs {
             return Err(FsError::BadHandle);
         };
         let dir = *dir;
-        let batch = &all[start..end];
         if self.opts.listing_metadata {
-            // Run ahead: the next entries' HEADs start now, so the next readdir call finds
-            // them done.
-            let ahead = (end + META_RUN_AHEAD).min(all.len());
+            // Run ahead: the next entries' HEADs start now (of those listed so far), so the
+            // next readdir call finds them done.
+            let next = listing.arrived(end, end + META_RUN_AHEAD);
+            let ahead = end + next.len();
             let from = meta_ahead.fetch_max(ahead, Ordering::Relaxed).max(end);
             if from < ahead {
-                let (names, next) = (self.names.clone(), inos(&all[from..ahead]));
+                let (names, next) = (self.names.clone(), inos(&next[from - end..]));
                 tokio::spawn(async move { names.ensure_meta_all(&next).await });
             }
-            let now = inos(batch);
+            let now = inos(&batch);
             self.names.ensure_meta_all(&now).await;
             self.names.meta_settled(&now).await;
         }
         let t = self.names.table();
         let mut out = Vec::with_capacity(batch.len());
         for (i, e) in batch.iter().enumerate() {
-            // An entry's inode may have been replaced (a listed "file" that is a symlink).
+            // An entry's inode may have been replaced (a listed "file" that is a symlink):
+            // unless it still has its name here, the name says which.
             let ino = match &*e.name {
                 "." | ".." => e.ino,
-                name => t.child(dir, name).unwrap_or(e.ino),
+                name => match t.get(e.ino) {
+                    Some(n) if n.linked() && n.parent() == dir && n.name() == name => e.ino,
+                    _ => t.child(dir, name).unwrap_or(e.ino),
+                },
             };
             let Some(node) = t.get(ino) else { continue };
             out.push(Listed {
@@ -153,9 +159,15 @@ impl Fs {
         }
     }
 
-    /// The whole listing of the directory open as `fh` (`.` and `..` first); readdir serves
-    /// entries from an offset into it. Listed at offset 0, reused afterwards.
+    /// The whole listing of the directory open as `fh` (`.` and `..` first), once complete.
     pub async fn readdir(self: &Arc<Self>, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirEntry>>> {
+        let listing = self.listing(fh, offset).await?;
+        Ok(Arc::new(listing.all().await?))
+    }
+
+    /// The listing of the directory open as `fh` as it arrives; readdir serves entries from
+    /// an offset into it. Listed at offset 0, reused afterwards.
+    async fn listing(self: &Arc<Self>, fh: u64, offset: u64) -> FsResult<Arc<Arriving>> {
         let handle = self.handles.get(fh)?;
         let Handle::Dir { ino, entries, .. } = &*handle else {
             return Err(FsError::BadHandle);
@@ -165,9 +177,9 @@ impl Fs {
                 return Ok(e);
             }
         }
-        let listed = Arc::new(self.names.list(*ino).await?);
-        *entries.lock().unwrap() = Some(listed.clone());
-        Ok(listed)
+        let listing = self.names.listing(*ino).await?;
+        *entries.lock().unwrap() = Some(listing.clone());
+        Ok(listing)
     }
 
     pub async fn mkdir(&self, parent: Ino, name: &std::ffi::OsStr, owner: Owner) -> FsResult<Attr> {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::error::{FsError, FsResult};
 use crate::cache::reader::ObjectReader;
 use crate::names::inode::Ino;
-use crate::names::DirEntry;
+use crate::names::Arriving;
 
 pub enum Handle {
     File {
@@ -18,8 +18,9 @@ pub enum Handle {
     },
     Dir {
         ino: Ino,
-        /// The listing taken at the first readdir, served by offset afterwards.
-        entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
+        /// The listing taken at the first readdir (as it arrives), served by offset
+        /// afterwards.
+        entries: Mutex<Option<Arc<Arriving>>>,
         /// Entries below this index have had their metadata asked for (readdir run-ahead).
         meta_ahead: std::sync::atomic::AtomicUsize,
     },

@@ -165,6 +165,8 @@ mod tests_durability;
 #[cfg(test)]
 mod tests_failures;
 #[cfg(test)]
+mod tests_listing;
+#[cfg(test)]
 mod tests_model;
 #[cfg(test)]
 mod tests_network;

@@ -4,7 +4,7 @@
 
 use crate::store::StoreError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NameError {
     #[error("no such file or directory")]
     NotFound,

@@ -2,17 +2,23 @@
 //! inode table. Files written here but not yet uploaded are kept; names the listing lacks
 //! are forgotten (deleted by another client). A complete listing answers lookups of missing
 //! names for `dir_ttl` (see `lookup`), and its entries' metadata HEADs start while the next
-//! pages are listed.
+//! pages are listed. A readdir gets each page's entries as soon as they are in the table
+//! (`arriving`), and the next page is asked for as soon as a page's token is known: the
+//! pages come back to back, as fast as the store lists them, while the daemon enters them
+//! and the kernel reads them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::mpsc;
+
+use super::arriving::Arriving;
 use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat, ROOT_INO};
 use super::rules::showable;
 use super::Names;
-use crate::store::ListPage;
+use crate::store::{ListPage, StoreError, StoreResult};
 
 /// One entry of a directory listing as served to readdir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,15 +58,39 @@ fn dots(ino: Ino, parent: Ino) -> Vec<DirEntry> {
     vec![dir(ino, "."), dir(parent, "..")]
 }
 
+/// Keys per LIST page (the most S3 hands out at once).
+const PAGE_KEYS: usize = 1000;
+
+/// What `enter_listed` did with a page.
+struct Entered {
+    /// The files' inodes (their HEADs start at once with `listing_metadata`).
+    files: Vec<Ino>,
+    /// The entries to show now, in name order: each name once, as the table has it.
+    shown: Vec<DirEntry>,
+}
+
+/// LIST pages fetched ahead of the listing that enters them (see `Names::pages`).
+const PAGES_AHEAD: usize = 2;
+
 impl Names {
-    /// The listing of `dir` (`.` and `..` first), from a recent complete listing or the
-    /// store; notes the walk it may continue (see `walk`).
+    /// The listing of `dir` (`.` and `..` first), once complete; notes the walk it may
+    /// continue (see `walk`).
     pub async fn list(self: &Arc<Self>, dir: Ino) -> NameResult<Vec<DirEntry>> {
         self.walk_ahead(dir);
-        self.list_dir(dir).await
+        self.list_dir(dir, false).await?.all().await
     }
 
-    async fn list_dir(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
+    /// The listing of `dir` (`.` and `..` first) as it arrives: a recent complete listing,
+    /// or the store's, page by page while the next pages are listed; notes the walk it may
+    /// continue (see `walk`).
+    pub async fn listing(self: &Arc<Self>, dir: Ino) -> NameResult<Arc<Arriving>> {
+        self.walk_ahead(dir);
+        self.list_dir(dir, true).await
+    }
+
+    /// The listing of `ino`; one the store must make arrives page by page when `arriving`,
+    /// else it is complete when returned.
+    async fn list_dir(self: &Arc<Self>, ino: Ino, arriving: bool) -> NameResult<Arc<Arriving>> {
         let listed_before = self.listed.was_inserted(&ino);
         // A listing of this directory under way (a read-ahead, see `walk`, or a slow one
         // started below): its result is ours — but when there is a last listing to serve,
@@ -72,10 +102,14 @@ impl Names {
             self.listings.settled(&ino).await;
         }
         if self.listed.contains(&ino) {
-            return self.list_from_table(ino);
+            return self.list_from_table(ino).map(Arriving::complete);
+        }
+        if !listed_before && arriving {
+            return self.list_arriving(ino);
         }
         if !listed_before {
-            return self.list_store(ino).await;
+            self.list_store(ino, None).await?;
+            return self.list_from_table(ino).map(Arriving::complete);
         }
         // Listed before: a store that takes longer than `STALE_GRACE` to list it again (a
         // stall, an outage) gets the last listing served meanwhile, while the new listing
@@ -86,43 +120,103 @@ impl Names {
                 this.listings.settled(&ino).await;
                 return this.list_from_table(ino);
             };
-            this.list_store(ino).await
+            this.list_store(ino, None).await?;
+            this.list_from_table(ino)
         });
-        match self.refresh("a directory listing", relist).await {
+        let listed = match self.refresh("a directory listing", relist).await {
             Some(joined) => joined.expect("a listing task does not panic"),
             None => self.list_from_table(ino),
-        }
+        };
+        listed.map(Arriving::complete)
+    }
+
+    /// Starts listing `ino` in the store: its entries arrive page by page (`list_store`),
+    /// after `.` and `..`.
+    fn list_arriving(self: &Arc<Self>, ino: Ino) -> NameResult<Arc<Arriving>> {
+        let parent = self.table().get(ino).ok_or(NameError::NotFound)?.parent;
+        let listing = Arriving::new();
+        listing.push(dots(ino, parent));
+        let (this, feed) = (self.clone(), listing.clone());
+        tokio::spawn(async move {
+            let listed = this.list_store(ino, Some(&feed)).await;
+            feed.end(listed);
+        });
+        Ok(listing)
     }
 
     /// Lists `ino` in the store and records the listing, page by page: each page's entries
     /// go into the table as it arrives (a listing of 100,000 entries holds no second copy
-    /// of them), and with `listing_metadata` their HEADs start while the next page is listed.
-    async fn list_store(self: &Arc<Self>, ino: Ino) -> NameResult<Vec<DirEntry>> {
+    /// of them), then to `feed` (a readdir serves them while the next pages are listed),
+    /// and with `listing_metadata` their HEADs start. The pages come from `pages`, which
+    /// asks for each next one as soon as the one before it arrives.
+    async fn list_store(self: &Arc<Self>, ino: Ino, feed: Option<&Arriving>) -> NameResult<()> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
-        let (mut token, mut marker, mut any) = (None, false, false);
+        let (mut marker, mut any) = (false, false);
+        let mut pages = self.pages(dir_prefix.clone());
         loop {
-            let page = self
-                .store
-                .list_page(&dir_prefix, Some("/"), token, 1000)
-                .await?;
-            let next = page.next_token.clone();
+            let page = pages.recv().await.ok_or(StoreError::TaskFailed {
+                task: "a directory listing's pages",
+                cause: "ended before the last page".into(),
+            })??;
+            let last = page.next_token.is_none();
             let (entries, own_marker) = self.page_entries(&dir_prefix, page);
             marker |= own_marker;
             any |= !entries.is_empty();
-            let files = self.enter_listed(ino, entries, started)?;
+            let entered = self.enter_listed(ino, entries, started)?;
             if self.config.listing_metadata {
-                let names = self.clone();
+                let (names, files) = (self.clone(), entered.files);
                 tokio::spawn(async move { names.ensure_meta_all(&files).await });
             }
-            match next {
-                Some(t) => token = Some(t),
-                None => break,
+            if let Some(feed) = feed {
+                feed.push(entered.shown);
+            }
+            if last {
+                break;
             }
         }
-        let listed = self.finish_listing(ino, marker, any, started);
+        let shown = feed.map(Arriving::names);
+        let not_shown = self.finish_listing(ino, marker, any, started, shown)?;
+        self.compact(ino);
         self.trim();
-        listed
+        if let Some(feed) = feed {
+            feed.push(not_shown);
+            feed.end(Ok(()));
+        }
+        Ok(())
+    }
+
+    /// The pages of the delimiter listing of `dir_prefix`, fetched back to back by a task
+    /// of their own: the next page is asked for as soon as a page arrives (its token is
+    /// known), not after the listing entered it, and at most `PAGES_AHEAD` wait. The last
+    /// page sent is the one without a token, or an error; dropping the receiver stops it.
+    fn pages(&self, dir_prefix: String) -> mpsc::Receiver<StoreResult<ListPage>> {
+        let (tx, rx) = mpsc::channel(PAGES_AHEAD);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut token = None;
+            loop {
+                let page = store
+                    .list_page(&dir_prefix, Some("/"), token, PAGE_KEYS)
+                    .await;
+                let next = page.as_ref().ok().and_then(|p| p.next_token.clone());
+                if tx.send(page).await.is_err() {
+                    return;
+                }
+                match next {
+                    Some(t) => token = Some(t),
+                    None => return,
+                }
+            }
+        });
+        rx
+    }
+
+    /// Rebuilds `dir`'s children with full nodes (see `children`), after a listing.
+    fn compact(&self, dir: Ino) {
+        if let Some(node) = self.table().get_mut(dir) {
+            node.children.compact();
+        }
     }
 
     /// Lists the directory whole if one page of the listing holds it, and returns its
@@ -133,7 +227,7 @@ impl Names {
         let started = Instant::now();
         let page = self
             .store
-            .list_page(&dir_prefix, Some("/"), None, 1000)
+            .list_page(&dir_prefix, Some("/"), None, PAGE_KEYS)
             .await?;
         if page.next_token.is_some() {
             return Ok(None);
@@ -141,7 +235,9 @@ impl Names {
         let (entries, marker) = self.page_entries(&dir_prefix, page);
         let any = !entries.is_empty();
         self.enter_listed(ino, entries, started)?;
-        self.finish_listing(ino, marker, any, started).map(Some)
+        self.finish_listing(ino, marker, any, started, None)?;
+        self.compact(ino);
+        self.list_from_table(ino).map(Some)
     }
 
     /// Records a complete listing of `ino` taken from `started` on, and returns its entries.
@@ -153,54 +249,72 @@ impl Names {
     ) -> NameResult<Vec<DirEntry>> {
         let any = !listing.children.is_empty();
         self.enter_listed(ino, listing.children.into_iter().collect(), started)?;
-        self.finish_listing(ino, listing.marker, any, started)
+        self.finish_listing(ino, listing.marker, any, started, None)?;
+        self.compact(ino);
+        self.list_from_table(ino)
     }
 
     /// Enters entries of a listing of `dir` taken from `started` on, confirmed now: what a
     /// listing says counts from when it arrived, not when it began (a listing slower than
     /// the TTL must still answer the `stat` calls of the tool that asked for it). A file
-    /// whose name a directory of this same listing has is shadowed by it. Returns the files'
-    /// inodes.
+    /// whose name a directory of this same listing has is shadowed by it. A name entered
+    /// since the listing began (an earlier page, or a change through this mount) is not
+    /// shown again: `not_shown` adds it at the end if it was not shown.
     fn enter_listed(
         &self,
         dir: Ino,
         entries: Vec<(String, Stat)>,
         started: Instant,
-    ) -> NameResult<Vec<Ino>> {
+    ) -> NameResult<Entered> {
         let now = Instant::now();
         let mut t = self.table();
         t.get(dir).ok_or(NameError::NotFound)?;
-        let mut files = Vec::new();
+        let mut entered = Entered {
+            files: Vec::new(),
+            shown: Vec::with_capacity(entries.len()),
+        };
         for (name, stat) in entries {
             let kind = stat.kind;
-            if kind == Kind::File {
-                let shadowed = t.child(dir, &name).and_then(|c| t.get(c)).is_some_and(|c| {
-                    c.kind == Kind::Dir && c.validated.is_some_and(|v| v >= started)
-                });
-                if shadowed {
-                    continue;
-                }
+            let entered_since = t
+                .child(dir, &name)
+                .and_then(|c| t.get(c))
+                .filter(|c| c.validated.is_some_and(|v| v >= started))
+                .map(|c| c.kind);
+            if kind == Kind::File && entered_since == Some(Kind::Dir) {
+                continue;
             }
             let ino = t.upsert(dir, &name, stat, now);
             if kind == Kind::File {
-                files.push(ino);
+                entered.files.push(ino);
+            }
+            if entered_since.is_none() {
+                let node = t.get(ino).expect("just entered");
+                entered.shown.push(DirEntry {
+                    ino,
+                    kind: node.kind,
+                    name: node.name.clone(),
+                });
             }
         }
-        Ok(files)
+        Ok(entered)
     }
 
     /// Ends a complete listing of `dir` taken from `started` on (`any`: it had keys,
     /// `marker`: its own `dir/` marker among them). Names it lacked are forgotten (deleted
     /// by another client), but for files not uploaded yet and names confirmed since it began
-    /// (an upload that finished while it ran). Returns the entries.
+    /// (an upload that finished while it ran). Given the names the listing handed out
+    /// (`shown`), returns the children it did not show: files written here and not uploaded
+    /// yet, names that appeared while it ran.
     fn finish_listing(
         &self,
         dir: Ino,
         marker: bool,
         any: bool,
         started: Instant,
+        shown: Option<Vec<Arc<str>>>,
     ) -> NameResult<Vec<DirEntry>> {
         let now = Instant::now();
+        let mut not_shown = Vec::new();
         {
             let mut t = self.table();
             let node = t.get_mut(dir).ok_or(NameError::NotFound)?;
@@ -212,27 +326,43 @@ impl Names {
             if dir != ROOT_INO {
                 node.marker_listed(marker);
             }
-            node.children.compact();
-            let children: Vec<(Arc<str>, Ino)> = node
-                .children
-                .iter()
-                .map(|(name, ino)| (name.clone(), ino))
-                .collect();
-            let gone: Vec<Arc<str>> = children
-                .into_iter()
-                .filter(|(_, c)| {
-                    t.get(*c).is_some_and(|c| {
-                        c.content.is_none() && c.validated.is_none_or(|v| v < started)
-                    })
-                })
-                .map(|(name, _)| name)
-                .collect();
+            // Each name shown was entered by this listing. In one pass over the children
+            // and the names shown, both in name order: the others are gone, or not shown.
+            let shown = shown.map(|mut names| {
+                // In key order, which is name order unless a directory's `name/` sorts
+                // apart from its name.
+                if !names.is_sorted() {
+                    names.sort_unstable();
+                }
+                names
+            });
+            let mut next_shown = shown.as_ref().map(|names| names.iter().peekable());
+            let node = t.get(dir).expect("just seen");
+            let mut gone = Vec::new();
+            for (name, ino) in node.children.iter() {
+                if let Some(next) = next_shown.as_mut() {
+                    while next.next_if(|s| ***s < **name).is_some() {}
+                    if next.next_if(|s| ***s == **name).is_some() {
+                        continue;
+                    }
+                }
+                let Some(child) = t.get(ino) else { continue };
+                if child.content.is_none() && child.validated.is_none_or(|v| v < started) {
+                    gone.push(name.clone());
+                } else if next_shown.is_some() {
+                    not_shown.push(DirEntry {
+                        ino,
+                        kind: child.kind,
+                        name: name.clone(),
+                    });
+                }
+            }
             for name in gone {
                 t.unlink(dir, &name);
             }
         }
         self.listed.insert(dir);
-        self.list_from_table(dir)
+        Ok(not_shown)
     }
 
     /// The listing from the inode table, which holds every child after a recent listing
@@ -264,8 +394,9 @@ impl Names {
         }
     }
 
-    /// The showable entries of one page of a delimiter listing of `dir_prefix`, files
-    /// first, and whether the directory's own marker was on it.
+    /// The showable entries of one page of a delimiter listing of `dir_prefix` in name
+    /// order (a directory in place of a file of the same name: it shadows it), and whether
+    /// the directory's own marker was on it.
     fn page_entries(&self, dir_prefix: &str, page: ListPage) -> (Vec<(String, Stat)>, bool) {
         let mut marker = false;
         let mut entries = Vec::with_capacity(page.objects.len() + page.prefixes.len());
@@ -289,6 +420,15 @@ impl Names {
             }
             entries.push((name.to_string(), self.listed_dir()));
         }
+        // Two sorted runs (a stable sort merges them: files before directories of a name).
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|dir, file| {
+            let same = dir.0 == file.0;
+            if same {
+                std::mem::swap(dir, file);
+            }
+            same
+        });
         (entries, marker)
     }
 }

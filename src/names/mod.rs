@@ -1,6 +1,6 @@
 //! The names owner: which inode stands for which name, and what is known of the object (or
 //! `dir/` marker) behind it. It finds names in the store (`lookup`), lists directories
-//! (`listing`) and reads ahead of tree walks (`walk`, `tree`), learns stored metadata by HEAD, keeps
+//! (`listing`, handed to readdir page by page as they arrive: `arriving`) and reads ahead of tree walks (`walk`, `tree`), learns stored metadata by HEAD, keeps
 //! what it learnt in the inode table (`inode`) and what it found missing in a negative cache,
 //! and translates POSIX attributes to and from user metadata (`posix`).
 //!
@@ -9,6 +9,7 @@
 //! else here is private. It never uploads, never holds a file's bytes and never sees a
 //! handle.
 
+mod arriving;
 mod children;
 pub mod error;
 mod etag;
@@ -49,6 +50,7 @@ use std::time::{Instant, SystemTime};
 use crate::cache::ttl::TtlSet;
 use crate::config::FsOptions;
 use crate::store::ObjectStore;
+pub use arriving::Arriving;
 pub use error::{NameError, NameResult};
 use inflight::InFlight;
 use inode::{Ino, InodeTable, Kind, Node, ROOT_INO};

@@ -55,12 +55,13 @@ pub struct MemoryStore {
 
 /// How long a HEAD or LIST takes (zero unless a test sets it), and how many HEADs overlapped
 /// at most: the concurrency a caller really has in flight only shows when requests take time.
-/// A gate, when a test sets one, holds each GET (or PUT) until the test lets it through.
+/// A gate, when a test sets one, holds each GET, PUT or LIST until the test lets it through.
 #[derive(Default)]
 struct Timing {
     latency: Mutex<std::time::Duration>,
     get_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     put_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    list_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     in_flight: std::sync::atomic::AtomicUsize,
     max_in_flight: std::sync::atomic::AtomicUsize,
     /// Copies still to be lost (see `lose_copies`).
@@ -136,6 +137,13 @@ impl MemoryStore {
     /// upload the test holds in flight until it calls `add_permits`).
     pub fn gate_puts(&self, gate: Arc<tokio::sync::Semaphore>) {
         *self.timing.put_gate.lock().unwrap() = Some(gate);
+    }
+
+    /// Makes every ListObjectsV2 (counted as it is asked for) first take one permit of
+    /// `gate` for good (test helper: the test hands out LIST pages one at a time with
+    /// `add_permits`).
+    pub fn gate_lists(&self, gate: Arc<tokio::sync::Semaphore>) {
+        *self.timing.list_gate.lock().unwrap() = Some(gate);
     }
 
     /// Makes the next `n` PutObjects fail with a 503, as a server in trouble does (test
@@ -232,6 +240,10 @@ impl ObjectStore for MemoryStore {
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         self.stats.request("ListObjectsV2", 0);
+        let gate = self.timing.list_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
         let latency = *self.timing.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
