@@ -72,22 +72,15 @@ impl Fs {
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         loop {
             self.files.wait_due().await;
+            // (a failed upload is logged, and tried again later)
             let (files, orphans) = self.take_due_uploads();
             for ino in files {
-                let slot = slots.clone().acquire_owned().await.expect("never closed");
                 let fs = self.clone();
-                tokio::spawn(async move {
-                    fs.upload_closed(ino).await; // a failure is logged and retried later
-                    drop(slot);
-                });
+                in_slot(&slots, async move { fs.upload_closed(ino).await }).await;
             }
             for o in orphans {
-                let slot = slots.clone().acquire_owned().await.expect("never closed");
                 let fs = self.clone();
-                tokio::spawn(async move {
-                    fs.upload_orphan_settled(&o).await;
-                    drop(slot);
-                });
+                in_slot(&slots, async move { fs.upload_orphan_settled(&o).await }).await;
             }
         }
     }
@@ -407,4 +400,17 @@ impl Fs {
             }
         }
     }
+}
+
+/// Runs `upload` as a task of its own once one of `slots` is free; the slot is the task's
+/// until it ends.
+async fn in_slot<T: Send + 'static>(
+    slots: &Arc<Semaphore>,
+    upload: impl std::future::Future<Output = T> + Send + 'static,
+) {
+    let slot = slots.clone().acquire_owned().await.expect("never closed");
+    tokio::spawn(async move {
+        upload.await;
+        drop(slot);
+    });
 }
