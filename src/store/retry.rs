@@ -38,6 +38,9 @@ use super::{StatsCounter, StoreError, StoreResult};
 /// and DELETE answer in milliseconds from a healthy server.
 pub const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A request with less body than this is small (see `Call::sized`): 1 MiB.
+pub const SMALL_BODY: usize = 1 << 20;
+
 /// How hard to try one store request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -152,9 +155,9 @@ impl<'a, T> Call<'a, T> {
         Call::new(what, Size::Data)
     }
 
-    /// Small below 1 MiB of body, else data.
+    /// Small below `SMALL_BODY` bytes of body, else data.
     pub fn sized(what: &'a str, bytes: usize) -> Self {
-        if bytes < 1 << 20 {
+        if bytes < SMALL_BODY {
             Call::small(what)
         } else {
             Call::data(what)

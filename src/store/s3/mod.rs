@@ -81,7 +81,7 @@ use s3::serde_types::{CompleteMultipartUploadData, HeadObjectResult};
 use s3::{Bucket, Region};
 
 use super::fence::WriteFences;
-use super::retry::{with_retries, with_retries_if, Call, Latency, RetryPolicy};
+use super::retry::{with_retries, with_retries_if, Call, Latency, RetryPolicy, SMALL_BODY};
 use super::{
     check_copy_range, BadResponse, CompletedPart, Condition, Honoured, ListPage, ListedObject,
     MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, SetupError, SseCKey, StatsCounter,
@@ -729,7 +729,7 @@ impl ObjectStore for S3Store {
         // A small PUT is hedged like a read: each attempt is a task of its own that runs to
         // its end holding a fence on the key, so the next write of the key waits for a
         // stalled twin (see `fence`). A big one is not (its twin would send it all again).
-        let call = match sent.len() < 1 << 20 {
+        let call = match sent.len() < SMALL_BODY {
             true => call.hedged(&self.latency.small_put),
             false => call,
         };
