@@ -253,8 +253,9 @@ impl Fs {
     }
 
     /// Uploads every file whose content is not yet in the bucket, open or not, due or not
-    /// (at unmount). Returns the keys of what could not be stored: failed uploads, and the
-    /// files parked during this daemon's life (see `Journal::park`).
+    /// (at unmount), and waits until no write the store sent is still in flight. Returns the
+    /// keys of what could not be stored: failed uploads, and the files parked during this
+    /// daemon's life (see `Journal::park`).
     pub async fn drain(&self) -> Vec<String> {
         let pending: Vec<Ino> = self
             .names
@@ -275,6 +276,8 @@ impl Fs {
         failed.extend(self.files.unsaved());
         failed.sort();
         failed.dedup();
+        // A hedged PUT's twin may still be on its way: it lands before this daemon exits.
+        self.store.settle().await;
         failed
     }
 

@@ -436,6 +436,10 @@ impl ObjectStore for FailingStore {
     fn stats(&self) -> StoreStats {
         self.inner.stats()
     }
+
+    async fn settle(&self) {
+        self.inner.settle().await
+    }
 }
 
 #[cfg(test)]

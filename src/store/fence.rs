@@ -58,11 +58,20 @@ impl WriteFences {
 
     /// Returns once no write attempt on `key` is in flight.
     pub async fn wait(&self, key: &str) {
+        self.wait_until(|keys| !keys.contains_key(key)).await
+    }
+
+    /// Returns once no write attempt on any key is in flight.
+    pub async fn wait_all(&self) {
+        self.wait_until(HashMap::is_empty).await
+    }
+
+    async fn wait_until(&self, free: impl Fn(&HashMap<String, usize>) -> bool) {
         loop {
             let dropped = self.inner.dropped.notified();
             tokio::pin!(dropped);
             dropped.as_mut().enable();
-            if !self.inner.keys.lock().unwrap().contains_key(key) {
+            if free(&self.inner.keys.lock().unwrap()) {
                 return;
             }
             dropped.await;

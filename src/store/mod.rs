@@ -419,6 +419,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn stats(&self) -> StoreStats {
         StoreStats::default()
     }
+
+    /// Returns once no write this store sent is still in flight (a hedged PUT's twin, see
+    /// `fence`): at unmount, so that nothing this daemon sent lands after it has exited.
+    async fn settle(&self) {}
 }
 
 /// Refuses (`PreconditionFailed`) a write to `key` whose `condition` does not hold for what

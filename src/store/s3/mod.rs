@@ -1212,6 +1212,10 @@ impl ObjectStore for S3Store {
         Ok(honoured)
     }
 
+    async fn settle(&self) {
+        self.fences.wait_all().await
+    }
+
     fn stats(&self) -> StoreStats {
         let l = &self.latency;
         StoreStats {

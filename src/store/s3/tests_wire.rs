@@ -1474,3 +1474,27 @@ async fn a_hedged_put_refused_because_of_its_own_stalled_twin_reads_the_object_a
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn settle_returns_once_the_twins_still_in_flight_have_ended() {
+    // At unmount: a hedged PUT returned, its stalled twin is still on its way.
+    let (endpoint, events) = serve_concurrently(|name, _| {
+        let delay = if name == "put#1" {
+            STALL
+        } else {
+            Duration::ZERO
+        };
+        (delay, response("200 OK", &["ETag: \"e\""], ""))
+    });
+    let s = store(endpoint, 0, T);
+    s.put("k", Bytes::from_static(b"v1"), &PutOptions::default())
+        .await
+        .unwrap();
+    assert!(!events
+        .lock()
+        .unwrap()
+        .contains(&"put#1 answered".to_string()));
+    s.settle().await;
+    let events = events.lock().unwrap().clone();
+    assert!(at(&events, "put#1 answered") < usize::MAX, "{events:?}");
+}
