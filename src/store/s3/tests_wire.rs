@@ -1399,20 +1399,25 @@ fn serve_concurrently(
 
 const STALL: Duration = Duration::from_millis(1500);
 
-fn at(events: &[String], event: &str) -> usize {
-    events.iter().position(|x| x == event).unwrap_or(usize::MAX)
-}
-
-#[tokio::test]
-async fn a_stalled_small_put_is_hedged_and_the_next_write_of_its_key_waits_for_the_stalled_twin() {
-    let (endpoint, events) = serve_concurrently(|name, _| {
+/// Answers every request 200 with an ETag, the first PUT only after `STALL`.
+fn serve_stalling_first_put() -> (String, Events) {
+    serve_concurrently(|name, _| {
         let delay = if name == "put#1" {
             STALL
         } else {
             Duration::ZERO
         };
         (delay, response("200 OK", &["ETag: \"e\""], ""))
-    });
+    })
+}
+
+fn at(events: &[String], event: &str) -> usize {
+    events.iter().position(|x| x == event).unwrap_or(usize::MAX)
+}
+
+#[tokio::test]
+async fn a_stalled_small_put_is_hedged_and_the_next_write_of_its_key_waits_for_the_stalled_twin() {
+    let (endpoint, events) = serve_stalling_first_put();
     let s = store(endpoint, 0, T);
     let started = std::time::Instant::now();
     s.put("k", Bytes::from_static(b"v1"), &PutOptions::default())
@@ -1478,14 +1483,7 @@ async fn a_hedged_put_refused_because_of_its_own_stalled_twin_reads_the_object_a
 #[tokio::test]
 async fn settle_returns_once_the_twins_still_in_flight_have_ended() {
     // At unmount: a hedged PUT returned, its stalled twin is still on its way.
-    let (endpoint, events) = serve_concurrently(|name, _| {
-        let delay = if name == "put#1" {
-            STALL
-        } else {
-            Duration::ZERO
-        };
-        (delay, response("200 OK", &["ETag: \"e\""], ""))
-    });
+    let (endpoint, events) = serve_stalling_first_put();
     let s = store(endpoint, 0, T);
     s.put("k", Bytes::from_static(b"v1"), &PutOptions::default())
         .await
