@@ -363,8 +363,7 @@ impl Names {
                 if !opens {
                     return first;
                 }
-                let files: Vec<Ino> = node
-                    .children
+                node.children
                     .after(&name)
                     .map(|(_, ino)| ino)
                     .filter(|ino| {
@@ -372,54 +371,48 @@ impl Names {
                             && t.get(*ino).is_some_and(|c| c.kind != Kind::Dir)
                     })
                     .take(META_RUN_AHEAD)
+                    .collect()
+            } else {
+                let in_order = name > state.last;
+                state.last = name.clone();
+                if !in_order || state.refill_at.as_deref().is_some_and(|at| *name < *at) {
+                    return first;
+                }
+                let from = match state.until.as_deref() {
+                    Some(until) if until > &*name => until,
+                    _ => &*name,
+                };
+                let next: Vec<(&Arc<str>, Ino)> = node
+                    .children
+                    .after(from)
+                    .filter(|(_, ino)| self.meta_wanted(&t, *ino))
+                    .take(META_RUN_AHEAD)
                     .collect();
-                drop((t, ahead));
-                if !files.is_empty() {
-                    let names = self.clone();
-                    tokio::spawn(async move { names.ensure_meta_all(&files).await });
+                match next.last() {
+                    Some((last, _)) => {
+                        state.until = Some((*last).clone());
+                        state.refill_at = Some(next[next.len() / 2].0.clone());
+                    }
+                    None => state.refill_at = None,
                 }
-                return first;
-            }
-            let in_order = name > state.last;
-            state.last = name.clone();
-            if !in_order || state.refill_at.as_deref().is_some_and(|at| *name < *at) {
-                return first;
-            }
-            let from = match state.until.as_deref() {
-                Some(until) if until > &*name => until,
-                _ => &*name,
-            };
-            let next: Vec<(&Arc<str>, Ino)> = node
-                .children
-                .after(from)
-                .filter(|(_, ino)| self.meta_wanted(&t, *ino))
-                .take(META_RUN_AHEAD)
-                .collect();
-            match next.last() {
-                Some((last, _)) => {
-                    state.until = Some((*last).clone());
-                    state.refill_at = Some(next[next.len() / 2].0.clone());
+                let mut inos: Vec<Ino> = next.into_iter().map(|(_, ino)| ino).collect();
+                if !state.siblings_started
+                    && inos.len() < META_RUN_AHEAD
+                    && self.walks.lock().unwrap().contains(&node.parent)
+                {
+                    let budget = META_RUN_AHEAD - inos.len();
+                    if let Some(after) = self.entries_after(&t, node, budget) {
+                        state.siblings_started = true;
+                        inos.extend(after);
+                    }
                 }
-                None => state.refill_at = None,
+                inos
             }
-            let mut inos: Vec<Ino> = next.into_iter().map(|(_, ino)| ino).collect();
-            if !state.siblings_started
-                && inos.len() < META_RUN_AHEAD
-                && self.walks.lock().unwrap().contains(&node.parent)
-            {
-                let budget = META_RUN_AHEAD - inos.len();
-                if let Some(after) = self.entries_after(&t, node, budget) {
-                    state.siblings_started = true;
-                    inos.extend(after);
-                }
-            }
-            if inos.is_empty() {
-                return first;
-            }
-            inos
         };
-        let names = self.clone();
-        tokio::spawn(async move { names.ensure_meta_all(&inos).await });
+        if !inos.is_empty() {
+            let names = self.clone();
+            tokio::spawn(async move { names.ensure_meta_all(&inos).await });
+        }
         first
     }
 
