@@ -91,11 +91,11 @@ impl Fs {
         if self.opts.listing_metadata {
             // Run ahead: the next entries' HEADs start now (of those listed so far), so the
             // next readdir call finds them done.
-            let next = listing.arrived(end, end + META_RUN_AHEAD);
-            let ahead = end + next.len();
+            let ahead = listing.arrived_len().clamp(end, end + META_RUN_AHEAD);
             let from = meta_ahead.fetch_max(ahead, Ordering::Relaxed).max(end);
             if from < ahead {
-                let (names, next) = (self.names.clone(), inos(&next[from - end..]));
+                let next = inos(&listing.arrived(from, ahead));
+                let names = self.names.clone();
                 tokio::spawn(async move { names.ensure_meta_all(&next).await });
             }
             let now = inos(&batch);

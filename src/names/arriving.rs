@@ -93,6 +93,11 @@ impl Arriving {
         self.grew.notify_waiters();
     }
 
+    /// How many entries have arrived so far.
+    pub fn arrived_len(&self) -> usize {
+        self.state.lock().unwrap().len
+    }
+
     /// The entries from `start` to `end` that have arrived (none waited for).
     pub fn arrived(&self, start: usize, end: usize) -> Vec<DirEntry> {
         self.state.lock().unwrap().slice(start, end)
