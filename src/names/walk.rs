@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::inode::{Ino, Kind};
+use super::inode::{Ino, InodeTable, Kind};
 use super::listing::inos;
 use super::{tree, Names};
 
@@ -35,16 +35,10 @@ impl Names {
             if previous.is_none_or(|p| p == dir) {
                 return;
             }
-            let Some(siblings) = t.get(parent).map(|p| &p.children) else {
-                return;
-            };
-            let unlisted = |ino: &Ino| !self.listed.contains(ino) && !self.listings.contains(ino);
-            let after: Vec<Ino> = siblings
-                .after(&node.name)
-                .map(|(_, ino)| ino)
-                .filter(|ino| t.get(*ino).is_some_and(|c| c.kind == Kind::Dir))
+            let after: Vec<Ino> = dirs_after(&t, parent, &node.name)
                 .take(n.max(tree::TREE_CLAIMS))
                 .collect();
+            let unlisted = |ino: &Ino| self.unlisted(*ino);
             // Near what is not listed yet (nor being listed): the next run starts.
             if !after.iter().take(n).any(unlisted) {
                 return;
@@ -70,14 +64,13 @@ impl Names {
         if self.config.dir_read_ahead == 0 || self.config.dir_ttl.is_zero() {
             return;
         }
-        let unlisted = |ino: &Ino| !self.listed.contains(ino) && !self.listings.contains(ino);
         let run = {
             let t = self.table();
             let Some(node) = t.get(dir) else { return };
             if node.kind != Kind::Dir
                 || node.meta.is_some()
                 || !node.linked
-                || !unlisted(&dir)
+                || !self.unlisted(dir)
                 || self.meta_inflight.contains(&dir)
             {
                 return;
@@ -88,19 +81,12 @@ impl Names {
                 .unwrap()
                 .peek(&parent)
                 .is_some_and(|p| *p != dir);
-            let siblings = t.get(parent).map(|p| &p.children);
-            match siblings.filter(|_| walked) {
-                Some(siblings) => {
-                    let after = siblings
-                        .after(&node.name)
-                        .map(|(_, ino)| ino)
-                        .filter(|ino| t.get(*ino).is_some_and(|c| c.kind == Kind::Dir))
-                        .take(tree::TREE_CLAIMS - 1)
-                        .filter(unlisted);
-                    Some(std::iter::once(dir).chain(after).collect::<Vec<Ino>>())
-                }
-                None => None,
-            }
+            (walked && t.get(parent).is_some()).then(|| {
+                let after = dirs_after(&t, parent, &node.name)
+                    .take(tree::TREE_CLAIMS - 1)
+                    .filter(|ino| self.unlisted(*ino));
+                std::iter::once(dir).chain(after).collect::<Vec<Ino>>()
+            })
         };
         match run {
             Some(dirs) => self.start_tree_run(parent, &dirs),
@@ -153,4 +139,19 @@ impl Names {
             self.ensure_meta_all(&inos(&entries)).await;
         }
     }
+
+    /// Not listed recently, nor being listed.
+    fn unlisted(&self, ino: Ino) -> bool {
+        !self.listed.contains(&ino) && !self.listings.contains(&ino)
+    }
+}
+
+/// The subdirectories of `parent` after `name`, in name order.
+fn dirs_after<'a>(t: &'a InodeTable, parent: Ino, name: &'a str) -> impl Iterator<Item = Ino> + 'a {
+    let siblings = t.get(parent).map(|p| &p.children);
+    siblings
+        .into_iter()
+        .flat_map(move |s| s.after(name))
+        .map(|(_, ino)| ino)
+        .filter(|ino| t.get(*ino).is_some_and(|c| c.kind == Kind::Dir))
 }
