@@ -75,6 +75,9 @@
 # in results/bench-<timestamp>.logs/. One-time setup, idempotent: apt packages s3fs rclone
 # rsync fuse3 python3-venv (if missing), a Python venv with matplotlib in ~/.cache/bucketfs-bench/venv,
 # the local S3 server (started if not running; left running), the release build.
+#
+# Diagnostics: BENCH_METRICS_ADDR=127.0.0.1:PORT makes each bucketfs mount serve its metrics
+# there (--metrics-addr); they are saved beside the mount's log (.metrics) before unmount.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -120,7 +120,8 @@ daemon_cmd() {
     case $tool in
     bucketfs)
         DAEMON_CMD=("$BFS" mount "s3://$S3_BUCKET/$prefix" "$MNT" --endpoint "$endpoint"
-            --cache-dir "$MNT_CACHE" --log-file "$logf")
+            --cache-dir "$MNT_CACHE" --log-file "$logf"
+            ${BENCH_METRICS_ADDR:+--metrics-addr "$BENCH_METRICS_ADDR"})
         ;;
     s3fs)
         DAEMON_CMD=(s3fs "$S3_BUCKET:/$prefix" "$MNT" -o "passwd_file=$RUN/s3fs.passwd"
@@ -219,6 +220,11 @@ unmount_tool() {
     [[ -n "${MNT:-}" ]] || return 0
     sample_rss
     local ok=0
+    # Diagnostics: with BENCH_METRICS_ADDR, bucketfs's metrics (per-operation and
+    # per-request latencies) are kept beside its log.
+    if [[ $MNT_TOOL == bucketfs && -n "${BENCH_METRICS_ADDR:-}" ]]; then
+        curl -s --max-time 5 "http://$BENCH_METRICS_ADDR/metrics" >"$(mount_log).metrics" || true
+    fi
     case $MNT_TOOL in
     bucketfs) guard "${UNMOUNT_LIMIT:-900}" "$BFS" unmount "$MNT" || ok=1 ;;
     s3fs) guard 120 umount "$MNT" || ok=1 ;;

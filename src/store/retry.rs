@@ -250,11 +250,18 @@ impl Drop for OnItsWay<'_> {
 #[derive(Debug)]
 pub struct Latency {
     average_micros: AtomicU64,
+    /// Of the recent answers, the share that asked to slow down (503 SlowDown), in parts per
+    /// million (a moving average like `average_micros`).
+    throttled_ppm: AtomicU64,
     /// Hedged attempts made so far.
     hedges: AtomicU64,
     floor: Duration,
     ceiling: Duration,
 }
+
+/// Throttling is common for a kind of request once this share of its recent answers asked to
+/// slow down (10 %); below it, a 503 SlowDown is a one-off and retried like a 500.
+const THROTTLING_COMMON_PPM: u64 = 100_000;
 
 /// An attempt is hedged after this many times the usual latency of its kind...
 const HEDGE_FACTOR: u32 = 4;
@@ -275,6 +282,7 @@ impl Latency {
     fn new(floor: Duration, ceiling: Duration) -> Self {
         Latency {
             average_micros: AtomicU64::new(0),
+            throttled_ppm: AtomicU64::new(0),
             hedges: AtomicU64::new(0),
             floor,
             ceiling,
@@ -306,10 +314,51 @@ impl Latency {
         };
         self.average_micros.store(new, Ordering::Relaxed);
     }
+
+    /// Records whether an answer asked to slow down: an average over about the last 256 (over
+    /// 64, 4 % of answers throttled at random now and then looked like 10 %).
+    fn answered(&self, throttled: bool) {
+        let sample = if throttled { 1_000_000 } else { 0 };
+        let old = self.throttled_ppm.load(Ordering::Relaxed);
+        self.throttled_ppm
+            .store((old * 255 + sample) / 256, Ordering::Relaxed);
+    }
+
+    /// Whether a good share of the recent answers asked to slow down.
+    fn throttling_is_common(&self) -> bool {
+        self.throttled_ppm.load(Ordering::Relaxed) >= THROTTLING_COMMON_PPM
+    }
 }
 
 /// Retries of a failure other than throttling that come sooner than the backoff says.
 const QUICK_RETRIES: u32 = 4;
+
+/// How long retry number `retry` (1-based) of a request that failed with `error` waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    None,
+    /// A quarter of the backoff of the retry before.
+    QuarterBackoff,
+    Backoff,
+}
+
+/// A one-off failure (a reset, a pooled connection the server closed, a 500) is retried at
+/// once the first time and after a quarter of the backoff for the next few (six 500s in a row
+/// on one HEAD held an `ls -l` for 1.5 s); one that persists (an outage) gets the whole
+/// backoff. A server asking to slow down gets the whole backoff from the first retry when it
+/// says so to a good share of the requests of that kind (`throttling_is_common`; always for
+/// requests that keep no record of their answers): else the 503 is a one-off too (4 % of
+/// HEADs throttled at random held `du` up for a backoff of up to 100-200 ms in one directory
+/// out of four, while the other requests went on at full rate).
+fn pause(retry: u32, error: &StoreError, throttling_is_common: bool) -> Pause {
+    if retry > QUICK_RETRIES || (error.is_throttling() && throttling_is_common) {
+        Pause::Backoff
+    } else if retry == 1 {
+        Pause::None
+    } else {
+        Pause::QuarterBackoff
+    }
+}
 
 /// Runs `f` until it succeeds, fails with a non-transient error, or the policy's retries are
 /// used up. Each attempt is bounded (an attempt that runs over becomes
@@ -369,17 +418,11 @@ where
                 retry += 1;
                 call.retried();
                 let left = policy.retry_timeout.saturating_sub(started.elapsed());
-                // A one-off failure (a reset, a pooled connection the server closed, a 500)
-                // is retried at once the first time and after a quarter of the backoff for
-                // the next few (six 500s in a row on one HEAD held an ls -l for 1.5 s); one
-                // that persists (an outage) gets the whole backoff, and a server asking to
-                // slow down gets it from the first retry.
-                let delay = if error.is_throttling() || retry > QUICK_RETRIES {
-                    policy.backoff(retry)
-                } else if retry == 1 {
-                    Duration::ZERO
-                } else {
-                    policy.backoff(retry - 1) / 4
+                let throttling_is_common = call.hedge.is_none_or(Latency::throttling_is_common);
+                let delay = match pause(retry, &error, throttling_is_common) {
+                    Pause::None => Duration::ZERO,
+                    Pause::QuarterBackoff => policy.backoff(retry - 1) / 4,
+                    Pause::Backoff => policy.backoff(retry),
                 };
                 let delay = delay.min(left);
                 // The first retries are routine under a flaky network; a request still
@@ -396,16 +439,27 @@ where
     }
 }
 
-/// Attempts of one hedged call in flight at most: a hedge may stall too (one request in a
-/// thousand meets two stalls when 3 % stall), so a third starts if both run long. An attempt
-/// that failed frees its place for another, up to `MAX_STARTED` in all.
-const MAX_IN_FLIGHT: usize = 3;
-const MAX_STARTED: usize = 2 * MAX_IN_FLIGHT;
+/// Attempts of one hedged call at most. Under the issue-14 mix (3 % of requests stall for
+/// 2-5 s) a cap of three in flight left a stall on the path of about one `du` of 2,000 files
+/// in ten (all three attempts of one HEAD stalled: 2.3 s of a 3.0 s `du`); with six, all
+/// stall once in a billion calls.
+const MAX_STARTED: usize = 6;
 
-/// One attempt of `call`: `f` once, or, when hedged and slow, up to `MAX_IN_FLIGHT` at once,
-/// each started `hedge_after` after the one before, the first answer winning — a success or
-/// a definite error such as 404; a transient failure of one waits for the others (and the
-/// next start), the last one's is the attempt's error.
+/// How long after the last start or failure of an attempt of a hedged call the next one
+/// starts, `running` attempts being in flight and `hedge_after` the usual latency's hedge
+/// point: the hedge point, doubled for each attempt running beyond the first. A call that is
+/// merely slow gets one twin; only one whose twins stall too gets more, ever further apart
+/// (h, 3h, 7h, ... after the first), so a server that is slow for everyone sees a few extra
+/// requests per call, not six at once; a twin that failed at once is replaced a hedge point
+/// later.
+fn hedge_pause(running: usize, hedge_after: Duration) -> Duration {
+    hedge_after * (1u32 << running.saturating_sub(1).min(16))
+}
+
+/// One attempt of `call`: `f` once, or, when hedged and slow, up to `MAX_STARTED` at once,
+/// started as `hedge_pause` says, the first answer winning — a success or a definite error
+/// such as 404; a transient failure of one waits for the others (and the next start), the
+/// last one's is the attempt's error.
 async fn attempt<T, F, Fut>(call: &Call<'_, T>, f: &mut F, timed_out: &AtomicBool) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
@@ -422,21 +476,29 @@ where
     };
     in_flight.push(timed(call.send(f(), timed_out)));
     let mut started = 1;
+    let mut last_event = tokio::time::Instant::now();
     loop {
-        let next_hedge = tokio::time::sleep(hedge_after);
+        let next_hedge =
+            tokio::time::sleep_until(last_event + hedge_pause(in_flight.len(), hedge_after));
         tokio::select! {
-            Some((result, took)) = in_flight.next() => match result {
-                Ok(value) => {
-                    latency.record(took);
-                    return Ok(value);
+            Some((result, took)) = in_flight.next() => {
+                latency.answered(matches!(&result, Err(e) if e.is_throttling()));
+                match result {
+                    Ok(value) => {
+                        latency.record(took);
+                        return Ok(value);
+                    }
+                    Err(e) if e.is_transient() && !in_flight.is_empty() => {
+                        last_event = tokio::time::Instant::now();
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) if e.is_transient() && !in_flight.is_empty() => {}
-                Err(e) => return Err(e),
-            },
-            () = next_hedge, if in_flight.len() < MAX_IN_FLIGHT && started < MAX_STARTED => {
+            }
+            () = next_hedge, if started < MAX_STARTED => {
                 tracing::debug!(operation = call.what, after_ms = hedge_after.as_millis() as u64, in_flight = in_flight.len(), "slow answer, hedging with another attempt");
                 in_flight.push(timed(call.send(f(), timed_out)));
                 started += 1;
+                last_event = tokio::time::Instant::now();
                 latency.hedges.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -468,6 +530,7 @@ mod tests {
         }
     }
 
+    /// A 503 SlowDown: transient, and throttling.
     fn server_error() -> StoreError {
         StoreError::Server {
             status: 503,
@@ -734,7 +797,127 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(calls.load(Ordering::SeqCst), MAX_IN_FLIGHT as u32);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn when_three_attempts_stall_a_fourth_answers() {
+        // 3 % of requests stalling (issue 14) met three stalled attempts of one HEAD about
+        // once in ten `du` of 2,000 files; the fourth must not wait for them.
+        let latency = Latency::small();
+        let calls = AtomicU32::new(0);
+        let started = Instant::now();
+        let result = with_retries(
+            &hedging_policy(),
+            Call::small("test").hedged(&latency),
+            || async {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                if n < 3 {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Ok(n)
+            },
+        )
+        .await;
+        assert_eq!(result.unwrap(), 3);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[test]
+    fn each_attempt_still_running_doubles_the_pause_before_the_next() {
+        let h = Duration::from_millis(20);
+        let pauses: Vec<u128> = (1..MAX_STARTED)
+            .map(|running| hedge_pause(running, h).as_millis())
+            .collect();
+        assert_eq!(pauses, [20, 40, 80, 160, 320]);
+    }
+
+    #[tokio::test]
+    async fn a_twin_that_fails_at_once_is_replaced_a_hedge_point_later() {
+        // Hedge point 200 ms: the first attempt stalls, twins 2 and 3 fail at once, the
+        // fourth answers. Replacing each failed twin after one pause: at 200, 400, 600 ms;
+        // counting the pauses as if the failed twins still ran: 200, 600, 1,400 ms.
+        let latency = Latency::new(Duration::from_millis(200), Duration::from_secs(2));
+        let calls = AtomicU32::new(0);
+        let started = Instant::now();
+        let result = with_retries(
+            &hedging_policy(),
+            Call::small("test").hedged(&latency),
+            || async {
+                match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        Ok(0)
+                    }
+                    1 | 2 => Err(server_error()),
+                    n => Ok(n),
+                }
+            },
+        )
+        .await;
+        assert_eq!(result.unwrap(), 3);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(600), "{took:?}");
+        assert!(took < Duration::from_millis(1_200), "{took:?}");
+    }
+
+    #[test]
+    fn a_503_waits_the_whole_backoff_only_when_throttling_is_common() {
+        let e500 = StoreError::Server {
+            status: 500,
+            message: "InternalError".into(),
+        };
+        let slow_down = server_error();
+        assert!(slow_down.is_throttling());
+        // A one-off 503 is retried like a 500...
+        for common in [false, true] {
+            assert_eq!(pause(1, &e500, common), Pause::None);
+            assert_eq!(pause(2, &e500, common), Pause::QuarterBackoff);
+            assert_eq!(pause(QUICK_RETRIES + 1, &e500, common), Pause::Backoff);
+        }
+        assert_eq!(pause(1, &slow_down, false), Pause::None);
+        assert_eq!(pause(2, &slow_down, false), Pause::QuarterBackoff);
+        // ...but when many answers ask to slow down, every retry waits the backoff.
+        assert_eq!(pause(1, &slow_down, true), Pause::Backoff);
+        assert_eq!(pause(2, &slow_down, true), Pause::Backoff);
+    }
+
+    #[test]
+    fn throttling_is_common_once_a_tenth_of_the_recent_answers_asked_to_slow_down() {
+        let latency = Latency::small();
+        for _ in 0..200 {
+            latency.answered(false);
+        }
+        latency.answered(true);
+        assert!(!latency.throttling_is_common(), "one in 200");
+        for i in 0..400 {
+            latency.answered(i % 4 == 0);
+        }
+        assert!(latency.throttling_is_common(), "one in four");
+    }
+
+    #[tokio::test]
+    async fn a_lone_503_on_a_hedged_request_is_retried_at_once() {
+        // With a backoff of up to 10 s, a retry that waited it would take 5 s on average.
+        let p = RetryPolicy {
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(10),
+            ..policy(3)
+        };
+        let latency = Latency::small();
+        let calls = AtomicU32::new(0);
+        let started = Instant::now();
+        let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(server_error()), // 503 SlowDown
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(500), "{took:?}");
     }
 
     #[tokio::test]
