@@ -204,6 +204,22 @@ async fn a_long_walk_costs_about_the_pages_of_one_recursive_listing() {
     );
 }
 
+/// A run lists the subtrees it claimed and stops after the page that goes past them: what
+/// follows is the next run's (the walk starts it before this one ends) or the walk's own.
+#[tokio::test]
+async fn a_read_ahead_run_stops_after_the_subtrees_it_claimed() {
+    // 200 directories of 16 keys: 3,200 keys, four pages from d02 on. The run started at
+    // d01 claims d02..d65 (keys 32..1,055): the second page goes past them.
+    let (s, t) = tree(4, 200, 15).await;
+    list(&s.fs, t).await;
+    walk_one(&s, t, 0, 15).await;
+    let before = lists(&s);
+    walk_one(&s, t, 1, 15).await;
+    wait_for_lists(&s, before + 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(lists(&s), before + 2, "two pages, not the four to the end");
+}
+
 /// `find` of a tree whose directories have no marker (most trees: keys another tool wrote):
 /// the walk looks each directory up before it reads it, and a listing of it (its own, or
 /// the walk's read-ahead) says there is no marker to read. No HEAD at all, none running

@@ -10,8 +10,9 @@
 //! complete once a key outside it (or the end of the listing) comes: it is then entered as a
 //! complete listing, exactly as its own delimiter listing would have been (`apply_listing`),
 //! and the walk lists it from the table. A run lists at most `TREE_PAGES` pages, so a walk
-//! that stops early leaves little work done for nothing; the walk starts the next run when it
-//! comes within `dir_read_ahead` subdirectories of what is not listed yet.
+//! that stops early leaves little work done for nothing, and no further than the subtrees it
+//! claimed; the walk starts the next run when it comes within `dir_read_ahead`
+//! subdirectories of what is not listed yet.
 //!
 //! A walk looks each directory up before it reads it (find opens it), and the lookup needs
 //! the directory's stored mode and owner, kept by its `dir/` marker if it has one. The run's
@@ -72,25 +73,33 @@ impl Names {
             .iter()
             .filter_map(|ino| self.listings.claim_owned(*ino).map(|c| (*ino, c)))
             .collect();
-        let first = {
+        let (first, last) = {
             let t = self.table();
-            unlisted
+            let mut claimed = unlisted
                 .iter()
-                .find(|ino| claims.contains_key(ino))
-                .and_then(|ino| t.get(*ino).map(|n| n.name.clone()))
+                .filter(|ino| claims.contains_key(ino))
+                .filter_map(|ino| t.get(*ino).map(|n| n.name.clone()));
+            let first = claimed.next();
+            (first.clone(), claimed.next_back().or(first))
         };
-        let (Some(first), Ok(prefix)) = (first, self.dir_prefix(dir)) else {
+        let (Some(first), Some(last), Ok(prefix)) = (first, last, self.dir_prefix(dir)) else {
             return; // read ahead by another run already, or gone
         };
         let names = self.clone();
-        tokio::spawn(async move { names.read_ahead_tree(dir, prefix, &first, claims).await });
+        tokio::spawn(async move {
+            names
+                .read_ahead_tree(dir, prefix, (&first, &last), claims)
+                .await
+        });
     }
 
+    /// The run itself: lists from the subtree of `first` on, and stops after the page that
+    /// goes past the subtree of `last` (the walk may have started the next run there).
     async fn read_ahead_tree(
         self: &Arc<Self>,
         dir: Ino,
         prefix: String,
-        first: &str,
+        (first, last): (&str, &str),
         claims: HashMap<Ino, OwnedClaim<Ino>>,
     ) {
         let start_after = format!("{prefix}{first}");
@@ -127,6 +136,15 @@ impl Names {
             self.read_markers(&mut run);
             if run.completed > self.config.dir_cache_entries / 2 {
                 break; // more would push the first out of the listings kept
+            }
+            // Compared as keys: the subtree of `top` comes after that of `last`.
+            let past_last = page.objects.last().is_some_and(|o| {
+                let rel = o.key.strip_prefix(&run.prefix).unwrap_or_default();
+                let top = rel.split('/').next().unwrap_or_default();
+                format!("{top}/") > format!("{last}/")
+            });
+            if past_last {
+                break; // what follows is another run's, or the walk's
             }
             match page.next_token {
                 Some(t) => token = Some(t),

@@ -212,6 +212,8 @@ pub struct S3Store {
 struct Latencies {
     head: Latency,
     list: Latency,
+    /// Ranges of less than `SMALL_BODY`, and the others.
+    small_get: Latency,
     get: Latency,
     part: Latency,
     small_put: Latency,
@@ -222,6 +224,7 @@ impl Default for Latencies {
         Latencies {
             head: Latency::small(),
             list: Latency::small(),
+            small_get: Latency::small(),
             get: Latency::data(),
             part: Latency::data(),
             small_put: Latency::small(),
@@ -449,10 +452,17 @@ impl S3Store {
             }
             None => self.read_bucket(with_key),
         };
+        // A small range (a symlink's target, a small file) is hedged as a HEAD would be, not
+        // after the second a data transfer may take (a stalled readlink held rsync 1 s).
+        let bytes = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        let latency = match bytes < SMALL_BODY {
+            true => &self.latency.small_get,
+            false => &self.latency.get,
+        };
         with_retries(
             &self.retry,
-            Call::data(&format!("GetObject {key} {start}..{end}"))
-                .hedged(&self.latency.get)
+            Call::sized(&format!("GetObject {key} {start}..{end}"), bytes)
+                .hedged(latency)
                 .counted(&self.stats, "GetObject", 0)
                 .refusals(refusal),
             move || async move {
@@ -1219,10 +1229,17 @@ impl ObjectStore for S3Store {
     fn stats(&self) -> StoreStats {
         let l = &self.latency;
         StoreStats {
-            hedged: [&l.head, &l.list, &l.get, &l.part, &l.small_put]
-                .iter()
-                .map(|kind| kind.hedges())
-                .sum(),
+            hedged: [
+                &l.head,
+                &l.list,
+                &l.small_get,
+                &l.get,
+                &l.part,
+                &l.small_put,
+            ]
+            .iter()
+            .map(|kind| kind.hedges())
+            .sum(),
             ..self.stats.snapshot()
         }
     }

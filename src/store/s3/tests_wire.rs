@@ -1415,6 +1415,39 @@ fn at(events: &[String], event: &str) -> usize {
     events.iter().position(|x| x == event).unwrap_or(usize::MAX)
 }
 
+/// A small range (a symlink's target, a small file) is hedged as a HEAD is, after tens of
+/// milliseconds, not after the second a data transfer gets.
+#[tokio::test]
+async fn a_stalled_get_of_a_small_range_is_hedged_like_a_head() {
+    let (endpoint, events) = serve_concurrently(|_, seen| {
+        let gets = seen.iter().filter(|e| *e == "get arrived").count();
+        let delay = if gets == 1 { STALL } else { Duration::ZERO };
+        (
+            delay,
+            response(
+                "206 Partial Content",
+                &["ETag: \"e\"", "Content-Range: bytes 0-3/4"],
+                "dest",
+            ),
+        )
+    });
+    let s = store(endpoint, 0, T);
+    let started = std::time::Instant::now();
+    let data = s.get_range("link", 0..4).await.unwrap();
+    assert_eq!(&data[..], b"dest");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "the twin answered: {took:?}"
+    );
+    let events = events.lock().unwrap().clone();
+    assert_eq!(
+        events,
+        ["get arrived", "get arrived", "get answered"],
+        "the twin answered while the first still stalled"
+    );
+}
+
 #[tokio::test]
 async fn a_stalled_small_put_is_hedged_and_the_next_write_of_its_key_waits_for_the_stalled_twin() {
     let (endpoint, events) = serve_stalling_first_put();
