@@ -36,14 +36,19 @@ impl Names {
                 return;
             }
             let after: Vec<Ino> = dirs_after(&t, parent, &node.name)
-                .take(n.max(tree::TREE_CLAIMS))
+                .take(n + tree::TREE_CLAIMS)
                 .collect();
             let unlisted = |ino: &Ino| self.unlisted(*ino);
-            // Near what is not listed yet (nor being listed): the next run starts.
+            // Near what is not listed yet (nor being listed): the next run starts, and claims
+            // a run's worth from there.
             if !after.iter().take(n).any(unlisted) {
                 return;
             }
-            let unlisted: Vec<Ino> = after.into_iter().filter(unlisted).collect();
+            let unlisted: Vec<Ino> = after
+                .into_iter()
+                .filter(unlisted)
+                .take(tree::TREE_CLAIMS)
+                .collect();
             (parent, unlisted)
         };
         self.start_tree_run(parent, &unlisted);
