@@ -225,8 +225,8 @@ impl Default for Latencies {
             head: Latency::small(),
             list: Latency::small(),
             small_get: Latency::small(),
-            get: Latency::data(),
-            part: Latency::data(),
+            get: Latency::download(),
+            part: Latency::upload(),
             small_put: Latency::small(),
         }
     }

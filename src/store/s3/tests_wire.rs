@@ -1448,6 +1448,34 @@ async fn a_stalled_get_of_a_small_range_is_hedged_like_a_head() {
     );
 }
 
+/// A large range is hedged after a few times its usual latency too, not a whole second: a
+/// sequential read waits for each range in turn.
+#[tokio::test]
+async fn a_stalled_get_of_a_large_range_is_hedged_within_a_fraction_of_a_second() {
+    const SIZE: usize = 2 << 20;
+    let body = "x".repeat(SIZE);
+    let (endpoint, events) = serve_concurrently(move |_, seen| {
+        let gets = seen.iter().filter(|e| *e == "get arrived").count();
+        let delay = if gets == 1 { STALL } else { Duration::ZERO };
+        let range = format!("Content-Range: bytes 0-{}/{SIZE}", SIZE - 1);
+        (
+            delay,
+            response("206 Partial Content", &["ETag: \"e\"", &range], &body),
+        )
+    });
+    let s = store(endpoint, 0, T);
+    let started = std::time::Instant::now();
+    let data = s.get_range("big", 0..SIZE as u64).await.unwrap();
+    assert_eq!(data.len(), SIZE);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "the twin answered: {took:?}"
+    );
+    let events = events.lock().unwrap().clone();
+    assert_eq!(at(&events, "get answered"), 2, "{events:?}");
+}
+
 #[tokio::test]
 async fn a_stalled_small_put_is_hedged_and_the_next_write_of_its_key_waits_for_the_stalled_twin() {
     let (endpoint, events) = serve_stalling_first_put();
