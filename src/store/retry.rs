@@ -361,11 +361,17 @@ impl Latency {
 /// Retries of a failure other than throttling that come sooner than the backoff says.
 const QUICK_RETRIES: u32 = 4;
 
+/// A quick retry waits a quarter of the backoff of the retry before, of this one at most (up
+/// to 50 ms with the default base of 100 ms): a request of a flaky server that failed four
+/// times in a row (one HEAD in two `du` of 2,000 files under the issue-14 mix) waited 200 ms
+/// more at each retry, while a request the server answers takes milliseconds.
+const QUICK_PAUSE_GROWS_UNTIL: u32 = 2;
+
 /// How long retry number `retry` (1-based) of a request that failed with `error` waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pause {
     None,
-    /// A quarter of the backoff of the retry before.
+    /// A quarter of the backoff of the retry before (see `QUICK_PAUSE_GROWS_UNTIL`).
     QuarterBackoff,
     Backoff,
 }
@@ -468,7 +474,9 @@ where
                 let recent = call.hedge.map_or(Recent::UNKNOWN, Latency::recent);
                 let delay = match pause(retry, &error, recent) {
                     Pause::None => Duration::ZERO,
-                    Pause::QuarterBackoff => policy.backoff((retry - 1).min(QUICK_RETRIES)) / 4,
+                    Pause::QuarterBackoff => {
+                        policy.backoff((retry - 1).min(QUICK_PAUSE_GROWS_UNTIL)) / 4
+                    }
                     Pause::Backoff => policy.backoff(retry),
                 };
                 let delay = delay.min(left);
