@@ -164,3 +164,33 @@ async fn the_next_page_is_asked_for_before_the_one_that_arrived_is_entered() {
         "names held at each page's LIST: {log:?}"
     );
 }
+
+/// `ls | head` of a large directory: once the handle is closed, the listing stops, rather
+/// than listing the rest of the directory for no one.
+#[tokio::test]
+async fn a_listing_no_one_reads_any_more_stops() {
+    let s = setup();
+    for i in 0..9500 {
+        put(&s.mem, &format!("big/f{i:04}"), b"x").await;
+    }
+    let dir = s.fs.lookup(ROOT_INO, OsStr::new("big")).await.unwrap().ino;
+    let lists = || s.mem.stats().count("ListObjectsV2");
+    let gate = Arc::new(Semaphore::new(0));
+    s.mem.gate_lists(gate.clone());
+    let before = lists();
+    gate.add_permits(1); // the first page of ten
+
+    let fh = s.fs.opendir(dir).await.unwrap();
+    let first = tokio::time::timeout(PATIENCE, s.fs.readdir_attrs(fh, 0, 10))
+        .await
+        .expect("the first page's entries are served")
+        .unwrap();
+    assert_eq!(first.len(), 10);
+    s.fs.releasedir(fh).unwrap();
+    gate.add_permits(100);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The page asked for when the first arrived, and the few the pages task had asked for
+    // ahead of the listing when it stopped; not the ten.
+    let listed = lists() - before;
+    assert!(listed <= 6, "{listed} pages listed for a closed handle");
+}

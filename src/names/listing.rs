@@ -149,7 +149,15 @@ impl Names {
     /// of them), then to `feed` (a readdir serves them while the next pages are listed),
     /// and with `listing_metadata` their HEADs start. The pages come from `pages`, which
     /// asks for each next one as soon as the one before it arrives.
-    async fn list_store(self: &Arc<Self>, ino: Ino, feed: Option<&Arriving>) -> NameResult<()> {
+    ///
+    /// A listing only `feed` wants is given up as soon as no one reads it any more (`ls |
+    /// head` of a directory of a million names closed it after the first page): the
+    /// directory is not recorded as listed, and what it entered stays as names found.
+    async fn list_store(
+        self: &Arc<Self>,
+        ino: Ino,
+        feed: Option<&Arc<Arriving>>,
+    ) -> NameResult<()> {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
         let (mut marker, mut any) = (false, false);
@@ -170,12 +178,16 @@ impl Names {
             }
             if let Some(feed) = feed {
                 feed.push(entered.shown);
+                if !last && Arc::strong_count(feed) == 1 {
+                    tracing::debug!(dir = ino, "a listing no one reads any more is given up");
+                    return Ok(());
+                }
             }
             if last {
                 break;
             }
         }
-        let shown = feed.map(Arriving::names);
+        let shown = feed.map(|f| f.names());
         let not_shown = self.finish_listing(ino, marker, any, started, shown)?;
         self.compact(ino);
         self.trim();
