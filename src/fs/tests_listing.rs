@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::tests::{options, put, setup, setup_with, write_file};
+use super::tests::{options, put, setup, setup_with, write_file, Setup};
 use super::tests_failures::{failing, mount};
 use super::{Fs, ROOT_INO};
 use crate::config::FsOptions;
@@ -20,16 +20,23 @@ use crate::store::ObjectStore;
 /// Long enough for anything that is not waiting for a held request.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-#[tokio::test]
-async fn a_large_directory_is_served_from_its_first_page_while_the_next_is_listed() {
-    let s = setup();
-    for i in 0..2500 {
+/// A directory `big` of `files` files, looked up; its LISTs from now on wait for the
+/// permits of the semaphore returned.
+async fn gated_big_dir(s: &Setup, files: usize) -> (u64, Arc<Semaphore>) {
+    for i in 0..files {
         put(&s.mem, &format!("big/f{i:04}"), b"x").await;
     }
     let dir = s.fs.lookup(ROOT_INO, OsStr::new("big")).await.unwrap().ino;
-    let lists = || s.mem.stats().count("ListObjectsV2");
     let gate = Arc::new(Semaphore::new(0));
     s.mem.gate_lists(gate.clone());
+    (dir, gate)
+}
+
+#[tokio::test]
+async fn a_large_directory_is_served_from_its_first_page_while_the_next_is_listed() {
+    let s = setup();
+    let (dir, gate) = gated_big_dir(&s, 2500).await;
+    let lists = || s.mem.stats().count("ListObjectsV2");
     let before = lists();
     gate.add_permits(1); // the first page of three
 
@@ -170,13 +177,8 @@ async fn the_next_page_is_asked_for_before_the_one_that_arrived_is_entered() {
 #[tokio::test]
 async fn a_listing_no_one_reads_any_more_stops() {
     let s = setup();
-    for i in 0..9500 {
-        put(&s.mem, &format!("big/f{i:04}"), b"x").await;
-    }
-    let dir = s.fs.lookup(ROOT_INO, OsStr::new("big")).await.unwrap().ino;
+    let (dir, gate) = gated_big_dir(&s, 9500).await;
     let lists = || s.mem.stats().count("ListObjectsV2");
-    let gate = Arc::new(Semaphore::new(0));
-    s.mem.gate_lists(gate.clone());
     let before = lists();
     gate.add_permits(1); // the first page of ten
 

@@ -593,6 +593,23 @@ mod tests {
         }
     }
 
+    /// A hedged small call under `p` whose attempt number `n` (from 0) does what `attempt(n)`
+    /// says: what it gave, and how long it took.
+    async fn hedged_call<Fut>(
+        p: &RetryPolicy,
+        latency: &Latency,
+        attempt: impl Fn(u32) -> Fut,
+    ) -> (StoreResult<u32>, Duration)
+    where
+        Fut: Future<Output = StoreResult<u32>>,
+    {
+        let calls = AtomicU32::new(0);
+        let started = Instant::now();
+        let call = Call::small("test").hedged(latency);
+        let result = with_retries(p, call, || attempt(calls.fetch_add(1, Ordering::SeqCst))).await;
+        (result, started.elapsed())
+    }
+
     #[tokio::test]
     async fn transient_error_is_retried_then_succeeds() {
         let calls = AtomicU32::new(0);
@@ -859,23 +876,14 @@ mod tests {
     async fn when_three_attempts_stall_a_fourth_answers() {
         // 3 % of requests stalling (issue 14) met three stalled attempts of one HEAD about
         // once in ten `du` of 2,000 files; the fourth must not wait for them.
-        let latency = Latency::small();
-        let calls = AtomicU32::new(0);
-        let started = Instant::now();
-        let result = with_retries(
-            &hedging_policy(),
-            Call::small("test").hedged(&latency),
-            || async {
-                let n = calls.fetch_add(1, Ordering::SeqCst);
-                if n < 3 {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                }
-                Ok(n)
-            },
-        )
+        let (result, took) = hedged_call(&hedging_policy(), &Latency::small(), |n| async move {
+            if n < 3 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Ok(n)
+        })
         .await;
         assert_eq!(result.unwrap(), 3);
-        let took = started.elapsed();
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
 
@@ -894,25 +902,18 @@ mod tests {
         // fourth answers. Replacing each failed twin after one pause: at 200, 400, 600 ms;
         // counting the pauses as if the failed twins still ran: 200, 600, 1,400 ms.
         let latency = Latency::new(Duration::from_millis(200), Duration::from_secs(2));
-        let calls = AtomicU32::new(0);
-        let started = Instant::now();
-        let result = with_retries(
-            &hedging_policy(),
-            Call::small("test").hedged(&latency),
-            || async {
-                match calls.fetch_add(1, Ordering::SeqCst) {
-                    0 => {
-                        tokio::time::sleep(Duration::from_secs(5)).await;
-                        Ok(0)
-                    }
-                    1 | 2 => Err(server_error()),
-                    n => Ok(n),
+        let (result, took) = hedged_call(&hedging_policy(), &latency, |n| async move {
+            match n {
+                0 => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    Ok(0)
                 }
-            },
-        )
+                1 | 2 => Err(server_error()),
+                n => Ok(n),
+            }
+        })
         .await;
         assert_eq!(result.unwrap(), 3);
-        let took = started.elapsed();
         assert!(took >= Duration::from_millis(600), "{took:?}");
         assert!(took < Duration::from_millis(1_200), "{took:?}");
     }
@@ -1003,11 +1004,9 @@ mod tests {
         for _ in 0..100 {
             latency.answered(&Ok(()));
         }
-        let calls = AtomicU32::new(0);
-        let started = Instant::now();
-        let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
-            match calls.fetch_add(1, Ordering::SeqCst) {
-                n @ 0..9 => Err(StoreError::Server {
+        let (result, took) = hedged_call(&p, &latency, |n| async move {
+            match n {
+                0..9 => Err(StoreError::Server {
                     status: 500,
                     message: format!("failure {n}"),
                 }),
@@ -1016,7 +1015,6 @@ mod tests {
         })
         .await;
         assert_eq!(result.unwrap(), 9);
-        let took = started.elapsed();
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
 
@@ -1028,18 +1026,14 @@ mod tests {
             max_delay: Duration::from_secs(10),
             ..policy(3)
         };
-        let latency = Latency::small();
-        let calls = AtomicU32::new(0);
-        let started = Instant::now();
-        let result = with_retries(&p, Call::small("test").hedged(&latency), || async {
-            match calls.fetch_add(1, Ordering::SeqCst) {
+        let (result, took) = hedged_call(&p, &Latency::small(), |n| async move {
+            match n {
                 0 => Err(server_error()), // 503 SlowDown
                 n => Ok(n),
             }
         })
         .await;
         assert_eq!(result.unwrap(), 1);
-        let took = started.elapsed();
         assert!(took < Duration::from_millis(500), "{took:?}");
     }
 
