@@ -18,8 +18,12 @@
 //!   `request_timeout`, so one stalled connection costs a HEAD seconds, not half a minute;
 //! - a request that is safe to send twice (reads, and parts, which are idempotent) may be
 //!   *hedged*: when its attempt runs far past the usual latency of its kind ([`Latency`]), a
-//!   second attempt starts beside it and the first answer wins. One stalled request out of a
-//!   thousand then costs a few times the usual latency, not the stall.
+//!   second attempt starts beside it (and more, further apart, while all run long) and the
+//!   first answer wins. One stalled request out of a thousand then costs a few times the
+//!   usual latency, not the stall;
+//! - the pause before a retry follows what the recent answers of the request's kind say: a
+//!   503 SlowDown among answers that rarely are is a one-off, and a request of a server that
+//!   answers most requests is retried quickly however often it failed (`pause`).
 //!
 //! Since every request passes here, a counted call ([`Call::counted`]) is counted here too,
 //! each request as it is sent and as it ends (its outcome and, when answered, its latency),
