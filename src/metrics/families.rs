@@ -74,7 +74,7 @@ fn s3(out: &mut DescriptorEncoder, sources: &Sources) -> fmt::Result {
     }
     let mut m = out.encode_descriptor(
         "s3_hedged_requests",
-        "Second (or third) attempts started beside a slow read, part upload or small PUT",
+        "Further attempts started beside a slow read, part upload or small PUT",
         None,
         COUNTER,
     )?;
