@@ -189,7 +189,6 @@ impl Names {
         }
         let shown = feed.map(|f| f.names());
         let not_shown = self.finish_listing(ino, marker, any, started, shown)?;
-        self.compact(ino);
         self.trim();
         if let Some(feed) = feed {
             feed.push(not_shown);
@@ -224,13 +223,6 @@ impl Names {
         rx
     }
 
-    /// Rebuilds `dir`'s children with full nodes (see `children`), after a listing.
-    fn compact(&self, dir: Ino) {
-        if let Some(node) = self.table().get_mut(dir) {
-            node.children.compact();
-        }
-    }
-
     /// Lists the directory whole if one page of the listing holds it, and returns its
     /// entries (names looked up in it that are missing then cost no request); `None` for a
     /// larger one, left to lookups by name.
@@ -248,7 +240,6 @@ impl Names {
         let any = !entries.is_empty();
         self.enter_listed(ino, entries, started)?;
         self.finish_listing(ino, marker, any, started, None)?;
-        self.compact(ino);
         self.list_from_table(ino).map(Some)
     }
 
@@ -262,7 +253,6 @@ impl Names {
         let any = !listing.children.is_empty();
         self.enter_listed(ino, listing.children.into_iter().collect(), started)?;
         self.finish_listing(ino, listing.marker, any, started, None)?;
-        self.compact(ino);
         self.list_from_table(ino)
     }
 
@@ -316,7 +306,8 @@ impl Names {
     /// by another client), but for files not uploaded yet and names confirmed since it began
     /// (an upload that finished while it ran). Given the names the listing handed out
     /// (`shown`), returns the children it did not show: files written here and not uploaded
-    /// yet, names that appeared while it ran.
+    /// yet, names that appeared while it ran. The children are then rebuilt with full nodes
+    /// (see `children`).
     fn finish_listing(
         &self,
         dir: Ino,
@@ -371,6 +362,9 @@ impl Names {
             }
             for name in gone {
                 t.unlink(dir, &name);
+            }
+            if let Some(node) = t.get_mut(dir) {
+                node.children.compact();
             }
         }
         self.listed.insert(dir);

@@ -1,8 +1,9 @@
 //! The names owner: which inode stands for which name, and what is known of the object (or
 //! `dir/` marker) behind it. It finds names in the store (`lookup`), lists directories
-//! (`listing`, handed to readdir page by page as they arrive: `arriving`) and reads ahead of tree walks (`walk`, `tree`), learns stored metadata by HEAD, keeps
-//! what it learnt in the inode table (`inode`) and what it found missing in a negative cache,
-//! and translates POSIX attributes to and from user metadata (`posix`).
+//! (`listing`, handed to readdir page by page as they arrive: `arriving`) and reads ahead of
+//! tree walks (`walk`, `tree`), learns stored metadata by HEAD, keeps what it learnt in the
+//! inode table (`inode`) and what it found missing in a negative cache, and translates POSIX
+//! attributes to and from user metadata (`posix`).
 //!
 //! `fs` asks it for inodes, attributes and keys, and changes the table through
 //! `InodeTable`'s and `Node`'s methods (one per way a node learns its object); everything

@@ -179,6 +179,17 @@ impl MemoryStore {
     }
 }
 
+/// Takes one permit of `gate` for good, when a test set one (see `gate_gets`).
+async fn pass_gate(gate: &Mutex<Option<Arc<tokio::sync::Semaphore>>>) {
+    let gate = gate.lock().unwrap().clone();
+    if let Some(gate) = gate {
+        gate.acquire()
+            .await
+            .expect("the gate is never closed")
+            .forget();
+    }
+}
+
 #[async_trait]
 impl ObjectStore for MemoryStore {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
@@ -210,13 +221,7 @@ impl ObjectStore for MemoryStore {
         etag: Option<&str>,
     ) -> StoreResult<Bytes> {
         self.stats.request("GetObject", 0);
-        let gate = self.timing.get_gate.lock().unwrap().clone();
-        if let Some(gate) = gate {
-            gate.acquire()
-                .await
-                .expect("the gate is never closed")
-                .forget();
-        }
+        pass_gate(&self.timing.get_gate).await;
         let objects = self.objects.lock().unwrap();
         let s = objects.get(key).ok_or(StoreError::NotFound)?;
         if etag.is_some_and(|e| e != s.etag) {
@@ -240,10 +245,7 @@ impl ObjectStore for MemoryStore {
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         self.stats.request("ListObjectsV2", 0);
-        let gate = self.timing.list_gate.lock().unwrap().clone();
-        if let Some(gate) = gate {
-            gate.acquire().await.expect("gate open").forget();
-        }
+        pass_gate(&self.timing.list_gate).await;
         let latency = *self.timing.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -279,10 +281,7 @@ impl ObjectStore for MemoryStore {
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {
         self.stats.request("PutObject", body.len() as u64);
-        let gate = self.timing.put_gate.lock().unwrap().clone();
-        if let Some(gate) = gate {
-            gate.acquire().await.expect("gate open").forget();
-        }
+        pass_gate(&self.timing.put_gate).await;
         let fail = self
             .timing
             .failing_puts
