@@ -263,6 +263,8 @@ pub struct Latency {
     hedges: AtomicU64,
     floor: Duration,
     ceiling: Duration,
+    /// Attempts of one call in flight at once at most (`MAX_STARTED`, or `ONE_TWIN`).
+    max_in_flight: usize,
 }
 
 /// Throttling is common for a kind of request once this share of its recent answers asked to
@@ -281,6 +283,20 @@ impl Latency {
     /// local server's usual HEAD; a remote one's usual latency sets it higher).
     pub fn small() -> Self {
         Latency::new(Duration::from_millis(20), Duration::from_secs(2))
+    }
+
+    /// For pages of a listing (more than one key): hedged like small requests, but with one
+    /// twin in flight at most (a twin that failed is replaced). The server's work for a page varies with the directory, not with the
+    /// page: a delimiter listing of 1,000 subdirectories over 100,000 keys takes Garage
+    /// 195 ms alone, and it runs such listings one after another, so each twin made the
+    /// others wait too (four attempts of that page, 20, 60 and 140 ms apart, held `find` of
+    /// the tree up for 0.6 s and the listings after it behind them). Two attempts both
+    /// stalling is rare among the few pages a listing asks for.
+    pub fn page() -> Self {
+        Latency {
+            max_in_flight: ONE_TWIN,
+            ..Latency::small()
+        }
     }
 
     /// For uploads of data: hedged after 1 s at the earliest, 5 s at the latest (a part of
@@ -307,6 +323,7 @@ impl Latency {
             hedges: AtomicU64::new(0),
             floor,
             ceiling,
+            max_in_flight: MAX_STARTED,
         }
     }
 
@@ -504,6 +521,10 @@ where
 /// stall once in a billion calls.
 const MAX_STARTED: usize = 6;
 
+/// Attempts of one call in flight at once for a kind whose attempts cost the server much
+/// (`page`).
+const ONE_TWIN: usize = 2;
+
 /// How long after the last start or failure of an attempt of a hedged call the next one
 /// starts, `running` attempts being in flight and `hedge_after` the usual latency's hedge
 /// point: the hedge point, doubled for each attempt running beyond the first. A call that is
@@ -515,8 +536,8 @@ fn hedge_pause(running: usize, hedge_after: Duration) -> Duration {
     hedge_after * (1u32 << running.saturating_sub(1).min(16))
 }
 
-/// One attempt of `call`: `f` once, or, when hedged and slow, up to `MAX_STARTED` at once,
-/// started as `hedge_pause` says, the first answer winning — a success or a definite error
+/// One attempt of `call`: `f` once, or, when hedged and slow, up to `MAX_STARTED` (at most its
+/// kind's `max_in_flight` at once), started as `hedge_pause` says, the first answer winning — a success or a definite error
 /// such as 404; a transient failure of one waits for the others (and the next start), the
 /// last one's is the attempt's error.
 async fn attempt<T, F, Fut>(call: &Call<'_, T>, f: &mut F, timed_out: &AtomicBool) -> StoreResult<T>
@@ -553,7 +574,9 @@ where
                     Err(e) => return Err(e),
                 }
             }
-            () = next_hedge, if started < MAX_STARTED => {
+            () = next_hedge,
+                if started < MAX_STARTED && in_flight.len() < latency.max_in_flight =>
+            {
                 tracing::debug!(operation = call.what, after_ms = hedge_after.as_millis() as u64, in_flight = in_flight.len(), "slow answer, hedging with another attempt");
                 in_flight.push(timed(call.send(f(), timed_out)));
                 started += 1;
@@ -888,6 +911,43 @@ mod tests {
         })
         .await;
         assert_eq!(result.unwrap(), 3);
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_page_the_server_is_slow_to_list_gets_one_twin_not_more() {
+        // Every attempt takes 300 ms, as a delimiter listing of 1,000 subdirectories does on
+        // Garage (which lists one at a time): small requests start attempts at 20, 60 and
+        // 140 ms; a page only its twin at 20 ms.
+        let started_for = |latency: Latency| async move {
+            let attempts = AtomicU32::new(0);
+            let (result, _) = hedged_call(&hedging_policy(), &latency, |n| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(n)
+                }
+            })
+            .await;
+            assert!(result.is_ok());
+            attempts.load(Ordering::SeqCst)
+        };
+        assert_eq!(started_for(Latency::small()).await, 4);
+        assert_eq!(started_for(Latency::page()).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_page_whose_twin_fails_at_once_gets_another() {
+        let (result, took) = hedged_call(&hedging_policy(), &Latency::page(), |n| async move {
+            match n {
+                0 => tokio::time::sleep(Duration::from_secs(3)).await,
+                1 => return Err(server_error()),
+                _ => {}
+            }
+            Ok(n)
+        })
+        .await;
+        assert_eq!(result.unwrap(), 2);
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
 

@@ -211,7 +211,9 @@ pub struct S3Store {
 #[derive(Debug)]
 struct Latencies {
     head: Latency,
-    list: Latency,
+    /// Pages of listings, and listings of one key (is there anything under a prefix?).
+    list_page: Latency,
+    list_probe: Latency,
     /// Ranges of less than `SMALL_BODY`, and the others.
     small_get: Latency,
     get: Latency,
@@ -223,7 +225,8 @@ impl Default for Latencies {
     fn default() -> Self {
         Latencies {
             head: Latency::small(),
-            list: Latency::small(),
+            list_page: Latency::page(),
+            list_probe: Latency::small(),
             small_get: Latency::small(),
             get: Latency::download(),
             part: Latency::upload(),
@@ -582,11 +585,15 @@ impl S3Store {
         max_keys: usize,
     ) -> StoreResult<ListPage> {
         let max_keys = max_keys.max(1);
+        let latency = match max_keys {
+            1 => &self.latency.list_probe,
+            _ => &self.latency.list_page,
+        };
         let token = &token;
         let (result, _status) = with_retries(
             &self.retry,
             Call::small(&format!("ListObjectsV2 {prefix}"))
-                .hedged(&self.latency.list)
+                .hedged(latency)
                 .counted(&self.stats, "ListObjectsV2", 0),
             move || async move {
                 self.list_bucket
@@ -1231,7 +1238,8 @@ impl ObjectStore for S3Store {
         StoreStats {
             hedged: [
                 &l.head,
-                &l.list,
+                &l.list_page,
+                &l.list_probe,
                 &l.small_get,
                 &l.get,
                 &l.part,
