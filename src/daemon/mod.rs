@@ -24,6 +24,7 @@ use crate::config::Config;
 
 mod background;
 mod flush;
+mod heap;
 mod notify;
 mod open;
 mod preflight;

@@ -119,6 +119,7 @@ pub(super) fn serve(
         raise_kernel_readahead(dev, config.fs.read_ahead);
     }
     opened.rt.spawn(write_back_loop(opened.fs.clone()));
+    opened.rt.spawn(super::heap::give_back_free_memory());
     let fs = opened.fs.clone();
     opened
         .rt
