@@ -1557,3 +1557,31 @@ async fn settle_returns_once_the_twins_still_in_flight_have_ended() {
     let events = events.lock().unwrap().clone();
     assert!(at(&events, "put#1 answered") < usize::MAX, "{events:?}");
 }
+
+/// A page of a listing that the server is slow to answer gets one twin, not the further
+/// attempts a HEAD gets: a server that lists one request at a time (Garage) made every
+/// listing after it wait behind four attempts of one delimiter page. A listing of one key
+/// is a small request like a HEAD.
+#[tokio::test]
+async fn a_page_the_server_is_slow_to_list_gets_one_twin_and_a_probe_more() {
+    let empty =
+        "<ListBucketResult><Name>bkt</Name><IsTruncated>false</IsTruncated></ListBucketResult>";
+    let arrivals_for = |max_keys: usize| async move {
+        let (endpoint, events) = serve_concurrently(move |_, _| {
+            (Duration::from_millis(400), response("200 OK", &[], empty))
+        });
+        let s = store(endpoint, 0, T);
+        s.list_page("d/", Some("/"), None, max_keys).await.unwrap();
+        let events = events.lock().unwrap().clone();
+        events.iter().filter(|e| *e == "get arrived").count()
+    };
+    assert_eq!(
+        arrivals_for(1000).await,
+        2,
+        "a page: the first and one twin"
+    );
+    assert!(
+        arrivals_for(1).await >= 3,
+        "a listing of one key is hedged further while all its attempts run long"
+    );
+}
