@@ -780,6 +780,7 @@ impl InodeTable {
             }
             evicted.parents.push(node.parent);
         }
+        self.nodes.give_back_empty_chunks();
         evicted.parents.sort_unstable();
         evicted.parents.dedup();
         evicted
@@ -898,6 +899,16 @@ mod eviction {
         assert!(t.child(d, "recent").is_some_and(|i| i == recent));
         assert!(t.child(d, "f000").is_none(), "the oldest went first");
         assert_eq!(t.path(held).as_deref(), Some("d/f050"));
+    }
+
+    #[test]
+    fn the_slots_of_the_names_let_go_give_their_memory_back() {
+        let (mut t, _) = table(5000, Duration::from_secs(60));
+        assert_eq!(t.nodes.chunks_in_use(), 5);
+        t.evict(100, Duration::from_secs(5));
+        assert_eq!(t.node_count(), 90);
+        // The root and `d` in the first chunk, the 88 newest files in the last.
+        assert_eq!(t.nodes.chunks_in_use(), 2);
     }
 
     #[test]
