@@ -1,8 +1,8 @@
 //! Gives the heap's free memory back to the system once a second. glibc returns only the top
 //! of a heap by itself and keeps pages freed in the middle (a listing's pages of XML, the
 //! requests of its HEADs) for later allocations: after `ls -l` of 100,000 names the daemon
-//! held 42.6-50.8 MB and kept them; trimmed once a second, it settles at 38.4-38.7 MB within
-//! two seconds (12.5 MB idle: 260 B a name instead of 310-380 B), at no measurable cost to
+//! held 42.6-50.8 MB and kept them; trimmed once a second, it settles at 38.4-38.8 MB within
+//! two seconds (12.5 MB idle: 260 B a name instead of 300-380 B), at no measurable cost to
 //! the `ls -l` itself or to 1 GiB reads and writes. The arenas are limited in `main.rs`.
 
 use std::time::Duration;

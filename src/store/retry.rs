@@ -286,12 +286,12 @@ impl Latency {
     }
 
     /// For pages of a listing (more than one key): hedged like small requests, but with one
-    /// twin in flight at most (a twin that failed is replaced). The server's work for a page varies with the directory, not with the
-    /// page: a delimiter listing of 1,000 subdirectories over 100,000 keys takes Garage
-    /// 195 ms alone, and it runs such listings one after another, so each twin made the
-    /// others wait too (four attempts of that page, 20, 60 and 140 ms apart, held `find` of
-    /// the tree up for 0.6 s and the listings after it behind them). Two attempts both
-    /// stalling is rare among the few pages a listing asks for.
+    /// twin in flight at most (a twin that failed is replaced). The server's work for a page
+    /// varies with the directory, not with the page: a delimiter listing of 1,000
+    /// subdirectories over 100,000 keys takes Garage 170-195 ms alone, and it runs listings
+    /// one after another, so the next listing waited behind the twins (`find` of that tree
+    /// sent its page at 0, 20, 60 and 140 ms). Two attempts both stalling is rare among the
+    /// few pages a listing asks for.
     pub fn page() -> Self {
         Latency {
             max_in_flight: ONE_TWIN,
@@ -537,9 +537,9 @@ fn hedge_pause(running: usize, hedge_after: Duration) -> Duration {
 }
 
 /// One attempt of `call`: `f` once, or, when hedged and slow, up to `MAX_STARTED` (at most its
-/// kind's `max_in_flight` at once), started as `hedge_pause` says, the first answer winning — a success or a definite error
-/// such as 404; a transient failure of one waits for the others (and the next start), the
-/// last one's is the attempt's error.
+/// kind's `max_in_flight` at once), started as `hedge_pause` says, the first answer winning —
+/// a success or a definite error such as 404; a transient failure of one waits for the others
+/// (and the next start), the last one's is the attempt's error.
 async fn attempt<T, F, Fut>(call: &Call<'_, T>, f: &mut F, timed_out: &AtomicBool) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
@@ -916,15 +916,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_page_the_server_is_slow_to_list_gets_one_twin_not_more() {
-        // Every attempt takes 300 ms, as a delimiter listing of 1,000 subdirectories does on
-        // Garage (which lists one at a time): small requests start attempts at 20, 60 and
-        // 140 ms; a page only its twin at 20 ms.
+        // Every attempt takes 250 ms, about what a delimiter listing of 1,000 subdirectories
+        // takes Garage (which lists one at a time): small requests start attempts at 20, 60
+        // and 140 ms (the next would be at 300); a page only its twin at 20 ms.
         let started_for = |latency: Latency| async move {
             let attempts = AtomicU32::new(0);
             let (result, _) = hedged_call(&hedging_policy(), &latency, |n| {
                 attempts.fetch_add(1, Ordering::SeqCst);
                 async move {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                     Ok(n)
                 }
             })
