@@ -6,11 +6,15 @@
 //! bucketfs checks with a HEAD just before the upload (found out by a probe at mount).
 
 mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
 
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
+use proxy::{Action, Proxy};
 
 /// Host B edits a file host A replaced meanwhile: the bucket keeps both versions.
 fn a_lost_update_keeps_both_versions_on(server: &Server, test: &str) {
@@ -87,6 +91,51 @@ fn with_the_overwrite_policy_the_last_writer_wins() {
     let key = format!("{prefix}/doc.txt");
     assert_eq!(server.get(&key).as_deref(), Some(&b"version B\n"[..]));
     assert_eq!(server.keys(&format!("{prefix}/")), [key]);
+}
+
+/// B's reservation of a name is refused because A holds it, after B's first attempt failed
+/// as if its answer were lost: the empty object A stored is the same bytes B sent, and B took
+/// it for its own and reported success too — two hosts holding one lock.
+#[test]
+fn an_exclusive_create_retried_after_a_lost_answer_still_loses_to_another_hosts() {
+    let server = Server::moto();
+    let prefix = server.unique_prefix("conflict-claim");
+    let source = format!("s3://{}/{prefix}", server.bucket_name());
+    let a = Mount::new(&server, &source, &["--exclusive-in-bucket"]);
+    let failed_once = AtomicBool::new(false);
+    let proxy = Proxy::start(server.endpoint(), move |r| {
+        let first = r.is_put_object()
+            && r.target.ends_with("/lock")
+            && !failed_once.swap(true, Ordering::SeqCst);
+        match first {
+            true => Action::internal_error(),
+            false => Action::Forward,
+        }
+    });
+    let b = Mount::new(
+        &server,
+        &source,
+        &["--exclusive-in-bucket", "--endpoint", &proxy.endpoint()],
+    );
+    assert!(!b.path("lock").exists(), "B has seen the name free");
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(a.path("lock"))
+        .expect("A reserves the name");
+    let on_b = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(b.path("lock"));
+    assert_eq!(
+        on_b.map(drop).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::AlreadyExists)
+    );
+    assert_eq!(
+        proxy.count(|r| r.is_put_object() && r.target.ends_with("/lock")),
+        2,
+        "B's first attempt failed and its retry was refused"
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ use super::{Attr, Fs};
 use crate::localfile::content::{Content, Stream};
 use crate::localfile::Due;
 use crate::names::inode::{Ino, Kind, Meta, Node, Stat};
+use crate::names::posix::CLAIM_KEY;
 use crate::names::rules::check_name;
 use crate::store::{Condition, ObjectStore, PutOptions, StoreError};
 use crate::upload::{PartSource, UploadError};
@@ -86,6 +87,10 @@ impl Fs {
         if flags & libc::O_EXCL != 0 && self.opts.exclusive_in_bucket {
             let mut opts = self.opts.objects.for_key(&key);
             opts.metadata = self.stored_metadata(Some(&meta));
+            // Every host reserving the name sends the same empty body: the claim tells this
+            // create's own object (an answer lost, a retry refused) from another host's.
+            let claim = format!("{:016x}", rand::random::<u64>());
+            opts.metadata.insert(CLAIM_KEY.into(), claim);
             opts.condition = Some(Condition::Absent);
             match self.store.put(&key, Bytes::new(), &opts).await {
                 Ok(etag) => {

@@ -13,6 +13,7 @@ use super::tests::{options, put, read_all, setup, setup_with, write_file, Setup,
 use super::tests_failures::{failing, mount};
 use super::ROOT_INO;
 use crate::config::{ConflictPolicy, FsOptions};
+use crate::names::posix::CLAIM_KEY;
 use crate::store::failing::{FailingStore, Failure, Op};
 use crate::store::ObjectStore;
 
@@ -245,12 +246,26 @@ async fn an_exclusive_create_reserves_the_name_in_the_bucket_at_once() {
         Some((libc::S_IFREG | 0o640).to_string()),
         "with its mode"
     );
+    let claim = |key: &str| s.mem.options(key).unwrap().metadata.get(CLAIM_KEY).cloned();
+    let first = claim("lock").expect("a claim: whose empty object this is");
+    let (_, other) =
+        s.fs.create(
+            ROOT_INO,
+            OsStr::new("lock2"),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            OWNER,
+        )
+        .await
+        .unwrap();
+    s.fs.release(other).await.unwrap();
+    assert_ne!(claim("lock2"), Some(first), "each create its own");
     s.fs.write(fh, 0, Bytes::from_static(b"pid 42"))
         .await
         .unwrap();
     s.fs.flush(fh).await.unwrap();
     s.fs.release(fh).await.unwrap();
     assert_eq!(s.mem.bytes("lock").unwrap(), "pid 42");
+    assert_eq!(claim("lock"), None, "gone with the first upload");
     assert!(conflict_copies(&s, "lock").is_empty());
 }
 

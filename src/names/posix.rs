@@ -82,8 +82,13 @@ pub const S3CMD_ATTRS_KEY: &str = "s3cmd-attrs";
 /// MinIO client (`mc cp -a`, `mc mirror -a`): the s3cmd layout with `SECONDS#NANOS` times.
 pub const MC_ATTRS_KEY: &str = "mc-attrs";
 
+/// bucketfs: a random value an exclusive create (`exclusive_in_bucket`) stores with the empty
+/// object reserving the name, so a retried reservation tells its own object from another
+/// host's (the same empty body). Never shown as an xattr, dropped at the next upload.
+pub const CLAIM_KEY: &str = "bucketfs-claim";
+
 /// Every key that belongs to a convention handled here.
-const POSIX_KEYS: [&str; 22] = [
+const POSIX_KEYS: [&str; 23] = [
     MODE_KEY,
     UID_KEY,
     GID_KEY,
@@ -106,6 +111,7 @@ const POSIX_KEYS: [&str; 22] = [
     GCSFUSE_MTIME_KEY,
     S3CMD_ATTRS_KEY,
     MC_ATTRS_KEY,
+    CLAIM_KEY,
 ];
 
 /// POSIX attributes found in (or to be written to) an object's user metadata. None = not stored.

@@ -11,7 +11,7 @@ use s3::serde_types::HeadObjectResult;
 use time::format_description::well_known::{Iso8601, Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
-use crate::store::{BadResponse, ObjectInfo, StoreError, StoreResult};
+use crate::store::{BadResponse, ObjectInfo, StoreError, StoreResult, UserMetadata};
 
 /// The parts of a HEAD answer `object_info` reads (and the SSE ones, for tests), from
 /// lowercase header names.
@@ -79,6 +79,15 @@ pub(super) fn object_info(head: HeadObjectResult) -> ObjectInfo {
         storage_class: head.storage_class.filter(|c| !c.is_empty()),
         version_id: head.version_id.filter(|v| !v.is_empty() && v != "null"),
     }
+}
+
+/// Whether an object's user metadata (`stored`, as a HEAD reads it: keys lowercased) is what
+/// a write `sent` (keys lowercased on the way out).
+pub(super) fn same_metadata(stored: &UserMetadata, sent: &UserMetadata) -> bool {
+    stored.len() == sent.len()
+        && sent
+            .iter()
+            .all(|(k, v)| stored.get(&k.to_lowercase()) == Some(v))
 }
 
 /// The ETag rust-s3 puts in the body for `response_data(true)`.

@@ -85,9 +85,9 @@ use super::retry::{with_retries, with_retries_if, Call, Latency, RetryPolicy, SM
 use super::{
     check_copy_range, BadResponse, CompletedPart, Condition, Honoured, ListPage, ListedObject,
     MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, SetupError, SseCKey, StatsCounter,
-    StoreError, StoreResult, StoreStats,
+    StoreError, StoreResult, StoreStats, UserMetadata,
 };
-use convert::{etag_of, head_result, object_info, parse_iso_time, range_body};
+use convert::{etag_of, head_result, object_info, parse_iso_time, range_body, same_metadata};
 use errors::{check_ok_body, describe_s3_error, is_connect_error, shorten, xml_tag};
 use headers::{
     check_header, condition_headers, copy_headers, sse_c_headers, upload_part_copy_headers,
@@ -251,28 +251,32 @@ impl fmt::Debug for S3Store {
 impl S3Store {
     /// The error of a conditional write. A missing object fails `If-Match` with NoSuchKey:
     /// a failed condition too. A `PreconditionFailed` after a retried PUT may be the PUT's own
-    /// earlier attempt, which landed before its answer was lost: when the object's ETag is
-    /// the MD5 of `retried_body`, it is, and the write succeeded.
+    /// earlier attempt, which landed before its answer was lost: when the object holds what
+    /// was `retried` — its ETag the MD5 of the body, and the same user metadata — it is, and
+    /// the write succeeded. The same bytes alone say nothing: two hosts reserving one name
+    /// exclusively both send an empty body, and both took the name as theirs.
     async fn condition_failed(
         &self,
         key: &str,
         condition: &Condition,
         e: StoreError,
-        retried_body: Option<&Bytes>,
+        retried: Option<(&Bytes, &UserMetadata)>,
     ) -> StoreResult<Option<String>> {
         match e {
             StoreError::NotFound if matches!(condition, Condition::Is(_)) => {
                 Err(StoreError::PreconditionFailed)
             }
             StoreError::PreconditionFailed => {
-                if let Some(body) = retried_body {
+                if let Some((body, metadata)) = retried {
                     let ours = format!("{:x}", md5::compute(body));
                     // A twin still in flight (a hedged attempt, or one that ran out of time)
                     // may be what refused this one, or be about to: read the object once
                     // every attempt has ended.
                     self.fences.wait(key).await;
                     if let Ok(info) = self.head(key).await {
-                        if info.etag.as_deref().map(|t| t.trim_matches('"')) == Some(&*ours) {
+                        if info.etag.as_deref().map(|t| t.trim_matches('"')) == Some(&*ours)
+                            && same_metadata(&info.metadata, metadata)
+                        {
                             return Ok(info.etag);
                         }
                     }
@@ -789,8 +793,8 @@ impl ObjectStore for S3Store {
             (Ok(data), _) => Ok(etag_of(&data)),
             (Err(e), Some(condition)) => {
                 let retried = attempts.load(Ordering::Relaxed) > 1;
-                self.condition_failed(key, condition, e, retried.then_some(&sent))
-                    .await
+                let sent = retried.then_some((&sent, &opts.metadata));
+                self.condition_failed(key, condition, e, sent).await
             }
             (Err(e), None) => Err(e),
         }

@@ -401,6 +401,46 @@ async fn a_retried_conditional_put_refused_by_another_writers_object_fails() {
 }
 
 #[tokio::test]
+async fn a_retried_conditional_put_refused_by_another_writers_same_bytes_fails() {
+    // Two hosts reserving one name exclusively both send an empty body: the same ETag. The
+    // object's metadata says whose it is.
+    let md5 = format!("{:x}", md5::compute(b""));
+    let etag_header = format!("ETag: \"{md5}\"");
+    let refused_after_a_lost_answer = |metadata: &'static str| {
+        let etag_header = etag_header.clone();
+        async move {
+            let (endpoint, _seen) = serve(vec![
+                response(
+                    "500 Internal Server Error",
+                    &[],
+                    &error_body("InternalError"),
+                ),
+                response(
+                    "412 Precondition Failed",
+                    &[],
+                    &error_body("PreconditionFailed"),
+                ),
+                response("200 OK", &[&etag_header, metadata, "Content-Length: 0"], ""),
+            ]);
+            let mut opts = conditional(Condition::Absent);
+            opts.metadata.insert("claim".into(), "ours".into());
+            store(endpoint, 3, T).put("k", Bytes::new(), &opts).await
+        }
+    };
+    let theirs = refused_after_a_lost_answer("x-amz-meta-claim: theirs").await;
+    assert!(
+        matches!(theirs, Err(StoreError::PreconditionFailed)),
+        "{theirs:?}"
+    );
+    let ours = refused_after_a_lost_answer("x-amz-meta-claim: ours").await;
+    assert_eq!(
+        ours.unwrap(),
+        Some(format!("\"{md5}\"")),
+        "our own attempt landed"
+    );
+}
+
+#[tokio::test]
 async fn a_conditional_delete_sends_if_match_and_a_refusal_keeps_the_object() {
     let (endpoint, seen) = serve(vec![
         response(
