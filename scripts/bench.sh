@@ -266,7 +266,7 @@ write_meta() {
     raw_note="raw rows: read = parallel ranged GETs ($READ_PAR in flight), write = multipart PUT ($PAR in flight), both $((PART >> 20)) MiB parts, small = sequential PUTs (one at a time, as cp creates them), ls = LIST + a HEAD per key (64 in flight: the user metadata ls -l shows), find/du = LIST of the keys"
     if ((SCALE)); then
         sizes="{\"entries\": [$(IFS=, && echo "${SCALES[*]}")], \"object_bytes\": $LIST_BYTES, \"files_per_dir\": 100,
-           \"fixture_parallel\": $FIX_PAR, \"heads_parallel\": 64}"
+           \"fixture_parallel\": $FIX_PAR, \"heads_parallel\": 64, \"settle_s\": $SETTLE_S}"
         raw_note="raw rows: ls -f = LIST of the directory, every page of 1,000; ls -l = the same LIST + a HEAD per key (64 in flight: the user metadata ls -l shows); find/du = one LIST without a delimiter of the whole tree"
     fi
     cat >"$LOGS/meta.json" <<EOF

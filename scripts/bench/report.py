@@ -305,6 +305,16 @@ def rss_after(idx, tool, n, step):
     return r["rss_kib"], None if idle is None else r["rss_kib"] - idle
 
 
+def rss_settled(idx, tool, n, mount):
+    """(VmRSS a few seconds after the last run on MOUNT, growth over its idle) in KiB, or
+    None."""
+    r = idx.get(("rss", tool, n, mount, "settled"))
+    if r is None or "rss_kib" not in r:
+        return None
+    idle = idle_kib(idx, tool, n, mount)
+    return r["rss_kib"], None if idle is None else r["rss_kib"] - idle
+
+
 def ls_growth(idx, tool, n):
     """KiB the daemon grew by the cold ls -l of n entries (after - idle), or None."""
     after = rss_after(idx, tool, n, "ls")
@@ -344,6 +354,12 @@ def build_scale_table(meta, results):
                      ["-" if k is None else mib(k) for k in idle])]
         rss_rows += [(k, f"RSS after {STEP_NAMES[k]} (+ over idle)",
                       [rss_cell(rss_after(idx, t, n, k)) for t in tools]) for k, _, _ in steps]
+        settle = meta["sizes"].get("settle_s")
+        rss_rows += [(f"settled-{k}",
+                      f"RSS {settle} s after {STEP_NAMES[last]}, settled (+ over idle)",
+                      [rss_cell(rss_settled(idx, t, n, k)) for t in tools])
+                     for k, last in (("ls", "ls-again"), ("find", "find"))
+                     if settle is not None and any((k, t, n) in idx for t in tools)]
         rss_rows += [("peak", "peak RSS (VmHWM), largest of its mounts",
                       [mib(max(p)) if p else "-" for p in peaks]),
                      ("per-entry", "RSS growth per entry, (after ls -l - idle) / N",
@@ -385,10 +401,11 @@ def scale_notes(meta, results):
         "needs, made directly. `ls -l again` runs at once after the cold `ls -l` on the same "
         "mount and is set against the raw LIST, what listing the directory anew costs at "
         "least (the stats of its entries through FUSE come on top).",
-        "RSS is the daemon's VmRSS (found by PID): idle right after a mount, then after each "
-        "step; (+x) is the growth over the idle of that step's own mount (ls -l again: the "
-        "mount of ls -l). Growth per entry = (RSS after ls -l - idle) / N. Every sample, "
-        "VmHWM included, is in the JSON.",
+        "RSS is the daemon's VmRSS (found by PID): idle right after a mount, then right after "
+        "each step, and settled: a few seconds after a mount's last step (what the daemon "
+        "keeps once it has given back what it freed); (+x) is the growth over the idle of "
+        "that step's own mount (ls -l again: the mount of ls -l). Growth per entry = (RSS "
+        "right after ls -l - idle) / N. Every sample, VmHWM included, is in the JSON.",
     ]
     out.append(COLD_NOTE if caches_dropped(results) else DROP_FAILED)
     out.extend(meta.get("notes", []))

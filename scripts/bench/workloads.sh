@@ -174,8 +174,9 @@ raw_ls() {
 # listing RUNS TOOL EXPECTED CMD...: a fresh mount of the inputs and cold caches, then CMD
 # once per workload in RUNS (space-separated: one run after the other on that mount), each
 # timed and recorded, its stdout lines ("." and ".." not counted) checked against EXPECTED
-# (empty: not checked). With --scale, the daemon's RSS right after the mount (step idle) and
-# after each run (step = the run's workload).
+# (empty: not checked). With --scale, the daemon's RSS right after the mount (step idle),
+# after each run (step = the run's workload), and SETTLE_S seconds after the last (step
+# settled: what the daemon keeps once it has given back what it freed).
 listing() {
     local runs=$1 tool=$2 expected=$3 workload cache t0 t1 rc lines
     shift 3
@@ -198,8 +199,16 @@ listing() {
         scale_rss "$workload"
         cache= # only the first run is cold
     done
+    if [[ -n "${SCALE_N:-}" ]]; then
+        sleep "$SETTLE_S"
+        scale_rss settled
+    fi
     unmount_tool
 }
+
+# --scale: seconds between a mount's last run and its settled RSS sample (bucketfs gives
+# freed memory back once a second).
+SETTLE_S=3
 
 wl_ls() { # `ls -l` prints a "total" line first; with --scale, again at once on the same mount
     local runs=ls
