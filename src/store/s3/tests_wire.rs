@@ -340,13 +340,10 @@ async fn an_unconditional_put_sends_no_condition() {
     );
 }
 
-#[tokio::test]
-async fn a_retried_conditional_put_refused_because_its_first_attempt_landed_succeeds() {
-    // The first attempt's answer is lost (500 after the server stored it); the retry is
-    // refused by the condition; the object's ETag is the MD5 of what was sent: ours.
-    let md5 = format!("{:x}", md5::compute(b"data"));
-    let etag_header = format!("ETag: \"{md5}\"");
-    let (endpoint, seen) = serve(vec![
+/// A server that loses the answer to a conditional PUT's first attempt (a 500), refuses its
+/// retry (412), and answers the HEAD that follows with `head_headers`.
+fn serve_refused_after_a_lost_answer(head_headers: &[&str]) -> (String, Seen) {
+    serve(vec![
         response(
             "500 Internal Server Error",
             &[],
@@ -357,8 +354,17 @@ async fn a_retried_conditional_put_refused_because_its_first_attempt_landed_succ
             &[],
             &error_body("PreconditionFailed"),
         ),
-        response("200 OK", &[&etag_header, "Content-Length: 4"], ""),
-    ]);
+        response("200 OK", head_headers, ""),
+    ])
+}
+
+#[tokio::test]
+async fn a_retried_conditional_put_refused_because_its_first_attempt_landed_succeeds() {
+    // The first attempt's answer is lost (500 after the server stored it); the retry is
+    // refused by the condition; the object's ETag is the MD5 of what was sent: ours.
+    let md5 = format!("{:x}", md5::compute(b"data"));
+    let etag_header = format!("ETag: \"{md5}\"");
+    let (endpoint, seen) = serve_refused_after_a_lost_answer(&[&etag_header, "Content-Length: 4"]);
     let etag = store(endpoint, 3, T)
         .put(
             "k",
@@ -374,19 +380,8 @@ async fn a_retried_conditional_put_refused_because_its_first_attempt_landed_succ
 
 #[tokio::test]
 async fn a_retried_conditional_put_refused_by_another_writers_object_fails() {
-    let (endpoint, _seen) = serve(vec![
-        response(
-            "500 Internal Server Error",
-            &[],
-            &error_body("InternalError"),
-        ),
-        response(
-            "412 Precondition Failed",
-            &[],
-            &error_body("PreconditionFailed"),
-        ),
-        response("200 OK", &["ETag: \"theirs\"", "Content-Length: 4"], ""),
-    ]);
+    let (endpoint, _seen) =
+        serve_refused_after_a_lost_answer(&["ETag: \"theirs\"", "Content-Length: 4"]);
     let put = store(endpoint, 3, T)
         .put(
             "k",
@@ -409,19 +404,8 @@ async fn a_retried_conditional_put_refused_by_another_writers_same_bytes_fails()
     let refused_after_a_lost_answer = |metadata: &'static str| {
         let etag_header = etag_header.clone();
         async move {
-            let (endpoint, _seen) = serve(vec![
-                response(
-                    "500 Internal Server Error",
-                    &[],
-                    &error_body("InternalError"),
-                ),
-                response(
-                    "412 Precondition Failed",
-                    &[],
-                    &error_body("PreconditionFailed"),
-                ),
-                response("200 OK", &[&etag_header, metadata, "Content-Length: 0"], ""),
-            ]);
+            let (endpoint, _seen) =
+                serve_refused_after_a_lost_answer(&[&etag_header, metadata, "Content-Length: 0"]);
             let mut opts = conditional(Condition::Absent);
             opts.metadata.insert("claim".into(), "ours".into());
             store(endpoint, 3, T).put("k", Bytes::new(), &opts).await
