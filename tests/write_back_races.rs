@@ -134,8 +134,9 @@ fn git_history_with_renames_branch_deletes_and_gc_survives_a_remount() {
                echo \"line $i\" >> notes.txt
                echo \"$i\" > \"f$i.txt\"
                if [ $((i % 5)) = 0 ]; then {git} mv -k \"f$((i-1)).txt\" \"moved$i.txt\"; fi
-               {git} add -A && {git} commit -qm \"commit $i\"
-               if [ $((i % 10)) = 0 ]; then {git} branch \"b$i\" && {git} branch -d \"b$i\" >/dev/null; fi
+               {git} add -A
+               {git} commit -qm \"commit $i\"
+               if [ $((i % 10)) = 0 ]; then {git} branch \"b$i\"; {git} branch -d \"b$i\" >/dev/null; fi
              done
              {git} branch keep && {git} branch -d keep >/dev/null
              {git} gc -q --aggressive
