@@ -620,6 +620,20 @@ mod tests {
         }
     }
 
+    /// A 500 InternalError: transient, not throttling.
+    fn internal_error() -> StoreError {
+        StoreError::Server {
+            status: 500,
+            message: "InternalError".into(),
+        }
+    }
+
+    /// Recent answers of a server that fails now and then and rarely asks to slow down.
+    const FLAKY: Recent = Recent {
+        throttling_is_common: false,
+        failing_is_common: false,
+    };
+
     /// A hedged small call under `p` whose attempt number `n` (from 0) does what `attempt(n)`
     /// says: what it gave, and how long it took.
     async fn hedged_call<Fut>(
@@ -679,11 +693,7 @@ mod tests {
         };
         let reset = timed(StoreError::Unreachable("connection reset".into())).await;
         assert!(reset < Duration::from_millis(50), "{reset:?}");
-        let internal = timed(StoreError::Server {
-            status: 500,
-            message: "InternalError".into(),
-        })
-        .await;
+        let internal = timed(internal_error()).await;
         assert!(internal < Duration::from_millis(50), "{internal:?}");
         // Full jitter may pick a short delay: try a few times for one that shows the backoff.
         let mut longest = Duration::ZERO;
@@ -984,16 +994,10 @@ mod tests {
 
     #[test]
     fn a_503_waits_the_whole_backoff_only_when_throttling_is_common() {
-        let e500 = StoreError::Server {
-            status: 500,
-            message: "InternalError".into(),
-        };
+        let e500 = internal_error();
         let slow_down = server_error();
         assert!(slow_down.is_throttling());
-        let flaky = Recent {
-            throttling_is_common: false,
-            failing_is_common: false,
-        };
+        let flaky = FLAKY;
         let throttling = Recent {
             throttling_is_common: true,
             ..flaky
@@ -1013,14 +1017,8 @@ mod tests {
 
     #[test]
     fn a_failure_that_persists_gets_the_whole_backoff_only_while_failures_are_common() {
-        let e500 = StoreError::Server {
-            status: 500,
-            message: "InternalError".into(),
-        };
-        let flaky = Recent {
-            throttling_is_common: false,
-            failing_is_common: false,
-        };
+        let e500 = internal_error();
+        let flaky = FLAKY;
         let down = Recent {
             failing_is_common: true,
             ..flaky
