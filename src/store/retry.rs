@@ -997,18 +997,17 @@ mod tests {
         let e500 = internal_error();
         let slow_down = server_error();
         assert!(slow_down.is_throttling());
-        let flaky = FLAKY;
         let throttling = Recent {
             throttling_is_common: true,
-            ..flaky
+            ..FLAKY
         };
         // A one-off 503 is retried like a 500...
-        for recent in [flaky, throttling] {
+        for recent in [FLAKY, throttling] {
             assert_eq!(pause(1, &e500, recent), Pause::None);
             assert_eq!(pause(2, &e500, recent), Pause::QuarterBackoff);
         }
-        assert_eq!(pause(1, &slow_down, flaky), Pause::None);
-        assert_eq!(pause(2, &slow_down, flaky), Pause::QuarterBackoff);
+        assert_eq!(pause(1, &slow_down, FLAKY), Pause::None);
+        assert_eq!(pause(2, &slow_down, FLAKY), Pause::QuarterBackoff);
         // ...but when many answers ask to slow down, every retry waits the backoff.
         assert_eq!(pause(1, &slow_down, throttling), Pause::Backoff);
         assert_eq!(pause(2, &slow_down, throttling), Pause::Backoff);
@@ -1018,13 +1017,12 @@ mod tests {
     #[test]
     fn a_failure_that_persists_gets_the_whole_backoff_only_while_failures_are_common() {
         let e500 = internal_error();
-        let flaky = FLAKY;
         let down = Recent {
             failing_is_common: true,
-            ..flaky
+            ..FLAKY
         };
         let many = QUICK_RETRIES + 3;
-        assert_eq!(pause(many, &e500, flaky), Pause::QuarterBackoff);
+        assert_eq!(pause(many, &e500, FLAKY), Pause::QuarterBackoff);
         assert_eq!(pause(many, &e500, down), Pause::Backoff);
         assert_eq!(pause(many, &e500, Recent::UNKNOWN), Pause::Backoff);
     }
