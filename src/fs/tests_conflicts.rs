@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::error::FsError;
+use super::error::{FsError, FsResult};
 use super::tests::{options, put, read_all, setup, setup_with, write_file, Setup, OWNER};
 use super::tests_failures::{failing, mount};
-use super::ROOT_INO;
+use super::{Attr, ROOT_INO};
 use crate::config::{ConflictPolicy, FsOptions};
 use crate::names::posix::CLAIM_KEY;
 use crate::store::failing::{FailingStore, Failure, Op};
@@ -163,6 +163,17 @@ async fn with_the_overwrite_policy_the_last_writer_wins() {
     assert!(conflict_copies(&s, "f").is_empty());
 }
 
+/// `open(name, O_WRONLY | O_CREAT | O_EXCL)` in the root, as `OWNER`.
+async fn create_exclusive(s: &Setup, name: &str) -> FsResult<(Attr, u64)> {
+    s.fs.create(
+        ROOT_INO,
+        OsStr::new(name),
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        OWNER,
+    )
+    .await
+}
+
 fn exclusive_in_bucket() -> Setup {
     setup_with(
         "",
@@ -179,15 +190,7 @@ async fn without_exclusive_in_bucket_an_exclusive_create_costs_no_request_and_a_
     let s = setup();
     assert!(s.fs.lookup(ROOT_INO, OsStr::new("tmp")).await.is_err());
     let requests = s.mem.stats().total_requests();
-    let (_, fh) =
-        s.fs.create(
-            ROOT_INO,
-            OsStr::new("tmp"),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            OWNER,
-        )
-        .await
-        .unwrap();
+    let (_, fh) = create_exclusive(&s, "tmp").await.unwrap();
     assert_eq!(
         s.mem.stats().total_requests(),
         requests,
@@ -212,14 +215,7 @@ async fn an_exclusive_create_of_a_name_another_client_took_meanwhile_is_eexist()
     let s = exclusive_in_bucket();
     assert!(s.fs.lookup(ROOT_INO, OsStr::new("lock")).await.is_err());
     put(&s.mem, "lock", b"theirs").await; // another host wins the race
-    let created =
-        s.fs.create(
-            ROOT_INO,
-            OsStr::new("lock"),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            OWNER,
-        )
-        .await;
+    let created = create_exclusive(&s, "lock").await;
     assert!(matches!(created, Err(FsError::Exists)), "{created:?}");
     assert_eq!(s.mem.bytes("lock").unwrap(), "theirs");
 }
@@ -227,15 +223,7 @@ async fn an_exclusive_create_of_a_name_another_client_took_meanwhile_is_eexist()
 #[tokio::test]
 async fn an_exclusive_create_reserves_the_name_in_the_bucket_at_once() {
     let s = exclusive_in_bucket();
-    let (_, fh) =
-        s.fs.create(
-            ROOT_INO,
-            OsStr::new("lock"),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            OWNER,
-        )
-        .await
-        .unwrap();
+    let (_, fh) = create_exclusive(&s, "lock").await.unwrap();
     assert_eq!(
         s.mem.bytes("lock").unwrap(),
         "",
@@ -248,15 +236,7 @@ async fn an_exclusive_create_reserves_the_name_in_the_bucket_at_once() {
     );
     let claim = |key: &str| s.mem.options(key).unwrap().metadata.get(CLAIM_KEY).cloned();
     let first = claim("lock").expect("a claim: whose empty object this is");
-    let (_, other) =
-        s.fs.create(
-            ROOT_INO,
-            OsStr::new("lock2"),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            OWNER,
-        )
-        .await
-        .unwrap();
+    let (_, other) = create_exclusive(&s, "lock2").await.unwrap();
     s.fs.release(other).await.unwrap();
     assert_ne!(claim("lock2"), Some(first), "each create its own");
     s.fs.write(fh, 0, Bytes::from_static(b"pid 42"))
