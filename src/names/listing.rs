@@ -3,7 +3,8 @@
 //! are forgotten (deleted by another client). A complete listing answers lookups of missing
 //! names for `dir_ttl` (see `lookup`), and its entries' metadata HEADs start while the next
 //! pages are listed. A readdir gets each page's entries as soon as they are in the table
-//! (`arriving`), and the next page is asked for as soon as a page's token is known: the
+//! (`arriving`), and the store asks for the next page as soon as a page's token is known
+//! (`ObjectStore::list_pages`): the
 //! pages come back to back, as fast as the store lists them, while the daemon enters them
 //! and the kernel reads them.
 
@@ -11,14 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
 use super::arriving::Arriving;
 use super::error::{NameError, NameResult};
 use super::inode::{Ino, Kind, Stat, ROOT_INO};
 use super::rules::showable;
 use super::Names;
-use crate::store::{ListPage, StoreError, StoreResult};
+use crate::store::pages::{PagedList, PAGE_KEYS};
+use crate::store::{ListPage, StoreError};
 
 /// One entry of a directory listing as served to readdir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +58,6 @@ fn dots(ino: Ino, parent: Ino) -> Vec<DirEntry> {
     vec![dir(ino, "."), dir(parent, "..")]
 }
 
-/// Keys per LIST page (the most S3 hands out at once).
-const PAGE_KEYS: usize = 1000;
-
 /// What `enter_listed` did with a page.
 struct Entered {
     /// The files' inodes (their HEADs start at once with `listing_metadata`).
@@ -68,9 +65,6 @@ struct Entered {
     /// The entries to show now, in name order: each name once, as the table has it.
     shown: Vec<DirEntry>,
 }
-
-/// LIST pages fetched ahead of the listing that enters them (see `Names::pages`).
-const PAGES_AHEAD: usize = 2;
 
 impl Names {
     /// The listing of `dir` (`.` and `..` first), once complete; notes the walk it may
@@ -147,8 +141,8 @@ impl Names {
     /// Lists `ino` in the store and records the listing, page by page: each page's entries
     /// go into the table as it arrives (a listing of 100,000 entries holds no second copy
     /// of them), then to `feed` (a readdir serves them while the next pages are listed),
-    /// and with `listing_metadata` their HEADs start. The pages come from `pages`, which
-    /// asks for each next one as soon as the one before it arrives.
+    /// and with `listing_metadata` their HEADs start. The pages come from the store's
+    /// `list_pages`, which asks for each next one as soon as it knows its token.
     ///
     /// A listing only `feed` wants is given up as soon as no one reads it any more (`ls |
     /// head` of a directory of a million names closed it after the first page): the
@@ -161,7 +155,10 @@ impl Names {
         let dir_prefix = self.dir_prefix(ino)?;
         let started = Instant::now();
         let (mut marker, mut any) = (false, false);
-        let mut pages = self.pages(dir_prefix.clone());
+        let mut pages = self
+            .store
+            .clone()
+            .list_pages(PagedList::grouped(&dir_prefix, "/"));
         loop {
             let page = pages.recv().await.ok_or(StoreError::TaskFailed {
                 task: "a directory listing's pages",
@@ -195,32 +192,6 @@ impl Names {
             feed.end(Ok(()));
         }
         Ok(())
-    }
-
-    /// The pages of the delimiter listing of `dir_prefix`, fetched back to back by a task
-    /// of their own: the next page is asked for as soon as a page arrives (its token is
-    /// known), not after the listing entered it, and at most `PAGES_AHEAD` wait. The last
-    /// page sent is the one without a token, or an error; dropping the receiver stops it.
-    fn pages(&self, dir_prefix: String) -> mpsc::Receiver<StoreResult<ListPage>> {
-        let (tx, rx) = mpsc::channel(PAGES_AHEAD);
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            let mut token = None;
-            loop {
-                let page = store
-                    .list_page(&dir_prefix, Some("/"), token, PAGE_KEYS)
-                    .await;
-                let next = page.as_ref().ok().and_then(|p| p.next_token.clone());
-                if tx.send(page).await.is_err() {
-                    return;
-                }
-                match next {
-                    Some(t) => token = Some(t),
-                    None => return,
-                }
-            }
-        });
-        rx
     }
 
     /// Lists the directory whole if one page of the listing holds it, and returns its

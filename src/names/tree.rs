@@ -30,7 +30,7 @@ use super::inode::{Ino, Kind, Stat};
 use super::listing::{inos, Listing};
 use super::rules::showable;
 use super::Names;
-use crate::store::ListedObject;
+use crate::store::{ListedObject, PagedList};
 
 /// Pages of 1,000 keys one run lists at most.
 pub(super) const TREE_PAGES: usize = 8;
@@ -113,16 +113,12 @@ impl Names {
             marked: Vec::new(),
             completed: 0,
         };
-        let mut token = None;
-        for _ in 0..TREE_PAGES {
-            let page = match token.take() {
-                None => {
-                    self.store
-                        .list_page_after(&run.prefix, &start_after, 1000)
-                        .await
-                }
-                Some(t) => self.store.list_page(&run.prefix, None, Some(t), 1000).await,
-            };
+        // The last key of `last`'s subtree, near enough: the pages stop after the one that
+        // goes past it (what follows is another run's, or the walk's).
+        let until = format!("{}{last}/{}", run.prefix, char::MAX);
+        let list = PagedList::flat(&run.prefix, &start_after, &until, TREE_PAGES);
+        let mut pages = self.store.clone().list_pages(list);
+        while let Some(page) = pages.recv().await {
             let page = match page {
                 Ok(page) => page,
                 Err(e) => {
@@ -137,24 +133,12 @@ impl Names {
             if run.completed > self.config.dir_cache_entries / 2 {
                 break; // more would push the first out of the listings kept
             }
-            // Compared as keys: the subtree of `top` comes after that of `last`.
-            let past_last = page.objects.last().is_some_and(|o| {
-                let rel = o.key.strip_prefix(&run.prefix).unwrap_or_default();
-                let top = rel.split('/').next().unwrap_or_default();
-                format!("{top}/") > format!("{last}/")
-            });
-            if past_last {
-                break; // what follows is another run's, or the walk's
-            }
-            match page.next_token {
-                Some(t) => token = Some(t),
-                None => {
-                    while let Some(open) = run.open.pop() {
-                        self.tree_complete(&mut run, open);
-                    }
-                    self.read_markers(&mut run);
-                    break;
+            if page.next_token.is_none() {
+                while let Some(open) = run.open.pop() {
+                    self.tree_complete(&mut run, open);
                 }
+                self.read_markers(&mut run);
+                break;
             }
         }
         // Directories still open were not seen to their end: the walk lists them itself.

@@ -15,16 +15,18 @@ pub mod fence;
 pub mod listing;
 pub mod local;
 pub mod memory;
+pub mod pages;
 pub mod retry;
 pub mod s3;
 pub mod sse_c;
 
 pub use error::{BadResponse, InvalidRequest, KeyRefusal, PartMismatch, SetupError, StoreError};
+pub use pages::{PagedList, Pages};
 pub use sse_c::SseCKey;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -294,6 +296,13 @@ pub trait ObjectStore: Send + Sync + 'static {
         start_after: &str,
         max_keys: usize,
     ) -> StoreResult<ListPage>;
+
+    /// The pages of `list`, read by a task of their own while the caller takes them (see
+    /// `pages`). Stores whose answers can be read for their token before they are decoded
+    /// ask for the next page sooner.
+    fn list_pages(self: Arc<Self>, list: PagedList) -> Pages {
+        pages::one_by_one(self, list)
+    }
 
     /// PUT a whole object; returns its ETag when the store gives one. With
     /// `opts.condition`, only when the key holds what it says (else `PreconditionFailed`).

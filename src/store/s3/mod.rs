@@ -13,9 +13,10 @@
 //!   rust-s3 0.38 orders the canonical headers wrongly when one header name is a prefix of
 //!   another (`x-amz-copy-source` / `-range`, the SSE-C `-key` / `-key-md5`, SSE-KMS), and
 //!   S3 servers then refuse the signature. LIST, DELETE, Abort and
-//!   ListMultipartUploads carry no such headers and use rust-s3's methods as they are (the
+//!   ListMultipartUploads carry no such headers and are signed by rust-s3 as they are (the
 //!   two listings from a `Bucket` clone whose extra query asks for URL-encoded keys:
-//!   `listing_encoding`);
+//!   `listing_encoding`); ListObjectsV2 answers are decoded here (`pages`), so the next
+//!   page can be asked for before a page is decoded;
 //! - the few places where rust-s3's convenience methods are wrong for us:
 //!   - copy: rust-s3 does not URL-encode the copy source and cannot send metadata; we send
 //!     `Command::CopyObject` with an encoded source from a `Bucket` clone whose extra headers
@@ -58,6 +59,8 @@
 //! - `errors`: S3 errors to `StoreError` (`map_s3_error`, `map_http_error`);
 //! - `sse_c_errors`: telling SSE-C problems apart in 400/403 answers;
 //! - `convert`: S3 answers to the store's types (times, `ObjectInfo`, ranged bodies);
+//! - `pages`: ListObjectsV2 requests, and their answers read for the next page's token before
+//!   they are decoded (`ObjectStore::list_pages`);
 //! - `listing_encoding`: listings with URL-encoded keys, decoded (XML text cannot carry
 //!   every key: a `\r` would come back as `\n`);
 //! - `region`: the bucket's region, asked of the server when none is configured
@@ -81,9 +84,10 @@ use s3::serde_types::{CompleteMultipartUploadData, HeadObjectResult};
 use s3::{Bucket, Region};
 
 use super::fence::WriteFences;
+use super::pages::{self as store_pages, PagedList, Pages};
 use super::retry::{with_retries, with_retries_if, Call, Latency, RetryPolicy, SMALL_BODY};
 use super::{
-    check_copy_range, BadResponse, CompletedPart, Condition, Honoured, ListPage, ListedObject,
+    check_copy_range, BadResponse, CompletedPart, Condition, Honoured, ListPage,
     MultipartUploadInfo, ObjectInfo, ObjectStore, PutOptions, SetupError, SseCKey, StatsCounter,
     StoreError, StoreResult, StoreStats, UserMetadata,
 };
@@ -105,6 +109,7 @@ mod convert;
 mod errors;
 mod headers;
 mod listing_encoding;
+mod pages;
 mod region;
 mod signing;
 mod sse_c_errors;
@@ -588,66 +593,10 @@ impl S3Store {
         start_after: Option<&str>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
-        let max_keys = max_keys.max(1);
-        let latency = match max_keys {
-            1 => &self.latency.list_probe,
-            _ => &self.latency.list_page,
-        };
-        let token = &token;
-        let (result, _status) = with_retries(
-            &self.retry,
-            Call::small(&format!("ListObjectsV2 {prefix}"))
-                .hedged(latency)
-                .counted(&self.stats, "ListObjectsV2", 0),
-            move || async move {
-                self.list_bucket
-                    .list_page(
-                        prefix.to_string(),
-                        delimiter.map(str::to_string),
-                        token.clone(),
-                        start_after.map(str::to_string),
-                        Some(max_keys),
-                    )
-                    .await
-                    .map_err(map_s3_error)
-            },
-        )
-        .await?;
-        let next_token = if result.is_truncated {
-            match result.next_continuation_token {
-                Some(t) if !t.is_empty() => Some(t),
-                _ => {
-                    return Err(StoreError::BadResponse(BadResponse::TruncatedWithout {
-                        request: "ListObjectsV2",
-                        missing: "NextContinuationToken",
-                    }))
-                }
-            }
-        } else {
-            None
-        };
-        let names = Names::of_answer(result.encoding_type.as_deref());
-        Ok(ListPage {
-            objects: result
-                .contents
-                .into_iter()
-                .map(|o| {
-                    Ok(ListedObject {
-                        last_modified: parse_iso_time(&o.last_modified),
-                        key: names.decode(o.key)?,
-                        size: o.size,
-                        etag: o.e_tag.filter(|e| !e.is_empty()),
-                    })
-                })
-                .collect::<StoreResult<_>>()?,
-            prefixes: result
-                .common_prefixes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| names.decode(p.prefix))
-                .collect::<Result<_, _>>()?,
-            next_token,
-        })
+        let answer = self
+            .list_answer(prefix, delimiter, token, start_after, max_keys)
+            .await?;
+        pages::decode_page(&answer)
     }
 }
 
@@ -725,6 +674,10 @@ impl ObjectStore for S3Store {
     ) -> StoreResult<ListPage> {
         self.list(prefix, None, None, Some(start_after), max_keys)
             .await
+    }
+
+    fn list_pages(self: Arc<Self>, list: PagedList) -> Pages {
+        store_pages::decoded_behind(self, list)
     }
 
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions) -> StoreResult<Option<String>> {

@@ -1609,3 +1609,58 @@ async fn a_page_the_server_is_slow_to_list_gets_one_twin_and_a_probe_more() {
         "a listing of one key is hedged further while all its attempts run long"
     );
 }
+
+/// A page of a flat listing: `key`, and `token` when more follow.
+fn flat_page(key: &str, token: Option<&str>) -> String {
+    let more = match token {
+        Some(t) => format!(
+            "<IsTruncated>true</IsTruncated><NextContinuationToken>{t}</NextContinuationToken>"
+        ),
+        None => "<IsTruncated>false</IsTruncated>".to_string(),
+    };
+    let body = format!("<ListBucketResult><Name>bkt</Name>{more}<Contents><Key>{key}</Key><LastModified>2015-10-21T07:28:00.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>3</Size></Contents></ListBucketResult>");
+    response("200 OK", &[], &body)
+}
+
+async fn read_pages(mut pages: Pages) -> Vec<String> {
+    let mut keys = Vec::new();
+    while let Some(page) = pages.recv().await {
+        keys.extend(page.unwrap().objects.into_iter().map(|o| o.key));
+    }
+    keys
+}
+
+#[tokio::test]
+async fn a_paged_listing_starts_after_its_key_then_follows_the_tokens() {
+    let (endpoint, seen) = serve(vec![
+        flat_page("t/b", Some("tok1")),
+        flat_page("t/c", Some("tok2")),
+        flat_page("t/d", None),
+    ]);
+    let s = Arc::new(store(endpoint, 0, T));
+    let keys = read_pages(s.list_pages(PagedList::flat("t/", "t/a", "t/z", 10))).await;
+    assert_eq!(keys, ["t/b", "t/c", "t/d"]);
+    let seen = seen.lock().unwrap();
+    let lines: Vec<&str> = seen.iter().map(|r| r.lines().next().unwrap()).collect();
+    assert!(lines[0].contains("start-after=t%2fa"), "{}", lines[0]);
+    assert!(!lines[0].contains("continuation-token"), "{}", lines[0]);
+    assert!(lines[1].contains("continuation-token=tok1"), "{}", lines[1]);
+    assert!(!lines[1].contains("start-after"), "{}", lines[1]);
+    assert!(lines[2].contains("continuation-token=tok2"), "{}", lines[2]);
+    assert!(!lines.iter().any(|l| l.contains("delimiter")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn a_token_the_answer_escapes_is_followed_as_the_decoded_page_names_it() {
+    let (endpoint, seen) = serve(vec![
+        flat_page("d/a", Some("x&amp;y")),
+        flat_page("d/b", None),
+    ]);
+    let s = Arc::new(store(endpoint, 0, T));
+    let keys = read_pages(s.list_pages(PagedList::grouped("d/", "/"))).await;
+    assert_eq!(keys, ["d/a", "d/b"]);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "no request on a misread token");
+    let second = seen[1].lines().next().unwrap();
+    assert!(second.contains("continuation-token=x%26y"), "{second}");
+}
