@@ -93,6 +93,12 @@ struct Book {
     bad: Option<usize>,
     fail_request: Option<usize>,
     log: Log,
+    /// Each request sends its page's number here when it runs.
+    ran: std::sync::mpsc::Sender<usize>,
+    ran_seen: Mutex<std::sync::mpsc::Receiver<usize>>,
+    /// Decoding a page waits (a while) for the next page's request to run, and logs whether
+    /// it did: `decode N while N+1 runs`.
+    wait_for_next: bool,
 }
 
 fn token(n: usize) -> String {
@@ -100,12 +106,16 @@ fn token(n: usize) -> String {
 }
 
 fn book(count: usize) -> Book {
+    let (ran, ran_seen) = std::sync::mpsc::channel();
     Book {
         count,
         guess: Guess::Right,
         bad: None,
         fail_request: None,
         log: Log::default(),
+        ran,
+        ran_seen: Mutex::new(ran_seen),
+        wait_for_next: false,
     }
 }
 
@@ -137,7 +147,11 @@ impl PageAnswers for Book {
             true => Err(StoreError::Unreachable("no route".into())),
             false => Ok((n, self.guess(n))),
         };
-        async move { answer }
+        let ran = self.ran.clone();
+        async move {
+            let _ = ran.send(n);
+            answer
+        }
     }
 
     fn token_in(answer: &Self::Answer) -> Option<String> {
@@ -149,6 +163,16 @@ impl PageAnswers for Book {
     }
 
     fn decode(&self, (n, _): Self::Answer) -> StoreResult<ListPage> {
+        if self.wait_for_next && self.token_after(n).is_some() {
+            let ran = self.ran_seen.lock().unwrap();
+            let wait = std::time::Duration::from_secs(5);
+            if std::iter::from_fn(|| ran.recv_timeout(wait).ok()).any(|r| r == n + 1) {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("decode {n} while {} runs", n + 1));
+            }
+        }
         self.log.lock().unwrap().push(format!("decode {n}"));
         if self.bad == Some(n) {
             return Err(StoreError::BadResponse(BadResponse::Unparsable(
@@ -203,6 +227,20 @@ async fn the_next_page_is_asked_for_before_a_page_is_decoded() {
         log,
         ["ask 0", "ask 1", "decode 0", "ask 2", "decode 1", "decode 2"]
     );
+}
+
+/// On a runtime of one thread, where a decode that held the thread would keep the next
+/// page's request from being sent until it ends.
+#[tokio::test(flavor = "current_thread")]
+async fn a_page_is_decoded_while_the_next_pages_request_runs() {
+    let mut waiting = book(3);
+    waiting.wait_for_next = true;
+    let (read, log) = read_behind(waiting, usize::MAX).await;
+    assert_eq!(read, ["k0", "k1", "k2"]);
+    for n in 0..2 {
+        let overlapped = format!("decode {n} while {} runs", n + 1);
+        assert!(log.contains(&overlapped), "{overlapped:?} not in {log:?}");
+    }
 }
 
 #[tokio::test]
