@@ -285,17 +285,19 @@ impl Latency {
         Latency::new(Duration::from_millis(20), Duration::from_secs(2))
     }
 
-    /// For pages of a listing (more than one key): hedged like small requests, but with one
-    /// twin in flight at most (a twin that failed is replaced). The server's work for a page
-    /// varies with the directory, not with the page: a delimiter listing of 1,000
-    /// subdirectories over 100,000 keys takes Garage 170-195 ms alone, and it runs listings
-    /// one after another, so the next listing waited behind the twins (`find` of that tree
-    /// sent its page at 0, 20, 60 and 140 ms). Two attempts both stalling is rare among the
-    /// few pages a listing asks for.
+    /// For pages of a listing (more than one key): hedged after 200 ms at the earliest, 2 s at
+    /// the latest, with one twin in flight at most (a twin that failed is replaced). The
+    /// server's work for a page varies with the directory, not with the page: a delimiter
+    /// listing of 1,000 subdirectories over 100,000 keys takes Garage 165-195 ms, and it runs
+    /// listings one after another, so the next listing waited behind the twins. With the
+    /// floor of small requests (20 ms), `find` of that tree sent its first page at 0, 20, 60
+    /// and 140 ms; with one twin, the twin still cost the walk's first listing ~160 ms of
+    /// waiting behind it. A stalled page now costs 200 ms before its twin (3 % of requests
+    /// stalled in the bench's bad network: a few pages of a walk's hundred).
     pub fn page() -> Self {
         Latency {
             max_in_flight: ONE_TWIN,
-            ..Latency::small()
+            ..Latency::new(Duration::from_millis(200), Duration::from_secs(2))
         }
     }
 
@@ -926,9 +928,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_page_the_server_is_slow_to_list_gets_one_twin_not_more() {
-        // Every attempt takes 250 ms, about what a delimiter listing of 1,000 subdirectories
+        // Every attempt takes 250 ms, more than a delimiter listing of 1,000 subdirectories
         // takes Garage (which lists one at a time): small requests start attempts at 20, 60
-        // and 140 ms (the next would be at 300); a page only its twin at 20 ms.
+        // and 140 ms (the next would be at 300); a page only its twin, at 200 ms.
         let started_for = |latency: Latency| async move {
             let attempts = AtomicU32::new(0);
             let (result, _) = hedged_call(&hedging_policy(), &latency, |n| {
@@ -944,6 +946,23 @@ mod tests {
         };
         assert_eq!(started_for(Latency::small()).await, 4);
         assert_eq!(started_for(Latency::page()).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_page_the_server_lists_in_150_ms_gets_no_twin() {
+        // What a delimiter page of 1,000 subdirectories takes Garage, which would list the
+        // twin after it, and the walk's next listing after the twin.
+        let attempts = AtomicU32::new(0);
+        let (result, _) = hedged_call(&hedging_policy(), &Latency::page(), |n| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                Ok(n)
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 0);
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
