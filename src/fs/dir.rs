@@ -64,8 +64,9 @@ impl Fs {
     }
 
     /// Up to `count` entries from `offset` of the directory open as `fh`, each with its
-    /// attributes, the metadata of listed entries fetched first (unless switched off by
-    /// `listing_metadata`). Each comes with the offset of the entry after it, and with
+    /// attributes, the metadata of listed entries fetched first when `listing_metadata` says
+    /// so or a tool asks for the attributes of the directory's entries in order
+    /// (`Names::attrs_walked`). Each comes with the offset of the entry after it, and with
     /// whether its attributes are known (see `Names::attrs_known`): an entry whose metadata
     /// was not read (switched off, or its HEAD failed) must not be cached by the kernel.
     pub async fn readdir_attrs(
@@ -88,7 +89,7 @@ impl Fs {
             return Err(FsError::BadHandle);
         };
         let dir = *dir;
-        if self.opts.listing_metadata {
+        if self.opts.listing_metadata || self.names.attrs_walked(dir) {
             // Run ahead: the next entries' HEADs start now (of those listed so far), so the
             // next readdir call finds them done.
             let ahead = listing.arrived_len().clamp(end, end + META_RUN_AHEAD);

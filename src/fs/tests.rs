@@ -651,6 +651,53 @@ async fn a_listing_costs_no_head_and_a_tool_stating_its_entries_in_order_gets_th
     );
 }
 
+/// `ls -l`: the kernel reads entries by readdirplus, and the tool stats each. Once it has
+/// stated the first ones in order, the next readdirplus hands over the entries' stored
+/// attributes (their HEADs done first), so the tool's stats need no lookup each.
+#[tokio::test]
+async fn once_a_tool_stats_a_directorys_entries_in_order_readdirplus_hands_over_their_attributes() {
+    let s = setup_with(
+        "",
+        FsOptions {
+            metadata_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    for i in 0..1000 {
+        put(&s.mem, &format!("f{i:04}"), b"x").await;
+    }
+    for i in 0..10 {
+        put(&s.mem, &format!("d/g{i}"), b"x").await;
+    }
+    let fh = s.fs.opendir(ROOT_INO).await.unwrap();
+    let first = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
+    assert!(first.iter().skip(2).all(|l| !l.known), "names only so far");
+    for name in ["f0000", "f0001"] {
+        s.fs.lookup(ROOT_INO, OsStr::new(name)).await.unwrap();
+    }
+    // Past what the stats' run-ahead started.
+    let later = s.fs.readdir_attrs(fh, 700, 64).await.unwrap();
+    assert_eq!(later.len(), 64);
+    assert!(
+        later.iter().all(|l| l.known),
+        "handed over with their attributes"
+    );
+    // `ls -f` of another directory after a lone stat: still names only.
+    let d = s.fs.lookup(ROOT_INO, OsStr::new("d")).await.unwrap();
+    let fh = s.fs.opendir(d.ino).await.unwrap();
+    s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
+    s.fs.lookup(d.ino, OsStr::new("g5")).await.unwrap();
+    let heads = s.mem.stats().count("HeadObject");
+    let again = s.fs.readdir_attrs(fh, 0, 64).await.unwrap();
+    assert_eq!(
+        again.iter().filter(|l| l.known).count(),
+        2 + 1,
+        "., .. and g5"
+    );
+    assert_eq!(s.mem.stats().count("HeadObject"), heads);
+}
+
 #[tokio::test]
 async fn a_tool_slower_than_the_ttl_through_a_long_listing_finds_its_entries_fresh() {
     let s = setup_with(
