@@ -156,12 +156,13 @@ async fn sign_and_send(
         .map(|(body, integrity)| (body.len(), &integrity[..]));
     let (url, headers) = signed_headers(request, integrity).await?;
     let client = bucket.http_client();
+    // The URL as parsed already (a string would be parsed again).
     let builder = match request.command.http_verb() {
-        HttpMethod::Get => client.get(url.as_str()),
-        HttpMethod::Head => client.head(url.as_str()),
-        HttpMethod::Put => client.put(url.as_str()),
-        HttpMethod::Post => client.post(url.as_str()),
-        HttpMethod::Delete => client.delete(url.as_str()),
+        HttpMethod::Get => client.get(url),
+        HttpMethod::Head => client.head(url),
+        HttpMethod::Put => client.put(url),
+        HttpMethod::Post => client.post(url),
+        HttpMethod::Delete => client.delete(url),
     };
     let builder = builder.headers(headers);
     let mut builder = match body {
