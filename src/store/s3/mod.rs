@@ -583,23 +583,6 @@ fn load_credentials(settings: &S3Settings) -> StoreResult<Credentials> {
 // ObjectStore
 // ---------------------------------------------------------------------------------------------
 
-impl S3Store {
-    /// One ListObjectsV2 page (see `ObjectStore::list_page` and `list_page_after`).
-    async fn list(
-        &self,
-        prefix: &str,
-        delimiter: Option<&str>,
-        token: Option<String>,
-        start_after: Option<&str>,
-        max_keys: usize,
-    ) -> StoreResult<ListPage> {
-        let answer = self
-            .list_answer(prefix, delimiter, token, start_after, max_keys)
-            .await?;
-        pages::decode_page(&answer)
-    }
-}
-
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn head(&self, key: &str) -> StoreResult<ObjectInfo> {
