@@ -210,11 +210,15 @@ define_options! {
         env: ["BUCKETFS_MAX_KEY_LENGTH"],
         flag: value(MountAndCheck, "--max-key-length", "BYTES"),
     }
+    // 64, the subdirectories one run claims (`names::tree::TREE_CLAIMS`): the next run starts
+    // as the walk enters the one before, so the runs' pages come back to back. `find` of
+    // 100,000 objects in 1,000 directories (Garage, by hand, 3 runs each): 0.83-0.87 s with 64
+    // against 0.88-0.93 s with 4, 0.86-0.92 s with 16 or 32, 0.93-1.01 s with 128.
     dir_read_ahead: usize {
         help: "Tree read-ahead while a tool walks a tree (find, du, rsync, ls -R): the \
                following subtrees are listed in flat pages, the next run starting when the \
                walk comes within N subdirectories of what is not listed yet (0 = off)",
-        default: value(4),
+        default: value(64),
         env: ["BUCKETFS_DIR_READ_AHEAD"],
         flag: value(Mount, "--dir-read-ahead", "N"),
     }
