@@ -606,8 +606,8 @@ async fn a_directory_larger_than_one_page_is_not_listed_for_misses() {
     );
 }
 
-#[tokio::test]
-async fn a_listing_costs_no_head_and_a_tool_stating_its_entries_in_order_gets_them_read_ahead() {
+/// A mount whose root holds `f0000`..`f0999`, listings and metadata kept for a minute.
+async fn thousand_files_kept_a_minute() -> Setup {
     let s = setup_with(
         "",
         FsOptions {
@@ -619,6 +619,12 @@ async fn a_listing_costs_no_head_and_a_tool_stating_its_entries_in_order_gets_th
     for i in 0..1000 {
         put(&s.mem, &format!("f{i:04}"), b"x").await;
     }
+    s
+}
+
+#[tokio::test]
+async fn a_listing_costs_no_head_and_a_tool_stating_its_entries_in_order_gets_them_read_ahead() {
+    let s = thousand_files_kept_a_minute().await;
     let fh = s.fs.opendir(ROOT_INO).await.unwrap();
     let listed = s.fs.readdir_attrs(fh, 0, 2000).await.unwrap();
     assert_eq!(listed.len(), 1002);
@@ -656,17 +662,7 @@ async fn a_listing_costs_no_head_and_a_tool_stating_its_entries_in_order_gets_th
 /// attributes (their HEADs done first), so the tool's stats need no lookup each.
 #[tokio::test]
 async fn once_a_tool_stats_a_directorys_entries_in_order_readdirplus_hands_over_their_attributes() {
-    let s = setup_with(
-        "",
-        FsOptions {
-            metadata_ttl: Duration::from_secs(60),
-            dir_ttl: Duration::from_secs(60),
-            ..options()
-        },
-    );
-    for i in 0..1000 {
-        put(&s.mem, &format!("f{i:04}"), b"x").await;
-    }
+    let s = thousand_files_kept_a_minute().await;
     for i in 0..10 {
         put(&s.mem, &format!("d/g{i}"), b"x").await;
     }

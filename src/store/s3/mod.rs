@@ -646,7 +646,10 @@ impl ObjectStore for S3Store {
         token: Option<String>,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
-        self.list(prefix, delimiter, token, None, max_keys).await
+        let answer = self
+            .list_answer(prefix, delimiter, token, None, max_keys)
+            .await?;
+        pages::decode_page(&answer)
     }
 
     async fn list_page_after(
@@ -655,8 +658,10 @@ impl ObjectStore for S3Store {
         start_after: &str,
         max_keys: usize,
     ) -> StoreResult<ListPage> {
-        self.list(prefix, None, None, Some(start_after), max_keys)
-            .await
+        let answer = self
+            .list_answer(prefix, None, None, Some(start_after), max_keys)
+            .await?;
+        pages::decode_page(&answer)
     }
 
     fn list_pages(self: Arc<Self>, list: PagedList) -> Pages {

@@ -27,22 +27,7 @@ use crate::store::retry::{with_retries, Call};
 use crate::store::{BadResponse, ListPage, ListedObject, StoreError, StoreResult};
 
 impl S3Store {
-    /// One ListObjectsV2 page (see `ObjectStore::list_page` and `list_page_after`).
-    pub(super) async fn list(
-        &self,
-        prefix: &str,
-        delimiter: Option<&str>,
-        token: Option<String>,
-        start_after: Option<&str>,
-        max_keys: usize,
-    ) -> StoreResult<ListPage> {
-        let answer = self
-            .list_answer(prefix, delimiter, token, start_after, max_keys)
-            .await?;
-        decode_page(&answer)
-    }
-
-    /// The answer to one ListObjectsV2 request, as it came (see `list`).
+    /// The answer to one ListObjectsV2 request, as it came (`decode_page` reads it).
     pub(super) async fn list_answer(
         &self,
         prefix: &str,
