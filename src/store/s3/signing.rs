@@ -143,8 +143,9 @@ fn headers_of(response: &reqwest::Response) -> HashMap<String, String> {
 /// the signature is refused (Garage: 403 "Invalid signature"; AWS: SignatureDoesNotMatch).
 /// So the headers rust-s3 builds (host, dates, payload hash, Content-MD5, extra headers) are
 /// kept and the Authorization header is computed here with the SigV4 rules (sorted by name,
-/// values trimmed, inner whitespace collapsed), with rust-s3's key derivation. A HEAD's
-/// headers are built here altogether (`unsigned_head_headers`: the same ones, more cheaply).
+/// values trimmed, inner whitespace collapsed), with rust-s3's key derivation. The headers
+/// of a HEAD or a GET are built here altogether (`unsigned_read_headers`: the same ones, more
+/// cheaply).
 /// The request is then sent as rust-s3 sends it, with its reqwest client.
 async fn sign_and_send(
     request: &ReqwestRequest<'_>,
@@ -183,12 +184,16 @@ async fn signed_headers(
 ) -> Result<(url::Url, reqwest::header::HeaderMap), S3Error> {
     let bucket = request.bucket;
     let url = request.url()?;
-    // A HEAD's headers are built here: rust-s3's `headers()` parses the URL and copies the
-    // bucket again for each part of them, a quarter of the daemon's CPU in `ls -l` of a large
-    // directory (one HEAD an entry).
-    let head = body.is_none() && matches!(request.command, Command::HeadObject);
-    let mut headers = match head {
-        true => unsigned_head_headers(request, &url).await?,
+    // The headers of a read (HEAD, GET) are built here: rust-s3's `headers()` parses the URL
+    // and copies the bucket again for each part of them, a quarter of the daemon's CPU in
+    // `ls -l` of a large directory (one HEAD an entry).
+    let read = body.is_none()
+        && matches!(
+            request.command,
+            Command::HeadObject | Command::GetObject | Command::GetObjectRange { .. }
+        );
+    let mut headers = match read {
+        true => unsigned_read_headers(request, &url).await?,
         false => request.headers().await?,
     };
     if let Some((len, integrity)) = body {
@@ -201,7 +206,7 @@ async fn signed_headers(
     }
     // rust-s3's own signature holds for most HEADs and GETs: signing them again would only
     // cost CPU (a tenth of the daemon's, in `ls -l` of a large directory).
-    let signed_right = !head
+    let signed_right = !read
         && body.is_none()
         && matches!(
             request.command.http_verb(),
@@ -254,9 +259,10 @@ async fn signed_headers(
 /// The SHA-256 of an empty payload, what a HEAD's `x-amz-content-sha256` says.
 const EMPTY_PAYLOAD_SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// The headers rust-s3 sends with a HEAD, but its signature (and its unsigned `Date`): the
-/// bucket's extra headers, the host, the payload hash, the date and the session token.
-async fn unsigned_head_headers(
+/// The headers rust-s3 sends with a HEAD or a GET, but its signature (and its unsigned
+/// `Date`): the bucket's extra headers, the host, the payload hash, the date, the session
+/// token, and for a GET `Accept` and its range.
+async fn unsigned_read_headers(
     request: &ReqwestRequest<'_>,
     url: &url::Url,
 ) -> Result<reqwest::header::HeaderMap, S3Error> {
@@ -286,6 +292,16 @@ async fn unsigned_head_headers(
     };
     if let Some(token) = token {
         headers.insert("x-amz-security-token", token.parse()?);
+    }
+    if let Command::GetObject | Command::GetObjectRange { .. } = request.command {
+        headers.insert(reqwest::header::ACCEPT, "application/octet-stream".parse()?);
+    }
+    if let Command::GetObjectRange { start, end } = request.command {
+        let range = match end {
+            Some(end) => format!("bytes={start}-{end}"),
+            None => format!("bytes={start}-"),
+        };
+        headers.insert(reqwest::header::RANGE, range.parse()?);
     }
     Ok(headers)
 }
@@ -449,17 +465,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_head_is_sent_with_the_headers_and_signature_rust_s3_gives_it() {
+    async fn a_read_is_sent_with_the_headers_and_signature_rust_s3_gives_it() {
         let buckets = [
             bucket(Some("http://127.0.0.1:3900"), None),
             bucket(Some("https://s3.example.net"), Some("TOKEN")),
             bucket(None, None),
         ];
-        for bucket in &buckets {
+        let mut if_match = bucket(Some("http://127.0.0.1:3900"), None);
+        if_match.add_header("If-Match", "\"0123abcd\"");
+        let reads = [
+            Command::HeadObject,
+            Command::GetObject,
+            Command::GetObjectRange {
+                start: 5,
+                end: Some(9),
+            },
+            Command::GetObjectRange {
+                start: 5,
+                end: None,
+            },
+        ];
+        let cases = buckets
+            .iter()
+            .chain([&if_match])
+            .flat_map(|b| reads.iter().map(move |c| (b, c.clone())));
+        for (bucket, command) in cases {
             let path = object_path("dir/a b+c%d.txt");
-            let request = ReqwestRequest::new(bucket, &path, Command::HeadObject)
-                .await
-                .unwrap();
+            let request = ReqwestRequest::new(bucket, &path, command).await.unwrap();
             let (url, ours) = signed_headers(&request, None).await.unwrap();
             let theirs = request.headers().await.unwrap();
             assert_eq!(url, request.url().unwrap());
@@ -468,6 +500,9 @@ mod tests {
                 "x-amz-date",
                 "x-amz-content-sha256",
                 "x-amz-security-token",
+                "accept",
+                "range",
+                "if-match",
                 "authorization",
             ] {
                 assert_eq!(ours.get(name), theirs.get(name), "{name} for {url}");
