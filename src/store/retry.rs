@@ -949,14 +949,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_page_the_server_lists_in_150_ms_gets_no_twin() {
-        // What a delimiter page of 1,000 subdirectories takes Garage, which would list the
-        // twin after it, and the walk's next listing after the twin.
+    async fn a_page_the_server_lists_in_100_ms_gets_no_twin() {
+        // Well within what a delimiter page of 1,000 subdirectories takes Garage (165 ms),
+        // which would list the twin after it, and the walk's next listing after the twin.
         let attempts = AtomicU32::new(0);
         let (result, _) = hedged_call(&hedging_policy(), &Latency::page(), |n| {
             attempts.fetch_add(1, Ordering::SeqCst);
             async move {
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 Ok(n)
             }
         })
