@@ -926,43 +926,41 @@ mod tests {
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
 
+    /// `hedged_call` whose every attempt answers after `each_takes`: how many attempts
+    /// started, and which one's answer won.
+    async fn attempts_answering_after(latency: &Latency, each_takes: Duration) -> (u32, u32) {
+        let attempts = AtomicU32::new(0);
+        let (result, _) = hedged_call(&hedging_policy(), latency, |n| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(each_takes).await;
+                Ok(n)
+            }
+        })
+        .await;
+        (attempts.load(Ordering::SeqCst), result.unwrap())
+    }
+
     #[tokio::test]
     async fn a_page_the_server_is_slow_to_list_gets_one_twin_not_more() {
         // Every attempt takes 250 ms, more than a delimiter listing of 1,000 subdirectories
         // takes Garage (which lists one at a time): small requests start attempts at 20, 60
         // and 140 ms (the next would be at 300); a page only its twin, at 200 ms.
-        let started_for = |latency: Latency| async move {
-            let attempts = AtomicU32::new(0);
-            let (result, _) = hedged_call(&hedging_policy(), &latency, |n| {
-                attempts.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    Ok(n)
-                }
-            })
-            .await;
-            assert!(result.is_ok());
-            attempts.load(Ordering::SeqCst)
-        };
-        assert_eq!(started_for(Latency::small()).await, 4);
-        assert_eq!(started_for(Latency::page()).await, 2);
+        let slow = Duration::from_millis(250);
+        assert_eq!(attempts_answering_after(&Latency::small(), slow).await.0, 4);
+        assert_eq!(attempts_answering_after(&Latency::page(), slow).await.0, 2);
     }
 
     #[tokio::test]
     async fn a_page_the_server_lists_in_100_ms_gets_no_twin() {
         // Well within what a delimiter page of 1,000 subdirectories takes Garage (165 ms),
         // which would list the twin after it, and the walk's next listing after the twin.
-        let attempts = AtomicU32::new(0);
-        let (result, _) = hedged_call(&hedging_policy(), &Latency::page(), |n| {
-            attempts.fetch_add(1, Ordering::SeqCst);
-            async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                Ok(n)
-            }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 0);
-        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        let listed = Duration::from_millis(100);
+        assert_eq!(
+            attempts_answering_after(&Latency::page(), listed).await,
+            (1, 0),
+            "one attempt, and its answer"
+        );
     }
 
     #[tokio::test]
