@@ -184,12 +184,8 @@ pub fn decoded_behind<P: PageAnswers>(source: Arc<P>, list: PagedList) -> Pages 
                 answer = asked.answer() => answer,
                 _ = tx.closed() => return,
             };
-            let answer = answer.unwrap_or_else(|e| {
-                Err(StoreError::TaskFailed {
-                    task: "a listing's page request",
-                    cause: e.to_string(),
-                })
-            });
+            let answer = answer
+                .unwrap_or_else(|e| Err(StoreError::task_failed("a listing's page request", e)));
             let answer = match answer {
                 Ok(answer) => answer,
                 Err(e) => {
@@ -210,12 +206,7 @@ pub fn decoded_behind<P: PageAnswers>(source: Arc<P>, list: PagedList) -> Pages 
             let decoding = source.clone();
             let page = tokio::task::spawn_blocking(move || decoding.decode(answer))
                 .await
-                .unwrap_or_else(|e| {
-                    Err(StoreError::TaskFailed {
-                        task: "a listing's page decoding",
-                        cause: e.to_string(),
-                    })
-                });
+                .unwrap_or_else(|e| Err(StoreError::task_failed("a listing's page decoding", e)));
             let token = match &page {
                 Ok(p) if !list.ends_with(p) => p.next_token.clone(),
                 _ => None,
