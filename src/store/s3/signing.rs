@@ -365,7 +365,6 @@ fn signature(
 static SIGNING_KEY: std::sync::Mutex<Option<(SigningScope, Vec<u8>)>> = std::sync::Mutex::new(None);
 
 /// What a SigV4 signing key is derived from.
-#[derive(PartialEq, Eq)]
 struct SigningScope {
     date: time::Date,
     region: String,
@@ -378,18 +377,20 @@ fn signing_key(
     secret: &str,
     region: &Region,
 ) -> Result<Vec<u8>, S3Error> {
-    let scope = SigningScope {
-        date: datetime.date(),
-        region: region.to_string(),
-        secret: secret.to_string(),
-    };
+    let (date, region_name) = (datetime.date(), region.to_string());
     let mut last = SIGNING_KEY.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((known, key)) = last.as_ref() {
-        if *known == scope {
+        // Compared in place: the secret is copied only when the key is derived anew.
+        if known.date == date && known.region == region_name && known.secret == secret {
             return Ok(key.clone());
         }
     }
     let key = s3::signing::signing_key(datetime, secret, region, "s3")?;
+    let scope = SigningScope {
+        date,
+        region: region_name,
+        secret: secret.to_string(),
+    };
     *last = Some((scope, key.clone()));
     Ok(key)
 }
